@@ -1,0 +1,54 @@
+package fakebackend
+
+import (
+	"context"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/hobom/hobom-event-processor/proto/gen/outboxlogv1"
+	"github.com/hobom/hobom-event-processor/proto/gen/outboxmessagev1"
+)
+
+// The handlers only touch the store: authentication, faults, hooks and call
+// counts are applied to every rpc by Server.intercept.
+
+type messageFinder struct {
+	outboxmessagev1.UnimplementedFindHoBomMessageOutboxControllerServer
+	store *store
+}
+
+func (h messageFinder) FindOutboxByEventTypeAndStatusUseCase(_ context.Context, req *outboxmessagev1.Request) (*outboxmessagev1.Response, error) {
+	events := h.store.find(req.GetEventType(), req.GetStatus(), int(req.GetLimit()))
+	return &outboxmessagev1.Response{Items: messageResults(events)}, nil
+}
+
+type logFinder struct {
+	outboxlogv1.UnimplementedFindHoBomLogOutboxControllerServer
+	store *store
+}
+
+func (h logFinder) FindLogOutboxByEventTypeAndStatusUseCase(_ context.Context, req *outboxlogv1.Request) (*outboxlogv1.Response, error) {
+	events := h.store.find(req.GetEventType(), req.GetStatus(), int(req.GetLimit()))
+	return &outboxlogv1.Response{Items: logResults(events)}, nil
+}
+
+type patcher struct {
+	outboxmessagev1.UnimplementedPatchOutboxControllerServer
+	store *store
+}
+
+func (h patcher) PatchOutboxMarkAsSentUseCase(_ context.Context, req *outboxmessagev1.MarkRequest) (*emptypb.Empty, error) {
+	if !h.store.markSent(req.GetEventId()) {
+		return nil, status.Errorf(codes.NotFound, "outbox event %q not found", req.GetEventId())
+	}
+	return &emptypb.Empty{}, nil
+}
+
+func (h patcher) PatchOutboxMarkAsFailedUseCase(_ context.Context, req *outboxmessagev1.MarkFailedRequest) (*emptypb.Empty, error) {
+	if !h.store.markFailed(req.GetEventId(), req.GetErrorMessage()) {
+		return nil, status.Errorf(codes.NotFound, "outbox event %q not found", req.GetEventId())
+	}
+	return &emptypb.Empty{}, nil
+}

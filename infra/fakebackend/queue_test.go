@@ -1,0 +1,87 @@
+package fakebackend
+
+import (
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+// TestQueueMatchesModel drives a queue with random inserts and removals
+// near and far from both ends and compares it with a plain sorted slice.
+func TestQueueMatchesModel(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var q queue
+	var model []*row
+	var pool []*row // rows not in the queue
+	for i := range 5000 {
+		pool = append(pool, &row{seq: uint64(i + 1)})
+	}
+	for step := range 200_000 {
+		if len(pool) > 0 && (len(model) == 0 || rng.IntN(2) == 0) {
+			k := rng.IntN(len(pool))
+			r := pool[k]
+			pool = slices.Delete(pool, k, k+1)
+			q.insert(r)
+			i, _ := slices.BinarySearchFunc(model, r.seq, func(r *row, s uint64) int { return int(r.seq) - int(s) })
+			model = slices.Insert(model, i, r)
+		} else {
+			var k int
+			switch rng.IntN(3) {
+			case 0:
+				k = 0 // as marks of found rows do
+			case 1:
+				k = len(model) - 1
+			default:
+				k = rng.IntN(len(model))
+			}
+			r := model[k]
+			model = slices.Delete(model, k, k+1)
+			q.remove(r)
+			pool = append(pool, r)
+		}
+		if q.len() != len(model) {
+			t.Fatalf("step %d: len %d, want %d", step, q.len(), len(model))
+		}
+		if step%97 == 0 {
+			var got []*row
+			q.front(0, func(r *row) { got = append(got, r) })
+			if !slices.Equal(got, model) {
+				t.Fatalf("step %d: queue order differs from model", step)
+			}
+		}
+	}
+}
+
+func TestQueueFrontLimit(t *testing.T) {
+	var q queue
+	for i := range 10 {
+		q.insert(&row{seq: uint64(i + 1)})
+	}
+	var seqs []uint64
+	q.front(3, func(r *row) { seqs = append(seqs, r.seq) })
+	if !slices.Equal(seqs, []uint64{1, 2, 3}) {
+		t.Fatalf("front(3) = %v", seqs)
+	}
+}
+
+// TestQueueReclaimsDrainedSpace checks that a queue drained from the front,
+// as a backlog is, gives its free space back and keeps its order.
+func TestQueueReclaimsDrainedSpace(t *testing.T) {
+	var q queue
+	rows := make([]*row, 5000)
+	for i := range rows {
+		rows[i] = &row{seq: uint64(i + 1)}
+		q.insert(rows[i])
+	}
+	for _, r := range rows[:4000] {
+		q.remove(r)
+	}
+	if q.head >= minReclaim || cap(q.rows) >= len(rows) {
+		t.Fatalf("head %d, cap %d: free space not reclaimed", q.head, cap(q.rows))
+	}
+	var got []*row
+	q.front(0, func(r *row) { got = append(got, r) })
+	if !slices.Equal(got, rows[4000:]) {
+		t.Fatal("order lost by reclaiming")
+	}
+}

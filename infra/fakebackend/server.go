@@ -1,0 +1,204 @@
+// Package fakebackend is an in-memory stand-in for hobom-backend's outbox
+// gRPC services (CONTRACT.md §1), served on a real listener. Integration
+// tests, the load test and the dev mode run the processor against it; its
+// fault knobs make the backend slow or failing on demand.
+package fakebackend
+
+import (
+	"context"
+	"crypto/subtle"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/hobom/hobom-event-processor/messages"
+	"github.com/hobom/hobom-event-processor/proto/gen/outboxlogv1"
+	"github.com/hobom/hobom-event-processor/proto/gen/outboxmessagev1"
+)
+
+// closeGrace is how long Close lets calls in flight finish before cutting
+// them off; a delayed fault must not hold a test's cleanup.
+const closeGrace = 500 * time.Millisecond
+
+// Options configures Start.
+type Options struct {
+	// Addr is the address to listen on; "" means 127.0.0.1:0 (a free port,
+	// see Server.Addr).
+	Addr string
+	// APIKey, when set, makes every call without a matching x-api-key
+	// metadata fail with codes.Unauthenticated, as newer backends do.
+	APIKey string
+}
+
+// Server is a running fake backend. Its methods are safe for concurrent use.
+type Server struct {
+	grpc   *grpc.Server
+	lis    net.Listener
+	apiKey string
+	store  *store
+	knobs  *knobs
+
+	served    chan struct{} // closed when Serve returns
+	closeOnce sync.Once
+}
+
+// Start listens on opts.Addr and serves the three outbox services.
+func Start(opts Options) (*Server, error) {
+	addr := opts.Addr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("fakebackend: listen %s: %w", addr, err)
+	}
+	s := &Server{
+		lis:    lis,
+		apiKey: opts.APIKey,
+		store:  newStore(),
+		knobs:  newKnobs(),
+		served: make(chan struct{}),
+	}
+	s.grpc = grpc.NewServer(grpc.ChainUnaryInterceptor(s.intercept))
+	outboxmessagev1.RegisterFindHoBomMessageOutboxControllerServer(s.grpc, messageFinder{store: s.store})
+	outboxmessagev1.RegisterPatchOutboxControllerServer(s.grpc, patcher{store: s.store})
+	outboxlogv1.RegisterFindHoBomLogOutboxControllerServer(s.grpc, logFinder{store: s.store})
+	go func() {
+		defer close(s.served)
+		_ = s.grpc.Serve(lis) // returns when Close stops the server
+	}()
+	return s, nil
+}
+
+// Addr is the address the server listens on, for outbox.Config.Addr.
+func (s *Server) Addr() string { return s.lis.Addr().String() }
+
+// Close stops the server: calls in flight get closeGrace to finish, then
+// are cut off. Closing twice is harmless.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() {
+		stopped := make(chan struct{})
+		go func() {
+			s.grpc.GracefulStop()
+			close(stopped)
+		}()
+		t := time.NewTimer(closeGrace)
+		defer t.Stop()
+		select {
+		case <-stopped:
+		case <-t.C:
+			s.grpc.Stop()
+			<-stopped
+		}
+		<-s.served
+	})
+}
+
+// intercept runs before every handler: it counts the call, checks the api
+// key, then applies the rpc's fault and hook.
+func (s *Server) intercept(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	rpc, ok := rpcOf(info.FullMethod)
+	if !ok {
+		return nil, status.Errorf(codes.Unimplemented, "fakebackend: unknown method %s", info.FullMethod)
+	}
+	s.knobs.counter(rpc).Add(1)
+	if err := s.authorize(ctx); err != nil {
+		return nil, err
+	}
+	fault, hook := s.knobs.take(rpc)
+	if err := fault.apply(ctx); err != nil {
+		return nil, err
+	}
+	if hook != nil {
+		if err := hook(req); err != nil {
+			return nil, err
+		}
+	}
+	return handler(ctx, req)
+}
+
+func (s *Server) authorize(ctx context.Context) error {
+	if s.apiKey == "" {
+		return nil
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	for _, got := range md.Get("x-api-key") {
+		if subtle.ConstantTimeCompare([]byte(got), []byte(s.apiKey)) == 1 {
+			return nil
+		}
+	}
+	return status.Error(codes.Unauthenticated, "fakebackend: missing or wrong x-api-key")
+}
+
+func rpcOf(fullMethod string) (RPC, bool) {
+	switch fullMethod {
+	case outboxmessagev1.FindHoBomMessageOutboxController_FindOutboxByEventTypeAndStatusUseCase_FullMethodName:
+		return FindMessages, true
+	case outboxlogv1.FindHoBomLogOutboxController_FindLogOutboxByEventTypeAndStatusUseCase_FullMethodName:
+		return FindLogs, true
+	case outboxmessagev1.PatchOutboxController_PatchOutboxMarkAsSentUseCase_FullMethodName:
+		return MarkSent, true
+	case outboxmessagev1.PatchOutboxController_PatchOutboxMarkAsFailedUseCase_FullMethodName:
+		return MarkFailed, true
+	}
+	return "", false
+}
+
+// SetFault makes rpc misbehave as f says, replacing its previous fault. A
+// Fault with codes.OK and no Delay clears it.
+func (s *Server) SetFault(rpc RPC, f Fault) { s.knobs.setFault(rpc, f) }
+
+// ClearFaults makes every rpc behave again.
+func (s *Server) ClearFaults() { s.knobs.clearFaults() }
+
+// SetHook calls fn with each request of rpc (the generated proto request
+// type) before it is served, after any fault; an error from fn fails the
+// call (use status.Error to choose its code). A nil fn removes the hook.
+// fn runs on the server's goroutines and must be safe for concurrent use.
+func (s *Server) SetHook(rpc RPC, fn func(req any) error) { s.knobs.setHook(rpc, fn) }
+
+// Calls is how many calls of rpc the server received, failed ones included.
+func (s *Server) Calls(rpc RPC) int64 {
+	if c := s.knobs.counter(rpc); c != nil {
+		return c.Load()
+	}
+	return 0
+}
+
+// Add inserts rows, filling what a backend would: Status PENDING,
+// CreatedAt (and UpdatedAt) now in RFC 3339, ID and EventID generated,
+// Version 1. Any event type may be added; the message find rpc serves a
+// row's Message payload and the log find rpc its Log payload. A row whose
+// EventID exists is replaced and moves to the end of the insertion order.
+// The payloads are kept by reference: do not modify them afterwards.
+func (s *Server) Add(events ...messages.Event) { s.store.add(events) }
+
+// Seed adds n rows of eventType built by mk(i) for i in [0, n), in one
+// batch, to set up a large backlog quickly; mk may leave EventType empty.
+// A nil mk makes synthetic rows: a log payload for HOBOM_LOG, a mail
+// message payload for any other type.
+func (s *Server) Seed(eventType string, n int, mk func(i int) messages.Event) {
+	if mk == nil {
+		mk = func(i int) messages.Event { return synthetic(eventType, i) }
+	}
+	s.store.addFunc(n, func(i int) messages.Event {
+		ev := mk(i)
+		if ev.EventType == "" {
+			ev.EventType = eventType
+		}
+		return ev
+	})
+}
+
+// Event returns the row of eventID as the backend holds it now. Its
+// payloads are shared with the server: read them only.
+func (s *Server) Event(eventID string) (messages.Event, bool) { return s.store.event(eventID) }
+
+// Count is the number of rows of eventType with status.
+func (s *Server) Count(eventType, status string) int { return s.store.count(eventType, status) }

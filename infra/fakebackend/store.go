@@ -1,0 +1,183 @@
+package fakebackend
+
+import (
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hobom/hobom-event-processor/messages"
+)
+
+// row is one outbox row. Its event's payload pointers are shared with the
+// caller of Add and with snapshots: they are never written after Add.
+type row struct {
+	ev  messages.Event
+	seq uint64 // insertion order; unique per row
+}
+
+type queueKey struct{ eventType, status string }
+
+// store is the outbox table: rows by eventId, and per (type, status) a
+// queue in insertion order so that a find never scans the whole table.
+type store struct {
+	mu     sync.Mutex
+	byID   map[string]*row
+	queues map[queueKey]*queue
+	seq    uint64
+}
+
+func newStore() *store {
+	return &store{byID: map[string]*row{}, queues: map[queueKey]*queue{}}
+}
+
+// now is the backend's timestamp format (RFC 3339, UTC, nanoseconds).
+func now() string { return time.Now().UTC().Format(time.RFC3339Nano) }
+
+// queue returns the queue of k, creating it. Callers hold s.mu.
+func (s *store) queue(k queueKey) *queue {
+	q := s.queues[k]
+	if q == nil {
+		q = &queue{}
+		s.queues[k] = q
+	}
+	return q
+}
+
+func keyOf(ev *messages.Event) queueKey { return queueKey{ev.EventType, ev.Status} }
+
+// add inserts or replaces rows, filling the defaults a backend would: a
+// PENDING status, creation time, ids and version 1. A row whose eventId
+// exists already is replaced and moves to the end of the insertion order.
+func (s *store) add(events []messages.Event) {
+	s.addFunc(len(events), func(i int) messages.Event { return events[i] })
+}
+
+// addFunc adds the n rows event(0) ... event(n-1). It builds the rows in
+// place, so seeding a million rows holds them in memory once, not twice.
+func (s *store) addFunc(n int, event func(i int) messages.Event) {
+	ts := now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.byID) == 0 && n > 0 {
+		// Seeding a large backlog: size the map once.
+		s.byID = make(map[string]*row, n)
+	}
+	slab := make([]row, n)
+	var buf []byte
+	for i := range slab {
+		s.seq++
+		r := &slab[i]
+		r.ev, r.seq = event(i), s.seq
+		buf = fillDefaults(&r.ev, s.seq, ts, buf)
+		if old := s.byID[r.ev.EventID]; old != nil {
+			s.queues[keyOf(&old.ev)].remove(old)
+		}
+		s.byID[r.ev.EventID] = r
+		s.queue(keyOf(&r.ev)).insert(r)
+	}
+}
+
+// fillDefaults fills what the caller left empty; buf is scratch space for
+// the generated ids, returned for reuse.
+func fillDefaults(ev *messages.Event, seq uint64, ts string, buf []byte) []byte {
+	if ev.Status == "" {
+		ev.Status = messages.StatusPending
+	}
+	if ev.CreatedAt == "" {
+		ev.CreatedAt = ts
+	}
+	if ev.UpdatedAt == "" {
+		ev.UpdatedAt = ev.CreatedAt
+	}
+	if ev.ID == "" {
+		buf = strconv.AppendUint(append(buf[:0], "fake-row-"...), seq, 10)
+		ev.ID = string(buf)
+	}
+	if ev.EventID == "" {
+		buf = strconv.AppendUint(append(buf[:0], "fake-evt-"...), seq, 10)
+		ev.EventID = string(buf)
+	}
+	if ev.Version == 0 {
+		ev.Version = 1
+	}
+	return buf
+}
+
+// find snapshots the first limit rows of (eventType, status), all when
+// limit <= 0.
+func (s *store) find(eventType, status string, limit int) []messages.Event {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	q := s.queues[queueKey{eventType, status}]
+	if q == nil {
+		return nil
+	}
+	n := q.len()
+	if limit > 0 {
+		n = min(n, limit)
+	}
+	out := make([]messages.Event, 0, n)
+	q.front(limit, func(r *row) { out = append(out, r.ev) })
+	return out
+}
+
+// markSent applies the backend's SENT side effects; false if eventID is
+// unknown.
+func (s *store) markSent(eventID string) bool {
+	return s.update(eventID, func(ev *messages.Event, ts string) {
+		ev.Status = messages.StatusSent
+		ev.SentAt = ts
+		ev.LastError = ""
+		ev.Version++
+	})
+}
+
+// markFailed applies the backend's FAILED side effects; false if eventID is
+// unknown.
+func (s *store) markFailed(eventID, errorMessage string) bool {
+	return s.update(eventID, func(ev *messages.Event, ts string) {
+		ev.Status = messages.StatusFailed
+		ev.FailedAt = ts
+		ev.LastError = errorMessage
+		ev.RetryCount++
+		ev.Version++
+	})
+}
+
+// update changes one row and moves it to the queue of its new status.
+func (s *store) update(eventID string, fn func(ev *messages.Event, ts string)) bool {
+	ts := now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.byID[eventID]
+	if r == nil {
+		return false
+	}
+	before := keyOf(&r.ev)
+	fn(&r.ev, ts)
+	r.ev.UpdatedAt = ts
+	if after := keyOf(&r.ev); after != before {
+		s.queues[before].remove(r)
+		s.queue(after).insert(r)
+	}
+	return true
+}
+
+func (s *store) event(eventID string) (messages.Event, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.byID[eventID]
+	if r == nil {
+		return messages.Event{}, false
+	}
+	return r.ev, true
+}
+
+func (s *store) count(eventType, status string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if q := s.queues[queueKey{eventType, status}]; q != nil {
+		return q.len()
+	}
+	return 0
+}

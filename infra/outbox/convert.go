@@ -1,0 +1,116 @@
+package outbox
+
+import (
+	"github.com/hobom/hobom-event-processor/messages"
+	"github.com/hobom/hobom-event-processor/proto/gen/outboxlogv1"
+	"github.com/hobom/hobom-event-processor/proto/gen/outboxmessagev1"
+)
+
+// The conversions below run on every poll over possibly large backlogs, so
+// they allocate in slabs: one slice of events and one of payloads per
+// response instead of one allocation per row. Strings and the detail maps
+// are taken over from the decoded response, which nothing else references.
+// The price: an event kept after its poll keeps its whole page's payload
+// slab alive, which is fine for the short-lived pages the pollers use.
+
+// messageEvents converts the message find rpc's rows; Event.Message is set,
+// or nil when the row has no payload.
+func messageEvents(items []*outboxmessagev1.QueryResult) []messages.Event {
+	if len(items) == 0 {
+		return nil
+	}
+	events := make([]messages.Event, len(items))
+	payloads := make([]messages.MessagePayload, countNonNil(items, (*outboxmessagev1.QueryResult).GetPayload))
+	for i, it := range items {
+		e := &events[i]
+		e.ID = it.GetId()
+		e.EventID = it.GetEventId()
+		e.EventType = it.GetEventType()
+		e.Status = it.GetStatus()
+		e.RetryCount = it.GetRetryCount()
+		e.Version = it.GetVersion()
+		e.SentAt = it.GetSentAt()
+		e.FailedAt = it.GetFailedAt()
+		e.LastError = it.GetLastError()
+		e.CreatedAt = it.GetCreatedAt()
+		e.UpdatedAt = it.GetUpdatedAt()
+		if p := it.GetPayload(); p != nil {
+			m := &payloads[0]
+			payloads = payloads[1:]
+			m.ID = p.GetId()
+			m.Title = p.GetTitle()
+			m.Body = p.GetBody()
+			m.Recipient = p.GetRecipient()
+			m.SenderID = p.GetSenderId()
+			m.Type = p.GetType()
+			e.Message = m
+		}
+	}
+	return events
+}
+
+// logEvents converts the log find rpc's rows; Event.Log is set, or nil
+// when the row has no payload, and likewise its Detail.
+func logEvents(items []*outboxlogv1.QueryResult) []messages.Event {
+	if len(items) == 0 {
+		return nil
+	}
+	events := make([]messages.Event, len(items))
+	payloads := make([]messages.LogPayload, countNonNil(items, (*outboxlogv1.QueryResult).GetPayload))
+	details := make([]messages.LogPayloadDetail, countNonNil(items, func(it *outboxlogv1.QueryResult) *outboxlogv1.LogPayloadDetail {
+		return it.GetPayload().GetPayload()
+	}))
+	for i, it := range items {
+		e := &events[i]
+		e.ID = it.GetId()
+		e.EventID = it.GetEventId()
+		e.EventType = it.GetEventType()
+		e.Status = it.GetStatus()
+		e.RetryCount = it.GetRetryCount()
+		e.Version = it.GetVersion()
+		e.SentAt = it.GetSentAt()
+		e.FailedAt = it.GetFailedAt()
+		e.LastError = it.GetLastError()
+		e.CreatedAt = it.GetCreatedAt()
+		e.UpdatedAt = it.GetUpdatedAt()
+		p := it.GetPayload()
+		if p == nil {
+			continue
+		}
+		l := &payloads[0]
+		payloads = payloads[1:]
+		l.TraceID = p.GetTraceId()
+		l.Level = p.GetLevel()
+		l.Method = p.GetMethod()
+		l.Path = p.GetPath()
+		l.StatusCode = p.GetStatusCode()
+		l.Host = p.GetHost()
+		l.UserID = p.GetUserId()
+		l.ServiceType = p.GetServiceType()
+		l.Message = p.GetMessage()
+		if d := p.GetPayload(); d != nil {
+			ld := &details[0]
+			details = details[1:]
+			ld.Query = d.GetQuery()
+			ld.Body = d.GetBody()
+			ld.Headers = d.GetHeaders()
+			ld.Error = d.GetError()
+			l.Detail = ld
+		}
+		e.Log = l
+	}
+	return events
+}
+
+// countNonNil counts the items whose sub-message get returns non-nil, to
+// size a slab exactly.
+func countNonNil[T any, P comparable](items []T, get func(T) P) int {
+	var zero P
+	n := 0
+	for _, it := range items {
+		if get(it) != zero {
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,93 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/hobom/hobom-event-processor/messages"
+	"github.com/hobom/hobom-event-processor/proto/gen/outboxlogv1"
+	"github.com/hobom/hobom-event-processor/proto/gen/outboxmessagev1"
+)
+
+// ErrResponseTooLarge is wrapped by the error of a Find whose response
+// exceeded Config.MaxRecvBytes. The backend's find is unbounded, so this is
+// how a backlog grown too large shows up; callers can test for it with
+// errors.Is.
+var ErrResponseTooLarge = errors.New("backlog response exceeded the receive limit")
+
+// Find lists the rows of eventType with status through the find rpc of
+// the route. limit > 0 asks for at most limit rows (an old backend ignores
+// it and returns them all); 0 leaves the request field unset.
+func (c *Client) Find(ctx context.Context, rpc messages.FindRPC, eventType, status string, limit int) ([]messages.Event, error) {
+	if limit < 0 {
+		return nil, fmt.Errorf("outbox: find %s/%s: negative limit %d", eventType, status, limit)
+	}
+	var (
+		events []messages.Event
+		err    error
+	)
+	switch rpc {
+	case messages.FindMessageOutbox:
+		events, err = c.findMessages(ctx, eventType, status, limit)
+	case messages.FindLogOutbox:
+		events, err = c.findLogs(ctx, eventType, status, limit)
+	default:
+		return nil, fmt.Errorf("outbox: find %s/%s: unknown find rpc %q", eventType, status, rpc)
+	}
+	if err != nil {
+		return nil, c.findError(rpc, eventType, status, err)
+	}
+	return events, nil
+}
+
+func (c *Client) findMessages(ctx context.Context, eventType, status string, limit int) ([]messages.Event, error) {
+	ctx, cancel := c.callContext(ctx)
+	defer cancel()
+	req := &outboxmessagev1.Request{EventType: eventType, Status: status, Limit: limitField(limit)}
+	resp, err := c.messages.FindOutboxByEventTypeAndStatusUseCase(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return messageEvents(resp.GetItems()), nil
+}
+
+func (c *Client) findLogs(ctx context.Context, eventType, status string, limit int) ([]messages.Event, error) {
+	ctx, cancel := c.callContext(ctx)
+	defer cancel()
+	req := &outboxlogv1.Request{EventType: eventType, Status: status, Limit: limitField(limit)}
+	resp, err := c.logs.FindLogOutboxByEventTypeAndStatusUseCase(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return logEvents(resp.GetItems()), nil
+}
+
+// limitField is the optional request field: unset for 0, so that "no
+// limit" is what an old backend sees too. Limits beyond int32 are clamped.
+func limitField(limit int) *int32 {
+	if limit <= 0 {
+		return nil
+	}
+	n := int32(min(limit, math.MaxInt32))
+	return &n
+}
+
+// findError wraps a find failure with its context. A response over the
+// receive limit gets an error that tells the operator what to change, and
+// is logged here because it will not go away by retrying.
+func (c *Client) findError(rpc messages.FindRPC, eventType, st string, err error) error {
+	if status.Code(err) == codes.ResourceExhausted {
+		c.log.Error().Err(err).
+			Str("rpc", string(rpc)).Str("event_type", eventType).Str("status", st).
+			Int("max_recv_bytes", c.maxRecvBytes).
+			Msg("outbox find response exceeded the receive limit; raise HOBOM_GRPC_MAX_RECV_BYTES or set HOBOM_FIND_LIMIT")
+		return fmt.Errorf("outbox: find %s/%s (%s rpc): %w of %d bytes; raise HOBOM_GRPC_MAX_RECV_BYTES or set HOBOM_FIND_LIMIT: %w",
+			eventType, st, rpc, ErrResponseTooLarge, c.maxRecvBytes, err)
+	}
+	return fmt.Errorf("outbox: find %s/%s (%s rpc): %w", eventType, st, rpc, err)
+}
