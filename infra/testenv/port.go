@@ -1,0 +1,60 @@
+// Package testenv starts the real servers the processor talks to (Redis and a
+// Kafka protocol fake) for tests of every package, and tears them down when
+// the test ends. It talks to no shared server: each call gets its own process
+// or in-memory cluster on a free loopback port, so tests can run in parallel
+// and can stop and restart their servers without disturbing anyone else.
+package testenv
+
+import (
+	"fmt"
+	"net"
+	"testing"
+	"time"
+)
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago. The
+// port is released before returning, so another process may take it first;
+// callers that start a server on it should retry with a new port when the
+// bind fails.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	port, err := freePort()
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	return port
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find free loopback port: %w", err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	if err := ln.Close(); err != nil {
+		return 0, fmt.Errorf("release free loopback port %d: %w", port, err)
+	}
+	return port, nil
+}
+
+// waitUntil polls cond every interval until it returns true or timeout
+// passes; it returns the last error cond reported when time runs out. Tests
+// wait for servers with it instead of sleeping a fixed time.
+func waitUntil(timeout, interval time.Duration, cond func() (bool, error)) error {
+	deadline := time.Now().Add(timeout)
+	var last error
+	for {
+		ok, err := cond()
+		if ok {
+			return nil
+		}
+		last = err
+		if time.Now().After(deadline) {
+			if last == nil {
+				last = fmt.Errorf("condition still false")
+			}
+			return fmt.Errorf("after %v: %w", timeout, last)
+		}
+		time.Sleep(interval)
+	}
+}
