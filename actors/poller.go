@@ -1,0 +1,207 @@
+package actors
+
+import (
+	"context"
+	"math/rand/v2"
+	"time"
+
+	"github.com/anthdm/hollywood/actor"
+	"github.com/rs/zerolog"
+
+	"github.com/hobom/hobom-event-processor/messages"
+)
+
+// PollerConfig tunes a poller.
+type PollerConfig struct {
+	// Interval is the wait after an empty poll; failures back off from it.
+	Interval time.Duration
+	// MaxBackoff caps the wait while the backend, Kafka or Redis keeps failing.
+	MaxBackoff time.Duration
+	// FindLimit > 0 asks the backend for at most that many rows per poll.
+	FindLimit int
+	// FindTimeout bounds one find rpc.
+	FindTimeout time.Duration
+	// BatchTimeout is how long the poller waits for a batch to resolve
+	// before it polls again anyway (the publisher lost it in a restart); the
+	// publisher never publishes an event twice at once, so this is safe.
+	BatchTimeout time.Duration
+}
+
+// Poller fetches the PENDING events of one route and hands them to the
+// publisher, one batch at a time: it does not fetch again until the batch
+// is resolved, which is the flow control the unbounded inboxes lack.
+type Poller struct {
+	route     messages.Route
+	outbox    Outbox
+	publisher *actor.PID
+	cfg       PollerConfig
+	log       zerolog.Logger
+	metrics   Metrics
+
+	engine *actor.Engine
+	self   *actor.PID
+
+	// seq numbers finds and batches; it starts at random so that a
+	// restarted poller never takes an answer meant for its predecessor.
+	seq        uint64
+	finding    bool
+	cancelFind context.CancelFunc
+	batch      uint64 // id of the batch at the publisher, 0 when none
+	batchSize  int
+	batchStart time.Time
+	failures   int
+	timer      *time.Timer
+	timerGen   uint64
+}
+
+// NewPoller returns the producer of a poller for route.
+func NewPoller(route messages.Route, outbox Outbox, publisher *actor.PID, cfg PollerConfig, log zerolog.Logger, m Metrics) actor.Producer {
+	return func() actor.Receiver {
+		return &Poller{
+			route: route, outbox: outbox, publisher: publisher, cfg: cfg, metrics: orNop(m),
+			log: log.With().Str("actor", "poller").Str("eventType", route.EventType).Logger(),
+			seq: rand.Uint64() >> 1,
+		}
+	}
+}
+
+type (
+	pollTick struct{ gen uint64 }
+	findDone struct {
+		seq    uint64
+		events []messages.Event
+		err    error
+		took   time.Duration
+	}
+	batchTimeout struct{ batch uint64 }
+)
+
+func (p *Poller) Receive(c *actor.Context) {
+	switch m := c.Message().(type) {
+	case actor.Started:
+		p.engine, p.self = c.Engine(), c.PID()
+		p.schedule(0)
+	case actor.Stopped:
+		if p.timer != nil {
+			p.timer.Stop()
+		}
+		if p.cancelFind != nil {
+			p.cancelFind() // a find has no side effects: cutting it short is safe
+		}
+	case pollTick:
+		if m.gen == p.timerGen && !p.finding && p.batch == 0 {
+			p.find()
+		}
+	case findDone:
+		p.onFound(m)
+	case messages.BatchResolved:
+		p.onResolved(m)
+	case messages.PeerLost:
+		if p.batch != 0 {
+			p.log.Warn().Uint64("batch", p.batch).Msg("publisher crashed holding this batch; polling again after a pause")
+			p.batch = 0
+			p.backoff()
+		}
+	case batchTimeout:
+		if m.batch == p.batch && p.batch != 0 {
+			p.log.Error().Uint64("batch", p.batch).Int("events", p.batchSize).Dur("waited", time.Since(p.batchStart)).
+				Msg("batch not resolved in time; polling again (events still in flight are not published twice)")
+			p.batch = 0
+			p.backoff()
+		}
+	}
+}
+
+func (p *Poller) find() {
+	p.seq++
+	p.finding = true
+	seq, route, limit := p.seq, p.route, p.cfg.FindLimit
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.FindTimeout)
+	p.cancelFind = cancel
+	engine, self, outbox := p.engine, p.self, p.outbox
+	go func() {
+		defer cancel()
+		start := time.Now()
+		events, err := outbox.Find(ctx, route.Find, route.EventType, messages.StatusPending, limit)
+		engine.Send(self, findDone{seq: seq, events: events, err: err, took: time.Since(start)})
+	}()
+}
+
+func (p *Poller) onFound(m findDone) {
+	if m.seq != p.seq || !p.finding {
+		return
+	}
+	p.finding, p.cancelFind = false, nil
+	p.metrics.PollDone(p.route.EventType, m.took, len(m.events), m.err)
+	if m.err != nil {
+		p.log.Warn().Err(m.err).Int("failures", p.failures+1).Msg("find pending events failed")
+		p.backoff()
+		return
+	}
+	if len(m.events) == 0 {
+		p.failures = 0
+		p.schedule(p.cfg.Interval)
+		return
+	}
+	p.batch, p.batchSize, p.batchStart = m.seq, len(m.events), time.Now()
+	p.log.Debug().Uint64("batch", p.batch).Int("events", len(m.events)).Dur("took", m.took).Msg("fetched pending events")
+	p.engine.Send(p.publisher, messages.PublishBatch{BatchID: p.batch, Route: p.route, Events: m.events, ReplyTo: p.self})
+	if p.cfg.BatchTimeout > 0 {
+		id := p.batch
+		time.AfterFunc(p.cfg.BatchTimeout, func() { p.engine.Send(p.self, batchTimeout{batch: id}) })
+	}
+}
+
+func (p *Poller) onResolved(m messages.BatchResolved) {
+	if m.BatchID != p.batch || p.batch == 0 {
+		return
+	}
+	p.batch = 0
+	ev := p.log.Info()
+	if !m.AllResolved() {
+		ev = p.log.Warn()
+	}
+	ev.Int("events", m.Total()).
+		Int("sent", m.Counts[messages.OutcomeSent]).
+		Int("failed", m.Counts[messages.OutcomeFailed]).
+		Int("deferred", m.Counts[messages.OutcomeDeferred]).
+		Int("unmarked", m.Counts[messages.OutcomeUnmarked]).
+		Int("busy", m.Counts[messages.OutcomeBusy]).
+		Int("skipped", m.Counts[messages.OutcomeSkipped]).
+		Dur("took", time.Since(p.batchStart)).
+		Msg("batch resolved")
+	if m.AllResolved() {
+		// Everything left PENDING: there may be more behind a find limit,
+		// so fetch again at once.
+		p.failures = 0
+		p.schedule(0)
+		return
+	}
+	// Something stayed PENDING (Redis or the backend failing): wait, and
+	// wait longer the longer it lasts, so an outage is never a hot loop.
+	p.backoff()
+}
+
+func (p *Poller) backoff() {
+	p.failures++
+	d := p.cfg.Interval
+	for i := 1; i < p.failures && d < p.cfg.MaxBackoff; i++ {
+		d *= 2
+	}
+	p.schedule(min(d, max(p.cfg.MaxBackoff, p.cfg.Interval)))
+}
+
+// schedule arranges one pollTick after d; a newer schedule voids older ones.
+func (p *Poller) schedule(d time.Duration) {
+	p.timerGen++
+	gen := p.timerGen
+	if p.timer != nil {
+		p.timer.Stop()
+	}
+	if d <= 0 {
+		p.engine.Send(p.self, pollTick{gen: gen})
+		return
+	}
+	engine, self := p.engine, p.self
+	p.timer = time.AfterFunc(d, func() { engine.Send(self, pollTick{gen: gen}) })
+}

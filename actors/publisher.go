@@ -1,0 +1,457 @@
+package actors
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/anthdm/hollywood/actor"
+	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/hobom/hobom-event-processor/messages"
+)
+
+// PublisherConfig tunes the publisher.
+type PublisherConfig struct {
+	// Attempts is how often a record is produced before its events go to
+	// the DLQ; Backoff is the wait before the second attempt, doubling after.
+	Attempts int
+	Backoff  time.Duration
+	// MaxRecordBytes bounds a record value: log arrays are split below it
+	// and a single event above it goes to the DLQ instead of to Kafka.
+	MaxRecordBytes int
+	// MaxInflightRecords bounds records handed to the Kafka client and not
+	// yet acked; it must not exceed the client's MaxBufferedRecords, so
+	// that Produce never blocks the actor.
+	MaxInflightRecords int
+	// Mark bounds each SENT mark; MarkConcurrency bounds marks in flight.
+	Mark            RetryPolicy
+	MarkConcurrency int
+	// UnmarkedMemory bounds how many published-but-unmarked ids are kept.
+	UnmarkedMemory int
+}
+
+// Publisher turns batches into Kafka records, produces them asynchronously,
+// marks what Kafka acked as SENT and hands what failed to the DLQ actor. It
+// owns the state of every event in flight, so an event is never published
+// twice at once and every batch gets exactly one BatchResolved.
+type Publisher struct {
+	cfg      PublisherConfig
+	producer Producer
+	outbox   Outbox
+	dlq      *actor.PID
+	log      zerolog.Logger
+	metrics  Metrics
+	now      func() time.Time
+
+	engine *actor.Engine
+	self   *actor.PID
+
+	events     map[string]*pubBatch // in flight, by eventId
+	records    map[uint64]*recordFlight
+	nextRecord uint64
+	waiting    []*recordFlight // ready, held back by MaxInflightRecords
+	producing  int
+	marks      *workQueue
+	// unmarked remembers events whose last step succeeded but whose mark
+	// the backend did not take, so the next poll retries only the mark
+	// instead of publishing again.
+	unmarked map[string]unmarkedEvent
+	// atDLQ holds the events handed to the DLQ actor and not answered yet.
+	atDLQ   map[string]struct{}
+	drainTo *actor.PID
+}
+
+type pubBatch struct {
+	id        uint64 // the poller's id
+	replyTo   *actor.PID
+	route     messages.Route
+	eventType string
+	pending   int
+	start     time.Time
+	resolved  messages.BatchResolved
+}
+
+type recordFlight struct {
+	id      uint64
+	route   messages.Route
+	rec     *kgo.Record
+	events  []recordEvent
+	attempt int
+	sent    time.Time
+}
+
+// recordEvent locates one event's share of a record value: the whole value
+// for a message, one element of the array for a log record.
+type recordEvent struct {
+	id     string
+	lo, hi int
+}
+
+type unmarkedEvent struct {
+	status string // SENT or FAILED
+	route  messages.Route
+	reason string
+	at     time.Time
+}
+
+type (
+	// produced and retryRecord carry the instance that produced, because
+	// promises and timers of a crashed predecessor arrive at the same PID.
+	produced struct {
+		from   *Publisher
+		record uint64
+		err    error
+	}
+	retryRecord struct {
+		from   *Publisher
+		record uint64
+	}
+	markResult struct {
+		eventID string
+		err     error
+		tries   int
+		took    time.Duration
+	}
+)
+
+// NewPublisher returns the producer of the publisher actor.
+func NewPublisher(producer Producer, outbox Outbox, dlq *actor.PID, cfg PublisherConfig, log zerolog.Logger, m Metrics) actor.Producer {
+	return func() actor.Receiver {
+		return &Publisher{
+			cfg: cfg, producer: producer, outbox: outbox, dlq: dlq, metrics: orNop(m), now: time.Now,
+			log:      log.With().Str("actor", "publisher").Logger(),
+			events:   make(map[string]*pubBatch),
+			records:  make(map[uint64]*recordFlight),
+			marks:    newWorkQueue(cfg.MarkConcurrency),
+			unmarked: make(map[string]unmarkedEvent),
+			atDLQ:    make(map[string]struct{}),
+		}
+	}
+}
+
+func (p *Publisher) Receive(c *actor.Context) {
+	switch m := c.Message().(type) {
+	case actor.Started:
+		p.engine, p.self = c.Engine(), c.PID()
+		p.marks.bind(p.engine, p.self)
+	case messages.PublishBatch:
+		p.onBatch(m)
+	case produced:
+		if m.from == p {
+			p.onProduced(m)
+		}
+	case retryRecord:
+		if f, ok := p.records[m.record]; ok && m.from == p {
+			p.enqueue(f)
+		}
+	case workDone:
+		if m.q == p.marks {
+			p.marks.done()
+			p.onMarked(m.result.(markResult))
+		}
+	case messages.PeerLost:
+		p.onDLQLost()
+	case messages.DeadLetterResult:
+		p.onDeadLettered(m)
+	case messages.Drain:
+		p.drainTo = m.ReplyTo
+		p.log.Info().Int("events", len(p.events)).Int("records", len(p.records)).Msg("draining")
+		p.checkDrained()
+	case actor.Stopped:
+		if n := len(p.events); n > 0 {
+			p.log.Warn().Int("events", n).Msg("stopped with events in flight; they stay PENDING or published-but-unmarked and are retried by the next run")
+		}
+	}
+}
+
+func (p *Publisher) onBatch(m messages.PublishBatch) {
+	b := &pubBatch{id: m.BatchID, replyTo: m.ReplyTo, route: m.Route, eventType: m.Route.EventType, pending: len(m.Events), start: p.now()}
+	b.resolved.BatchID = m.BatchID
+	var logs []*messages.Event
+	for i := range m.Events {
+		e := &m.Events[i]
+		switch {
+		case e.EventID == "":
+			p.log.Error().Str("rowId", e.ID).Msg("outbox row without eventId: left PENDING, it cannot be marked")
+			p.settle(b, messages.OutcomeSkipped)
+			continue
+		case p.events[e.EventID] != nil:
+			p.settle(b, messages.OutcomeBusy)
+			continue
+		}
+		p.events[e.EventID] = b
+		if u, ok := p.unmarked[e.EventID]; ok {
+			p.retryMark(e.EventID, u)
+			continue
+		}
+		switch m.Route.Encoding {
+		case messages.EncodingLogArray:
+			logs = append(logs, e)
+		default:
+			p.encodeMessage(m.Route, e)
+		}
+	}
+	if len(logs) > 0 {
+		p.encodeLogs(m.Route, logs)
+	}
+	p.maybeAnswer(b)
+}
+
+// retryMark finishes an event that was published or dead-lettered before
+// and whose mark did not reach the backend.
+func (p *Publisher) retryMark(id string, u unmarkedEvent) {
+	if u.status == messages.StatusSent {
+		p.markSent(id)
+		return
+	}
+	p.atDLQ[id] = struct{}{}
+	p.engine.Send(p.dlq, messages.DeadLetter{Route: u.route, EventID: id, Reason: u.reason, StoredAlready: true, ReplyTo: p.self})
+}
+
+func (p *Publisher) encodeMessage(route messages.Route, e *messages.Event) {
+	value, err := messages.AppendMessageValue(nil, e.Message, p.now())
+	if err != nil {
+		p.deadLetter(route, e.EventID, messages.AppendUnencodable(nil, e.EventID, e.EventType, err.Error()), "encode: "+err.Error(), 0)
+		return
+	}
+	if len(value) > p.cfg.MaxRecordBytes {
+		p.deadLetter(route, e.EventID, value, p.tooLarge(len(value)), 0)
+		return
+	}
+	p.enqueue(&recordFlight{
+		route:  route,
+		rec:    &kgo.Record{Topic: route.Topic, Key: []byte(e.EventID), Value: value},
+		events: []recordEvent{{id: e.EventID, lo: 0, hi: len(value)}},
+	})
+}
+
+func (p *Publisher) tooLarge(n int) string {
+	return fmt.Sprintf("record too large: %d bytes, limit %d", n, p.cfg.MaxRecordBytes)
+}
+
+// encodeLogs writes the log events of one poll as JSON arrays, starting a
+// new record whenever the next element would push it over MaxRecordBytes
+// (the old service lost whole batches to Kafka's 1 MB limit).
+func (p *Publisher) encodeLogs(route messages.Route, events []*messages.Event) {
+	var (
+		obj []byte
+		cur *recordFlight
+		err error
+	)
+	flush := func() {
+		if cur != nil {
+			cur.rec.Value = append(cur.rec.Value, ']')
+			cur.rec.Key = messages.LogRecordKey(nil, p.now())
+			p.enqueue(cur)
+			cur = nil
+		}
+	}
+	for _, e := range events {
+		obj, err = messages.AppendLogObject(obj[:0], e.Log)
+		if err != nil {
+			one := append([]byte{'['}, messages.AppendUnencodable(nil, e.EventID, e.EventType, err.Error())...)
+			p.deadLetter(route, e.EventID, append(one, ']'), "encode: "+err.Error(), 0)
+			continue
+		}
+		if len(obj)+2 > p.cfg.MaxRecordBytes {
+			one := make([]byte, 0, len(obj)+2)
+			one = append(append(append(one, '['), obj...), ']')
+			p.deadLetter(route, e.EventID, one, p.tooLarge(len(one)), 0)
+			continue
+		}
+		if cur != nil && len(cur.rec.Value)+1+len(obj)+1 > p.cfg.MaxRecordBytes {
+			flush()
+		}
+		if cur == nil {
+			cur = &recordFlight{route: route, rec: &kgo.Record{Topic: route.Topic, Value: make([]byte, 0, min(p.cfg.MaxRecordBytes, 64<<10))}}
+			cur.rec.Value = append(cur.rec.Value, '[')
+		} else {
+			cur.rec.Value = append(cur.rec.Value, ',')
+		}
+		lo := len(cur.rec.Value)
+		cur.rec.Value = append(cur.rec.Value, obj...)
+		cur.events = append(cur.events, recordEvent{id: e.EventID, lo: lo, hi: len(cur.rec.Value)})
+	}
+	flush()
+}
+
+// enqueue produces the record now or, past MaxInflightRecords, as soon as
+// an earlier one is acked.
+func (p *Publisher) enqueue(f *recordFlight) {
+	if f.id == 0 {
+		p.nextRecord++
+		f.id = p.nextRecord
+		p.records[f.id] = f
+	}
+	if p.producing >= p.cfg.MaxInflightRecords {
+		p.waiting = append(p.waiting, f)
+		return
+	}
+	p.produce(f)
+}
+
+func (p *Publisher) produce(f *recordFlight) {
+	f.attempt++
+	f.sent = p.now()
+	p.producing++
+	// A fresh record per attempt: the client owns a record until its
+	// promise has run and fills in partition, offset and producer state.
+	rec := &kgo.Record{Topic: f.rec.Topic, Key: f.rec.Key, Value: f.rec.Value, Headers: f.rec.Headers}
+	engine, self, id := p.engine, p.self, f.id
+	p.producer.Produce(context.Background(), rec, func(_ *kgo.Record, err error) {
+		engine.Send(self, produced{from: p, record: id, err: err})
+	})
+}
+
+func (p *Publisher) onProduced(m produced) {
+	p.producing--
+	for p.producing < p.cfg.MaxInflightRecords && len(p.waiting) > 0 {
+		next := p.waiting[0]
+		p.waiting[0] = nil
+		p.waiting = p.waiting[1:]
+		p.produce(next)
+	}
+	f, ok := p.records[m.record]
+	if !ok {
+		return
+	}
+	p.metrics.ProduceDone(f.route.EventType, p.now().Sub(f.sent), m.err)
+	if m.err == nil {
+		delete(p.records, f.id)
+		for _, ev := range f.events {
+			p.markSent(ev.id)
+		}
+		return
+	}
+	if f.attempt < p.cfg.Attempts {
+		wait := p.cfg.Backoff << (f.attempt - 1)
+		p.log.Warn().Err(m.err).Str("topic", f.route.Topic).Int("events", len(f.events)).Int("attempt", f.attempt).
+			Dur("retryIn", wait).Msg("produce failed; retrying")
+		engine, self, id := p.engine, p.self, f.id
+		time.AfterFunc(wait, func() { engine.Send(self, retryRecord{from: p, record: id}) })
+		return
+	}
+	delete(p.records, f.id)
+	p.log.Error().Err(m.err).Str("topic", f.route.Topic).Int("events", len(f.events)).Int("attempts", f.attempt).
+		Msg("produce failed for good; sending events to the DLQ")
+	for _, ev := range f.events {
+		value := f.rec.Value[ev.lo:ev.hi]
+		if f.route.Encoding == messages.EncodingLogArray {
+			one := make([]byte, 0, len(value)+2)
+			value = append(append(append(one, '['), value...), ']')
+		}
+		p.deadLetter(f.route, ev.id, value, "kafka: "+m.err.Error(), f.attempt)
+	}
+}
+
+func (p *Publisher) deadLetter(route messages.Route, id string, value []byte, reason string, attempts int) {
+	p.atDLQ[id] = struct{}{}
+	p.engine.Send(p.dlq, messages.DeadLetter{
+		Route: route, EventID: id, Value: value, Reason: reason, Attempts: attempts, FailedAt: p.now(), ReplyTo: p.self,
+	})
+}
+
+func (p *Publisher) markSent(id string) {
+	outbox, policy := p.outbox, p.cfg.Mark
+	p.marks.push(func() any {
+		start := time.Now()
+		tries, err := policy.run(func(ctx context.Context) error { return outbox.MarkSent(ctx, id) })
+		return markResult{eventID: id, err: err, tries: tries, took: time.Since(start)}
+	})
+}
+
+func (p *Publisher) onMarked(m markResult) {
+	p.metrics.MarkDone(messages.StatusSent, m.took, m.err)
+	if m.err != nil {
+		p.remember(m.eventID, unmarkedEvent{status: messages.StatusSent, at: p.now()})
+		p.log.Warn().Err(m.err).Str("eventId", m.eventID).Int("tries", m.tries).
+			Msg("published but the SENT mark failed; the next poll retries the mark, not the publish")
+		p.resolve(m.eventID, messages.OutcomeUnmarked)
+		return
+	}
+	delete(p.unmarked, m.eventID)
+	p.resolve(m.eventID, messages.OutcomeSent)
+}
+
+func (p *Publisher) onDeadLettered(m messages.DeadLetterResult) {
+	if _, ok := p.atDLQ[m.EventID]; !ok {
+		return // given up on in onDLQLost
+	}
+	delete(p.atDLQ, m.EventID)
+	switch m.Outcome {
+	case messages.OutcomeUnmarked:
+		if b := p.events[m.EventID]; b != nil {
+			p.remember(m.EventID, unmarkedEvent{status: messages.StatusFailed, route: b.route, reason: m.Reason, at: p.now()})
+		}
+	case messages.OutcomeFailed, messages.OutcomeDeferred:
+		delete(p.unmarked, m.EventID)
+	}
+	p.resolve(m.EventID, m.Outcome)
+}
+
+// onDLQLost gives up on the events the crashed DLQ actor held: they are
+// left PENDING (their entry may or may not be written; writing it again is
+// idempotent) and come back with the next poll.
+func (p *Publisher) onDLQLost() {
+	if len(p.atDLQ) > 0 {
+		p.log.Warn().Int("events", len(p.atDLQ)).Msg("DLQ actor crashed; its events stay PENDING for the next poll")
+	}
+	for id := range p.atDLQ {
+		delete(p.atDLQ, id)
+		p.resolve(id, messages.OutcomeDeferred)
+	}
+}
+
+// remember keeps an unmarked id, bounded by UnmarkedMemory: past the bound
+// the oldest entries are forgotten, which costs at most a duplicate publish.
+func (p *Publisher) remember(id string, u unmarkedEvent) {
+	p.unmarked[id] = u
+	if len(p.unmarked) <= p.cfg.UnmarkedMemory {
+		return
+	}
+	var oldest string
+	var at time.Time
+	for k, v := range p.unmarked {
+		if oldest == "" || v.at.Before(at) {
+			oldest, at = k, v.at
+		}
+	}
+	delete(p.unmarked, oldest)
+}
+
+func (p *Publisher) resolve(id string, o messages.Outcome) {
+	b := p.events[id]
+	if b == nil {
+		return
+	}
+	delete(p.events, id)
+	p.settle(b, o)
+	p.maybeAnswer(b)
+	p.checkDrained()
+}
+
+func (p *Publisher) settle(b *pubBatch, o messages.Outcome) {
+	b.resolved.Counts[o]++
+	b.pending--
+	p.metrics.Resolved(b.eventType, o, 1)
+}
+
+func (p *Publisher) maybeAnswer(b *pubBatch) {
+	if b.pending != 0 || b.replyTo == nil {
+		return
+	}
+	b.resolved.Took = p.now().Sub(b.start)
+	p.engine.Send(b.replyTo, b.resolved)
+	b.replyTo = nil
+}
+
+func (p *Publisher) checkDrained() {
+	if p.drainTo == nil || len(p.events) > 0 || len(p.records) > 0 || !p.marks.idle() {
+		return
+	}
+	p.log.Info().Msg("drained")
+	p.engine.Send(p.drainTo, messages.Drained{From: p.self})
+	p.drainTo = nil
+}

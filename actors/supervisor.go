@@ -1,0 +1,323 @@
+package actors
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/anthdm/hollywood/actor"
+	"github.com/rs/zerolog"
+
+	"github.com/hobom/hobom-event-processor/messages"
+)
+
+// TreeConfig is everything the actor tree is built from.
+type TreeConfig struct {
+	Routes    []messages.Route
+	Poller    PollerConfig
+	Publisher PublisherConfig
+	DLQ       DLQConfig
+	// RestartBackoff is the wait before the first restart of a crashed
+	// child; it doubles with every crash up to MaxRestartBackoff and starts
+	// over once the child ran for StableAfter.
+	RestartBackoff    time.Duration
+	MaxRestartBackoff time.Duration
+	StableAfter       time.Duration
+	// PollerInboxSize is the starting inbox of a poller; small, because a
+	// poller holds few messages and there may be thousands of them.
+	PollerInboxSize int
+	// ChildMiddleware wraps every child's Receive inside the panic
+	// recovery (instrumentation; tests inject panics with it).
+	ChildMiddleware []actor.MiddlewareFunc
+}
+
+// Deps are the I/O adapters the actors use.
+type Deps struct {
+	Outbox   Outbox
+	Producer Producer
+	Store    DeadLetterStore
+	Metrics  Metrics
+	Log      zerolog.Logger
+}
+
+// Supervisor spawns and restarts the children and stops them in order. It
+// does not rely on hollywood's own restarts, which crash the process past
+// their limit (v1.0.5): children recover their panics (recoverChild), the
+// supervisor stops the broken instance and spawns a fresh one after an
+// exponential backoff, however often that happens.
+type Supervisor struct {
+	cfg     TreeConfig
+	deps    Deps
+	log     zerolog.Logger
+	metrics Metrics
+	tree    *Tree
+
+	ctx      *actor.Context
+	self     *actor.PID
+	children map[string]*child
+	dlq      *child
+	pub      *child
+	pollers  []*child
+
+	stage    shutdownStage
+	doneChan chan struct{}
+}
+
+type shutdownStage uint8
+
+const (
+	running shutdownStage = iota
+	stoppingPollers
+	drainingPublisher
+	drainingDLQ
+	stoppingRest
+)
+
+type child struct {
+	name     string
+	kind, id string
+	producer actor.Producer
+	opts     []actor.OptFunc
+	pid      *actor.PID
+	alive    bool // spawned and not yet poisoned
+	stopped  context.Context
+	restarts int
+	started  time.Time
+}
+
+type (
+	respawn        struct{ name string }
+	pollersStopped struct{}
+)
+
+// Tree is a running actor tree, the handle cmd/ and the HTTP API hold.
+type Tree struct {
+	engine     *actor.Engine
+	supervisor *actor.PID
+	mu         sync.Mutex
+	dlq        *actor.PID
+	publisher  *actor.PID
+}
+
+// StartTree spawns the supervisor, which spawns the DLQ actor, the
+// publisher and one poller per route before StartTree returns.
+func StartTree(e *actor.Engine, cfg TreeConfig, deps Deps) (*Tree, error) {
+	if err := messages.ValidateRoutes(cfg.Routes); err != nil {
+		return nil, err
+	}
+	t := &Tree{engine: e}
+	t.supervisor = e.Spawn(func() actor.Receiver {
+		return &Supervisor{cfg: cfg, deps: deps, tree: t, metrics: orNop(deps.Metrics),
+			log: deps.Log.With().Str("actor", "supervisor").Logger()}
+	}, "supervisor", actor.WithID("0"))
+	return t, nil
+}
+
+// DLQ is the DLQ actor's PID; stable across its restarts.
+func (t *Tree) DLQ() *actor.PID { t.mu.Lock(); defer t.mu.Unlock(); return t.dlq }
+
+// Publisher is the publisher's PID; stable across its restarts.
+func (t *Tree) Publisher() *actor.PID { t.mu.Lock(); defer t.mu.Unlock(); return t.publisher }
+
+// Poller is the PID of eventType's poller; stable across its restarts.
+func (t *Tree) Poller(eventType string) *actor.PID {
+	return actor.NewPID(t.engine.Address(), t.supervisor.ID+"/poller/"+eventType)
+}
+
+// Supervisor is the supervisor's PID.
+func (t *Tree) Supervisor() *actor.PID { return t.supervisor }
+
+// Stop stops the pollers, lets the publisher and then the DLQ actor finish
+// what they hold, and stops them. It returns an error if ctx ends first;
+// events still in flight then stay PENDING (or published-but-unmarked) and
+// are picked up by the next run.
+func (t *Tree) Stop(ctx context.Context) error {
+	done := make(chan struct{})
+	t.engine.Send(t.supervisor, messages.Shutdown{Done: done})
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("stop actor tree: %w", ctx.Err())
+	}
+	select {
+	case <-t.engine.PoisonCtx(ctx, t.supervisor).Done():
+	case <-ctx.Done():
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("stop supervisor: %w", ctx.Err())
+	}
+	return nil
+}
+
+func (s *Supervisor) Receive(c *actor.Context) {
+	switch m := c.Message().(type) {
+	case actor.Started:
+		s.ctx, s.self = c, c.PID()
+		s.start()
+	case messages.ChildCrashed:
+		s.onCrash(m)
+	case respawn:
+		if ch := s.children[m.name]; ch != nil && s.stage == running && !ch.alive {
+			s.spawn(ch)
+			s.tellDependents(ch)
+		}
+	case messages.Shutdown:
+		if s.stage == running {
+			s.doneChan = m.Done
+			s.stopPollers()
+		}
+	case pollersStopped:
+		s.stage = drainingPublisher
+		s.drain(s.pub)
+	case messages.Drained:
+		s.onDrained(m.From)
+	}
+}
+
+func (s *Supervisor) start() {
+	s.children = make(map[string]*child)
+	s.dlq = s.add("dlq", "dlq", "0", NewDLQ(s.deps.Store, s.deps.Outbox, s.cfg.DLQ, s.deps.Log, s.deps.Metrics))
+	s.spawn(s.dlq)
+	s.pub = s.add("publisher", "publisher", "0", NewPublisher(s.deps.Producer, s.deps.Outbox, s.dlq.pid, s.cfg.Publisher, s.deps.Log, s.deps.Metrics))
+	s.spawn(s.pub)
+	s.tree.mu.Lock()
+	s.tree.dlq, s.tree.publisher = s.dlq.pid, s.pub.pid
+	s.tree.mu.Unlock()
+	start := time.Now()
+	for _, r := range s.cfg.Routes {
+		ch := s.add("poller:"+r.EventType, "poller", r.EventType, NewPoller(r, s.deps.Outbox, s.pub.pid, s.cfg.Poller, s.deps.Log, s.deps.Metrics),
+			actor.WithInboxSize(max(s.cfg.PollerInboxSize, 4)))
+		s.pollers = append(s.pollers, ch)
+		s.spawn(ch)
+	}
+	s.log.Info().Int("pollers", len(s.pollers)).Dur("took", time.Since(start)).Msg("actor tree started")
+}
+
+func (s *Supervisor) add(name, kind, id string, p actor.Producer, opts ...actor.OptFunc) *child {
+	ch := &child{name: name, kind: kind, id: id, producer: p, opts: opts}
+	s.children[name] = ch
+	return ch
+}
+
+func (s *Supervisor) spawn(ch *child) {
+	opts := append([]actor.OptFunc{
+		actor.WithID(ch.id),
+		actor.WithMiddleware(recoverChild(ch.name, s.self)),
+		actor.WithMiddleware(s.cfg.ChildMiddleware...),
+	}, ch.opts...)
+	ch.pid = s.ctx.SpawnChild(ch.producer, ch.kind, opts...)
+	ch.alive, ch.started = true, time.Now()
+}
+
+func (s *Supervisor) onCrash(m messages.ChildCrashed) {
+	ch := s.children[m.Name]
+	if ch == nil || !ch.alive || !ch.pid.Equals(m.PID) {
+		return
+	}
+	s.log.Error().Str("child", ch.name).Str("reason", m.Reason).Str("stack", m.Stack).Msg("child crashed")
+	s.metrics.ChildRestarted(ch.name)
+	if s.stage != running {
+		// No restarts during shutdown; a crashed child can no longer drain,
+		// and the publisher must not wait for a crashed DLQ actor.
+		if ch == s.dlq {
+			s.tellDependents(ch)
+		}
+		if (s.stage == drainingPublisher && ch == s.pub) || (s.stage == drainingDLQ && ch == s.dlq) {
+			s.onDrained(ch.pid)
+		}
+		return
+	}
+	if time.Since(ch.started) > s.cfg.StableAfter {
+		ch.restarts = 0
+	}
+	ch.restarts++
+	wait := s.cfg.RestartBackoff
+	for i := 1; i < ch.restarts && wait < s.cfg.MaxRestartBackoff; i++ {
+		wait *= 2
+	}
+	wait = min(wait, s.cfg.MaxRestartBackoff)
+	s.log.Warn().Str("child", ch.name).Int("restarts", ch.restarts).Dur("in", wait).Msg("restarting child")
+	stopped := s.poison(ch)
+	engine, self, name := s.ctx.Engine(), s.self, ch.name
+	go func() {
+		<-stopped.Done() // the same PID may be spawned only once the old one is gone
+		time.AfterFunc(wait, func() { engine.Send(self, respawn{name: name}) })
+	}()
+}
+
+// tellDependents tells the actors that wait on a restarted child's answers
+// that those will not come: what they sent the broken instance, or its PID
+// while it was down, is gone. Told after the respawn, so nothing sent
+// before it is waited for, and nothing waits for a batch timeout.
+func (s *Supervisor) tellDependents(ch *child) {
+	switch ch {
+	case s.pub:
+		for _, p := range s.pollers {
+			if p.alive {
+				s.ctx.Engine().Send(p.pid, messages.PeerLost{Peer: "publisher"})
+			}
+		}
+	case s.dlq:
+		if s.pub.alive {
+			s.ctx.Engine().Send(s.pub.pid, messages.PeerLost{Peer: "dlq"})
+		}
+	}
+}
+
+// poison stops a child once; poisoning an actor twice hangs (HOLLYWOOD.md).
+func (s *Supervisor) poison(ch *child) context.Context {
+	if ch.alive {
+		ch.alive = false
+		ch.stopped = s.ctx.Engine().Poison(ch.pid)
+	}
+	if ch.stopped == nil {
+		return context.Background() // never spawned
+	}
+	return ch.stopped
+}
+
+func (s *Supervisor) stopPollers() {
+	s.stage = stoppingPollers
+	s.log.Info().Int("pollers", len(s.pollers)).Msg("shutdown: stopping pollers")
+	waits := make([]context.Context, 0, len(s.pollers))
+	for _, ch := range s.pollers {
+		if ch.alive || ch.stopped != nil {
+			waits = append(waits, s.poison(ch))
+		}
+	}
+	engine, self := s.ctx.Engine(), s.self
+	go func() {
+		for _, w := range waits {
+			<-w.Done()
+		}
+		engine.Send(self, pollersStopped{})
+	}()
+}
+
+func (s *Supervisor) drain(ch *child) {
+	if !ch.alive {
+		s.onDrained(ch.pid)
+		return
+	}
+	s.log.Info().Str("child", ch.name).Msg("shutdown: draining")
+	s.ctx.Engine().Send(ch.pid, messages.Drain{ReplyTo: s.self})
+}
+
+func (s *Supervisor) onDrained(from *actor.PID) {
+	switch {
+	case s.stage == drainingPublisher && from.Equals(s.pub.pid):
+		s.stage = drainingDLQ
+		s.drain(s.dlq)
+	case s.stage == drainingDLQ && from.Equals(s.dlq.pid):
+		s.stage = stoppingRest
+		pub, dlq := s.poison(s.pub), s.poison(s.dlq)
+		done := s.doneChan
+		go func() {
+			<-pub.Done()
+			<-dlq.Done()
+			close(done)
+		}()
+		s.log.Info().Msg("shutdown: children stopped")
+	}
+}

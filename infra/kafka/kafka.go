@@ -1,0 +1,81 @@
+// Package kafka builds the franz-go producer client the publisher writes
+// through.
+package kafka
+
+import (
+	"crypto/tls"
+	"fmt"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Config is the producer's configuration.
+type Config struct {
+	Brokers []string
+	// Acks is "all" (idempotent writes) or "leader" (the old service's
+	// setting; idempotence needs acks from all in-sync replicas).
+	Acks string
+	// WriteTimeout bounds one publish attempt: a record not acked by then
+	// fails, and the publisher retries or dead-letters it.
+	WriteTimeout time.Duration
+	// MaxBufferedRecords must be at least the publisher's in-flight bound,
+	// so that Produce never blocks the actor.
+	MaxBufferedRecords int
+	ClientID           string
+	TLS                *tls.Config
+}
+
+// NewProducer returns a client ready to produce. It does not wait for the
+// brokers: an unreachable Kafka shows as failed records, which the
+// publisher retries and dead-letters.
+func NewProducer(cfg Config, log zerolog.Logger) (*kgo.Client, error) {
+	if len(cfg.Brokers) == 0 {
+		return nil, fmt.Errorf("kafka: no brokers")
+	}
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.RecordDeliveryTimeout(cfg.WriteTimeout),
+		kgo.ProduceRequestTimeout(cfg.WriteTimeout),
+		kgo.MaxBufferedRecords(cfg.MaxBufferedRecords),
+		kgo.AllowAutoTopicCreation(),
+		kgo.WithLogger(logger{log.With().Str("component", "kafka").Logger()}),
+	}
+	if cfg.ClientID != "" {
+		opts = append(opts, kgo.ClientID(cfg.ClientID))
+	}
+	switch cfg.Acks {
+	case "leader":
+		opts = append(opts, kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
+	case "all", "":
+		opts = append(opts, kgo.RequiredAcks(kgo.AllISRAcks()))
+	default:
+		return nil, fmt.Errorf("kafka: acks %q is neither all nor leader", cfg.Acks)
+	}
+	if cfg.TLS != nil {
+		opts = append(opts, kgo.DialTLSConfig(cfg.TLS))
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka: new client: %w", err)
+	}
+	return cl, nil
+}
+
+// logger forwards the client's warnings and errors to zerolog; its info
+// and debug chatter stay out of the service log.
+type logger struct{ log zerolog.Logger }
+
+func (l logger) Level() kgo.LogLevel { return kgo.LogLevelWarn }
+
+func (l logger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	ev := l.log.Warn()
+	if level == kgo.LogLevelError {
+		ev = l.log.Error()
+	}
+	for i := 0; i+1 < len(keyvals); i += 2 {
+		ev = ev.Interface(fmt.Sprint(keyvals[i]), keyvals[i+1])
+	}
+	ev.Msg(msg)
+}

@@ -1,0 +1,140 @@
+package messages
+
+import (
+	"time"
+
+	"github.com/anthdm/hollywood/actor"
+)
+
+// PublishBatch hands the events of one poll to the publisher. The poller
+// fetches again only after the publisher answers with BatchResolved.
+type PublishBatch struct {
+	// BatchID is the poller's own id for the batch, echoed in BatchResolved.
+	BatchID uint64
+	Route   Route
+	Events  []Event
+	// ReplyTo receives the BatchResolved.
+	ReplyTo *actor.PID
+}
+
+// Outcome is how one event of a batch ended.
+type Outcome uint8
+
+const (
+	// OutcomeSent: published to Kafka and marked SENT.
+	OutcomeSent Outcome = iota + 1
+	// OutcomeFailed: publishing failed for good, the DLQ entry is written
+	// and the event is marked FAILED.
+	OutcomeFailed
+	// OutcomeDeferred: publishing failed and the DLQ entry could not be
+	// written (Redis down), so the event was left PENDING on purpose: the
+	// next poll tries it again.
+	OutcomeDeferred
+	// OutcomeUnmarked: the event was published (or dead-lettered) but the
+	// backend did not take the mark; it is remembered, so the next poll
+	// retries only the mark.
+	OutcomeUnmarked
+	// OutcomeBusy: the event was still in flight from an earlier batch (a
+	// poller restarted while the publisher held it); that flight resolves it.
+	OutcomeBusy
+	// OutcomeSkipped: the event cannot be processed at all (no eventId), it
+	// stays PENDING and is logged.
+	OutcomeSkipped
+)
+
+// String names the outcome for logs and metrics.
+func (o Outcome) String() string {
+	switch o {
+	case OutcomeSent:
+		return "sent"
+	case OutcomeFailed:
+		return "failed"
+	case OutcomeDeferred:
+		return "deferred"
+	case OutcomeUnmarked:
+		return "unmarked"
+	case OutcomeBusy:
+		return "busy"
+	case OutcomeSkipped:
+		return "skipped"
+	}
+	return "unknown"
+}
+
+// Resolved reports whether the outcome is final for this poll: the event
+// left the PENDING state the way the contract wants.
+func (o Outcome) Resolved() bool { return o == OutcomeSent || o == OutcomeFailed }
+
+// BatchResolved answers PublishBatch once every event of the batch has an
+// outcome.
+type BatchResolved struct {
+	BatchID uint64
+	// Counts is indexed by Outcome.
+	Counts [OutcomeSkipped + 1]int
+	Took   time.Duration
+}
+
+// Total is the number of events the batch held.
+func (b BatchResolved) Total() int {
+	n := 0
+	for _, c := range b.Counts {
+		n += c
+	}
+	return n
+}
+
+// AllResolved reports whether every event was SENT or FAILED.
+func (b BatchResolved) AllResolved() bool {
+	return b.Counts[OutcomeSent]+b.Counts[OutcomeFailed] == b.Total()
+}
+
+// DeadLetter asks the DLQ actor to keep an event that could not be
+// published and then mark it FAILED.
+type DeadLetter struct {
+	Route   Route
+	EventID string
+	// Value is what the DLQ keeps: the record value as it would have been
+	// published (a one-element array for log events).
+	Value    []byte
+	Reason   string
+	Attempts int
+	FailedAt time.Time
+	// StoredAlready skips the Redis write: the entry exists and only the
+	// FAILED mark is missing.
+	StoredAlready bool
+	ReplyTo       *actor.PID
+}
+
+// DeadLetterResult answers DeadLetter with OutcomeFailed, OutcomeDeferred
+// (entry not written, event left PENDING) or OutcomeUnmarked (entry written,
+// FAILED mark not taken).
+type DeadLetterResult struct {
+	EventID string
+	Outcome Outcome
+	// Reason is the failure the FAILED mark carries, kept for its retry.
+	Reason string
+}
+
+// Drain asks an actor to finish what it holds and answer Drained; it takes
+// no new work from pollers after the supervisor stopped them.
+type Drain struct{ ReplyTo *actor.PID }
+
+// Drained answers Drain.
+type Drained struct{ From *actor.PID }
+
+// ChildCrashed tells the supervisor that a child's Receive panicked. The
+// child drops every message after the panic until the supervisor stops it.
+type ChildCrashed struct {
+	Name   string
+	PID    *actor.PID
+	Reason string
+	Stack  string
+}
+
+// PeerLost tells an actor that a peer it waits on crashed and lost what it
+// held: answers it waited for will not come. Peer is "publisher" or "dlq".
+type PeerLost struct{ Peer string }
+
+// Shutdown asks the supervisor to stop the tree in order; Done is closed
+// when every child has stopped.
+type Shutdown struct{ Done chan struct{} }
