@@ -1,0 +1,198 @@
+// Package app wires the processor together: the backend, Kafka and Redis
+// clients, the actor tree and the HTTP API. The binaries, the load test and
+// the end-to-end tests all run it, so they run the same thing.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/anthdm/hollywood/actor"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/hobom/hobom-event-processor/actors"
+	"github.com/hobom/hobom-event-processor/httpapi"
+	"github.com/hobom/hobom-event-processor/infra/config"
+	"github.com/hobom/hobom-event-processor/infra/kafka"
+	"github.com/hobom/hobom-event-processor/infra/outbox"
+	"github.com/hobom/hobom-event-processor/infra/redisdlq"
+	"github.com/hobom/hobom-event-processor/messages"
+)
+
+// Version is the processor's version, set at build time with
+// -ldflags "-X github.com/hobom/hobom-event-processor/infra/app.Version=...".
+var Version = "dev"
+
+// maxRecordBytes bounds a Kafka record value. Kafka's default limit is
+// about 1 MB for a whole record batch (franz-go's ProducerBatchMaxBytes
+// default is 1,000,012), so the value stays below it with room for the key,
+// headers and batch overhead.
+const maxRecordBytes = 990_000
+
+// App is a running processor.
+type App struct {
+	cfg    config.Config
+	log    zerolog.Logger
+	outbox *outbox.Client
+	kafka  *kgo.Client
+	redis  *redis.Client
+	engine *actor.Engine
+	tree   *actors.Tree
+	http   *http.Server
+	ln     net.Listener
+}
+
+// Options changes what New builds; the zero value is production.
+type Options struct {
+	// Routes replaces messages.DefaultRoutes.
+	Routes []messages.Route
+	// Metrics receives the actors' measurements.
+	Metrics actors.Metrics
+	// ChildMiddleware wraps every actor of the tree (tests inject panics).
+	ChildMiddleware []actor.MiddlewareFunc
+}
+
+// New connects the clients (none of them waits for its server), starts the
+// actor tree and binds the HTTP listener.
+func New(cfg config.Config, log zerolog.Logger, opts Options) (*App, error) {
+	a := &App{cfg: cfg, log: log}
+	ok := false
+	defer func() {
+		if !ok {
+			a.closeClients()
+		}
+	}()
+	var err error
+	a.outbox, err = outbox.Dial(outbox.Config{
+		Addr: cfg.GRPCAddr, APIKey: cfg.GRPCAPIKey, MaxRecvBytes: cfg.GRPCMaxRecvBytes, CallTimeout: cfg.GRPCTimeout,
+	}, log)
+	if err != nil {
+		return nil, err
+	}
+	const maxInflightRecords = 10_000
+	a.kafka, err = kafka.NewProducer(kafka.Config{
+		Brokers: cfg.KafkaBrokers, Acks: cfg.KafkaAcks, WriteTimeout: cfg.KafkaWriteTimeout,
+		MaxBufferedRecords: maxInflightRecords, ClientID: "hobom-event-processor",
+	}, log)
+	if err != nil {
+		return nil, err
+	}
+	a.redis = redis.NewClient(&redis.Options{Addr: cfg.RedisAddr, MaxRetries: -1})
+	a.engine, err = actor.NewEngine(actor.NewEngineConfig())
+	if err != nil {
+		return nil, fmt.Errorf("actor engine: %w", err)
+	}
+	routes := opts.Routes
+	if routes == nil {
+		routes = messages.DefaultRoutes()
+	}
+	tc := TreeConfig(cfg, routes)
+	tc.ChildMiddleware = opts.ChildMiddleware
+	a.tree, err = actors.StartTree(a.engine, tc, actors.Deps{
+		Outbox: a.outbox, Producer: a.kafka, Store: redisdlq.New(a.redis), Metrics: opts.Metrics, Log: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.ln, err = net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		_ = a.tree.Stop(context.Background())
+		return nil, fmt.Errorf("http: listen %s: %w", cfg.HTTPAddr, err)
+	}
+	a.http = &http.Server{
+		Handler:           httpapi.New(httpapi.Options{Log: log}),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      2 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+	}
+	ok = true
+	log.Info().Str("http", a.ln.Addr().String()).Str("backend", cfg.GRPCAddr).Strs("kafka", cfg.KafkaBrokers).
+		Str("redis", cfg.RedisAddr).Str("version", Version).Msg("processor started")
+	return a, nil
+}
+
+// TreeConfig derives the actors' settings from the configuration.
+func TreeConfig(cfg config.Config, routes []messages.Route) actors.TreeConfig {
+	mark := actors.RetryPolicy{Attempts: 4, Backoff: 200 * time.Millisecond, Timeout: cfg.GRPCTimeout}
+	return actors.TreeConfig{
+		Routes: routes,
+		Poller: actors.PollerConfig{
+			Interval: cfg.PollInterval, MaxBackoff: cfg.PollMaxBackoff, FindLimit: cfg.FindLimit, FindTimeout: cfg.GRPCTimeout,
+			// Long enough for every publish attempt, the DLQ write and the marks.
+			BatchTimeout: time.Duration(cfg.PublishAttempts)*(cfg.KafkaWriteTimeout+cfg.PublishBackoff<<cfg.PublishAttempts) + 2*time.Minute,
+		},
+		Publisher: actors.PublisherConfig{
+			Attempts: cfg.PublishAttempts, Backoff: cfg.PublishBackoff, MaxRecordBytes: maxRecordBytes,
+			MaxInflightRecords: 10_000, Mark: mark, MarkConcurrency: cfg.MarkConcurrency, UnmarkedMemory: 100_000,
+		},
+		DLQ: actors.DLQConfig{
+			TTL:   cfg.DLQTTL,
+			Write: actors.RetryPolicy{Attempts: 3, Backoff: 200 * time.Millisecond, Timeout: 3 * time.Second},
+			Mark:  mark, Concurrency: 16, MaxReasonBytes: 1024,
+		},
+		RestartBackoff: 100 * time.Millisecond, MaxRestartBackoff: 30 * time.Second, StableAfter: time.Minute,
+		PollerInboxSize: 8,
+	}
+}
+
+// HTTPAddr is the address the API listens on (useful with port 0).
+func (a *App) HTTPAddr() string { return a.ln.Addr().String() }
+
+// Tree is the running actor tree.
+func (a *App) Tree() *actors.Tree { return a.tree }
+
+// Run serves HTTP until ctx ends, then shuts down within the configured
+// shutdown timeout.
+func (a *App) Run(ctx context.Context) error {
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- a.http.Serve(a.ln) }()
+	select {
+	case <-ctx.Done():
+		a.log.Info().Msg("shutdown requested")
+	case err := <-serveErr:
+		a.log.Error().Err(err).Msg("http server stopped")
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+	defer cancel()
+	return a.Shutdown(sctx)
+}
+
+// Shutdown stops taking API calls, stops the actor tree in order (pollers,
+// then the publisher and the DLQ actor once they finished what they hold),
+// and only then closes the clients they used.
+func (a *App) Shutdown(ctx context.Context) error {
+	start := time.Now()
+	var errs []error
+	if err := a.http.Shutdown(ctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+	}
+	if err := a.tree.Stop(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	a.closeClients()
+	err := errors.Join(errs...)
+	a.log.Info().Err(err).Dur("took", time.Since(start)).Msg("processor stopped")
+	return err
+}
+
+func (a *App) closeClients() {
+	if a.kafka != nil {
+		a.kafka.Close()
+	}
+	if a.redis != nil {
+		_ = a.redis.Close()
+	}
+	if a.outbox != nil {
+		_ = a.outbox.Close()
+	}
+}
+
+// Engine is the actor engine the tree runs on.
+func (a *App) Engine() *actor.Engine { return a.engine }
