@@ -30,6 +30,8 @@ type PublisherConfig struct {
 	MarkConcurrency int
 	// UnmarkedMemory bounds how many published-but-unmarked ids are kept.
 	UnmarkedMemory int
+	// Producer is the producer record header, "hobom-event-processor/<version>".
+	Producer string
 }
 
 // Publisher turns batches into Kafka records, produces them asynchronously,
@@ -221,8 +223,9 @@ func (p *Publisher) encodeMessage(route messages.Route, e *messages.Event) {
 		return
 	}
 	p.enqueue(&recordFlight{
-		route:  route,
-		rec:    &kgo.Record{Topic: route.Topic, Key: []byte(e.EventID), Value: value},
+		route: route,
+		rec: &kgo.Record{Topic: route.Topic, Key: []byte(e.EventID), Value: value,
+			Headers: messages.RecordHeaders(route.EventType, p.cfg.Producer, "", []byte(e.EventID))},
 		events: []recordEvent{{id: e.EventID, lo: 0, hi: len(value)}},
 	})
 }
@@ -239,13 +242,17 @@ func (p *Publisher) encodeLogs(route messages.Route, events []*messages.Event) {
 		obj []byte
 		cur *recordFlight
 		err error
+		// ids is the event-id header of cur; it counts towards the limit.
+		ids   []byte
+		trace string // the events' common trace id, "" when they differ
 	)
 	flush := func() {
 		if cur != nil {
 			cur.rec.Value = append(cur.rec.Value, ']')
 			cur.rec.Key = messages.LogRecordKey(nil, p.now())
+			cur.rec.Headers = messages.RecordHeaders(route.EventType, p.cfg.Producer, trace, ids)
 			p.enqueue(cur)
-			cur = nil
+			cur, ids = nil, nil
 		}
 	}
 	for _, e := range events {
@@ -255,21 +262,27 @@ func (p *Publisher) encodeLogs(route messages.Route, events []*messages.Event) {
 			p.deadLetter(route, e.EventID, append(one, ']'), "encode: "+err.Error(), 0)
 			continue
 		}
-		if len(obj)+2 > p.cfg.MaxRecordBytes {
+		if len(obj)+2+len(e.EventID) > p.cfg.MaxRecordBytes {
 			one := make([]byte, 0, len(obj)+2)
 			one = append(append(append(one, '['), obj...), ']')
 			p.deadLetter(route, e.EventID, one, p.tooLarge(len(one)), 0)
 			continue
 		}
-		if cur != nil && len(cur.rec.Value)+1+len(obj)+1 > p.cfg.MaxRecordBytes {
+		if cur != nil && len(cur.rec.Value)+1+len(obj)+1+len(ids)+1+len(e.EventID) > p.cfg.MaxRecordBytes {
 			flush()
 		}
 		if cur == nil {
 			cur = &recordFlight{route: route, rec: &kgo.Record{Topic: route.Topic, Value: make([]byte, 0, min(p.cfg.MaxRecordBytes, 64<<10))}}
 			cur.rec.Value = append(cur.rec.Value, '[')
+			trace = e.Log.TraceID
 		} else {
 			cur.rec.Value = append(cur.rec.Value, ',')
+			ids = append(ids, ',')
+			if e.Log.TraceID != trace {
+				trace = ""
+			}
 		}
+		ids = append(ids, e.EventID...)
 		lo := len(cur.rec.Value)
 		cur.rec.Value = append(cur.rec.Value, obj...)
 		cur.events = append(cur.events, recordEvent{id: e.EventID, lo: lo, hi: len(cur.rec.Value)})

@@ -131,6 +131,7 @@ func TreeConfig(cfg config.Config, routes []messages.Route) actors.TreeConfig {
 		Publisher: actors.PublisherConfig{
 			Attempts: cfg.PublishAttempts, Backoff: cfg.PublishBackoff, MaxRecordBytes: maxRecordBytes,
 			MaxInflightRecords: 10_000, Mark: mark, MarkConcurrency: cfg.MarkConcurrency, UnmarkedMemory: 100_000,
+			Producer: "hobom-event-processor/" + Version,
 		},
 		DLQ: actors.DLQConfig{
 			TTL:   cfg.DLQTTL,

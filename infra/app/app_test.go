@@ -164,6 +164,10 @@ func TestRelaysBothEventTypesAsTheContractSays(t *testing.T) {
 			t.Fatalf("message record %q: %v", r.Value, err)
 		}
 		byKey[string(r.Key)] = v
+		h := headers(r)
+		if h["event-id"] != string(r.Key) || h["event-type"] != "MESSAGE" || !strings.HasPrefix(h["producer"], "hobom-event-processor/") {
+			t.Errorf("message record headers = %v", h)
+		}
 	}
 	m1, m2 := byKey["m-1"], byKey["m-2"]
 	if m1 == nil || m2 == nil {
@@ -198,6 +202,10 @@ func TestRelaysBothEventTypesAsTheContractSays(t *testing.T) {
 		var arr []map[string]any
 		if err := json.Unmarshal(r.Value, &arr); err != nil {
 			t.Fatalf("log record is not a JSON array: %v", err)
+		}
+		h := headers(r)
+		if ids := strings.Split(h["event-id"], ","); len(ids) != len(arr) || h["event-type"] != "HOBOM_LOG" {
+			t.Errorf("log record headers = %v for %d elements", h, len(arr))
 		}
 		items = append(items, arr...)
 	}
@@ -410,4 +418,10 @@ func TestShutdownWithNothingReachableIsBounded(t *testing.T) {
 	}
 }
 
-var _ = kgo.Record{}
+func headers(r *kgo.Record) map[string]string {
+	h := map[string]string{}
+	for _, x := range r.Headers {
+		h[x.Key] = string(x.Value)
+	}
+	return h
+}
