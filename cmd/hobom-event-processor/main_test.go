@@ -1,0 +1,154 @@
+package main_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hobom/hobom-event-processor/infra/fakebackend"
+	"github.com/hobom/hobom-event-processor/infra/testenv"
+	"github.com/hobom/hobom-event-processor/messages"
+)
+
+// binary is the processor built once for these tests: they check what only
+// a real process shows, exit statuses and signals.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "hobom-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "hobom-event-processor")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func runBinary(t *testing.T, env []string, args ...string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		t.Fatalf("run: %v", err)
+	}
+	return cmd.ProcessState.ExitCode(), out.String()
+}
+
+func TestBadConfigurationExitsWithStatus2(t *testing.T) {
+	for _, c := range []struct{ env, want string }{
+		{"HOBOM_POLL_INTERVAL=soon", "HOBOM_POLL_INTERVAL"},
+		{"HOBOM_PUBLISH_ATTEMPTS=0", "HOBOM_PUBLISH_ATTEMPTS"},
+		{"HOBOM_KAFKA_BROKER=,", "HOBOM_KAFKA_BROKER"},
+		{"HOBOM_DLQ_TTL=-1h", "HOBOM_DLQ_TTL"},
+		{"HOBOM_LOG_LEVEL=loud", "HOBOM_LOG_LEVEL"},
+	} {
+		code, out := runBinary(t, []string{c.env})
+		if code != 2 || !strings.Contains(out, c.want) {
+			t.Errorf("%s: exit %d, output %q; want 2 naming %s", c.env, code, out, c.want)
+		}
+	}
+	if code, out := runBinary(t, nil, "--poll-interval", "x"); code != 2 || !strings.Contains(out, "--poll-interval") {
+		t.Errorf("bad flag: exit %d, output %q", code, out)
+	}
+}
+
+func TestHelpListsEverySettingWithItsEnvironmentName(t *testing.T) {
+	code, out := runBinary(t, nil, "--help")
+	if code != 0 {
+		t.Fatalf("--help exit %d", code)
+	}
+	for _, env := range []string{"HOBOM_GRPC_ADDR", "HOBOM_GRPC_API_KEY", "HOBOM_KAFKA_BROKER", "HOBOM_REDIS_ADDR", "HOBOM_INTERNAL_API_KEY",
+		"HOBOM_HTTP_ADDR", "HOBOM_POLL_INTERVAL", "HOBOM_PUBLISH_ATTEMPTS", "HOBOM_PUBLISH_BACKOFF", "HOBOM_KAFKA_WRITE_TIMEOUT", "HOBOM_DLQ_TTL", "HOBOM_LOG_LEVEL"} {
+		if !strings.Contains(out, env) {
+			t.Errorf("--help does not mention %s", env)
+		}
+	}
+}
+
+func TestSIGTERMDuringALargeBatchResolvesEveryEventAndExits0(t *testing.T) {
+	backend, err := fakebackend.Start(fakebackend.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(backend.Close)
+	kafka, redis := testenv.Kafka(t), testenv.Redis(t)
+	const n = 20_000
+	backend.Seed(messages.EventTypeMessage, n, nil)
+	// Slow marks a little so that the signal lands inside the batch.
+	backend.SetFault(fakebackend.MarkSent, fakebackend.Fault{Delay: 2 * time.Millisecond})
+
+	cmd := exec.Command(binary)
+	cmd.Env = append(os.Environ(),
+		"HOBOM_GRPC_ADDR="+backend.Addr(),
+		"HOBOM_KAFKA_BROKER="+strings.Join(kafka.Addrs(), ","),
+		"HOBOM_REDIS_ADDR="+redis.Addr(),
+		"HOBOM_HTTP_ADDR=127.0.0.1:0",
+		"HOBOM_FIND_LIMIT=0", // the whole backlog is one batch
+		"HOBOM_POLL_INTERVAL=100ms",
+	)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	deadline := time.Now().Add(60 * time.Second)
+	for backend.Count(messages.EventTypeMessage, messages.StatusSent) == 0 {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("nothing SENT in time; output:\n%s", out.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	sentAtSignal := backend.Count(messages.EventTypeMessage, messages.StatusSent)
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("exit: %v; output:\n%s", err, tail(out.String(), 3000))
+		}
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("no exit after SIGTERM; output:\n%s", tail(out.String(), 3000))
+	}
+	if sentAtSignal >= n {
+		t.Logf("warning: the batch was already done when the signal came (%d SENT)", sentAtSignal)
+	}
+	if got := backend.Count(messages.EventTypeMessage, messages.StatusSent); got != n {
+		t.Fatalf("%d of %d events SENT after a clean shutdown (%d at the signal)", got, n, sentAtSignal)
+	}
+	if got := kafka.Count(t, "hobom.messages", 300*time.Millisecond); got != n {
+		t.Fatalf("%d records in Kafka, want %d", got, n)
+	}
+	t.Logf("SIGTERM with %d of %d SENT; all %d SENT and in Kafka at exit 0", sentAtSignal, n, n)
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
