@@ -50,6 +50,7 @@ type Poller struct {
 	batchSize  int
 	batchStart time.Time
 	failures   int
+	batchTimer *time.Timer
 	timer      *time.Timer
 	timerGen   uint64
 }
@@ -84,6 +85,9 @@ func (p *Poller) Receive(c *actor.Context) {
 	case actor.Stopped:
 		if p.timer != nil {
 			p.timer.Stop()
+		}
+		if p.batchTimer != nil {
+			p.batchTimer.Stop()
 		}
 		if p.cancelFind != nil {
 			p.cancelFind() // a find has no side effects: cutting it short is safe
@@ -147,8 +151,8 @@ func (p *Poller) onFound(m findDone) {
 	p.log.Debug().Uint64("batch", p.batch).Int("events", len(m.events)).Dur("took", m.took).Msg("fetched pending events")
 	p.engine.Send(p.publisher, messages.PublishBatch{BatchID: p.batch, Route: p.route, Events: m.events, ReplyTo: p.self})
 	if p.cfg.BatchTimeout > 0 {
-		id := p.batch
-		time.AfterFunc(p.cfg.BatchTimeout, func() { p.engine.Send(p.self, batchTimeout{batch: id}) })
+		id, engine, self := p.batch, p.engine, p.self
+		p.batchTimer = time.AfterFunc(p.cfg.BatchTimeout, func() { engine.Send(self, batchTimeout{batch: id}) })
 	}
 }
 
@@ -157,6 +161,9 @@ func (p *Poller) onResolved(m messages.BatchResolved) {
 		return
 	}
 	p.batch = 0
+	if p.batchTimer != nil {
+		p.batchTimer.Stop()
+	}
 	ev := p.log.Info()
 	if !m.AllResolved() {
 		ev = p.log.Warn()
