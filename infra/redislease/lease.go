@@ -1,0 +1,181 @@
+// Package redislease gives each event type's poller a lease in Redis, so
+// that of several processor instances only one polls a type at a time, and
+// a fencing token that lets a deposed holder see that it must not mark.
+package redislease
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Key prefixes, outside the dlq: key space.
+const (
+	leasePrefix  = "hobom:lease:"
+	fencePrefix  = "hobom:lease-fence:"
+	instancesKey = "hobom:lease-instances"
+)
+
+// The lease value is "<owner>|<token>". Each acquisition takes a new token
+// from a counter that only grows, so a token names one tenure. Every call
+// also keeps the owner in a sorted set of live instances (score: expiry),
+// whose size gives each instance its fair share of the leases: an instance
+// at its share leaves a free lease to another, and one above it gives a
+// lease up on renewal, so event types spread across instances.
+var (
+	acquireScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[3], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+local share = math.ceil(tonumber(ARGV[4]) / redis.call('ZCARD', KEYS[3]))
+local cur = redis.call('GET', KEYS[1])
+if cur and string.sub(cur, 1, string.len(ARGV[1]) + 1) ~= ARGV[1] .. '|' then
+  return -1
+end
+if not cur and tonumber(ARGV[3]) >= share then
+  return -2
+end
+local token = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], ARGV[1] .. '|' .. token, 'PX', ARGV[2])
+return token`)
+	renewScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] .. '|' .. ARGV[3] then
+  return 0
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return math.ceil(tonumber(ARGV[4]) / redis.call('ZCARD', KEYS[2]))`)
+	releaseScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if cur and string.sub(cur, 1, string.len(ARGV[1]) + 1) == ARGV[1] .. '|' then
+  return redis.call('DEL', KEYS[1])
+end
+return 0`)
+)
+
+// Leases implements actors.Lease on Redis.
+type Leases struct {
+	rdb redis.UniversalClient
+	// validFor caches a positive fencing check: a mark rpc per event must
+	// not cost a Redis round trip each. A holder deposed within this window
+	// may still mark; the window is far below any lease TTL.
+	validFor time.Duration
+
+	// total is the number of leases the instances share (event types).
+	total int
+
+	mu    sync.Mutex
+	valid map[string]validity
+	held  map[string]bool
+}
+
+type validity struct {
+	token int64
+	at    time.Time
+}
+
+// New returns leases on rdb for total event types.
+func New(rdb redis.UniversalClient, total int) *Leases {
+	return &Leases{rdb: rdb, total: max(total, 1), validFor: 250 * time.Millisecond,
+		valid: make(map[string]validity), held: make(map[string]bool)}
+}
+
+func (l *Leases) heldCount() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.held)
+}
+
+func (l *Leases) setHeld(name string, held bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if held {
+		l.held[name] = true
+	} else {
+		delete(l.held, name)
+	}
+}
+
+// Acquire takes the lease name for owner if it is free or already owner's,
+// for ttl, and returns its new fencing token. ok is false when another
+// owner holds it, or when it is free and owner already holds its share.
+func (l *Leases) Acquire(ctx context.Context, name, owner string, ttl time.Duration) (token int64, ok bool, err error) {
+	if strings.Contains(owner, "|") {
+		return 0, false, fmt.Errorf("lease %s: owner %q contains '|'", name, owner)
+	}
+	n, err := acquireScript.Run(ctx, l.rdb, []string{leasePrefix + name, fencePrefix + name, instancesKey},
+		owner, ttl.Milliseconds(), l.heldCount(), l.total).Int64()
+	if err != nil {
+		return 0, false, fmt.Errorf("lease %s: acquire: %w", name, err)
+	}
+	if n < 0 {
+		return 0, false, nil
+	}
+	l.setHeld(name, true)
+	return n, true, nil
+}
+
+// Renew extends owner's tenure token by ttl. It returns false when the
+// lease was lost, or when owner holds more than its share and should give
+// this one up (Release) so that another instance takes it.
+func (l *Leases) Renew(ctx context.Context, name, owner string, token int64, ttl time.Duration) (bool, error) {
+	share, err := renewScript.Run(ctx, l.rdb, []string{leasePrefix + name, instancesKey},
+		owner, ttl.Milliseconds(), token, l.total).Int64()
+	if err != nil {
+		return false, fmt.Errorf("lease %s: renew: %w", name, err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if share == 0 || len(l.held) > int(share) {
+		delete(l.held, name) // decided here, under the lock, so only one lease yields
+		return false, nil
+	}
+	return true, nil
+}
+
+// Release gives the lease up if owner holds it, so another instance takes
+// over at once instead of after the TTL.
+func (l *Leases) Release(ctx context.Context, name, owner string) error {
+	l.setHeld(name, false)
+	if err := releaseScript.Run(ctx, l.rdb, []string{leasePrefix + name}, owner).Err(); err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("lease %s: release: %w", name, err)
+	}
+	return nil
+}
+
+// Valid reports whether token is still the current tenure of name: the
+// fencing check made before marking events.
+func (l *Leases) Valid(ctx context.Context, name string, token int64) (bool, error) {
+	l.mu.Lock()
+	v, ok := l.valid[name]
+	l.mu.Unlock()
+	if ok && v.token == token && time.Since(v.at) < l.validFor {
+		return true, nil
+	}
+	cur, err := l.rdb.Get(ctx, leasePrefix+name).Result()
+	if errors.Is(err, redis.Nil) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("lease %s: check: %w", name, err)
+	}
+	i := strings.LastIndexByte(cur, '|')
+	got, perr := strconv.ParseInt(cur[i+1:], 10, 64)
+	if i < 0 || perr != nil || got != token {
+		return false, nil
+	}
+	l.mu.Lock()
+	l.valid[name] = validity{token: token, at: time.Now()}
+	l.mu.Unlock()
+	return true, nil
+}
