@@ -25,6 +25,10 @@ type PollerConfig struct {
 	// before it polls again anyway (the publisher lost it in a restart); the
 	// publisher never publishes an event twice at once, so this is safe.
 	BatchTimeout time.Duration
+	// LeaseTTL > 0 makes the poller hold its event type's lease while it
+	// polls, renewed every third of the TTL; LeaseOwner names this process.
+	LeaseTTL   time.Duration
+	LeaseOwner string
 }
 
 // Poller fetches the PENDING events of one route and hands them to the
@@ -33,6 +37,7 @@ type PollerConfig struct {
 type Poller struct {
 	route     messages.Route
 	outbox    Outbox
+	lease     Lease
 	publisher *actor.PID
 	cfg       PollerConfig
 	log       zerolog.Logger
@@ -53,13 +58,23 @@ type Poller struct {
 	batchTimer *time.Timer
 	timer      *time.Timer
 	timerGen   uint64
+
+	// The lease, when cfg.LeaseTTL > 0.
+	held       bool
+	token      int64
+	renewedAt  time.Time
+	leaseBusy  bool
+	leaseTimer *time.Timer
 }
 
 // NewPoller returns the producer of a poller for route.
-func NewPoller(route messages.Route, outbox Outbox, publisher *actor.PID, cfg PollerConfig, log zerolog.Logger, m Metrics) actor.Producer {
+func NewPoller(route messages.Route, outbox Outbox, lease Lease, publisher *actor.PID, cfg PollerConfig, log zerolog.Logger, m Metrics) actor.Producer {
+	if lease == nil {
+		cfg.LeaseTTL = 0
+	}
 	return func() actor.Receiver {
 		return &Poller{
-			route: route, outbox: outbox, publisher: publisher, cfg: cfg, metrics: orNop(m),
+			route: route, outbox: outbox, lease: lease, publisher: publisher, cfg: cfg, metrics: orNop(m),
 			log: log.With().Str("actor", "poller").Str("eventType", route.EventType).Logger(),
 			seq: rand.Uint64() >> 1,
 		}
@@ -75,13 +90,30 @@ type (
 		took   time.Duration
 	}
 	batchTimeout struct{ batch uint64 }
+	leaseTick    struct{}
+	leaseDone    struct {
+		renew   bool
+		token   int64
+		ok      bool
+		err     error
+		started time.Time
+	}
 )
 
 func (p *Poller) Receive(c *actor.Context) {
 	switch m := c.Message().(type) {
 	case actor.Started:
 		p.engine, p.self = c.Engine(), c.PID()
-		p.schedule(0)
+		if p.cfg.LeaseTTL > 0 {
+			p.leaseOp() // polling starts once the lease is held
+		} else {
+			p.held = true
+			p.schedule(0)
+		}
+	case leaseTick:
+		p.leaseOp()
+	case leaseDone:
+		p.onLease(m)
 	case actor.Stopped:
 		if p.timer != nil {
 			p.timer.Stop()
@@ -89,11 +121,14 @@ func (p *Poller) Receive(c *actor.Context) {
 		if p.batchTimer != nil {
 			p.batchTimer.Stop()
 		}
+		if p.leaseTimer != nil {
+			p.leaseTimer.Stop()
+		}
 		if p.cancelFind != nil {
 			p.cancelFind() // a find has no side effects: cutting it short is safe
 		}
 	case pollTick:
-		if m.gen == p.timerGen && !p.finding && p.batch == 0 {
+		if m.gen == p.timerGen && !p.finding && p.batch == 0 && p.held {
 			p.find()
 		}
 	case findDone:
@@ -137,6 +172,9 @@ func (p *Poller) onFound(m findDone) {
 	}
 	p.finding, p.cancelFind = false, nil
 	p.metrics.PollDone(p.route.EventType, m.took, len(m.events), m.err)
+	if m.err == nil {
+		p.metrics.OldestPending(p.route.EventType, oldestPendingAge(m.events, time.Now()))
+	}
 	if m.err != nil {
 		p.log.Warn().Err(m.err).Int("failures", p.failures+1).Msg("find pending events failed")
 		p.backoff()
@@ -149,7 +187,11 @@ func (p *Poller) onFound(m findDone) {
 	}
 	p.batch, p.batchSize, p.batchStart = m.seq, len(m.events), time.Now()
 	p.log.Debug().Uint64("batch", p.batch).Int("events", len(m.events)).Dur("took", m.took).Msg("fetched pending events")
-	p.engine.Send(p.publisher, messages.PublishBatch{BatchID: p.batch, Route: p.route, Events: m.events, ReplyTo: p.self})
+	batch := messages.PublishBatch{BatchID: p.batch, Route: p.route, Events: m.events, ReplyTo: p.self}
+	if p.cfg.LeaseTTL > 0 {
+		batch.Fence = messages.Fence{Name: p.route.EventType, Token: p.token}
+	}
+	p.engine.Send(p.publisher, batch)
 	if p.cfg.BatchTimeout > 0 {
 		id, engine, self := p.batch, p.engine, p.self
 		p.batchTimer = time.AfterFunc(p.cfg.BatchTimeout, func() { engine.Send(self, batchTimeout{batch: id}) })
@@ -211,4 +253,60 @@ func (p *Poller) schedule(d time.Duration) {
 	}
 	engine, self := p.engine, p.self
 	p.timer = time.AfterFunc(d, func() { engine.Send(self, pollTick{gen: gen}) })
+}
+
+// leaseOp acquires the lease, or renews it while held, off the actor's
+// goroutine.
+func (p *Poller) leaseOp() {
+	if p.leaseBusy {
+		return
+	}
+	p.leaseBusy = true
+	lease, name, owner, ttl, held, token := p.lease, p.route.EventType, p.cfg.LeaseOwner, p.cfg.LeaseTTL, p.held, p.token
+	engine, self := p.engine, p.self
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), ttl/3)
+		defer cancel()
+		d := leaseDone{renew: held, token: token, started: time.Now()}
+		if held {
+			d.ok, d.err = lease.Renew(ctx, name, owner, token, ttl)
+			if !d.ok && d.err == nil {
+				// Lost, or above this instance's share: hand it over now.
+				_ = lease.Release(ctx, name, owner)
+			}
+		} else {
+			d.token, d.ok, d.err = lease.Acquire(ctx, name, owner, ttl)
+		}
+		engine.Send(self, d)
+	}()
+}
+
+func (p *Poller) onLease(d leaseDone) {
+	p.leaseBusy = false
+	ttl := p.cfg.LeaseTTL
+	next := ttl / 3
+	switch {
+	case !d.renew && d.ok:
+		p.held, p.token, p.renewedAt = true, d.token, d.started
+		p.log.Info().Int64("token", d.token).Msg("lease acquired; polling")
+		p.schedule(0)
+	case !d.renew:
+		if d.err != nil {
+			p.log.Warn().Err(d.err).Msg("lease acquisition failed")
+		}
+		// Jitter, so instances do not race for every free lease at once.
+		next += time.Duration(rand.Int64N(int64(ttl/3) + 1))
+	case d.ok:
+		p.renewedAt = d.started
+	case d.err != nil && time.Since(p.renewedAt) < ttl*2/3:
+		// Redis did not answer; the lease is surely still ours for a while.
+		p.log.Warn().Err(d.err).Msg("lease renewal failed; retrying")
+		next = ttl / 6
+	default:
+		p.held = false
+		p.log.Warn().Err(d.err).Int64("token", p.token).Msg("lease lost or handed over; polling stops until it is ours again")
+		next = ttl // let the other instance take it
+	}
+	engine, self := p.engine, p.self
+	p.leaseTimer = time.AfterFunc(next, func() { engine.Send(self, leaseTick{}) })
 }

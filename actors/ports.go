@@ -39,6 +39,41 @@ type DeadLetterStore interface {
 	Put(ctx context.Context, key string, value []byte, meta DeadLetterMeta, ttl time.Duration) error
 }
 
+// Lease is a per-event-type lease shared by several processor instances,
+// so that one polls a type at a time (infra/redislease). The fencing token
+// names one tenure; Valid tells a holder that was deposed not to mark.
+type Lease interface {
+	Acquire(ctx context.Context, name, owner string, ttl time.Duration) (token int64, ok bool, err error)
+	// Renew returns false when the lease was lost or should be given up.
+	Renew(ctx context.Context, name, owner string, token int64, ttl time.Duration) (bool, error)
+	Release(ctx context.Context, name, owner string) error
+	Valid(ctx context.Context, name string, token int64) (bool, error)
+}
+
+// DeadLetterAdmin is what the DLQ actor needs beyond Put to replay and
+// discard entries for the management API, and to keep its audit trail.
+// Implemented over Redis by infra/redisdlq; only the DLQ actor writes
+// through it.
+type DeadLetterAdmin interface {
+	// Value returns the bytes stored at key, unchanged; found is false
+	// when the key holds nothing.
+	Value(ctx context.Context, key string) (value []byte, found bool, err error)
+	// Delete removes the entry at key and its metadata and reports whether
+	// a value was there.
+	Delete(ctx context.Context, key string) (bool, error)
+	// Lock takes the exclusive lease of key's replays for ttl (across
+	// processes); ok is false when someone else holds it. The token
+	// identifies the holder to Refresh and Unlock.
+	Lock(ctx context.Context, key string, ttl time.Duration) (token string, ok bool, err error)
+	// Refresh extends the lease to ttl from now if token still holds it and
+	// reports whether it does.
+	Refresh(ctx context.Context, key, token string, ttl time.Duration) (bool, error)
+	// Unlock releases the lease if token still holds it.
+	Unlock(ctx context.Context, key, token string) error
+	// Audit appends rec to the audit trail.
+	Audit(ctx context.Context, rec messages.AuditRecord) error
+}
+
 // Producer writes records to Kafka asynchronously; *kgo.Client implements
 // it. The promise runs on a client goroutine once the record is acked or
 // has failed for good.
@@ -54,6 +89,9 @@ type Metrics interface {
 	ProduceDone(eventType string, took time.Duration, err error)
 	MarkDone(status string, took time.Duration, err error)
 	ChildRestarted(child string)
+	// OldestPending is the age of the oldest event of a successful find
+	// (from its createdAt), 0 when the find returned none.
+	OldestPending(eventType string, age time.Duration)
 }
 
 type nopMetrics struct{}
@@ -63,6 +101,7 @@ func (nopMetrics) Resolved(string, messages.Outcome, int)     {}
 func (nopMetrics) ProduceDone(string, time.Duration, error)   {}
 func (nopMetrics) MarkDone(string, time.Duration, error)      {}
 func (nopMetrics) ChildRestarted(string)                      {}
+func (nopMetrics) OldestPending(string, time.Duration)        {}
 
 func orNop(m Metrics) Metrics {
 	if m == nil {

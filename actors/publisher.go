@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -42,6 +43,7 @@ type Publisher struct {
 	cfg      PublisherConfig
 	producer Producer
 	outbox   Outbox
+	lease    Lease
 	dlq      *actor.PID
 	log      zerolog.Logger
 	metrics  Metrics
@@ -68,6 +70,7 @@ type Publisher struct {
 type pubBatch struct {
 	id        uint64 // the poller's id
 	replyTo   *actor.PID
+	fence     messages.Fence
 	route     messages.Route
 	eventType string
 	pending   int
@@ -119,10 +122,10 @@ type (
 )
 
 // NewPublisher returns the producer of the publisher actor.
-func NewPublisher(producer Producer, outbox Outbox, dlq *actor.PID, cfg PublisherConfig, log zerolog.Logger, m Metrics) actor.Producer {
+func NewPublisher(producer Producer, outbox Outbox, lease Lease, dlq *actor.PID, cfg PublisherConfig, log zerolog.Logger, m Metrics) actor.Producer {
 	return func() actor.Receiver {
 		return &Publisher{
-			cfg: cfg, producer: producer, outbox: outbox, dlq: dlq, metrics: orNop(m), now: time.Now,
+			cfg: cfg, producer: producer, outbox: outbox, lease: lease, dlq: dlq, metrics: orNop(m), now: time.Now,
 			log:      log.With().Str("actor", "publisher").Logger(),
 			events:   make(map[string]*pubBatch),
 			records:  make(map[uint64]*recordFlight),
@@ -169,7 +172,7 @@ func (p *Publisher) Receive(c *actor.Context) {
 }
 
 func (p *Publisher) onBatch(m messages.PublishBatch) {
-	b := &pubBatch{id: m.BatchID, replyTo: m.ReplyTo, route: m.Route, eventType: m.Route.EventType, pending: len(m.Events), start: p.now()}
+	b := &pubBatch{id: m.BatchID, replyTo: m.ReplyTo, fence: m.Fence, route: m.Route, eventType: m.Route.EventType, pending: len(m.Events), start: p.now()}
 	b.resolved.BatchID = m.BatchID
 	var logs []*messages.Event
 	for i := range m.Events {
@@ -366,10 +369,26 @@ func (p *Publisher) deadLetter(route messages.Route, id string, value []byte, re
 	})
 }
 
+// errFenced says a mark was not made because the poller's lease tenure
+// ended: another instance owns the event type now and resolves the event.
+var errFenced = errors.New("lease tenure ended; mark left to the new holder")
+
 func (p *Publisher) markSent(id string) {
-	outbox, policy := p.outbox, p.cfg.Mark
+	outbox, lease, policy := p.outbox, p.lease, p.cfg.Mark
+	var fence messages.Fence
+	if b := p.events[id]; b != nil {
+		fence = b.fence
+	}
 	p.marks.push(func() any {
 		start := time.Now()
+		if fence.Active() && lease != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), policy.Timeout)
+			ok, err := lease.Valid(ctx, fence.Name, fence.Token)
+			cancel()
+			if err == nil && !ok {
+				return markResult{eventID: id, err: errFenced, took: time.Since(start)}
+			}
+		}
 		tries, err := policy.run(func(ctx context.Context) error { return outbox.MarkSent(ctx, id) })
 		return markResult{eventID: id, err: err, tries: tries, took: time.Since(start)}
 	})
@@ -377,6 +396,11 @@ func (p *Publisher) markSent(id string) {
 
 func (p *Publisher) onMarked(m markResult) {
 	p.metrics.MarkDone(messages.StatusSent, m.took, m.err)
+	if errors.Is(m.err, errFenced) {
+		p.log.Warn().Str("eventId", m.eventID).Msg("published, but the lease moved to another instance: not marking (it will publish the event again)")
+		p.resolve(m.eventID, messages.OutcomeUnmarked)
+		return
+	}
 	if m.err != nil {
 		p.remember(m.eventID, unmarkedEvent{status: messages.StatusSent, at: p.now()})
 		p.log.Warn().Err(m.err).Str("eventId", m.eventID).Int("tries", m.tries).

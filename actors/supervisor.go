@@ -37,8 +37,10 @@ type Deps struct {
 	Outbox   Outbox
 	Producer Producer
 	Store    DeadLetterStore
-	Metrics  Metrics
-	Log      zerolog.Logger
+	// Lease is used when TreeConfig.Poller.LeaseTTL > 0.
+	Lease   Lease
+	Metrics Metrics
+	Log     zerolog.Logger
 }
 
 // Supervisor spawns and restarts the children and stops them in order. It
@@ -179,14 +181,14 @@ func (s *Supervisor) start() {
 	s.children = make(map[string]*child)
 	s.dlq = s.add("dlq", "dlq", "0", NewDLQ(s.deps.Store, s.deps.Outbox, s.cfg.DLQ, s.deps.Log, s.deps.Metrics))
 	s.spawn(s.dlq)
-	s.pub = s.add("publisher", "publisher", "0", NewPublisher(s.deps.Producer, s.deps.Outbox, s.dlq.pid, s.cfg.Publisher, s.deps.Log, s.deps.Metrics))
+	s.pub = s.add("publisher", "publisher", "0", NewPublisher(s.deps.Producer, s.deps.Outbox, s.deps.Lease, s.dlq.pid, s.cfg.Publisher, s.deps.Log, s.deps.Metrics))
 	s.spawn(s.pub)
 	s.tree.mu.Lock()
 	s.tree.dlq, s.tree.publisher = s.dlq.pid, s.pub.pid
 	s.tree.mu.Unlock()
 	start := time.Now()
 	for _, r := range s.cfg.Routes {
-		ch := s.add("poller:"+r.EventType, "poller", r.EventType, NewPoller(r, s.deps.Outbox, s.pub.pid, s.cfg.Poller, s.deps.Log, s.deps.Metrics),
+		ch := s.add("poller:"+r.EventType, "poller", r.EventType, NewPoller(r, s.deps.Outbox, s.deps.Lease, s.pub.pid, s.cfg.Poller, s.deps.Log, s.deps.Metrics),
 			actor.WithInboxSize(max(s.cfg.PollerInboxSize, 4)))
 		s.pollers = append(s.pollers, ch)
 		s.spawn(ch)

@@ -15,7 +15,20 @@ type PublishBatch struct {
 	Events  []Event
 	// ReplyTo receives the BatchResolved.
 	ReplyTo *actor.PID
+	// Fence is the poller's lease tenure when leases are on; marks are
+	// made only while it is still current.
+	Fence Fence
 }
+
+// Fence names a lease tenure: the lease (event type) and its token. The
+// zero Fence means leases are off.
+type Fence struct {
+	Name  string
+	Token int64
+}
+
+// Active reports whether the fence must be checked.
+func (f Fence) Active() bool { return f.Token != 0 }
 
 // Outcome is how one event of a batch ended.
 type Outcome uint8

@@ -22,6 +22,7 @@ import (
 	"github.com/hobom/hobom-event-processor/infra/kafka"
 	"github.com/hobom/hobom-event-processor/infra/outbox"
 	"github.com/hobom/hobom-event-processor/infra/redisdlq"
+	"github.com/hobom/hobom-event-processor/infra/redislease"
 	"github.com/hobom/hobom-event-processor/messages"
 )
 
@@ -46,6 +47,8 @@ type App struct {
 	tree   *actors.Tree
 	http   *http.Server
 	ln     net.Listener
+	leases *redislease.Leases // nil when leases are off
+	routes []messages.Route
 }
 
 // Options changes what New builds; the zero value is production.
@@ -94,9 +97,13 @@ func New(cfg config.Config, log zerolog.Logger, opts Options) (*App, error) {
 	}
 	tc := TreeConfig(cfg, routes)
 	tc.ChildMiddleware = opts.ChildMiddleware
-	a.tree, err = actors.StartTree(a.engine, tc, actors.Deps{
-		Outbox: a.outbox, Producer: a.kafka, Store: redisdlq.New(a.redis), Metrics: opts.Metrics, Log: log,
-	})
+	deps := actors.Deps{Outbox: a.outbox, Producer: a.kafka, Store: redisdlq.New(a.redis), Metrics: opts.Metrics, Log: log}
+	if cfg.LeaseTTL > 0 {
+		a.leases = redislease.New(a.redis, len(routes))
+		deps.Lease = a.leases
+		a.routes = routes
+	}
+	a.tree, err = actors.StartTree(a.engine, tc, deps)
 	if err != nil {
 		return nil, err
 	}
@@ -124,6 +131,7 @@ func TreeConfig(cfg config.Config, routes []messages.Route) actors.TreeConfig {
 	return actors.TreeConfig{
 		Routes: routes,
 		Poller: actors.PollerConfig{
+			LeaseTTL: cfg.LeaseTTL, LeaseOwner: cfg.InstanceID,
 			Interval: cfg.PollInterval, MaxBackoff: cfg.PollMaxBackoff, FindLimit: cfg.FindLimit, FindTimeout: cfg.GRPCTimeout,
 			// Long enough for every publish attempt, the DLQ write and the marks.
 			BatchTimeout: time.Duration(cfg.PublishAttempts)*(cfg.KafkaWriteTimeout+cfg.PublishBackoff<<cfg.PublishAttempts) + 2*time.Minute,
@@ -176,6 +184,13 @@ func (a *App) Shutdown(ctx context.Context) error {
 	}
 	if err := a.tree.Stop(ctx); err != nil {
 		errs = append(errs, err)
+	}
+	// Released only now that the publisher finished the batches fetched
+	// under them, so that another instance does not publish them again.
+	for _, r := range a.routes {
+		if err := a.leases.Release(ctx, r.EventType, a.cfg.InstanceID); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	a.closeClients()
 	err := errors.Join(errs...)

@@ -36,8 +36,18 @@ type Config struct {
 	MarkConcurrency   int
 	DLQTTL            time.Duration
 	ShutdownTimeout   time.Duration
+	LeaseTTL          time.Duration
+	InstanceID        string
 	LogLevel          zerolog.Level
 	LogFormat         string
+
+	Security
+	Observability
+	Dev
+
+	// explicit holds the environment names of the settings given by a flag
+	// or the environment (see Explicit).
+	explicit map[string]bool
 }
 
 // setting is one row of the settings table: the flag, its environment
@@ -49,7 +59,7 @@ type setting struct {
 }
 
 func settings() []setting {
-	return []setting{
+	return append([]setting{
 		{"grpc-addr", "HOBOM_GRPC_ADDR", "dev-for-hobom-backend:50051", "outbox backend gRPC address", false, str(func(c *Config) *string { return &c.GRPCAddr })},
 		{"grpc-api-key", "HOBOM_GRPC_API_KEY", "", "x-api-key sent on every backend call (empty: none)", true, str(func(c *Config) *string { return &c.GRPCAPIKey })},
 		{"grpc-max-recv-bytes", "HOBOM_GRPC_MAX_RECV_BYTES", "268435456", "largest backend response accepted (bytes); a whole backlog comes in one find response", false, posInt(func(c *Config) *int { return &c.GRPCMaxRecvBytes })},
@@ -84,6 +94,15 @@ func settings() []setting {
 		{"publish-backoff", "HOBOM_PUBLISH_BACKOFF", "200ms", "wait before the second publish attempt, doubling after", false, dur(func(c *Config) *time.Duration { return &c.PublishBackoff })},
 		{"mark-concurrency", "HOBOM_MARK_CONCURRENCY", "32", "mark rpcs in flight at once", false, posInt(func(c *Config) *int { return &c.MarkConcurrency })},
 		{"dlq-ttl", "HOBOM_DLQ_TTL", "72h", "how long a DLQ entry is kept", false, dur(func(c *Config) *time.Duration { return &c.DLQTTL })},
+		{"lease-ttl", "HOBOM_LEASE_TTL", "0s", "with several instances: each event type's poller holds a Redis lease of this TTL (0s: off, for a single instance)", false, func(c *Config, v string) error {
+			d, err := time.ParseDuration(v)
+			if err != nil || d < 0 || (d > 0 && d < 300*time.Millisecond) {
+				return fmt.Errorf("not 0s or a duration of at least 300ms")
+			}
+			c.LeaseTTL = d
+			return nil
+		}},
+		{"instance-id", "HOBOM_INSTANCE_ID", "", "this instance's name in leases (empty: hostname-pid)", false, str(func(c *Config) *string { return &c.InstanceID })},
 		{"shutdown-timeout", "HOBOM_SHUTDOWN_TIMEOUT", "30s", "how long a shutdown may take to finish in-flight events", false, dur(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
 		{"log-level", "HOBOM_LOG_LEVEL", "info", "trace, debug, info, warn or error", false, func(c *Config, v string) error {
 			l, err := zerolog.ParseLevel(v)
@@ -100,7 +119,7 @@ func settings() []setting {
 			c.LogFormat = v
 			return nil
 		}},
-	}
+	}, opsSettings()...)
 }
 
 // Load parses args (without the program name) over the environment. It
@@ -111,6 +130,10 @@ func Load(fs *flag.FlagSet, args []string, getenv func(string) string, out io.Wr
 	given := map[string]string{}
 	for _, s := range table {
 		name := s.flag
+		if isBool(s) {
+			fs.BoolFunc(name, s.help, func(v string) error { given[name] = v; return nil })
+			continue
+		}
 		fs.Func(name, s.help, func(v string) error { given[name] = v; return nil })
 	}
 	fs.SetOutput(out)
@@ -121,7 +144,7 @@ func Load(fs *flag.FlagSet, args []string, getenv func(string) string, out io.Wr
 	if fs.NArg() > 0 {
 		return Config{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
-	var c Config
+	c := Config{explicit: map[string]bool{}}
 	var errs []error
 	for _, s := range table {
 		v, src := s.def, "default"
@@ -131,6 +154,7 @@ func Load(fs *flag.FlagSet, args []string, getenv func(string) string, out io.Wr
 		if f, ok := given[s.flag]; ok {
 			v, src = f, "--"+s.flag
 		}
+		c.explicit[s.env] = src != "default"
 		if err := s.set(&c, v); err != nil {
 			shown := v
 			if s.secret {
@@ -138,6 +162,11 @@ func Load(fs *flag.FlagSet, args []string, getenv func(string) string, out io.Wr
 			}
 			errs = append(errs, fmt.Errorf("%s (from %s) = %q: %w", s.env, src, shown, err))
 		}
+	}
+	errs = append(errs, checkOps(&c)...)
+	if c.InstanceID == "" {
+		host, _ := os.Hostname()
+		c.InstanceID = fmt.Sprintf("%s-%d", host, os.Getpid())
 	}
 	if c.PollMaxBackoff < c.PollInterval {
 		c.PollMaxBackoff = c.PollInterval

@@ -39,7 +39,12 @@ local cur = redis.call('GET', KEYS[1])
 if cur and string.sub(cur, 1, string.len(ARGV[1]) + 1) ~= ARGV[1] .. '|' then
   return -1
 end
-if not cur and tonumber(ARGV[3]) >= share then
+if cur then
+  -- Already ours (a restarted poller of this process): same tenure.
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return tonumber(string.sub(cur, string.len(ARGV[1]) + 2))
+end
+if tonumber(ARGV[3]) >= share then
   return -2
 end
 local token = redis.call('INCR', KEYS[2])

@@ -115,3 +115,13 @@ func TestLeasesSpreadAcrossInstances(t *testing.T) {
 		t.Fatal("b could not take the yielded lease")
 	}
 }
+
+func TestReacquiringOwnLeaseKeepsTheTenure(t *testing.T) {
+	ctx := context.Background()
+	l := New(testenv.Redis(t).Client(t), 1)
+	first, ok, _ := l.Acquire(ctx, "MESSAGE", "a", time.Second)
+	second, ok2, _ := l.Acquire(ctx, "MESSAGE", "a", time.Second)
+	if !ok || !ok2 || first != second {
+		t.Fatalf("tokens %d, %d: a restarted poller of the same instance must keep the tenure", first, second)
+	}
+}
