@@ -1,0 +1,230 @@
+package messages
+
+import (
+	"time"
+)
+
+// This file holds the messages of the DLQ management API (CONTRACT.md §4):
+// the HTTP handlers ask the DLQ actor, which owns every write to Redis, to
+// replay, discard and bulk-replay dead letters, and to keep the audit trail.
+// The handlers send them with engine.Request; the actor answers the
+// request's sender once the work it started in the background is done.
+
+// Caller identifies who asked for an operation, for the audit trail: the
+// TCP peer of the HTTP request and the operator named in the optional
+// x-operator header (self-declared, not authenticated).
+type Caller struct {
+	Addr     string `json:"addr"`
+	Operator string `json:"operator,omitempty"`
+}
+
+// ReplayTarget is one DLQ entry to replay, resolved by the caller: its
+// Redis key, the eventId parsed from the key (legacy "dlq:menu::<id>" keys
+// included) and the route its prefix belongs to.
+type ReplayTarget struct {
+	Key     string
+	EventID string
+	Route   Route
+}
+
+// Replay asks the DLQ actor to publish one entry again. Answered with a
+// ReplayResult.
+type Replay struct {
+	Target ReplayTarget
+	Caller Caller
+}
+
+// ReplayStatus is how a replay or a discard ended.
+type ReplayStatus uint8
+
+const (
+	// ReplayDone: published (or, for a discard, removed); the entry and its
+	// metadata are deleted.
+	ReplayDone ReplayStatus = iota + 1
+	// ReplayNotFound: no entry at the key (never written, expired, or
+	// replayed or discarded by someone else first).
+	ReplayNotFound
+	// ReplayBusy: another replay or discard of the key holds its lock, in
+	// this process or another one.
+	ReplayBusy
+	// ReplayKafkaFailed: Kafka did not take the record; the entry is kept.
+	ReplayKafkaFailed
+	// ReplayStoreFailed: Redis failed before anything was published; the
+	// entry is kept.
+	ReplayStoreFailed
+	// ReplayNotRemoved: published, but the entry could not be deleted. Its
+	// lock is left to expire rather than released, so no replay of it starts
+	// again at once.
+	ReplayNotRemoved
+	// ReplayUnavailable: the DLQ actor is shutting down or was built
+	// without what replays need.
+	ReplayUnavailable
+	// ReplayInvalid: the target does not match the route table (a key
+	// outside its route's prefix, an empty eventId).
+	ReplayInvalid
+)
+
+// String names the status for logs, the audit trail and job errors.
+func (s ReplayStatus) String() string {
+	switch s {
+	case ReplayDone:
+		return "done"
+	case ReplayNotFound:
+		return "not_found"
+	case ReplayBusy:
+		return "busy"
+	case ReplayKafkaFailed:
+		return "kafka_failed"
+	case ReplayStoreFailed:
+		return "store_failed"
+	case ReplayNotRemoved:
+		return "not_removed"
+	case ReplayUnavailable:
+		return "unavailable"
+	case ReplayInvalid:
+		return "invalid"
+	}
+	return "unknown"
+}
+
+// ReplayResult answers Replay and Discard.
+type ReplayResult struct {
+	Key    string
+	Status ReplayStatus
+	// Err says what failed, for every status but ReplayDone.
+	Err string
+	// Topic, Partition and Offset locate the published record (Replay).
+	Topic     string
+	Partition int32
+	Offset    int64
+}
+
+// Discard asks the DLQ actor to delete one entry without publishing it.
+// Answered with a ReplayResult (ReplayDone, ReplayNotFound, ReplayBusy,
+// ReplayStoreFailed or ReplayUnavailable).
+type Discard struct {
+	Key    string
+	Reason string
+	Caller Caller
+}
+
+// InvalidTarget is a key a bulk replay matched but cannot replay (it does
+// not parse, or no route has its prefix); it counts as failed.
+type InvalidTarget struct {
+	Key string
+	Err string
+}
+
+// BulkReplay asks the DLQ actor to start a job replaying Targets, at most
+// Rate per second. Answered with a JobStatus (the new job's) or a
+// BulkRefused.
+type BulkReplay struct {
+	Prefix  string
+	Targets []ReplayTarget
+	Invalid []InvalidTarget
+	// Truncated says the listing stopped at its bound: more keys match.
+	Truncated bool
+	Rate      int
+	Caller    Caller
+}
+
+// BulkRefused answers a BulkReplay the actor does not start.
+type BulkRefused struct {
+	Status ReplayStatus // ReplayBusy (too many jobs) or ReplayUnavailable
+	Err    string
+}
+
+// JobQuery asks the DLQ actor for a job's progress. Answered with a
+// JobStatus, or a JobNotFound.
+type JobQuery struct{ ID string }
+
+// CancelJob asks the DLQ actor to stop a running job: replays in flight
+// finish, no new one starts. Answered with the JobStatus after the cancel
+// (State JobCancelled; a job that had already ended keeps its state), or a
+// JobNotFound.
+type CancelJob struct {
+	ID     string
+	Caller Caller
+}
+
+// JobNotFound answers JobQuery and CancelJob for an unknown job id.
+type JobNotFound struct{ ID string }
+
+// Job states.
+const (
+	JobRunning   = "running"
+	JobDone      = "done"
+	JobCancelled = "cancelled"
+	// JobAborted: stopped by the actor after too many failures in a row
+	// (Kafka down), or because the processor shut down.
+	JobAborted = "aborted"
+)
+
+// JobError is one failed key of a job.
+type JobError struct {
+	Key string `json:"key"`
+	Err string `json:"error"`
+}
+
+// JobCounts is a job's progress. Remaining is Matched minus the keys that
+// are finished (replayed, failed or skipped); it includes InFlight.
+type JobCounts struct {
+	Matched   int `json:"matched"`
+	Replayed  int `json:"replayed"`
+	Failed    int `json:"failed"`
+	Skipped   int `json:"skipped"`
+	InFlight  int `json:"inFlight"`
+	Remaining int `json:"remaining"`
+}
+
+// JobStatus is a bulk replay job as the API shows it.
+type JobStatus struct {
+	ID     string `json:"jobId"`
+	State  string `json:"state"`
+	Prefix string `json:"prefix"`
+	Rate   int    `json:"rate"`
+	JobCounts
+	// Truncated: more keys matched than a job takes; run another job for
+	// the rest once this one is done.
+	Truncated bool       `json:"truncated"`
+	Caller    Caller     `json:"caller"`
+	CreatedAt time.Time  `json:"createdAt"`
+	EndedAt   *time.Time `json:"endedAt,omitempty"`
+	// EndReason says why a job that did not run to its end stopped.
+	EndReason string `json:"endReason,omitempty"`
+	// Errors are the first failures (bounded).
+	Errors []JobError `json:"errors"`
+}
+
+// Audit asks the DLQ actor to append a record to the audit trail
+// (fire-and-forget; the actor logs a failed write).
+type Audit struct{ Record AuditRecord }
+
+// Audit actions.
+const (
+	AuditReplay     = "replay"
+	AuditDiscard    = "discard"
+	AuditBulkStart  = "bulk-start"
+	AuditBulkEnd    = "bulk-end"
+	AuditBulkCancel = "bulk-cancel"
+	AuditBulkDryRun = "bulk-dry-run"
+)
+
+// AuditRecord is one entry of the audit trail, stored as JSON.
+type AuditRecord struct {
+	Time    time.Time `json:"time"`
+	Action  string    `json:"action"`
+	Key     string    `json:"key,omitempty"`
+	Prefix  string    `json:"prefix,omitempty"`
+	EventID string    `json:"eventId,omitempty"`
+	Topic   string    `json:"topic,omitempty"`
+	JobID   string    `json:"jobId,omitempty"`
+	// Outcome is a ReplayStatus name for replays and discards, a job state
+	// for bulk records.
+	Outcome string     `json:"outcome"`
+	Error   string     `json:"error,omitempty"`
+	Reason  string     `json:"reason,omitempty"`
+	Caller  Caller     `json:"caller"`
+	Counts  *JobCounts `json:"counts,omitempty"`
+	Rate    int        `json:"rate,omitempty"`
+}
