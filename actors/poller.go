@@ -219,16 +219,25 @@ func (p *Poller) onResolved(m messages.BatchResolved) {
 		Int("skipped", m.Counts[messages.OutcomeSkipped]).
 		Dur("took", time.Since(p.batchStart)).
 		Msg("batch resolved")
-	if m.AllResolved() {
-		// Everything left PENDING: there may be more behind a find limit,
-		// so fetch again at once.
+	trouble := m.Counts[messages.OutcomeDeferred] + m.Counts[messages.OutcomeUnmarked] + m.Counts[messages.OutcomeBusy]
+	progress := m.Counts[messages.OutcomeSent] + m.Counts[messages.OutcomeFailed]
+	switch {
+	case trouble > 0:
+		// Something stayed PENDING (Redis or the backend failing): wait,
+		// and wait longer the longer it lasts, so an outage is never a hot
+		// loop.
+		p.backoff()
+	case progress > 0:
+		// Every event left the PENDING state: more may wait behind a find
+		// limit, so fetch again at once.
 		p.failures = 0
 		p.schedule(0)
-		return
+	default:
+		// Only rows that cannot be processed (logged): they come back with
+		// every find, so wait the interval, but they are no outage.
+		p.failures = 0
+		p.schedule(p.cfg.Interval)
 	}
-	// Something stayed PENDING (Redis or the backend failing): wait, and
-	// wait longer the longer it lasts, so an outage is never a hot loop.
-	p.backoff()
 }
 
 func (p *Poller) backoff() {
