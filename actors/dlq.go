@@ -21,17 +21,25 @@ type DLQConfig struct {
 	Concurrency int
 	// MaxReasonBytes bounds the error text sent with a FAILED mark.
 	MaxReasonBytes int
+	// Replay tunes replays, discards and bulk jobs of the management API;
+	// zero fields take the defaults of ReplayConfig.
+	Replay ReplayConfig
 }
 
 // DLQ owns every write to the dead-letter queue and the FAILED marks. The
 // order is the point: an event is marked FAILED only after its entry is in
 // Redis, so a failed event is never lost between the two systems.
+//
+// It also serves the management API (dlq_replay.go): replays, discards,
+// bulk replay jobs and the audit trail, so that every write to Redis goes
+// through this one actor.
 type DLQ struct {
 	cfg     DLQConfig
 	store   DeadLetterStore
 	outbox  Outbox
 	log     zerolog.Logger
 	metrics Metrics
+	replay  replayState
 
 	engine  *actor.Engine
 	self    *actor.PID
@@ -46,13 +54,16 @@ type deadLettered struct {
 	took    time.Duration
 }
 
-// NewDLQ returns the producer of the DLQ actor.
-func NewDLQ(store DeadLetterStore, outbox Outbox, cfg DLQConfig, log zerolog.Logger, m Metrics) actor.Producer {
+// NewDLQ returns the producer of the DLQ actor. rd is what the management
+// API's replays need; without its Admin or Producer they are refused.
+func NewDLQ(store DeadLetterStore, outbox Outbox, cfg DLQConfig, log zerolog.Logger, m Metrics, rd ReplayDeps) actor.Producer {
+	cfg.Replay = cfg.Replay.withDefaults()
 	return func() actor.Receiver {
 		return &DLQ{
 			cfg: cfg, store: store, outbox: outbox, metrics: orNop(m),
-			log:  log.With().Str("actor", "dlq").Logger(),
-			work: newWorkQueue(cfg.Concurrency),
+			log:    log.With().Str("actor", "dlq").Logger(),
+			work:   newWorkQueue(cfg.Concurrency),
+			replay: newReplayState(rd, cfg.Replay),
 		}
 	}
 }
@@ -62,18 +73,32 @@ func (d *DLQ) Receive(c *actor.Context) {
 	case actor.Started:
 		d.engine, d.self = c.Engine(), c.PID()
 		d.work.bind(d.engine, d.self)
+		d.replay.queue.bind(d.engine, d.self)
 	case messages.DeadLetter:
 		d.onDeadLetter(m)
 	case workDone:
-		if m.q != d.work {
+		switch m.q {
+		case d.work:
+			d.work.done()
+			switch r := m.result.(type) {
+			case deadLettered:
+				d.onStored(r)
+			default:
+				d.onAdminWork(r)
+			}
+		case d.replay.queue:
+			d.replay.queue.done()
+			d.onAdminWork(m.result)
+		default:
 			return // a job of a crashed predecessor; the publisher gave up on it
 		}
-		d.work.done()
-		d.onStored(m.result.(deadLettered))
 		d.checkDrained()
 	case messages.Drain:
 		d.drainTo = m.ReplyTo
+		d.onDrain()
 		d.checkDrained()
+	default:
+		d.receiveAdmin(c)
 	}
 }
 
@@ -122,7 +147,7 @@ func (d *DLQ) onStored(r deadLettered) {
 }
 
 func (d *DLQ) checkDrained() {
-	if d.drainTo == nil || !d.work.idle() {
+	if d.drainTo == nil || !d.work.idle() || !d.replay.queue.idle() {
 		return
 	}
 	d.log.Info().Msg("drained")

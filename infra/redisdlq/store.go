@@ -156,9 +156,11 @@ func (s *Store) Get(ctx context.Context, key string) (Entry, error) {
 		ttlCmd = p.PTTL(ctx, key)
 		return nil
 	})
-	// The pipeline's error is its first command's error, redis.Nil for a
-	// missing value included; look at each command instead.
-	if err != nil && getCmd == nil {
+	// The pipeline's error is its first failed command's error, redis.Nil
+	// for a missing value included (looked at per command below). Any other
+	// error fails the read: when the connection fails, the commands of a
+	// MULTI/EXEC may carry no error of their own.
+	if err != nil && !errors.Is(err, redis.Nil) {
 		return Entry{}, fmt.Errorf("dlq get %q: %w", key, err)
 	}
 	if err := getCmd.Err(); err != nil {

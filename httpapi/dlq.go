@@ -1,0 +1,509 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/hobom/hobom-event-processor/infra/redisdlq"
+	"github.com/hobom/hobom-event-processor/messages"
+)
+
+const (
+	// listStepBudget and listTimeBudget bound the SCAN steps of one page:
+	// a sparse prefix on a large Redis answers a short (even empty) page
+	// with a nextCursor rather than scanning the whole keyspace at once.
+	listStepBudget = 200
+	listTimeBudget = 2 * time.Second
+	// maxScanCount is the largest COUNT hint of one SCAN step.
+	maxScanCount = 1000
+)
+
+// errNotConfigured answers DLQ routes of an API built without a store or
+// an actor engine.
+const errNotConfigured = "DLQ API not configured"
+
+func (a *api) storeReady(w http.ResponseWriter) bool {
+	if a.opts.Store == nil {
+		writeError(w, http.StatusServiceUnavailable, errNotConfigured)
+		return false
+	}
+	return true
+}
+
+// caller identifies the request's sender for the audit trail: the TCP peer
+// and the optional, self-declared x-operator header. Behind a proxy the
+// peer is the proxy; the header is not authenticated.
+func caller(r *http.Request) (messages.Caller, error) {
+	c := messages.Caller{Addr: r.RemoteAddr, Operator: strings.TrimSpace(r.Header.Get(operatorHeader))}
+	if err := checkText(operatorHeader, c.Operator, MaxOperatorBytes); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+// list answers GET /dlq: one page of DLQ keys from SCAN (never KEYS).
+//
+// A page ends at a SCAN step's end: a step whose keys would push the page
+// past limit is left for the next page (nextCursor is that step's start),
+// unless it is the page's first step, which is returned whole. So a page
+// holds at most limit keys unless one SCAN step alone returns more (Redis
+// rarely does, for small limits), and no key is skipped between pages.
+// As with SCAN, a key may show on two pages, and keys written or deleted
+// during the listing may or may not show.
+func (a *api) list(w http.ResponseWriter, r *http.Request, _ params) {
+	q, err := parseListQuery(r.URL.RawQuery)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if !a.storeReady(w) {
+		return
+	}
+	match, err := redisdlq.PrefixPattern(q.Prefix)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
+	defer cancel()
+	items := []string{}
+	seen := map[string]bool{}
+	cursor, count := q.Cursor, int64(min(q.Limit, maxScanCount))
+	deadline := time.Now().Add(listTimeBudget)
+	for steps := 1; ; steps++ {
+		keys, next, err := a.opts.Store.Scan(ctx, match, cursor, count)
+		if err != nil {
+			a.log.Error().Err(err).Msg("list: scan")
+			writeError(w, http.StatusServiceUnavailable, "redis: "+err.Error())
+			return
+		}
+		fresh := keys[:0]
+		for _, k := range keys {
+			if !seen[k] {
+				seen[k] = true
+				fresh = append(fresh, k)
+			}
+		}
+		if len(items) > 0 && len(items)+len(fresh) > q.Limit {
+			break // this step starts the next page; cursor is its start
+		}
+		items = append(items, fresh...)
+		cursor = next
+		if next == 0 || len(items) >= q.Limit || steps >= listStepBudget || time.Now().After(deadline) {
+			break
+		}
+	}
+	nextCursor := formatCursor(cursor)
+	writeJSON(w, http.StatusOK, map[string]any{
+		"items":      items,
+		"prefix":     q.Prefix,
+		"limit":      q.Limit,
+		"nextCursor": nextCursor,
+		"truncated":  nextCursor != "",
+	})
+}
+
+// entryMeta is the meta object of GET /dlq/{key}: the metadata hash where
+// there is one, completed from the key and its route (entries the old
+// service wrote have no hash).
+type entryMeta struct {
+	EventType     string     `json:"eventType,omitempty"`
+	EventID       string     `json:"eventId"`
+	Topic         string     `json:"topic,omitempty"`
+	Reason        string     `json:"reason,omitempty"`
+	Attempts      *int       `json:"attempts,omitempty"`
+	FirstFailedAt *time.Time `json:"firstFailedAt,omitempty"`
+	LastFailedAt  *time.Time `json:"lastFailedAt,omitempty"`
+	// TTLSeconds is the time left; null for an entry without expiry.
+	TTLSeconds *int64 `json:"ttlSeconds"`
+	// Legacy: the old service's dlq:<name>::<eventId> key form.
+	Legacy bool `json:"legacy"`
+	// HasMeta: the entry has a metadata hash (written by this service).
+	HasMeta bool `json:"hasMeta"`
+	// ValueIsJSON is false for a value that is not JSON; item is then the
+	// value as a string.
+	ValueIsJSON bool `json:"valueIsJson"`
+	// Replayable: a route has the key's prefix.
+	Replayable bool `json:"replayable"`
+}
+
+// get answers GET /dlq/{key}: the stored JSON, object or array, as item.
+func (a *api) get(w http.ResponseWriter, r *http.Request, p params) {
+	key := p["key"]
+	prefix, eventID, err := redisdlq.ParseKey(key)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if !a.storeReady(w) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
+	defer cancel()
+	e, err := a.opts.Store.Get(ctx, key)
+	switch {
+	case errors.Is(err, redisdlq.ErrNotFound):
+		writeError(w, http.StatusNotFound, "DLQ entry not found: "+key)
+		return
+	case err != nil:
+		a.log.Error().Err(err).Str("key", key).Msg("get")
+		writeError(w, http.StatusServiceUnavailable, "redis: "+err.Error())
+		return
+	}
+	route, routed := a.byPrefix[prefix]
+	m := entryMeta{
+		EventType: e.Meta.EventType, EventID: eventID, Topic: e.Meta.Topic, Reason: e.Meta.Reason,
+		Legacy: strings.HasPrefix(key, prefix+":"), HasMeta: e.HasMeta, Replayable: routed,
+	}
+	if e.Meta.EventID != "" {
+		m.EventID = e.Meta.EventID
+	}
+	if m.EventType == "" {
+		m.EventType = route.EventType
+	}
+	if m.Topic == "" {
+		m.Topic = route.Topic
+	}
+	if e.HasMeta {
+		m.Attempts = &e.Meta.Attempts
+	}
+	if !e.FirstFailedAt.IsZero() {
+		m.FirstFailedAt = &e.FirstFailedAt
+	}
+	if !e.LastFailedAt.IsZero() {
+		m.LastFailedAt = &e.LastFailedAt
+	}
+	if e.TTL > 0 {
+		s := int64(math.Ceil(e.TTL.Seconds()))
+		m.TTLSeconds = &s
+	}
+	var item any = json.RawMessage(e.Value)
+	if m.ValueIsJSON = json.Valid(e.Value); !m.ValueIsJSON {
+		item = string(e.Value)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"item": item, "meta": m})
+}
+
+// target resolves a key to what a replay needs.
+func (a *api) target(key string) (messages.ReplayTarget, error) {
+	prefix, eventID, err := redisdlq.ParseKey(key)
+	if err != nil {
+		return messages.ReplayTarget{}, err
+	}
+	route, ok := a.byPrefix[prefix]
+	if !ok {
+		return messages.ReplayTarget{}, fmt.Errorf("no route has the DLQ prefix %q, so there is no topic to replay %s to", prefix, key)
+	}
+	return messages.ReplayTarget{Key: key, EventID: eventID, Route: route}, nil
+}
+
+// errNoActor is wrapped by ask's errors when there is no DLQ actor to ask.
+var errNoActor = errors.New("no DLQ actor")
+
+// askError answers an error of ask: 503 without an actor, 504 when it did
+// not answer in time.
+func askError(w http.ResponseWriter, err error) {
+	if errors.Is(err, errNoActor) {
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	writeError(w, http.StatusGatewayTimeout, err.Error())
+}
+
+// ask sends msg to the DLQ actor and waits for its answer.
+func (a *api) ask(msg any) (any, error) {
+	if a.opts.Engine == nil || a.opts.DLQ == nil {
+		return nil, fmt.Errorf("%w: %s", errNoActor, errNotConfigured)
+	}
+	pid := a.opts.DLQ()
+	if pid == nil {
+		return nil, fmt.Errorf("%w: the DLQ actor is not running", errNoActor)
+	}
+	res, err := a.opts.Engine.Request(pid, msg, a.opts.ActorTimeout).Result()
+	if err != nil {
+		return nil, fmt.Errorf("the DLQ actor did not answer within %v (%v); the operation may still complete: see GET %s/dlq/audit", a.opts.ActorTimeout, err, BasePath)
+	}
+	return res, nil
+}
+
+// tell sends msg to the DLQ actor without waiting.
+func (a *api) tell(msg any) {
+	if a.opts.Engine == nil || a.opts.DLQ == nil {
+		return
+	}
+	if pid := a.opts.DLQ(); pid != nil {
+		a.opts.Engine.Send(pid, msg)
+	}
+}
+
+// statusOf is the HTTP status of a replay's or discard's outcome.
+func statusOf(s messages.ReplayStatus) int {
+	switch s {
+	case messages.ReplayDone:
+		return http.StatusOK
+	case messages.ReplayNotFound:
+		return http.StatusNotFound
+	case messages.ReplayBusy:
+		return http.StatusConflict
+	case messages.ReplayKafkaFailed:
+		return http.StatusBadGateway
+	case messages.ReplayInvalid:
+		return http.StatusBadRequest
+	case messages.ReplayNotRemoved:
+		return http.StatusInternalServerError
+	default: // store failed, unavailable
+		return http.StatusServiceUnavailable
+	}
+}
+
+// askReplayResult asks the DLQ actor and answers its failures; ok reports
+// a ReplayDone whose result the caller writes.
+func (a *api) askReplayResult(w http.ResponseWriter, msg any) (messages.ReplayResult, bool) {
+	res, err := a.ask(msg)
+	if err != nil {
+		askError(w, err)
+		return messages.ReplayResult{}, false
+	}
+	rr, ok := res.(messages.ReplayResult)
+	if !ok {
+		writeError(w, http.StatusInternalServerError, fmt.Sprintf("unexpected answer %T from the DLQ actor", res))
+		return messages.ReplayResult{}, false
+	}
+	if rr.Status != messages.ReplayDone {
+		writeError(w, statusOf(rr.Status), rr.Err)
+		return rr, false
+	}
+	return rr, true
+}
+
+// retry answers POST /dlq/retry/{key}: the DLQ actor publishes the stored
+// bytes with the original record key to the route's topic, deletes the
+// entry, and marks the event SENT in the background.
+func (a *api) retry(w http.ResponseWriter, r *http.Request, p params) {
+	t, err := a.target(p["key"])
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	c, err := caller(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	rr, ok := a.askReplayResult(w, messages.Replay{Target: t, Caller: c})
+	if !ok {
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"message": "DLQ retried and removed from Redis",
+		"key":     t.Key, "eventId": t.EventID, "topic": rr.Topic, "partition": rr.Partition, "offset": rr.Offset,
+	})
+}
+
+// discard answers DELETE /dlq/{key}: the entry is deleted without being
+// published. The reason (query reason, or a JSON body {"reason": ...}) is
+// required; it is logged and audited.
+func (a *api) discard(w http.ResponseWriter, r *http.Request, p params) {
+	key := p["key"]
+	if _, _, err := redisdlq.ParseKey(key); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	v, err := parseQuery(r.URL.RawQuery, "reason")
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	reason := v.Get("reason")
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		bodyError(w, err)
+		return
+	}
+	if reason == "" && len(bytes.TrimSpace(body)) > 0 {
+		var b struct {
+			Reason string `json:"reason"`
+		}
+		if err := json.Unmarshal(body, &b); err != nil {
+			writeError(w, http.StatusBadRequest, `body must be JSON like {"reason":"..."}: `+err.Error())
+			return
+		}
+		reason = b.Reason
+	}
+	reason = strings.TrimSpace(reason)
+	if reason == "" {
+		writeError(w, http.StatusBadRequest, `a reason is required: ?reason=... or a JSON body {"reason":"..."}`)
+		return
+	}
+	if err := checkText("reason", reason, MaxReasonBytes); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	c, err := caller(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if _, ok := a.askReplayResult(w, messages.Discard{Key: key, Reason: reason, Caller: c}); !ok {
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"message": "DLQ entry discarded", "key": key, "reason": reason})
+}
+
+// bulk answers POST /dlq/retry?prefix=...: it lists the matching keys (at
+// most MaxBulkKeys, in key order) and either answers what would be
+// replayed (dryRun=true, synchronously, nothing published) or starts a job
+// in the DLQ actor and answers 202 with its status.
+func (a *api) bulk(w http.ResponseWriter, r *http.Request, _ params) {
+	q, err := parseBulkQuery(r.URL.RawQuery)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	c, err := caller(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if !a.storeReady(w) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
+	defer cancel()
+	keys, err := a.opts.Store.List(ctx, q.Prefix, MaxBulkKeys+1)
+	if err != nil {
+		a.log.Error().Err(err).Msg("bulk: list")
+		writeError(w, http.StatusServiceUnavailable, "redis: "+err.Error())
+		return
+	}
+	truncated := len(keys) > MaxBulkKeys
+	sort.Strings(keys)
+	if truncated {
+		keys = keys[:MaxBulkKeys]
+	}
+	m := messages.BulkReplay{Prefix: q.Prefix, Rate: q.Rate, Caller: c, Truncated: truncated}
+	for _, k := range keys {
+		t, err := a.target(k)
+		if err != nil {
+			m.Invalid = append(m.Invalid, messages.InvalidTarget{Key: k, Err: err.Error()})
+			continue
+		}
+		m.Targets = append(m.Targets, t)
+	}
+	if q.DryRun {
+		a.dryRun(w, m, len(keys))
+		return
+	}
+	res, err := a.ask(m)
+	if err != nil {
+		askError(w, err)
+		return
+	}
+	switch res := res.(type) {
+	case messages.JobStatus:
+		w.Header().Set("Location", BasePath+"/dlq/jobs/"+res.ID)
+		writeJSON(w, http.StatusAccepted, res)
+	case messages.BulkRefused:
+		status := http.StatusServiceUnavailable
+		switch res.Status {
+		case messages.ReplayBusy:
+			status = http.StatusConflict
+		case messages.ReplayInvalid:
+			status = http.StatusBadRequest
+		}
+		writeError(w, status, res.Err)
+	default:
+		writeError(w, http.StatusInternalServerError, fmt.Sprintf("unexpected answer %T from the DLQ actor", res))
+	}
+}
+
+func (a *api) dryRun(w http.ResponseWriter, m messages.BulkReplay, matched int) {
+	keys := make([]string, 0, len(m.Targets))
+	for _, t := range m.Targets {
+		keys = append(keys, t.Key)
+	}
+	invalid := make([]map[string]string, 0, len(m.Invalid))
+	for _, inv := range m.Invalid {
+		invalid = append(invalid, map[string]string{"key": inv.Key, "error": inv.Err})
+	}
+	a.tell(messages.Audit{Record: messages.AuditRecord{
+		Action: messages.AuditBulkDryRun, Prefix: m.Prefix, Outcome: "dry-run", Caller: m.Caller, Rate: m.Rate,
+		Counts: &messages.JobCounts{Matched: matched, Remaining: matched},
+	}})
+	writeJSON(w, http.StatusOK, map[string]any{
+		"dryRun":           true,
+		"prefix":           m.Prefix,
+		"rate":             m.Rate,
+		"matched":          matched,
+		"truncated":        m.Truncated,
+		"keys":             keys,
+		"invalid":          invalid,
+		"estimatedSeconds": math.Ceil(float64(len(keys)) / float64(m.Rate)),
+	})
+}
+
+// job answers GET /dlq/jobs/{id}. Jobs live in the memory of the DLQ actor
+// of the process that runs them: ask the process that answered the POST.
+func (a *api) job(w http.ResponseWriter, _ *http.Request, p params) {
+	a.jobCall(w, p["id"], func(id string) any { return messages.JobQuery{ID: id} })
+}
+
+// cancelJob answers DELETE /dlq/jobs/{id}.
+func (a *api) cancelJob(w http.ResponseWriter, r *http.Request, p params) {
+	c, err := caller(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	a.jobCall(w, p["id"], func(id string) any { return messages.CancelJob{ID: id, Caller: c} })
+}
+
+func (a *api) jobCall(w http.ResponseWriter, id string, msg func(string) any) {
+	if !validJobID(id) {
+		writeError(w, http.StatusBadRequest, "invalid job id")
+		return
+	}
+	res, err := a.ask(msg(id))
+	if err != nil {
+		askError(w, err)
+		return
+	}
+	switch res := res.(type) {
+	case messages.JobStatus:
+		writeJSON(w, http.StatusOK, res)
+	case messages.JobNotFound:
+		writeError(w, http.StatusNotFound, "job not found: "+id+" (jobs are kept in the memory of the process that runs them)")
+	default:
+		writeError(w, http.StatusInternalServerError, fmt.Sprintf("unexpected answer %T from the DLQ actor", res))
+	}
+}
+
+// auditLog answers GET /dlq/audit: the newest records first.
+func (a *api) auditLog(w http.ResponseWriter, r *http.Request, _ params) {
+	limit, err := parseAuditQuery(r.URL.RawQuery)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if !a.storeReady(w) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
+	defer cancel()
+	items, err := a.opts.Store.AuditLog(ctx, limit)
+	if err != nil {
+		a.log.Error().Err(err).Msg("audit log")
+		writeError(w, http.StatusServiceUnavailable, "redis: "+err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"items": items, "limit": limit})
+}
