@@ -16,6 +16,7 @@ import (
 
 	"github.com/hobom/hobom-event-processor/infra/app"
 	"github.com/hobom/hobom-event-processor/infra/config"
+	"github.com/hobom/hobom-event-processor/infra/embedded"
 )
 
 func main() { os.Exit(run(os.Args[1:])) }
@@ -32,9 +33,19 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "hobom-event-processor: invalid configuration:\n%v\n", err)
 		return 2
 	}
+	if cfg.Embedded {
+		cfg = embedded.Defaults(cfg)
+	}
 	log := newLogger(cfg)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	if cfg.Embedded {
+		if err := embedded.Run(ctx, cfg, log, os.Stdout); err != nil {
+			log.Error().Err(err).Msg("embedded dev mode failed")
+			return 1
+		}
+		return 0
+	}
 	a, err := app.New(cfg, log, app.Options{})
 	if err != nil {
 		log.Error().Err(err).Msg("cannot start")

@@ -47,6 +47,7 @@ type App struct {
 	tree   *actors.Tree
 	http   *http.Server
 	ln     net.Listener
+	obs    *observability     // /metrics and /ready
 	leases *redislease.Leases // nil when leases are off
 	routes []messages.Route
 }
@@ -59,6 +60,9 @@ type Options struct {
 	Metrics actors.Metrics
 	// ChildMiddleware wraps every actor of the tree (tests inject panics).
 	ChildMiddleware []actor.MiddlewareFunc
+	// WrapProducer, when set, wraps the Kafka client the publisher writes
+	// through (the embedded dev mode injects publish failures).
+	WrapProducer func(actors.Producer) actors.Producer
 }
 
 // New connects the clients (none of them waits for its server), starts the
@@ -71,9 +75,12 @@ func New(cfg config.Config, log zerolog.Logger, opts Options) (*App, error) {
 			a.closeClients()
 		}
 	}()
-	var err error
+	sec, err := loadSecurity(cfg)
+	if err != nil {
+		return nil, err
+	}
 	a.outbox, err = outbox.Dial(outbox.Config{
-		Addr: cfg.GRPCAddr, APIKey: cfg.GRPCAPIKey, MaxRecvBytes: cfg.GRPCMaxRecvBytes, CallTimeout: cfg.GRPCTimeout,
+		Addr: cfg.GRPCAddr, APIKey: cfg.GRPCAPIKey, MaxRecvBytes: cfg.GRPCMaxRecvBytes, CallTimeout: cfg.GRPCTimeout, TLS: sec.grpc,
 	}, log)
 	if err != nil {
 		return nil, err
@@ -81,12 +88,12 @@ func New(cfg config.Config, log zerolog.Logger, opts Options) (*App, error) {
 	const maxInflightRecords = 10_000
 	a.kafka, err = kafka.NewProducer(kafka.Config{
 		Brokers: cfg.KafkaBrokers, Acks: cfg.KafkaAcks, WriteTimeout: cfg.KafkaWriteTimeout,
-		MaxBufferedRecords: maxInflightRecords, ClientID: "hobom-event-processor",
+		MaxBufferedRecords: maxInflightRecords, ClientID: "hobom-event-processor", TLS: sec.kafka, SASL: kafkaSASL(cfg),
 	}, log)
 	if err != nil {
 		return nil, err
 	}
-	a.redis = redis.NewClient(&redis.Options{Addr: cfg.RedisAddr, MaxRetries: -1})
+	a.redis = redis.NewClient(redisOptions(cfg, sec.redis))
 	a.engine, err = actor.NewEngine(actor.NewEngineConfig())
 	if err != nil {
 		return nil, fmt.Errorf("actor engine: %w", err)
@@ -95,9 +102,16 @@ func New(cfg config.Config, log zerolog.Logger, opts Options) (*App, error) {
 	if routes == nil {
 		routes = messages.DefaultRoutes()
 	}
+	a.obs = newObservability(routes)
+	a.obs.start(a, log)
+	var producer actors.Producer = a.kafka
+	if opts.WrapProducer != nil {
+		producer = opts.WrapProducer(producer)
+	}
 	tc := TreeConfig(cfg, routes)
-	tc.ChildMiddleware = opts.ChildMiddleware
-	deps := actors.Deps{Outbox: a.outbox, Producer: a.kafka, Store: redisdlq.New(a.redis), Metrics: opts.Metrics, Log: log}
+	tc.ChildMiddleware = withFaultInjection(opts.ChildMiddleware, log) // HOBOM_FAULT_PANIC_EVERY: chaos suite only
+	store := redisdlq.New(a.redis)
+	deps := actors.Deps{Outbox: a.outbox, Producer: producer, Store: store, Admin: store, Metrics: a.obs.actorMetrics(opts.Metrics), Log: log}
 	if cfg.LeaseTTL > 0 {
 		a.leases = redislease.New(a.redis, len(routes))
 		deps.Lease = a.leases
@@ -112,8 +126,11 @@ func New(cfg config.Config, log zerolog.Logger, opts Options) (*App, error) {
 		_ = a.tree.Stop(context.Background())
 		return nil, fmt.Errorf("http: listen %s: %w", cfg.HTTPAddr, err)
 	}
+	api := httpapi.New(httpapi.Options{
+		Log: log, APIKey: cfg.InternalAPIKey, Store: store, Engine: a.engine, DLQ: a.tree.DLQ, Routes: routes,
+	})
 	a.http = &http.Server{
-		Handler:           httpapi.New(httpapi.Options{Log: log}),
+		Handler:           a.obs.handler(api),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      2 * time.Minute,
@@ -199,6 +216,7 @@ func (a *App) Shutdown(ctx context.Context) error {
 }
 
 func (a *App) closeClients() {
+	a.obs.stop()
 	if a.kafka != nil {
 		a.kafka.Close()
 	}

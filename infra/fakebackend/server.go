@@ -7,6 +7,7 @@ package fakebackend
 import (
 	"context"
 	"crypto/subtle"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"sync"
@@ -14,6 +15,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -34,6 +36,9 @@ type Options struct {
 	// APIKey, when set, makes every call without a matching x-api-key
 	// metadata fail with codes.Unauthenticated, as newer backends do.
 	APIKey string
+	// TLS, when set, serves over TLS with this configuration (its
+	// certificate), to test the processor's HOBOM_GRPC_TLS.
+	TLS *tls.Config
 }
 
 // Server is a running fake backend. Its methods are safe for concurrent use.
@@ -65,7 +70,11 @@ func Start(opts Options) (*Server, error) {
 		knobs:  newKnobs(),
 		served: make(chan struct{}),
 	}
-	s.grpc = grpc.NewServer(grpc.ChainUnaryInterceptor(s.intercept))
+	serverOpts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(s.intercept)}
+	if opts.TLS != nil {
+		serverOpts = append(serverOpts, grpc.Creds(credentials.NewTLS(opts.TLS)))
+	}
+	s.grpc = grpc.NewServer(serverOpts...)
 	outboxmessagev1.RegisterFindHoBomMessageOutboxControllerServer(s.grpc, messageFinder{store: s.store})
 	outboxmessagev1.RegisterPatchOutboxControllerServer(s.grpc, patcher{store: s.store})
 	outboxlogv1.RegisterFindHoBomLogOutboxControllerServer(s.grpc, logFinder{store: s.store})

@@ -9,6 +9,9 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 )
 
 // Config is the producer's configuration.
@@ -24,7 +27,33 @@ type Config struct {
 	// so that Produce never blocks the actor.
 	MaxBufferedRecords int
 	ClientID           string
-	TLS                *tls.Config
+	// TLS, when not nil, connects to the brokers over TLS.
+	TLS *tls.Config
+	// SASL, when its Mechanism is set, authenticates every connection.
+	SASL SASL
+}
+
+// SASL is a Kafka SASL login.
+type SASL struct {
+	// Mechanism is "" (none), PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+	Mechanism string
+	User      string
+	Password  string
+}
+
+// mechanism returns the franz-go mechanism of s, nil when s is unset.
+func (s SASL) mechanism() (sasl.Mechanism, error) {
+	switch s.Mechanism {
+	case "":
+		return nil, nil
+	case "PLAIN":
+		return plain.Auth{User: s.User, Pass: s.Password}.AsMechanism(), nil
+	case "SCRAM-SHA-256":
+		return scram.Auth{User: s.User, Pass: s.Password}.AsSha256Mechanism(), nil
+	case "SCRAM-SHA-512":
+		return scram.Auth{User: s.User, Pass: s.Password}.AsSha512Mechanism(), nil
+	}
+	return nil, fmt.Errorf("kafka: unknown SASL mechanism %q (want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)", s.Mechanism)
 }
 
 // NewProducer returns a client ready to produce. It does not wait for the
@@ -55,6 +84,13 @@ func NewProducer(cfg Config, log zerolog.Logger) (*kgo.Client, error) {
 	}
 	if cfg.TLS != nil {
 		opts = append(opts, kgo.DialTLSConfig(cfg.TLS))
+	}
+	mech, err := cfg.SASL.mechanism()
+	if err != nil {
+		return nil, err
+	}
+	if mech != nil {
+		opts = append(opts, kgo.SASL(mech))
 	}
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
