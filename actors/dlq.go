@@ -36,6 +36,7 @@ type DLQConfig struct {
 type DLQ struct {
 	cfg     DLQConfig
 	store   DeadLetterStore
+	memory  UnmarkedStore
 	outbox  Outbox
 	log     zerolog.Logger
 	metrics Metrics
@@ -56,11 +57,11 @@ type deadLettered struct {
 
 // NewDLQ returns the producer of the DLQ actor. rd is what the management
 // API's replays need; without its Admin or Producer they are refused.
-func NewDLQ(store DeadLetterStore, outbox Outbox, cfg DLQConfig, log zerolog.Logger, m Metrics, rd ReplayDeps) actor.Producer {
+func NewDLQ(store DeadLetterStore, memory UnmarkedStore, outbox Outbox, cfg DLQConfig, log zerolog.Logger, m Metrics, rd ReplayDeps) actor.Producer {
 	cfg.Replay = cfg.Replay.withDefaults()
 	return func() actor.Receiver {
 		return &DLQ{
-			cfg: cfg, store: store, outbox: outbox, metrics: orNop(m),
+			cfg: cfg, store: store, memory: memory, outbox: outbox, metrics: orNop(m),
 			log:    log.With().Str("actor", "dlq").Logger(),
 			work:   newWorkQueue(cfg.Concurrency),
 			replay: newReplayState(rd, cfg.Replay),
@@ -76,6 +77,10 @@ func (d *DLQ) Receive(c *actor.Context) {
 		d.replay.queue.bind(d.engine, d.self)
 	case messages.DeadLetter:
 		d.onDeadLetter(m)
+	case messages.RememberUnmarked:
+		d.writeMemory(m.EventID, func(ctx context.Context) error { return d.memory.Remember(ctx, m.EventID, m.Unmarked) })
+	case messages.ForgetUnmarked:
+		d.writeMemory(m.EventID, func(ctx context.Context) error { return d.memory.Forget(ctx, m.EventID) })
 	case workDone:
 		switch m.q {
 		case d.work:
@@ -83,6 +88,10 @@ func (d *DLQ) Receive(c *actor.Context) {
 			switch r := m.result.(type) {
 			case deadLettered:
 				d.onStored(r)
+			case memoryWritten:
+				if r.err != nil {
+					d.log.Warn().Err(r.err).Str("eventId", r.eventID).Msg("memory of an unmarked event not written: a restart may publish it again")
+				}
 			default:
 				d.onAdminWork(r)
 			}
@@ -100,6 +109,25 @@ func (d *DLQ) Receive(c *actor.Context) {
 	default:
 		d.receiveAdmin(c)
 	}
+}
+
+type memoryWritten struct {
+	eventID string
+	err     error
+}
+
+// writeMemory persists the publisher's memory of unmarked events; it is a
+// best effort (a lost write costs at most a duplicate publish), so one try.
+func (d *DLQ) writeMemory(id string, write func(ctx context.Context) error) {
+	if d.memory == nil {
+		return
+	}
+	timeout := d.cfg.Write.Timeout
+	d.work.push(func() any {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		return memoryWritten{eventID: id, err: write(ctx)}
+	})
 }
 
 func (d *DLQ) onDeadLetter(m messages.DeadLetter) {

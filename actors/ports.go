@@ -74,6 +74,16 @@ type DeadLetterAdmin interface {
 	Audit(ctx context.Context, rec messages.AuditRecord) error
 }
 
+// UnmarkedStore persists the publisher's memory of published-but-unmarked
+// events across restarts (infra/redisdlq). The publisher loads it when it
+// starts; only the DLQ actor writes it.
+type UnmarkedStore interface {
+	Remember(ctx context.Context, eventID string, u messages.Unmarked) error
+	Forget(ctx context.Context, eventID string) error
+	// Load returns at most limit remembered events.
+	Load(ctx context.Context, limit int) (map[string]messages.Unmarked, error)
+}
+
 // Producer writes records to Kafka asynchronously; *kgo.Client implements
 // it. The promise runs on a client goroutine once the record is acked or
 // has failed for good.

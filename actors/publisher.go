@@ -43,6 +43,7 @@ type Publisher struct {
 	cfg      PublisherConfig
 	producer Producer
 	outbox   Outbox
+	memory   UnmarkedStore // nil: the memory lasts as long as the process
 	lease    Lease
 	dlq      *actor.PID
 	log      zerolog.Logger
@@ -61,7 +62,11 @@ type Publisher struct {
 	// unmarked remembers events whose last step succeeded but whose mark
 	// the backend did not take, so the next poll retries only the mark
 	// instead of publishing again.
-	unmarked map[string]unmarkedEvent
+	unmarked map[string]messages.Unmarked
+	// loading holds batches back until the persisted memory is loaded, so
+	// that a restart does not publish again what it should only mark.
+	loading bool
+	held    []messages.PublishBatch
 	// atDLQ holds the events handed to the DLQ actor and not answered yet.
 	atDLQ   map[string]struct{}
 	drainTo *actor.PID
@@ -94,13 +99,6 @@ type recordEvent struct {
 	lo, hi int
 }
 
-type unmarkedEvent struct {
-	status string // SENT or FAILED
-	route  messages.Route
-	reason string
-	at     time.Time
-}
-
 type (
 	// produced and retryRecord carry the instance that produced, because
 	// promises and timers of a crashed predecessor arrive at the same PID.
@@ -113,6 +111,11 @@ type (
 		from   *Publisher
 		record uint64
 	}
+	unmarkedLoaded struct {
+		from    *Publisher
+		entries map[string]messages.Unmarked
+		err     error
+	}
 	markResult struct {
 		eventID string
 		err     error
@@ -122,15 +125,15 @@ type (
 )
 
 // NewPublisher returns the producer of the publisher actor.
-func NewPublisher(producer Producer, outbox Outbox, lease Lease, dlq *actor.PID, cfg PublisherConfig, log zerolog.Logger, m Metrics) actor.Producer {
+func NewPublisher(producer Producer, outbox Outbox, memory UnmarkedStore, lease Lease, dlq *actor.PID, cfg PublisherConfig, log zerolog.Logger, m Metrics) actor.Producer {
 	return func() actor.Receiver {
 		return &Publisher{
-			cfg: cfg, producer: producer, outbox: outbox, lease: lease, dlq: dlq, metrics: orNop(m), now: time.Now,
+			cfg: cfg, producer: producer, outbox: outbox, memory: memory, lease: lease, dlq: dlq, metrics: orNop(m), now: time.Now,
 			log:      log.With().Str("actor", "publisher").Logger(),
 			events:   make(map[string]*pubBatch),
 			records:  make(map[uint64]*recordFlight),
 			marks:    newWorkQueue(cfg.MarkConcurrency),
-			unmarked: make(map[string]unmarkedEvent),
+			unmarked: make(map[string]messages.Unmarked),
 			atDLQ:    make(map[string]struct{}),
 		}
 	}
@@ -141,8 +144,17 @@ func (p *Publisher) Receive(c *actor.Context) {
 	case actor.Started:
 		p.engine, p.self = c.Engine(), c.PID()
 		p.marks.bind(p.engine, p.self)
+		p.load()
 	case messages.PublishBatch:
+		if p.loading {
+			p.held = append(p.held, m)
+			return
+		}
 		p.onBatch(m)
+	case unmarkedLoaded:
+		if m.from == p {
+			p.onLoaded(m)
+		}
 	case produced:
 		if m.from == p {
 			p.onProduced(m)
@@ -188,7 +200,7 @@ func (p *Publisher) onBatch(m messages.PublishBatch) {
 		}
 		p.events[e.EventID] = b
 		if u, ok := p.unmarked[e.EventID]; ok {
-			p.retryMark(e.EventID, u)
+			p.retryMark(m.Route, e.EventID, u)
 			continue
 		}
 		switch m.Route.Encoding {
@@ -206,13 +218,50 @@ func (p *Publisher) onBatch(m messages.PublishBatch) {
 
 // retryMark finishes an event that was published or dead-lettered before
 // and whose mark did not reach the backend.
-func (p *Publisher) retryMark(id string, u unmarkedEvent) {
-	if u.status == messages.StatusSent {
+func (p *Publisher) retryMark(route messages.Route, id string, u messages.Unmarked) {
+	if u.Status == messages.StatusSent {
 		p.markSent(id)
 		return
 	}
 	p.atDLQ[id] = struct{}{}
-	p.engine.Send(p.dlq, messages.DeadLetter{Route: u.route, EventID: id, Reason: u.reason, StoredAlready: true, ReplyTo: p.self})
+	p.engine.Send(p.dlq, messages.DeadLetter{Route: route, EventID: id, Reason: u.Reason, StoredAlready: true, ReplyTo: p.self})
+}
+
+// load reads the persisted memory off the actor's goroutine; batches wait.
+func (p *Publisher) load() {
+	if p.memory == nil {
+		return
+	}
+	p.loading = true
+	memory, limit, engine, self := p.memory, p.cfg.UnmarkedMemory, p.engine, p.self
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		entries, err := memory.Load(ctx, limit)
+		engine.Send(self, unmarkedLoaded{from: p, entries: entries, err: err})
+	}()
+}
+
+func (p *Publisher) onLoaded(m unmarkedLoaded) {
+	if m.err != nil {
+		// Without it a restart may publish again what it should only mark:
+		// a duplicate, never a loss.
+		p.log.Warn().Err(m.err).Msg("could not load the memory of published-but-unmarked events; going on without it")
+	}
+	for id, u := range m.entries {
+		if _, ok := p.unmarked[id]; !ok {
+			p.unmarked[id] = u
+		}
+	}
+	if len(m.entries) > 0 {
+		p.log.Info().Int("events", len(m.entries)).Msg("loaded published-but-unmarked events: their marks are retried, they are not published again")
+	}
+	p.loading = false
+	held := p.held
+	p.held = nil
+	for _, b := range held {
+		p.onBatch(b)
+	}
 }
 
 func (p *Publisher) encodeMessage(route messages.Route, e *messages.Event) {
@@ -402,13 +451,13 @@ func (p *Publisher) onMarked(m markResult) {
 		return
 	}
 	if m.err != nil {
-		p.remember(m.eventID, unmarkedEvent{status: messages.StatusSent, at: p.now()})
+		p.remember(m.eventID, messages.Unmarked{Status: messages.StatusSent, At: p.now()})
 		p.log.Warn().Err(m.err).Str("eventId", m.eventID).Int("tries", m.tries).
 			Msg("published but the SENT mark failed; the next poll retries the mark, not the publish")
 		p.resolve(m.eventID, messages.OutcomeUnmarked)
 		return
 	}
-	delete(p.unmarked, m.eventID)
+	p.forget(m.eventID)
 	p.resolve(m.eventID, messages.OutcomeSent)
 }
 
@@ -419,11 +468,11 @@ func (p *Publisher) onDeadLettered(m messages.DeadLetterResult) {
 	delete(p.atDLQ, m.EventID)
 	switch m.Outcome {
 	case messages.OutcomeUnmarked:
-		if b := p.events[m.EventID]; b != nil {
-			p.remember(m.EventID, unmarkedEvent{status: messages.StatusFailed, route: b.route, reason: m.Reason, at: p.now()})
+		if p.events[m.EventID] != nil {
+			p.remember(m.EventID, messages.Unmarked{Status: messages.StatusFailed, Reason: m.Reason, At: p.now()})
 		}
 	case messages.OutcomeFailed, messages.OutcomeDeferred:
-		delete(p.unmarked, m.EventID)
+		p.forget(m.EventID)
 	}
 	p.resolve(m.EventID, m.Outcome)
 }
@@ -443,19 +492,34 @@ func (p *Publisher) onDLQLost() {
 
 // remember keeps an unmarked id, bounded by UnmarkedMemory: past the bound
 // the oldest entries are forgotten, which costs at most a duplicate publish.
-func (p *Publisher) remember(id string, u unmarkedEvent) {
+func (p *Publisher) remember(id string, u messages.Unmarked) {
 	p.unmarked[id] = u
+	if p.memory != nil {
+		p.engine.Send(p.dlq, messages.RememberUnmarked{EventID: id, Unmarked: u})
+	}
 	if len(p.unmarked) <= p.cfg.UnmarkedMemory {
 		return
 	}
 	var oldest string
 	var at time.Time
 	for k, v := range p.unmarked {
-		if oldest == "" || v.at.Before(at) {
-			oldest, at = k, v.at
+		if oldest == "" || v.At.Before(at) {
+			oldest, at = k, v.At
 		}
 	}
 	delete(p.unmarked, oldest)
+}
+
+// forget drops an id whose mark was taken; only remembered ids cost a
+// Redis write.
+func (p *Publisher) forget(id string) {
+	if _, ok := p.unmarked[id]; !ok {
+		return
+	}
+	delete(p.unmarked, id)
+	if p.memory != nil {
+		p.engine.Send(p.dlq, messages.ForgetUnmarked{EventID: id})
+	}
 }
 
 func (p *Publisher) resolve(id string, o messages.Outcome) {

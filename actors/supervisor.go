@@ -40,6 +40,9 @@ type Deps struct {
 	// Admin serves the management API's replays, discards and audit
 	// trail; nil refuses them.
 	Admin DeadLetterAdmin
+	// Memory persists the publisher's memory of published-but-unmarked
+	// events across restarts; nil keeps it in the process only.
+	Memory UnmarkedStore
 	// Lease is used when TreeConfig.Poller.LeaseTTL > 0.
 	Lease   Lease
 	Metrics Metrics
@@ -182,10 +185,10 @@ func (s *Supervisor) Receive(c *actor.Context) {
 
 func (s *Supervisor) start() {
 	s.children = make(map[string]*child)
-	s.dlq = s.add("dlq", "dlq", "0", NewDLQ(s.deps.Store, s.deps.Outbox, s.cfg.DLQ, s.deps.Log, s.deps.Metrics,
+	s.dlq = s.add("dlq", "dlq", "0", NewDLQ(s.deps.Store, s.deps.Memory, s.deps.Outbox, s.cfg.DLQ, s.deps.Log, s.deps.Metrics,
 		ReplayDeps{Admin: s.deps.Admin, Producer: s.deps.Producer, Routes: s.cfg.Routes}))
 	s.spawn(s.dlq)
-	s.pub = s.add("publisher", "publisher", "0", NewPublisher(s.deps.Producer, s.deps.Outbox, s.deps.Lease, s.dlq.pid, s.cfg.Publisher, s.deps.Log, s.deps.Metrics))
+	s.pub = s.add("publisher", "publisher", "0", NewPublisher(s.deps.Producer, s.deps.Outbox, s.deps.Memory, s.deps.Lease, s.dlq.pid, s.cfg.Publisher, s.deps.Log, s.deps.Metrics))
 	s.spawn(s.pub)
 	s.tree.mu.Lock()
 	s.tree.dlq, s.tree.publisher = s.dlq.pid, s.pub.pid

@@ -128,6 +128,27 @@ type DeadLetterResult struct {
 	Reason string
 }
 
+// Unmarked is an event whose last step succeeded (published, or written to
+// the DLQ) but whose mark the backend did not take. It is remembered, in
+// memory and in Redis, so that the next poll, or the next run, retries only
+// the mark instead of publishing the event again.
+type Unmarked struct {
+	Status string // SENT or FAILED: the mark still to make
+	Reason string // the FAILED mark's error text
+	At     time.Time
+}
+
+// RememberUnmarked asks the DLQ actor, the only writer to Redis, to persist
+// an Unmarked.
+type RememberUnmarked struct {
+	EventID string
+	Unmarked
+}
+
+// ForgetUnmarked asks the DLQ actor to drop a persisted Unmarked once its
+// mark was taken.
+type ForgetUnmarked struct{ EventID string }
+
 // Drain asks an actor to finish what it holds and answer Drained; it takes
 // no new work from pollers after the supervisor stopped them.
 type Drain struct{ ReplyTo *actor.PID }

@@ -111,7 +111,7 @@ func New(cfg config.Config, log zerolog.Logger, opts Options) (*App, error) {
 	tc := TreeConfig(cfg, routes)
 	tc.ChildMiddleware = withFaultInjection(opts.ChildMiddleware, log) // HOBOM_FAULT_PANIC_EVERY: chaos suite only
 	store := redisdlq.New(a.redis)
-	deps := actors.Deps{Outbox: a.outbox, Producer: producer, Store: store, Admin: store, Metrics: a.obs.actorMetrics(opts.Metrics), Log: log}
+	deps := actors.Deps{Outbox: a.outbox, Producer: producer, Store: store, Admin: store, Memory: redisdlq.NewUnmarked(a.redis), Metrics: a.obs.actorMetrics(opts.Metrics), Log: log}
 	if cfg.LeaseTTL > 0 {
 		a.leases = redislease.New(a.redis, len(routes))
 		deps.Lease = a.leases

@@ -425,3 +425,35 @@ func headers(r *kgo.Record) map[string]string {
 	}
 	return h
 }
+
+func TestARestartRetriesTheMarkOfAPublishedEventWithoutPublishingAgain(t *testing.T) {
+	e := newEnv(t, nil, app.Options{})
+	e.backend.SetFault(fakebackend.MarkSent, fakebackend.Fault{Code: codes.Unavailable})
+	e.backend.Add(message("m-1", messages.MessagePayload{Title: "t"}))
+	rdb := e.redis.Client(t)
+	eventually(t, 30*time.Second, "the unmarked event remembered in Redis", func() bool {
+		return rdb.Exists(context.Background(), "hobom:unmarked:m-1").Val() == 1
+	})
+	e.stop(t)
+	if n := e.kafka.Count(t, "hobom.messages", 200*time.Millisecond); n != 1 {
+		t.Fatalf("%d records before the restart, want 1", n)
+	}
+	e.backend.ClearFaults()
+
+	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
+	again, err := app.New(e.cfg, log, app.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- again.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	eventually(t, 30*time.Second, "m-1 SENT by the restarted processor", allStatus(e, messages.StatusSent, "m-1"))
+	if n := e.kafka.Count(t, "hobom.messages", 300*time.Millisecond); n != 1 {
+		t.Errorf("%d records after the restart, want 1: the restart must only retry the mark", n)
+	}
+	eventually(t, 10*time.Second, "the memory forgotten once marked", func() bool {
+		return rdb.Exists(context.Background(), "hobom:unmarked:m-1").Val() == 0
+	})
+}
