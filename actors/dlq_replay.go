@@ -470,6 +470,7 @@ func (d *DLQ) onAdminDone(r adminDone) {
 		Dur("took", r.took).Msg("DLQ " + r.op)
 	d.answer(r.replyTo, r.res)
 	if r.op == messages.AuditReplay && r.res.Status == messages.ReplayDone {
+		d.metrics.Replayed(r.target.Route.EventType)
 		d.markReplayed(r.target.EventID, r.target.Key, 1)
 	}
 	if r.jobID != "" {

@@ -102,6 +102,8 @@ type Metrics interface {
 	// OldestPending is the age of the oldest event of a successful find
 	// (from its createdAt), 0 when the find returned none.
 	OldestPending(eventType string, age time.Duration)
+	// Replayed counts a DLQ entry the management API replayed to Kafka.
+	Replayed(eventType string)
 }
 
 type nopMetrics struct{}
@@ -110,6 +112,7 @@ func (nopMetrics) PollDone(string, time.Duration, int, error) {}
 func (nopMetrics) Resolved(string, messages.Outcome, int)     {}
 func (nopMetrics) ProduceDone(string, time.Duration, error)   {}
 func (nopMetrics) MarkDone(string, time.Duration, error)      {}
+func (nopMetrics) Replayed(string)                            {}
 func (nopMetrics) ChildRestarted(string)                      {}
 func (nopMetrics) OldestPending(string, time.Duration)        {}
 

@@ -535,6 +535,15 @@ func TestReplayPublishesStoredBytesWithTheOriginalKeyThenDeletesAndMarksSent(t *
 	if items[0]["key"] != "dlq:menu:never-here" && items[0]["key"] != "dlq:menu:m-1" {
 		t.Errorf("audit not newest first: %v", items[0])
 	}
+	res, err := http.Get(p.base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	scrape, _ := io.ReadAll(res.Body)
+	if !strings.Contains(string(scrape), `hobom_events_replayed_total{event_type="MESSAGE"} 2`) || !strings.Contains(string(scrape), `hobom_events_replayed_total{event_type="HOBOM_LOG"} 1`) {
+		t.Errorf("the replays (2 MESSAGE, 1 HOBOM_LOG) are not counted in /metrics")
+	}
 }
 
 func TestReplayWithKafkaDownAnswers5xxAndKeepsTheEntry(t *testing.T) {

@@ -205,13 +205,10 @@ func (t teeMetrics) OldestPending(eventType string, age time.Duration) {
 	}
 }
 
-// Replayed counts a DLQ entry replayed to Kafka. It is not part of
-// actors.Metrics (whose other implementations would all need it): the DLQ
-// actor reaches it with a type assertion on interface{ Replayed(string) }.
 func (t teeMetrics) Replayed(eventType string) {
 	t.prom.Replayed(eventType)
-	if r, ok := t.extra.(interface{ Replayed(string) }); ok {
-		r.Replayed(eventType)
+	if t.extra != nil {
+		t.extra.Replayed(eventType)
 	}
 }
 
