@@ -139,8 +139,16 @@ func (a *api) authorized(r *http.Request) bool {
 	return subtle.ConstantTimeCompare(got[:], a.keyHash[:]) == 1
 }
 
+// healthBody is the liveness answer, its fields in the order CONTRACT.md
+// gives them, so it is the old service's body byte for byte.
+type healthBody struct {
+	Status     string `json:"status"`
+	StatusCode int    `json:"statusCode"`
+	Message    string `json:"message"`
+}
+
 func (a *api) health(w http.ResponseWriter, _ *http.Request, _ params) {
-	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "statusCode": 200, "message": "Service is healthy"})
+	writeJSON(w, http.StatusOK, healthBody{Status: "ok", StatusCode: http.StatusOK, Message: "Service is healthy"})
 }
 
 func writeJSON(w http.ResponseWriter, status int, body any) {

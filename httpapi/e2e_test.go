@@ -260,7 +260,7 @@ func TestHealthUnknownRoutesAndMethods(t *testing.T) {
 
 	r := p.get("/health")
 	wantStatus(t, "health", r, http.StatusOK)
-	if got := strings.TrimSpace(string(r.raw)); got != `{"message":"Service is healthy","status":"ok","statusCode":200}` {
+	if got := strings.TrimSpace(string(r.raw)); got != `{"status":"ok","statusCode":200,"message":"Service is healthy"}` {
 		t.Errorf("health body %s", got)
 	}
 	r = p.get("/nope")
