@@ -227,8 +227,10 @@ func (s *Supervisor) onCrash(m messages.ChildCrashed) {
 	s.log.Error().Str("child", ch.name).Str("reason", m.Reason).Str("stack", m.Stack).Msg("child crashed")
 	s.metrics.ChildRestarted(ch.name)
 	if s.stage != running {
-		// No restarts during shutdown; a crashed child can no longer drain,
-		// and the publisher must not wait for a crashed DLQ actor.
+		// No restarts during shutdown; a crashed child can no longer drain:
+		// stop it now, so that its drain step is skipped, and the publisher
+		// must not wait for a crashed DLQ actor.
+		s.poison(ch)
 		if ch == s.dlq {
 			s.tellDependents(ch)
 		}

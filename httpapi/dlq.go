@@ -219,8 +219,14 @@ func askError(w http.ResponseWriter, err error) {
 	writeError(w, http.StatusGatewayTimeout, err.Error())
 }
 
-// ask sends msg to the DLQ actor and waits for its answer.
-func (a *api) ask(msg any) (any, error) {
+// errGone says the caller went away or the server is shutting down while
+// the DLQ actor still worked on the request.
+var errGone = errors.New("request cancelled or server shutting down; the operation may still complete: see the audit trail")
+
+// ask sends msg to the DLQ actor and waits for its answer, no longer than
+// ActorTimeout and no longer than the request lives: a client that hangs
+// up, or a shutdown, must not hold a handler for a minute.
+func (a *api) ask(ctx context.Context, msg any) (any, error) {
 	if a.opts.Engine == nil || a.opts.DLQ == nil {
 		return nil, fmt.Errorf("%w: %s", errNoActor, errNotConfigured)
 	}
@@ -228,11 +234,25 @@ func (a *api) ask(msg any) (any, error) {
 	if pid == nil {
 		return nil, fmt.Errorf("%w: the DLQ actor is not running", errNoActor)
 	}
-	res, err := a.opts.Engine.Request(pid, msg, a.opts.ActorTimeout).Result()
-	if err != nil {
-		return nil, fmt.Errorf("the DLQ actor did not answer within %v (%v); the operation may still complete: see GET %s/dlq/audit", a.opts.ActorTimeout, err, BasePath)
+	type answer struct {
+		res any
+		err error
 	}
-	return res, nil
+	answered := make(chan answer, 1)
+	resp := a.opts.Engine.Request(pid, msg, a.opts.ActorTimeout)
+	go func() {
+		res, err := resp.Result() // returns by ActorTimeout at the latest
+		answered <- answer{res, err}
+	}()
+	select {
+	case got := <-answered:
+		if got.err != nil {
+			return nil, fmt.Errorf("the DLQ actor did not answer within %v (%v); the operation may still complete: see GET %s/dlq/audit", a.opts.ActorTimeout, got.err, BasePath)
+		}
+		return got.res, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: %v", errNoActor, errGone)
+	}
 }
 
 // tell sends msg to the DLQ actor without waiting.
@@ -267,8 +287,8 @@ func statusOf(s messages.ReplayStatus) int {
 
 // askReplayResult asks the DLQ actor and answers its failures; ok reports
 // a ReplayDone whose result the caller writes.
-func (a *api) askReplayResult(w http.ResponseWriter, msg any) (messages.ReplayResult, bool) {
-	res, err := a.ask(msg)
+func (a *api) askReplayResult(ctx context.Context, w http.ResponseWriter, msg any) (messages.ReplayResult, bool) {
+	res, err := a.ask(ctx, msg)
 	if err != nil {
 		askError(w, err)
 		return messages.ReplayResult{}, false
@@ -299,7 +319,7 @@ func (a *api) retry(w http.ResponseWriter, r *http.Request, p params) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	rr, ok := a.askReplayResult(w, messages.Replay{Target: t, Caller: c})
+	rr, ok := a.askReplayResult(r.Context(), w, messages.Replay{Target: t, Caller: c})
 	if !ok {
 		return
 	}
@@ -353,7 +373,7 @@ func (a *api) discard(w http.ResponseWriter, r *http.Request, p params) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	if _, ok := a.askReplayResult(w, messages.Discard{Key: key, Reason: reason, Caller: c}); !ok {
+	if _, ok := a.askReplayResult(r.Context(), w, messages.Discard{Key: key, Reason: reason, Caller: c}); !ok {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"message": "DLQ entry discarded", "key": key, "reason": reason})
@@ -403,7 +423,7 @@ func (a *api) bulk(w http.ResponseWriter, r *http.Request, _ params) {
 		a.dryRun(w, m, len(keys))
 		return
 	}
-	res, err := a.ask(m)
+	res, err := a.ask(r.Context(), m)
 	if err != nil {
 		askError(w, err)
 		return
@@ -453,8 +473,8 @@ func (a *api) dryRun(w http.ResponseWriter, m messages.BulkReplay, matched int) 
 
 // job answers GET /dlq/jobs/{id}. Jobs live in the memory of the DLQ actor
 // of the process that runs them: ask the process that answered the POST.
-func (a *api) job(w http.ResponseWriter, _ *http.Request, p params) {
-	a.jobCall(w, p["id"], func(id string) any { return messages.JobQuery{ID: id} })
+func (a *api) job(w http.ResponseWriter, r *http.Request, p params) {
+	a.jobCall(r.Context(), w, p["id"], func(id string) any { return messages.JobQuery{ID: id} })
 }
 
 // cancelJob answers DELETE /dlq/jobs/{id}.
@@ -464,15 +484,15 @@ func (a *api) cancelJob(w http.ResponseWriter, r *http.Request, p params) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	a.jobCall(w, p["id"], func(id string) any { return messages.CancelJob{ID: id, Caller: c} })
+	a.jobCall(r.Context(), w, p["id"], func(id string) any { return messages.CancelJob{ID: id, Caller: c} })
 }
 
-func (a *api) jobCall(w http.ResponseWriter, id string, msg func(string) any) {
+func (a *api) jobCall(ctx context.Context, w http.ResponseWriter, id string, msg func(string) any) {
 	if !validJobID(id) {
 		writeError(w, http.StatusBadRequest, "invalid job id")
 		return
 	}
-	res, err := a.ask(msg(id))
+	res, err := a.ask(ctx, msg(id))
 	if err != nil {
 		askError(w, err)
 		return

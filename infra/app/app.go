@@ -49,6 +49,8 @@ type App struct {
 	ln     net.Listener
 	obs    *observability     // /metrics and /ready
 	leases *redislease.Leases // nil when leases are off
+	// cancelHandlers ends the contexts of the HTTP requests in flight.
+	cancelHandlers context.CancelFunc
 	routes []messages.Route
 }
 
@@ -129,7 +131,13 @@ func New(cfg config.Config, log zerolog.Logger, opts Options) (*App, error) {
 	api := httpapi.New(httpapi.Options{
 		Log: log, APIKey: cfg.InternalAPIKey, Store: store, Engine: a.engine, DLQ: a.tree.DLQ, Routes: routes,
 	})
+	// Handlers' contexts end when shutdown begins, so that a handler
+	// waiting on the DLQ actor answers at once instead of holding the
+	// shutdown the actor tree needs.
+	var baseCtx context.Context
+	baseCtx, a.cancelHandlers = context.WithCancel(context.Background())
 	a.http = &http.Server{
+		BaseContext:       func(net.Listener) context.Context { return baseCtx },
 		Handler:           a.obs.handler(api),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
@@ -196,8 +204,14 @@ func (a *App) Run(ctx context.Context) error {
 func (a *App) Shutdown(ctx context.Context) error {
 	start := time.Now()
 	var errs []error
-	if err := a.http.Shutdown(ctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+	a.cancelHandlers()
+	// The API gets a small part of the budget; the actor tree needs the rest.
+	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	herr := a.http.Shutdown(hctx)
+	cancel()
+	if herr != nil && !errors.Is(herr, http.ErrServerClosed) {
+		a.log.Warn().Err(herr).Msg("HTTP requests still running at shutdown: closing their connections")
+		_ = a.http.Close()
 	}
 	if err := a.tree.Stop(ctx); err != nil {
 		errs = append(errs, err)
