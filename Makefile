@@ -25,8 +25,19 @@ vet: ## go vet and gofmt
 proto: ## regenerate proto/gen from the .proto files (protoc from Debian's protobuf-compiler)
 	./proto/gen.sh
 
+.PHONY: dev
+dev: ## one process: stand-in backend, Kafka on 127.0.0.1:9092, miniredis and the processor (Ctrl-C stops)
+	HOBOM_LOG_FORMAT=$${HOBOM_LOG_FORMAT:-console} $(GO) run -ldflags "$(LDFLAGS)" ./cmd/hobom-event-processor --embedded
+
 run: build ## run against the configured backend, Kafka and Redis (see README)
 	./$(BIN)
+
+.PHONY: chaos
+SEED     ?= 0
+DURATION ?= 2m
+chaos: ## fault-injection suite, 2 minutes (SEED=n reruns a schedule, DURATION=5m)
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/ ./cmd/hobom-event-processor ./cmd/chaos
+	./bin/chaos -seed $(SEED) -duration $(DURATION) -binary $(BIN)
 
 clean:
 	rm -rf bin/

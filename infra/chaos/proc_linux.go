@@ -1,0 +1,14 @@
+//go:build linux
+
+package chaos
+
+import (
+	"os/exec"
+	"syscall"
+)
+
+// killWithParent has the kernel kill the child when the suite dies, so an
+// interrupted run leaves no redis-server or processor behind.
+func killWithParent(cmd *exec.Cmd) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+}
