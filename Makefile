@@ -39,5 +39,11 @@ chaos: ## fault-injection suite, 2 minutes (SEED=n reruns a schedule, DURATION=5
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/ ./cmd/hobom-event-processor ./cmd/chaos
 	./bin/chaos -seed $(SEED) -duration $(DURATION) -binary $(BIN)
 
+.PHONY: loadtest
+LOADTEST_FLAGS ?=
+loadtest: ## performance run (issue 5), under 3 min: one table of figures, ceilings and targets; LOADTEST_FLAGS=--quick or --json
+	$(GO) build -o bin/ ./cmd/loadtest
+	./bin/loadtest $(LOADTEST_FLAGS)
+
 clean:
 	rm -rf bin/

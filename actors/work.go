@@ -11,13 +11,28 @@ import (
 // goroutines, at most limit at a time, and hands each result back to the
 // actor as a workDone message. The actor owns the queue: it is touched only
 // from Receive, so it needs no lock, and pushing never blocks the inbox.
+//
+// A job is handed to a worker goroutine that is idle, if one is waiting,
+// else to a new one; a worker exits after workerIdle without a job (so a
+// worker that had not come back to wait yet may leave an extra idle one
+// for a while; jobs still run at most limit at a time). Reusing
+// workers matters for the publisher's marks: a fresh goroutine starts on a
+// small stack and grows it by copying through the deep gRPC call path on
+// every job (runtime.newstack/copystack were 8% of the relay's CPU).
 type workQueue struct {
 	limit   int
 	active  int
 	pending []func() any
 	engine  *actor.Engine
 	self    *actor.PID
+	// handoff passes a job to an idle worker; unbuffered, so a send
+	// succeeds only when a worker is waiting for it.
+	handoff chan func() any
 }
+
+// workerIdle is how long a worker waits for its next job before it exits,
+// so that the workers of a crashed actor instance go away by themselves.
+const workerIdle = 2 * time.Second
 
 // workDone carries a job's result back into the actor that queued it. q
 // tells a result of this instance from one of a crashed predecessor (same
@@ -31,7 +46,7 @@ func newWorkQueue(limit int) *workQueue {
 	if limit < 1 {
 		limit = 1
 	}
-	return &workQueue{limit: limit}
+	return &workQueue{limit: limit, handoff: make(chan func() any)}
 }
 
 // bind sets where results go; called from Started.
@@ -57,8 +72,32 @@ func (q *workQueue) pump() {
 			q.pending = q.pending[:0:0] // let a drained backlog's array go
 		}
 		q.active++
-		engine, self, q := q.engine, q.self, q
-		go func() { engine.Send(self, workDone{q: q, result: job()}) }()
+		select {
+		case q.handoff <- job:
+		default:
+			go q.worker(job)
+		}
+	}
+}
+
+// worker runs job, reports its result and takes the next job handed to it,
+// until none comes for workerIdle. A job is never lost: the handoff only
+// succeeds while the worker waits in select, before its timer fires.
+func (q *workQueue) worker(job func() any) {
+	engine, self := q.engine, q.self
+	var idle *time.Timer
+	for {
+		engine.Send(self, workDone{q: q, result: job()})
+		if idle == nil {
+			idle = time.NewTimer(workerIdle)
+		} else {
+			idle.Reset(workerIdle)
+		}
+		select {
+		case job = <-q.handoff:
+		case <-idle.C:
+			return
+		}
 	}
 }
 

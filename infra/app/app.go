@@ -51,7 +51,7 @@ type App struct {
 	leases *redislease.Leases // nil when leases are off
 	// cancelHandlers ends the contexts of the HTTP requests in flight.
 	cancelHandlers context.CancelFunc
-	routes []messages.Route
+	routes         []messages.Route
 }
 
 // Options changes what New builds; the zero value is production.

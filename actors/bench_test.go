@@ -1,0 +1,217 @@
+package actors_test
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/anthdm/hollywood/actor"
+	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/hobom/hobom-event-processor/actors"
+	"github.com/hobom/hobom-event-processor/messages"
+)
+
+// The benchmarks run the real actor tree against in-memory fakes of its
+// ports, so they measure the actors' own cost: the hops poller → publisher
+// → produce promise → mark jobs → BatchResolved → poller, the encoding and
+// the bookkeeping, without gRPC or Kafka.
+
+// benchOutbox hands out one batch per Find as the benchmark feeds them and
+// signals when the marks of the batch have all arrived.
+type benchOutbox struct {
+	batches chan []messages.Event
+	marked  atomic.Int64
+	want    atomic.Int64
+	done    chan struct{}
+	finds   atomic.Int64
+}
+
+func newBenchOutbox() *benchOutbox {
+	return &benchOutbox{batches: make(chan []messages.Event), done: make(chan struct{}, 1)}
+}
+
+func (o *benchOutbox) Find(ctx context.Context, _ messages.FindRPC, _, _ string, _ int) ([]messages.Event, error) {
+	o.finds.Add(1)
+	select {
+	case b := <-o.batches:
+		return b, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (o *benchOutbox) MarkSent(context.Context, string) error {
+	if o.marked.Add(1) == o.want.Load() {
+		o.done <- struct{}{}
+	}
+	return nil
+}
+
+func (o *benchOutbox) MarkFailed(context.Context, string, string) error { return nil }
+
+// ackProducer acks every record at once, from the producing goroutine, as
+// an instantly fast broker would.
+type ackProducer struct{ records atomic.Int64 }
+
+func (p *ackProducer) Produce(_ context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
+	p.records.Add(1)
+	promise(r, nil)
+}
+
+type nopStore struct{}
+
+func (nopStore) Put(context.Context, string, []byte, actors.DeadLetterMeta, time.Duration) error {
+	return nil
+}
+
+func benchTreeConfig(routes []messages.Route) actors.TreeConfig {
+	mark := actors.RetryPolicy{Attempts: 1, Timeout: time.Minute}
+	return actors.TreeConfig{
+		Routes: routes,
+		Poller: actors.PollerConfig{Interval: time.Hour, MaxBackoff: time.Hour, FindLimit: 5000, FindTimeout: time.Hour, BatchTimeout: time.Hour},
+		Publisher: actors.PublisherConfig{Attempts: 1, Backoff: time.Millisecond, MaxRecordBytes: 990_000, MaxInflightRecords: 10_000,
+			Mark: mark, MarkConcurrency: 32, UnmarkedMemory: 100_000},
+		DLQ:            actors.DLQConfig{TTL: time.Hour, Write: mark, Mark: mark, Concurrency: 1, MaxReasonBytes: 1024},
+		RestartBackoff: time.Second, MaxRestartBackoff: time.Second, StableAfter: time.Minute, PollerInboxSize: 8,
+	}
+}
+
+func benchEvents(eventType string, n int) []messages.Event {
+	evs := make([]messages.Event, n)
+	for i := range evs {
+		s := strconv.Itoa(i)
+		evs[i] = messages.Event{ID: "row-" + s, EventID: "evt-" + s, EventType: eventType, Status: messages.StatusPending,
+			Version: 1, CreatedAt: "2024-01-01T00:00:00Z", UpdatedAt: "2024-01-01T00:00:00Z"}
+		if eventType == messages.EventTypeHoBomLog {
+			evs[i].Log = &messages.LogPayload{TraceID: "trace-" + s, Level: "INFO", Method: "GET", Path: "/api/items/" + s,
+				StatusCode: 200, Host: "host-1", UserID: "user-" + s, ServiceType: "HOBOM_BACKEND", Message: "request " + s}
+		} else {
+			evs[i].Message = &messages.MessagePayload{ID: "msg-" + s, Title: "title " + s, Body: "body " + s,
+				Recipient: "user" + s + "@example.com", SenderID: "sender-" + s, Type: "MAIL_MESSAGE"}
+		}
+	}
+	return evs
+}
+
+// BenchmarkTreeRoundTrip: one op is one batch found by the poller,
+// encoded and produced by the publisher, acked, marked SENT through the
+// mark jobs and resolved back to the poller. ns/event and allocs/event
+// are the per-event cost of the actor tree.
+func BenchmarkTreeRoundTrip(b *testing.B) {
+	for _, typ := range []string{messages.EventTypeMessage, messages.EventTypeHoBomLog} {
+		for _, size := range []int{1, 100, 5000} {
+			b.Run(fmt.Sprintf("%s/batch=%d", typ, size), func(b *testing.B) {
+				benchRoundTrip(b, typ, size)
+			})
+		}
+	}
+}
+
+func benchRoundTrip(b *testing.B, eventType string, size int) {
+	var route messages.Route
+	for _, r := range messages.DefaultRoutes() {
+		if r.EventType == eventType {
+			route = r
+		}
+	}
+	engine, err := actor.NewEngine(actor.NewEngineConfig())
+	if err != nil {
+		b.Fatal(err)
+	}
+	ob, prod := newBenchOutbox(), &ackProducer{}
+	tree, err := actors.StartTree(engine, benchTreeConfig([]messages.Route{route}), actors.Deps{
+		Outbox: ob, Producer: prod, Store: nopStore{}, Log: zerolog.Nop(),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := tree.Stop(ctx); err != nil {
+			b.Error(err)
+		}
+	})
+	batch := benchEvents(eventType, size)
+	round := func() {
+		ob.want.Add(int64(size))
+		ob.batches <- batch
+		<-ob.done
+	}
+	round() // warm up: the first poll and the maps' growth
+	var ms0, ms1 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	n := 0
+	for b.Loop() {
+		round()
+		n++
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	runtime.ReadMemStats(&ms1)
+	events := float64(n * size)
+	b.ReportMetric(float64(elapsed.Nanoseconds())/events, "ns/event")
+	b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/events, "allocs/event")
+	b.ReportMetric(float64(ms1.TotalAlloc-ms0.TotalAlloc)/events, "B/event")
+}
+
+// emptyOutbox answers every find with nothing, like an idle backlog.
+type emptyOutbox struct{ finds atomic.Int64 }
+
+func (o *emptyOutbox) Find(context.Context, messages.FindRPC, string, string, int) ([]messages.Event, error) {
+	o.finds.Add(1)
+	return nil, nil
+}
+func (o *emptyOutbox) MarkSent(context.Context, string) error           { return nil }
+func (o *emptyOutbox) MarkFailed(context.Context, string, string) error { return nil }
+
+// BenchmarkStartTree: one op starts a tree of 1,000 pollers (each polls
+// once, finds nothing and waits its interval) and stops it; ns/poller and
+// B/poller are the cost of a poller actor's life.
+func BenchmarkStartTree(b *testing.B) {
+	const pollers = 1000
+	routes := make([]messages.Route, pollers)
+	for i := range routes {
+		routes[i] = messages.Route{EventType: "SYN_" + strconv.Itoa(i), Find: messages.FindMessageOutbox, Topic: "hobom.synthetic",
+			DLQPrefix: "dlq:syn" + strconv.Itoa(i) + ":", Encoding: messages.EncodingMessage}
+	}
+	cfg := benchTreeConfig(routes)
+	b.ReportAllocs()
+	var ms0, ms1 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
+	start := time.Now()
+	n := 0
+	for b.Loop() {
+		engine, err := actor.NewEngine(actor.NewEngineConfig())
+		if err != nil {
+			b.Fatal(err)
+		}
+		ob := &emptyOutbox{}
+		tree, err := actors.StartTree(engine, cfg, actors.Deps{Outbox: ob, Producer: &ackProducer{}, Store: nopStore{}, Log: zerolog.Nop()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for ob.finds.Load() < pollers {
+			runtime.Gosched()
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		if err := tree.Stop(ctx); err != nil {
+			b.Fatal(err)
+		}
+		cancel()
+		n++
+	}
+	elapsed := time.Since(start)
+	runtime.ReadMemStats(&ms1)
+	b.ReportMetric(float64(elapsed.Nanoseconds())/float64(n*pollers), "ns/poller")
+	b.ReportMetric(float64(ms1.TotalAlloc-ms0.TotalAlloc)/float64(n*pollers), "B/poller")
+}

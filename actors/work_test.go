@@ -1,0 +1,82 @@
+package actors
+
+import (
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/anthdm/hollywood/actor"
+)
+
+// queueOwner is an actor that runs jobs through a workQueue and reports
+// every result on a channel.
+type queueOwner struct {
+	q       *workQueue
+	jobs    []func() any
+	results chan any
+}
+
+func (o *queueOwner) Receive(c *actor.Context) {
+	switch m := c.Message().(type) {
+	case actor.Started:
+		o.q.bind(c.Engine(), c.PID())
+	case []func() any:
+		for _, j := range m {
+			o.q.push(j)
+		}
+	case workDone:
+		if m.q == o.q {
+			o.q.done()
+			o.results <- m.result
+		}
+	}
+}
+
+// TestWorkQueueBoundsAndDeliversEveryJob: workers are reused and started
+// on demand, but no more than limit jobs run at once and every job's
+// result comes back exactly once, also in a second burst after the first
+// workers went idle.
+func TestWorkQueueBoundsAndDeliversEveryJob(t *testing.T) {
+	e, err := actor.NewEngine(actor.NewEngineConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const limit, n = 4, 200
+	owner := &queueOwner{q: newWorkQueue(limit), results: make(chan any, n)}
+	pid := e.Spawn(func() actor.Receiver { return owner }, "owner")
+	defer func() { <-e.Poison(pid).Done() }()
+
+	var running, peak atomic.Int64
+	burst := func(base int) {
+		jobs := make([]func() any, n)
+		for i := range jobs {
+			jobs[i] = func() any {
+				now := running.Add(1)
+				for p := peak.Load(); now > p && !peak.CompareAndSwap(p, now); p = peak.Load() {
+				}
+				time.Sleep(50 * time.Microsecond)
+				running.Add(-1)
+				return base + i
+			}
+		}
+		e.Send(pid, jobs)
+		seen := make(map[int]bool, n)
+		for range n {
+			select {
+			case r := <-owner.results:
+				if seen[r.(int)] {
+					t.Fatalf("result %d delivered twice", r)
+				}
+				seen[r.(int)] = true
+			case <-time.After(10 * time.Second):
+				t.Fatalf("only %d of %d results", len(seen), n)
+			}
+		}
+	}
+	burst(0)
+	time.Sleep(10 * time.Millisecond) // workers wait for jobs now
+	burst(n)
+	if p := peak.Load(); p > limit {
+		t.Fatalf("%d jobs ran at once, limit %d", p, limit)
+	}
+}

@@ -1,0 +1,255 @@
+package loadtest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/hobom/hobom-event-processor/infra/kafka"
+	"github.com/hobom/hobom-event-processor/messages"
+)
+
+// offsets are a topic's end offsets by partition.
+type offsets map[int32]int64
+
+// endOffsets asks the broker for the end offset of every partition of topic.
+func endOffsets(ctx context.Context, cl *kgo.Client, topic string) (offsets, error) {
+	meta := kmsg.NewPtrMetadataRequest()
+	mt := kmsg.NewMetadataRequestTopic()
+	mt.Topic = kmsg.StringPtr(topic)
+	meta.Topics = append(meta.Topics, mt)
+	mresp, err := meta.RequestWith(ctx, cl)
+	if err != nil {
+		return nil, fmt.Errorf("metadata of %s: %w", topic, err)
+	}
+	req := kmsg.NewPtrListOffsetsRequest()
+	rt := kmsg.NewListOffsetsRequestTopic()
+	rt.Topic = topic
+	for _, t := range mresp.Topics {
+		if err := kerr.ErrorForCode(t.ErrorCode); err != nil {
+			return nil, fmt.Errorf("metadata of %s: %w", topic, err)
+		}
+		for _, p := range t.Partitions {
+			rp := kmsg.NewListOffsetsRequestTopicPartition()
+			rp.Partition, rp.Timestamp = p.Partition, -1
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+	}
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		return nil, fmt.Errorf("end offsets of %s: %w", topic, err)
+	}
+	out := offsets{}
+	for _, t := range resp.Topics {
+		for _, p := range t.Partitions {
+			if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+				return nil, fmt.Errorf("end offset of %s/%d: %w", topic, p.Partition, err)
+			}
+			out[p.Partition] = p.Offset
+		}
+	}
+	return out, nil
+}
+
+// since is the number of records appended after from.
+func (o offsets) since(from offsets) int64 {
+	var n int64
+	for p, end := range o {
+		n += end - from[p]
+	}
+	return n
+}
+
+// kafkaSnapshot is the end offsets of the load test's topics.
+type kafkaSnapshot map[string]offsets
+
+func snapshotTopics(ctx context.Context, cl *kgo.Client) (kafkaSnapshot, error) {
+	s := kafkaSnapshot{}
+	for _, t := range []string{TopicMessages, TopicLogs, TopicSynthetic} {
+		o, err := endOffsets(ctx, cl, t)
+		if err != nil {
+			return nil, err
+		}
+		s[t] = o
+	}
+	return s, nil
+}
+
+// countLogElements reads the records of TopicLogs between two snapshots and
+// counts the elements of their JSON arrays: one per relayed log event.
+func countLogElements(ctx context.Context, addrs []string, from, to offsets) (records, elements int, err error) {
+	want := to.since(from)
+	if want == 0 {
+		return 0, 0, nil
+	}
+	parts := map[string]map[int32]kgo.Offset{TopicLogs: {}}
+	for p, start := range from {
+		if to[p] > start {
+			parts[TopicLogs][p] = kgo.NewOffset().At(start)
+		}
+	}
+	for p, end := range to {
+		if _, ok := from[p]; !ok && end > 0 {
+			parts[TopicLogs][p] = kgo.NewOffset().At(0)
+		}
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumePartitions(parts), kgo.FetchMaxBytes(64<<20))
+	if err != nil {
+		return 0, 0, err
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for int64(records) < want {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			return records, elements, fmt.Errorf("read %s: %d of %d records: %w", TopicLogs, records, want, ctx.Err())
+		}
+		fs.EachError(func(_ string, _ int32, e error) { err = e })
+		if err != nil {
+			return records, elements, err
+		}
+		for _, r := range fs.Records() {
+			if r.Offset >= to[r.Partition] {
+				continue
+			}
+			records++
+			n, err := arrayLen(r.Value)
+			if err != nil {
+				return records, elements, fmt.Errorf("log record %d/%d: %w", r.Partition, r.Offset, err)
+			}
+			elements += n
+		}
+	}
+	return records, elements, nil
+}
+
+// arrayLen counts the top-level elements of a JSON array.
+func arrayLen(v []byte) (int, error) {
+	dec := json.NewDecoder(bytes.NewReader(v))
+	if t, err := dec.Token(); err != nil || t != json.Delim('[') {
+		return 0, fmt.Errorf("not a JSON array")
+	}
+	n := 0
+	var raw json.RawMessage
+	for dec.More() {
+		if err := dec.Decode(&raw); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+// ceilingRecords are the records the relay would write for a backlog of
+// messages and logs, encoded up front: what the produce ceiling sends.
+type ceilingRecords struct {
+	recs   []*kgo.Record
+	events int
+}
+
+// buildMessageRecords are n hobom.messages records of seeded-style events,
+// with the headers the publisher writes.
+func buildMessageRecords(n int, producer string) ceilingRecords {
+	now := time.Now()
+	out := ceilingRecords{recs: make([]*kgo.Record, 0, n), events: n}
+	for i := range n {
+		ev := synthetic(messages.EventTypeMessage, i)
+		v, _ := messages.AppendMessageValue(nil, ev.Message, now)
+		key := fmt.Appendf(nil, "ceil-msg-%d", i)
+		out.recs = append(out.recs, &kgo.Record{Topic: TopicMessages, Key: key, Value: v,
+			Headers: messages.RecordHeaders(messages.EventTypeMessage, producer, "", key)})
+	}
+	return out
+}
+
+// buildLogRecords are the hobom.logs arrays for n log events found perPoll
+// at a time, split below maxBytes (value and event-id header) as the
+// publisher splits them, with its headers.
+func buildLogRecords(n, perPoll, maxBytes int, producer string) ceilingRecords {
+	now := time.Now()
+	out := ceilingRecords{events: n}
+	var (
+		b   messages.LogArrayBuilder
+		obj []byte
+		ids []byte
+	)
+	flush := func() {
+		if b.Len() > 0 {
+			out.recs = append(out.recs, &kgo.Record{Topic: TopicLogs, Key: messages.LogRecordKey(nil, now), Value: b.AppendTo(nil),
+				Headers: messages.RecordHeaders(messages.EventTypeHoBomLog, producer, "", ids)})
+			b.Reset()
+			ids = nil
+		}
+	}
+	for i := range n {
+		if perPoll > 0 && i%perPoll == 0 {
+			flush()
+		}
+		ev := synthetic(messages.EventTypeHoBomLog, i)
+		id := "ceil-log-" + strconv.Itoa(i)
+		obj, _ = messages.AppendLogObject(obj[:0], ev.Log)
+		if b.Len() > 0 && b.SizeWith(obj)+len(ids)+1+len(id) > maxBytes {
+			flush()
+		}
+		if len(ids) > 0 {
+			ids = append(ids, ',')
+		}
+		ids = append(ids, id...)
+		b.Add(obj)
+	}
+	flush()
+	return out
+}
+
+// produceAll writes every record through a client configured as the
+// processor's (acks, buffering, timeouts) and returns how long it took
+// until the last ack.
+func produceAll(ctx context.Context, p kafka.Config, sets ...ceilingRecords) (time.Duration, error) {
+	cl, err := kafka.NewProducer(p, zerolog.Nop())
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	// Connect and load metadata first: the processor's client is warm too
+	// by the time a backlog flows.
+	if err := cl.Ping(ctx); err != nil {
+		return 0, err
+	}
+	if _, err := endOffsets(ctx, cl, TopicMessages); err != nil {
+		return 0, err
+	}
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+	)
+	start := time.Now()
+	for _, s := range sets {
+		for _, r := range s.recs {
+			wg.Add(1)
+			cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
+				if err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+				}
+				wg.Done()
+			})
+		}
+	}
+	wg.Wait()
+	return time.Since(start), firstErr
+}

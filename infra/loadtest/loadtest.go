@@ -1,0 +1,1006 @@
+// Package loadtest measures the processor end to end (issue 5): it runs the
+// stand-in backend and kfake on loopback, Redis, and the processor's actor
+// tree (app.New) in this process, drives backlogs and an offered load
+// through it, and reports throughput, latency, memory and CPU against
+// ceilings measured in the same run. cmd/loadtest is its command line.
+package loadtest
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/hobom/hobom-event-processor/infra/app"
+	"github.com/hobom/hobom-event-processor/infra/config"
+	"github.com/hobom/hobom-event-processor/infra/kafka"
+	"github.com/hobom/hobom-event-processor/infra/outbox"
+	"github.com/hobom/hobom-event-processor/messages"
+)
+
+// Scenario names, in the order they run.
+const (
+	ScenarioCeilings = "ceilings"
+	ScenarioMessage  = "message"
+	ScenarioLog      = "log"
+	ScenarioMix      = "mix"
+	ScenarioLatency  = "latency"
+	ScenarioPollers  = "pollers"
+	ScenarioDrain    = "drain"
+	ScenarioOld      = "old-backend"
+)
+
+// AllScenarios is every scenario in running order.
+var AllScenarios = []string{ScenarioCeilings, ScenarioMessage, ScenarioLog, ScenarioMix, ScenarioLatency, ScenarioPollers, ScenarioDrain, ScenarioOld}
+
+// Options are the load test's sizes and switches.
+type Options struct {
+	Scenarios []string
+	// Events is the backlog of each relay scenario (MESSAGE, HOBOM_LOG,
+	// and the mix, split evenly) and of the produce ceilings.
+	Events int
+	// MarkCeilingEvents is how many bare mark rpcs the mark ceiling sends.
+	MarkCeilingEvents int
+	// PollInterval is the short interval of the backlog scenarios; the
+	// latency and poller scenarios use the configured one (5 s default).
+	PollInterval time.Duration
+	// LatencyRate events/s are offered for LatencyDuration.
+	LatencyRate     int
+	LatencyDuration time.Duration
+	// EventTypes are the synthetic route counts of the poller scenario.
+	EventTypes []int
+	// PollerEvents is the backlog spread over the synthetic types for the
+	// throughput with N pollers.
+	PollerEvents int
+	// IdleWindow is how long CPU is measured while the pollers poll an
+	// empty backlog, for the largest N and for the others (0: not
+	// measured); each is at least one poll interval.
+	IdleWindow, IdleWindowSmall time.Duration
+	// DrainEvents is the backlog drained from a backend honouring the find
+	// limit; OldBackendEvents the one drained from a backend ignoring it.
+	DrainEvents      int
+	OldBackendEvents int
+	// InProcess runs the backend and kfake in this process instead of a
+	// child; memory, RSS and CPU figures then include them.
+	InProcess bool
+	// WorldExe is the binary started with WorldChildArg for the world;
+	// empty means this executable.
+	WorldExe string
+	// CPUProfile and MemProfile are files to write profiles to; the heap
+	// profile is taken near the highest heap peak of the run.
+	CPUProfile, MemProfile string
+	// Timeout bounds one scenario's wait for its events.
+	Timeout  time.Duration
+	LogLevel zerolog.Level
+	Getenv   func(string) string
+	// Progress receives progress lines (stderr); nil discards them.
+	Progress io.Writer
+}
+
+// DefaultOptions is the full run of `make loadtest`.
+func DefaultOptions() Options {
+	return Options{
+		Scenarios:         slices.Clone(AllScenarios),
+		Events:            50_000,
+		MarkCeilingEvents: 50_000,
+		PollInterval:      20 * time.Millisecond,
+		LatencyRate:       1000,
+		LatencyDuration:   15 * time.Second,
+		EventTypes:        []int{1, 100, 10_000},
+		PollerEvents:      20_000,
+		IdleWindow:        10 * time.Second,
+		IdleWindowSmall:   5 * time.Second,
+		DrainEvents:       1_000_000,
+		OldBackendEvents:  100_000,
+		Timeout:           5 * time.Minute,
+		LogLevel:          zerolog.WarnLevel,
+		Getenv:            os.Getenv,
+	}
+}
+
+// QuickOptions is a CI-sized run of well under a minute.
+func QuickOptions() Options {
+	o := DefaultOptions()
+	o.Events = 10_000
+	o.MarkCeilingEvents = 10_000
+	o.LatencyDuration = 7 * time.Second
+	o.EventTypes = []int{1, 100, 1000}
+	o.PollerEvents = 5_000
+	o.IdleWindow = 5 * time.Second
+	o.IdleWindowSmall = 0
+	o.DrainEvents = 50_000
+	o.OldBackendEvents = 10_000
+	return o
+}
+
+// Targets of issue 5.
+const (
+	targetMarkRatio     = 0.5
+	targetLatencySlack  = 50 * time.Millisecond
+	targetSpawn         = 2 * time.Second
+	targetPollerHeap    = 100 << 20
+	targetPollerCPU     = 1.0 // cores
+	targetPollersN      = 10_000
+	targetDrainHeap     = 256 << 20
+	targetDrainEvents   = 1_000_000
+	progressEvery       = time.Second
+	completionPollEvery = 10 * time.Millisecond
+)
+
+// runner holds what the scenarios share.
+type runner struct {
+	opts    Options
+	cfg     config.Config // the processor's configuration, addresses filled per scenario
+	world   World
+	info    WorldInfo
+	redis   *redisEnv
+	admin   *kgo.Client
+	start   time.Time
+	log     zerolog.Logger
+	report  *Report
+	ceiling struct {
+		mark                float64
+		prodMsg, prodLog    float64
+		prodMix             float64
+		haveMark, haveProds bool
+	}
+	heapPro    []byte
+	heapProAt  uint64
+	idleHeap0  uint64 // heap with the default pollers only (N = 0)
+	idleHeap0N bool
+}
+
+// Run runs the selected scenarios and returns the report; the error is
+// for a run that could not be carried out (a missed target is not one).
+func Run(ctx context.Context, opts Options) (*Report, error) {
+	if opts.Getenv == nil {
+		opts.Getenv = os.Getenv
+	}
+	if opts.Progress == nil {
+		opts.Progress = io.Discard
+	}
+	if len(opts.Scenarios) == 0 {
+		return nil, fmt.Errorf("loadtest: no scenario selected (have %s)", strings.Join(AllScenarios, ", "))
+	}
+	for _, s := range opts.Scenarios {
+		if !slices.Contains(AllScenarios, s) {
+			return nil, fmt.Errorf("loadtest: unknown scenario %q (have %s)", s, strings.Join(AllScenarios, ", "))
+		}
+	}
+	r := &runner{opts: opts, start: time.Now(), report: newReport(opts)}
+	r.log = zerolog.New(zerolog.ConsoleWriter{Out: opts.Progress, TimeFormat: "15:04:05.000"}).
+		Level(opts.LogLevel).With().Timestamp().Logger()
+
+	var err error
+	r.cfg, err = config.Load(flag.NewFlagSet("loadtest", flag.ContinueOnError), nil, opts.Getenv, io.Discard)
+	if err != nil {
+		return nil, fmt.Errorf("loadtest: configuration: %w", err)
+	}
+	r.cfg.HTTPAddr = "127.0.0.1:0"
+
+	if opts.CPUProfile != "" {
+		f, err := os.Create(opts.CPUProfile)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return nil, err
+		}
+		defer pprof.StopCPUProfile()
+	}
+
+	r.progress("starting Redis and the world (stand-in backend + kfake, %s)", map[bool]string{true: "in this process", false: "child process"}[opts.InProcess])
+	if r.redis, err = startRedis(opts.Getenv); err != nil {
+		return nil, err
+	}
+	defer r.redis.close()
+	r.cfg.RedisAddr = r.redis.Addr
+	if opts.InProcess {
+		r.world, err = newLocalWorld()
+	} else {
+		exe := opts.WorldExe
+		if exe == "" {
+			if exe, err = os.Executable(); err != nil {
+				return nil, err
+			}
+		}
+		r.world, err = StartChildWorld(exe)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer r.world.Close()
+	if r.info, err = r.world.Info(); err != nil {
+		return nil, err
+	}
+	r.cfg.KafkaBrokers = r.info.KafkaAddrs
+	if r.admin, err = kgo.NewClient(kgo.SeedBrokers(r.info.KafkaAddrs...)); err != nil {
+		return nil, err
+	}
+	defer r.admin.Close()
+	r.report.setEnv(r)
+
+	steps := map[string]func(context.Context) error{
+		ScenarioCeilings: r.ceilings,
+		ScenarioMessage: func(ctx context.Context) error {
+			return r.relayScenario(ctx, "relay MESSAGE", TypeSet{Names: []string{messages.EventTypeMessage}}, r.opts.Events, &r.ceiling.prodMsg)
+		},
+		ScenarioLog: func(ctx context.Context) error {
+			return r.relayScenario(ctx, "relay HOBOM_LOG", TypeSet{Names: []string{messages.EventTypeHoBomLog}}, r.opts.Events, &r.ceiling.prodLog)
+		},
+		ScenarioMix: func(ctx context.Context) error {
+			return r.relayScenario(ctx, "relay mix", TypeSet{Names: []string{messages.EventTypeMessage, messages.EventTypeHoBomLog}}, r.opts.Events/2, &r.ceiling.prodMix)
+		},
+		ScenarioLatency: r.latency,
+		ScenarioPollers: r.pollers,
+		ScenarioDrain:   r.drain,
+		ScenarioOld:     r.oldBackend,
+	}
+	for _, name := range AllScenarios {
+		if !slices.Contains(opts.Scenarios, name) {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return r.report, err
+		}
+		r.progress("== %s", name)
+		if err := steps[name](ctx); err != nil {
+			r.report.fail(name, err)
+			r.progress("%s failed: %v", name, err)
+		}
+	}
+	if opts.MemProfile != "" && r.heapPro != nil {
+		if err := os.WriteFile(opts.MemProfile, r.heapPro, 0o644); err != nil {
+			return r.report, err
+		}
+		r.progress("heap profile taken at %s written to %s", mb(r.heapProAt), opts.MemProfile)
+	}
+	r.report.Took = time.Since(r.start).Round(time.Millisecond)
+	return r.report, nil
+}
+
+func (r *runner) progress(format string, args ...any) {
+	fmt.Fprintf(r.opts.Progress, "[%6.1fs] %s\n", time.Since(r.start).Seconds(), fmt.Sprintf(format, args...))
+}
+
+// processorConfig is the configuration of one scenario's processor.
+func (r *runner) processorConfig(backend string, pollInterval time.Duration) config.Config {
+	cfg := r.cfg
+	cfg.GRPCAddr = backend
+	if pollInterval > 0 {
+		cfg.PollInterval = pollInterval
+		cfg.PollMaxBackoff = max(cfg.PollMaxBackoff, pollInterval)
+	}
+	return cfg
+}
+
+// kafkaConfig is the processor's producer configuration.
+func (r *runner) kafkaConfig(clientID string) kafka.Config {
+	tc := app.TreeConfig(r.cfg, nil)
+	return kafka.Config{
+		Brokers: r.cfg.KafkaBrokers, Acks: r.cfg.KafkaAcks, WriteTimeout: r.cfg.KafkaWriteTimeout,
+		MaxBufferedRecords: tc.Publisher.MaxInflightRecords, ClientID: clientID,
+	}
+}
+
+// ---- ceilings ----
+
+// markRun is one measurement of bare mark rpcs.
+type markRun struct {
+	Events      int           `json:"events"`
+	Concurrency int           `json:"concurrency"`
+	Took        time.Duration `json:"tookNs"`
+	Rate        float64       `json:"rate"`
+	CPU         time.Duration `json:"cpuNs"`      // this process
+	WorldCPU    time.Duration `json:"worldCpuNs"` // the backend's side
+	Others      float64       `json:"otherProcessesCores"`
+}
+
+// measureMarks sends n bare MarkSent rpcs through the outbox client, with
+// the processor's mark concurrency, to a fresh backend holding n events.
+func (r *runner) measureMarks(ctx context.Context, n int) (markRun, error) {
+	res := markRun{Events: n, Concurrency: r.cfg.MarkConcurrency}
+	addr, err := r.world.NewBackend(BackendSpec{})
+	if err != nil {
+		return res, err
+	}
+	if err := r.world.Seed(SeedSpec{Types: TypeSet{Names: []string{messages.EventTypeMessage}}, PerType: n, IDPrefix: "ceil-"}); err != nil {
+		return res, err
+	}
+	cli, err := outbox.Dial(outbox.Config{Addr: addr, APIKey: r.cfg.GRPCAPIKey, MaxRecvBytes: r.cfg.GRPCMaxRecvBytes, CallTimeout: r.cfg.GRPCTimeout}, zerolog.Nop())
+	if err != nil {
+		return res, err
+	}
+	defer cli.Close()
+	if _, err := cli.Find(ctx, messages.FindMessageOutbox, "WARMUP", messages.StatusPending, 1); err != nil {
+		return res, fmt.Errorf("warm-up find: %w", err)
+	}
+	var next, failed atomic.Int64
+	var firstErr atomic.Value
+	u := r.startUsage()
+	t0 := time.Now()
+	var wg sync.WaitGroup
+	for range res.Concurrency {
+		wg.Go(func() {
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(n) {
+					return
+				}
+				if err := cli.MarkSent(ctx, "ceil-"+strconv.FormatInt(i, 10)); err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	res.Took = time.Since(t0)
+	res.CPU, res.WorldCPU, res.Others = u.finish()
+	if f := failed.Load(); f > 0 {
+		return res, fmt.Errorf("%d of %d mark rpcs failed, first: %v", f, n, firstErr.Load())
+	}
+	res.Rate = float64(n) / res.Took.Seconds()
+	return res, nil
+}
+
+func (r *runner) ceilings(ctx context.Context) error {
+	// Bare mark rpcs: the floor of the relay's work is one per event.
+	n := r.opts.MarkCeilingEvents
+	r.progress("mark ceiling: %d bare MarkSent rpcs, %d in flight", n, r.cfg.MarkConcurrency)
+	m, err := r.measureMarks(ctx, n)
+	if err != nil {
+		return err
+	}
+	r.ceiling.mark, r.ceiling.haveMark = m.Rate, true
+	r.report.add(Row{Scenario: "ceiling: mark rpc", Figure: fmt.Sprintf("bare MarkSent, %d in flight", m.Concurrency), Value: m.Rate, Unit: "ev/s",
+		Detail: fmt.Sprintf("%s in %s; %.1f µs CPU per rpc here + %.1f µs in the backend; other processes %.2f cores", count(n), dur(m.Took),
+			perEventMicros(m.CPU, n), perEventMicros(m.WorldCPU, n), m.Others)})
+	r.report.raw("ceilingMark", m)
+	r.progress("mark ceiling: %s ev/s", count(int(m.Rate)))
+
+	// Raw produce of the records the relay writes, through a client
+	// configured as the processor's.
+	tc := app.TreeConfig(r.cfg, nil)
+	e := r.opts.Events
+	prod := tc.Publisher.Producer
+	msgs := buildMessageRecords(e, prod)
+	logs := buildLogRecords(e, r.cfg.FindLimit, tc.Publisher.MaxRecordBytes, prod)
+	mixMsgs, mixLogs := buildMessageRecords(e/2, prod), buildLogRecords(e/2, r.cfg.FindLimit, tc.Publisher.MaxRecordBytes, prod)
+	for _, c := range []struct {
+		name string
+		sets []ceilingRecords
+		dst  *float64
+	}{
+		{"MESSAGE", []ceilingRecords{msgs}, &r.ceiling.prodMsg},
+		{"HOBOM_LOG", []ceilingRecords{logs}, &r.ceiling.prodLog},
+		{"mix", []ceilingRecords{mixMsgs, mixLogs}, &r.ceiling.prodMix},
+	} {
+		events, recs := 0, 0
+		for _, s := range c.sets {
+			events += s.events
+			recs += len(s.recs)
+		}
+		r.progress("produce ceiling %s: %d events in %d records", c.name, events, recs)
+		took, err := produceAll(ctx, r.kafkaConfig("loadtest-ceiling"), c.sets...)
+		if err != nil {
+			return fmt.Errorf("produce ceiling %s: %w", c.name, err)
+		}
+		*c.dst = float64(events) / took.Seconds()
+		r.report.add(Row{Scenario: "ceiling: raw produce", Figure: c.name + " records", Value: *c.dst, Unit: "ev/s",
+			Detail: fmt.Sprintf("%s events in %s records, %s", count(events), count(recs), dur(took))})
+		r.report.raw("ceilingProduce"+c.name, map[string]any{"events": events, "records": recs, "seconds": took.Seconds(), "rate": *c.dst})
+	}
+	r.ceiling.haveProds = true
+	return nil
+}
+
+// ---- relay runs ----
+
+// relaySpec is one run of the processor over a seeded backlog.
+type relaySpec struct {
+	name     string
+	backend  BackendSpec
+	routes   []messages.Route
+	types    TypeSet
+	perType  int
+	interval time.Duration
+}
+
+// relayResult is what one run measured.
+type relayResult struct {
+	Events      int           `json:"events"`
+	Took        time.Duration `json:"tookNs"`
+	Rate        float64       `json:"rate"`
+	Spawn       time.Duration `json:"spawnNs"`
+	CPU         time.Duration `json:"cpuNs"`
+	Peaks       Peaks         `json:"peaks"`
+	Sent        int           `json:"sent"`
+	InKafka     int           `json:"inKafka"`
+	KafkaRecs   int           `json:"kafkaRecords"`
+	Finds       int64         `json:"findRpcs"`
+	Anomalies   Anomalies     `json:"anomalies"`
+	FullFinds   int64         `json:"nonEmptyFinds"`
+	FindTime    time.Duration `json:"nonEmptyFindNs"`
+	World       ProcUsage     `json:"worldUsage"`
+	KafkaDetail string        `json:"kafkaDetail"`
+	// Others is the CPU other processes of the machine used meanwhile.
+	Others float64 `json:"otherProcessesCores"`
+}
+
+// runRelay seeds the backlog, starts the processor and waits until every
+// event is SENT, then checks that Kafka holds each of them once.
+func (r *runner) runRelay(ctx context.Context, spec relaySpec) (relayResult, error) {
+	var res relayResult
+	addr, err := r.world.NewBackend(spec.backend)
+	if err != nil {
+		return res, err
+	}
+	total := spec.perType * spec.types.len()
+	r.progress("%s: seeding %s events", spec.name, count(total))
+	if err := r.world.Seed(SeedSpec{Types: spec.types, PerType: spec.perType}); err != nil {
+		return res, err
+	}
+	before, err := snapshotTopics(ctx, r.admin)
+	if err != nil {
+		return res, err
+	}
+	calls0, err := r.world.Calls()
+	if err != nil {
+		return res, err
+	}
+	world0, _ := r.world.Usage()
+	freeMemory()
+	m := &counters{}
+	s := startSampler(10*time.Millisecond, r.opts.MemProfile != "")
+	busy0 := machineBusy()
+	cpu0, t0 := cpuTime(), time.Now()
+	a, err := app.New(r.processorConfig(addr, spec.interval), r.log, app.Options{Routes: spec.routes, Metrics: m})
+	if err != nil {
+		s.finish()
+		return res, err
+	}
+	res.Spawn = time.Since(t0)
+	stop := runApp(a)
+	err = r.waitSent(ctx, spec.name, spec.types, total, calls0, t0)
+	res.Took = time.Since(t0)
+	res.CPU = cpuTime() - cpu0
+	res.Peaks = s.finish()
+	r.keepHeapProfile(s)
+	world1, _ := r.world.Usage()
+	res.World = ProcUsage{CPU: world1.CPU - world0.CPU, RSSBytes: world1.RSSBytes, HeapBytes: world1.HeapBytes}
+	if r.opts.InProcess {
+		res.World.CPU = 0 // counted in res.CPU
+	}
+	res.Others = othersCores(machineBusy()-busy0, res.CPU+res.World.CPU, res.Took)
+	if serr := stop(); serr != nil && err == nil {
+		err = fmt.Errorf("shutdown: %w", serr)
+	}
+	res.Anomalies = m.anomalies()
+	res.FullFinds, res.FindTime = m.fullFinds.Load(), time.Duration(m.fullFindTime.Load())
+	if err != nil {
+		return res, err
+	}
+	res.Events = total
+	res.Rate = float64(total) / res.Took.Seconds()
+	calls1, _ := r.world.Calls()
+	res.Finds = calls1.Find - calls0.Find
+	res.Sent, _ = r.world.Count(CountSpec{Types: spec.types, Status: messages.StatusSent})
+
+	after, err := snapshotTopics(ctx, r.admin)
+	if err != nil {
+		return res, err
+	}
+	// Messages (and synthetic types) are one record per event; log events
+	// are elements of array records.
+	var wantMsg, wantLog int
+	spec.types.each(func(t string) {
+		if t == messages.EventTypeHoBomLog {
+			wantLog += spec.perType
+		} else {
+			wantMsg += spec.perType
+		}
+	})
+	msgRecs := int(after[TopicMessages].since(before[TopicMessages]) + after[TopicSynthetic].since(before[TopicSynthetic]))
+	res.InKafka, res.KafkaRecs = msgRecs, msgRecs
+	var details []string
+	if wantMsg > 0 {
+		details = append(details, fmt.Sprintf("%s message records", count(msgRecs)))
+	}
+	if wantLog > 0 {
+		recs, elems, err := countLogElements(ctx, r.info.KafkaAddrs, before[TopicLogs], after[TopicLogs])
+		if err != nil {
+			return res, err
+		}
+		res.InKafka += elems
+		res.KafkaRecs += recs
+		details = append(details, fmt.Sprintf("%s log events in %s arrays", count(elems), count(recs)))
+	}
+	res.KafkaDetail = strings.Join(details, ", ")
+	r.progress("%s: %s events in %s = %s ev/s; in Kafka: %s", spec.name, count(total), dur(res.Took), count(int(res.Rate)), res.KafkaDetail)
+	return res, nil
+}
+
+// runApp serves the processor until the returned stop is called, which
+// shuts it down as production does and returns Run's error.
+func runApp(a *app.App) (stop func() error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	return func() error {
+		cancel()
+		return <-done
+	}
+}
+
+// waitSent waits until total events of types are SENT, printing progress.
+// The backend's mark counter is the cheap trigger; the SENT count the
+// authority.
+func (r *runner) waitSent(ctx context.Context, name string, types TypeSet, total int, calls0 Calls, t0 time.Time) error {
+	deadline := t0.Add(r.opts.Timeout)
+	lastProgress := t0
+	for {
+		c, err := r.world.Calls()
+		if err != nil {
+			return err
+		}
+		marks := int(c.MarkSent - calls0.MarkSent)
+		if marks >= total {
+			n, err := r.world.Count(CountSpec{Types: types, Status: messages.StatusSent})
+			if err != nil {
+				return err
+			}
+			if n >= total {
+				return nil
+			}
+		}
+		now := time.Now()
+		if now.Sub(lastProgress) >= progressEvery {
+			lastProgress = now
+			r.progress("%s: %s/%s marked SENT (%s ev/s)", name, count(marks), count(total), count(int(float64(marks)/now.Sub(t0).Seconds())))
+		}
+		if now.After(deadline) {
+			return fmt.Errorf("%s: %d of %d events marked after %v", name, marks, total, r.opts.Timeout)
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		time.Sleep(completionPollEvery)
+	}
+}
+
+func (r *runner) keepHeapProfile(s *sampler) {
+	if p, at := s.heapProfile(); p != nil && at > r.heapProAt {
+		r.heapPro, r.heapProAt = p, at
+	}
+}
+
+// relayScenario runs one of the backlog scenarios and reports it against
+// the ceilings.
+func (r *runner) relayScenario(ctx context.Context, name string, types TypeSet, perType int, prodCeiling *float64) error {
+	// The machine is shared: the mark ceiling is measured again right
+	// before and after the relay, and the ratio taken to their mean, so
+	// that a burst of load elsewhere does not tilt it.
+	var bracket []markRun
+	measure := func() error {
+		m, err := r.measureMarks(ctx, max(r.opts.MarkCeilingEvents/2, 1000))
+		if err != nil {
+			return fmt.Errorf("adjacent mark ceiling: %w", err)
+		}
+		bracket = append(bracket, m)
+		return nil
+	}
+	if err := measure(); err != nil {
+		return err
+	}
+	res, err := r.runRelay(ctx, relaySpec{name: name, types: types, perType: perType, interval: r.opts.PollInterval})
+	if err != nil {
+		return err
+	}
+	if err := measure(); err != nil {
+		return err
+	}
+	key := strings.ToLower(strings.TrimPrefix(name, "relay "))
+	r.report.raw("relay_"+key, map[string]any{"relay": res, "adjacentMarkCeilings": bracket})
+	scen := fmt.Sprintf("%s (%s)", name, count(res.Events))
+	row := Row{Scenario: scen, Figure: "end-to-end rate", Value: res.Rate, Unit: "ev/s",
+		Detail: fmt.Sprintf("%s in %s; %s finds, %s with events, %.0f%% of the run", count(res.Events), dur(res.Took),
+			count(int(res.Finds)), count(int(res.FullFinds)), 100*res.FindTime.Seconds()/res.Took.Seconds())}
+	var ratios []string
+	if len(bracket) == 2 {
+		ceil := (bracket[0].Rate + bracket[1].Rate) / 2
+		ratio := res.Rate / ceil
+		ratios = append(ratios, fmt.Sprintf("%.2f of mark rpc", ratio))
+		row.Detail += fmt.Sprintf("; adjacent mark ceiling %s ev/s (%s before, %s after)", count(int(ceil)), count(int(bracket[0].Rate)), count(int(bracket[1].Rate)))
+		if types.len() == 1 { // the targets are per event type; the mix is reported
+			row.Target = fmt.Sprintf("≥ %.2f of mark rpc", targetMarkRatio)
+			row.setPass(ratio >= targetMarkRatio)
+		}
+	}
+	if r.ceiling.haveProds && *prodCeiling > 0 {
+		ratios = append(ratios, fmt.Sprintf("%.2f of produce", res.Rate / *prodCeiling))
+	}
+	row.VsCeiling = strings.Join(ratios, ", ")
+	r.report.add(row)
+	r.addCommonRows(scen, res)
+	return nil
+}
+
+// addCommonRows reports delivery, memory, goroutines and CPU of a run.
+func (r *runner) addCommonRows(scen string, res relayResult) {
+	ok := res.Sent == res.Events && res.InKafka == res.Events
+	check := Row{Scenario: scen, Figure: "SENT / in Kafka", Text: fmt.Sprintf("%s / %s", count(res.Sent), count(res.InKafka)),
+		Target: "all, once", Detail: res.KafkaDetail}
+	check.setPass(ok)
+	r.report.add(check)
+	if !res.Anomalies.none() {
+		r.report.add(Row{Scenario: scen, Figure: "anomalies", Text: fmt.Sprintf("%+v", res.Anomalies)})
+	}
+	r.report.add(Row{Scenario: scen, Figure: "peak heap / RSS", Text: mb(res.Peaks.HeapBytes) + " / " + mb(uint64(res.Peaks.RSSBytes))})
+	r.report.add(Row{Scenario: scen, Figure: "peak goroutines", Value: float64(res.Peaks.Goroutines), Text: count(int(res.Peaks.Goroutines))})
+	r.report.add(Row{Scenario: scen, Figure: "CPU processor / world", Text: fmt.Sprintf("%.2f / %.2f cores",
+		res.CPU.Seconds()/res.Took.Seconds(), res.World.CPU.Seconds()/res.Took.Seconds()),
+		Detail: fmt.Sprintf("%.1f µs processor CPU per event; other processes %.2f cores", perEventMicros(res.CPU, res.Events), res.Others)})
+}
+
+// ---- latency ----
+
+func (r *runner) latency(ctx context.Context) error {
+	interval := r.cfg.PollInterval
+	addr, err := r.world.NewBackend(BackendSpec{})
+	if err != nil {
+		return err
+	}
+	freeMemory()
+	m := &counters{}
+	s := startSampler(10*time.Millisecond, r.opts.MemProfile != "")
+	u := r.startUsage()
+	t0 := time.Now()
+	a, err := app.New(r.processorConfig(addr, interval), r.log, app.Options{Metrics: m})
+	if err != nil {
+		s.finish()
+		return err
+	}
+	stop := runApp(a)
+	defer func() { _ = stop() }()
+	spec := LatencySpec{Rate: r.opts.LatencyRate, Duration: r.opts.LatencyDuration}
+	r.progress("latency: offering %d MESSAGE events/s for %s, poll interval %s", spec.Rate, spec.Duration, interval)
+	if err := r.world.StartLatency(spec); err != nil {
+		return err
+	}
+	for end := time.Now().Add(spec.Duration); time.Now().Before(end); {
+		if err := sleepCtx(ctx, min(progressEvery, time.Until(end))); err != nil {
+			return err
+		}
+		c, _ := r.world.Calls()
+		r.progress("latency: %s marked SENT so far", count(int(c.MarkSent)))
+	}
+	res, err := r.world.LatencyResult(2*interval + 10*time.Second)
+	took := time.Since(t0)
+	cpu, _, others := u.finish()
+	peaks := s.finish()
+	r.keepHeapProfile(s)
+	if err != nil {
+		return err
+	}
+	if serr := stop(); serr != nil {
+		return fmt.Errorf("shutdown: %w", serr)
+	}
+	stop = func() error { return nil }
+	if len(res.Latencies) == 0 {
+		return fmt.Errorf("no generated event reached Kafka (%d generated)", res.Generated)
+	}
+	p50, p99, pmax := pct(res.Latencies, 0.50), pct(res.Latencies, 0.99), res.Latencies[len(res.Latencies)-1]
+	scen := fmt.Sprintf("latency (%s ev/s offered, %s poll)", count(spec.Rate), dur(interval))
+	target := interval + targetLatencySlack
+	row := Row{Scenario: scen, Figure: "creation → Kafka ack p99", Value: p99.Seconds() * 1000, Unit: "ms",
+		Detail: fmt.Sprintf("p50 %s, max %s", dur(p50), dur(pmax)), Target: "≤ " + dur(target)}
+	row.setPass(p99 <= target)
+	r.report.add(Row{Scenario: scen, Figure: "creation → Kafka ack p50", Value: p50.Seconds() * 1000, Unit: "ms"})
+	r.report.add(row)
+	check := Row{Scenario: scen, Figure: "offered / in Kafka", Text: fmt.Sprintf("%s / %s", count(res.Generated), count(res.Seen)),
+		Target: "all, once", Detail: fmt.Sprintf("offered at %.0f ev/s; %d duplicates", res.AchievedRate, res.Duplicates)}
+	check.setPass(res.Seen == res.Generated && res.Duplicates == 0)
+	r.report.add(check)
+	if an := m.anomalies(); !an.none() {
+		r.report.add(Row{Scenario: scen, Figure: "anomalies", Text: fmt.Sprintf("%+v", an)})
+	}
+	r.report.add(Row{Scenario: scen, Figure: "peak heap / RSS", Text: mb(peaks.HeapBytes) + " / " + mb(uint64(peaks.RSSBytes))})
+	r.report.add(Row{Scenario: scen, Figure: "peak goroutines / CPU", Text: fmt.Sprintf("%s / %.2f cores", count(int(peaks.Goroutines)), cpu.Seconds()/took.Seconds()),
+		Detail: fmt.Sprintf("other processes %.2f cores", others)})
+	r.report.raw("latency", map[string]any{"otherProcessesCores": others, "offeredRate": spec.Rate, "achievedRate": res.AchievedRate, "generated": res.Generated,
+		"seen": res.Seen, "duplicates": res.Duplicates, "p50Ms": ms(p50), "p90Ms": ms(pct(res.Latencies, 0.9)), "p99Ms": ms(p99),
+		"p999Ms": ms(pct(res.Latencies, 0.999)), "maxMs": ms(pmax), "pollInterval": interval.String(), "peaks": peaks, "cpuSeconds": cpu.Seconds()})
+	r.progress("latency: p50 %s, p99 %s, max %s over %s events", dur(p50), dur(p99), dur(pmax), count(len(res.Latencies)))
+	return nil
+}
+
+func pct(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(p*float64(len(sorted))+0.5) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// ---- many pollers ----
+
+// idleResult is the poller scenario's idle phase.
+type idleResult struct {
+	Pollers        int           `json:"pollers"`
+	Spawn          time.Duration `json:"spawnNs"`
+	HeapBefore     uint64        `json:"heapBeforeBytes"`
+	HeapIdle       uint64        `json:"heapIdleBytes"`
+	PeakHeap       uint64        `json:"peakHeapBytes"`
+	PeakRSS        int64         `json:"peakRSSBytes"`
+	Goroutines     uint64        `json:"goroutinesIdle"`
+	PerPollerBytes float64       `json:"heapPerPollerBytes"`
+	Window         time.Duration `json:"cpuWindowNs"`
+	CPU            time.Duration `json:"cpuNs"`
+	WorldCPU       time.Duration `json:"worldCpuNs"`
+	Others         float64       `json:"otherProcessesCores"`
+	Finds          int64         `json:"findsInWindow"`
+	Shutdown       time.Duration `json:"shutdownNs"`
+}
+
+func (r *runner) pollers(ctx context.Context) error {
+	ns := slices.Clone(r.opts.EventTypes)
+	slices.Sort(ns)
+	largest := 0
+	if len(ns) > 0 {
+		largest = ns[len(ns)-1]
+	}
+	// N = 0 (the two default pollers) is the baseline of heap per poller.
+	base, err := r.idle(ctx, 0, 0)
+	if err != nil {
+		return err
+	}
+	r.idleHeap0, r.idleHeap0N = base.HeapIdle, true
+	for _, n := range ns {
+		// The CPU window spans at least one poll interval, so that every
+		// poller polls in it; only the largest N gets the full window.
+		window := r.opts.IdleWindow
+		if n != largest {
+			window = r.opts.IdleWindowSmall
+		}
+		if window > 0 {
+			window = max(window, r.cfg.PollInterval)
+		}
+		idle, err := r.idle(ctx, n, window)
+		if err != nil {
+			return fmt.Errorf("%d pollers idle: %w", n, err)
+		}
+		r.report.raw(fmt.Sprintf("pollers_%d_idle", n), idle)
+		scen := fmt.Sprintf("pollers N=%s (+2 default)", count(n))
+		spawn := Row{Scenario: scen, Figure: "spawn (app.New)", Value: ms(idle.Spawn), Unit: "ms", Detail: "shutdown " + dur(idle.Shutdown)}
+		heap := Row{Scenario: scen, Figure: "idle heap after GC", Text: mb(idle.HeapIdle),
+			Detail: fmt.Sprintf("%s per poller; peak %s, RSS %s, %s goroutines", perPoller(idle), mb(idle.PeakHeap), mb(uint64(idle.PeakRSS)), count(int(idle.Goroutines)))}
+		cores := idle.CPU.Seconds() / idle.Window.Seconds()
+		cpu := Row{Scenario: scen, Figure: fmt.Sprintf("CPU idle-polling (%s)", dur(r.cfg.PollInterval)), Value: cores, Unit: "cores",
+			Detail: fmt.Sprintf("%s finds in %s; world %.2f cores, other processes %.2f", count(int(idle.Finds)), dur(idle.Window),
+				idle.WorldCPU.Seconds()/idle.Window.Seconds(), idle.Others)}
+		if n >= targetPollersN {
+			spawn.Target, heap.Target, cpu.Target = "< "+dur(targetSpawn), "< "+mb(targetPollerHeap), fmt.Sprintf("< %.0f core", targetPollerCPU)
+			spawn.setPass(idle.Spawn < targetSpawn)
+			heap.setPass(idle.HeapIdle < targetPollerHeap)
+			cpu.setPass(cores < targetPollerCPU)
+		}
+		r.report.add(spawn)
+		r.report.add(heap)
+		r.report.add(cpu)
+
+		per := max(1, r.opts.PollerEvents/n)
+		res, err := r.runRelay(ctx, relaySpec{name: fmt.Sprintf("%d pollers", n), routes: append(messages.DefaultRoutes(), SyntheticRoutes(n)...),
+			types: TypeSet{Synthetic: n}, perType: per, interval: r.cfg.PollInterval})
+		if err != nil {
+			return fmt.Errorf("%d pollers relay: %w", n, err)
+		}
+		r.report.raw(fmt.Sprintf("pollers_%d_relay", n), res)
+		row := Row{Scenario: scen, Figure: "end-to-end rate", Value: res.Rate, Unit: "ev/s",
+			Detail: fmt.Sprintf("%s events (%s per type) in %s, %s finds", count(res.Events), count(per), dur(res.Took), count(int(res.Finds)))}
+		if r.ceiling.haveMark {
+			row.VsCeiling = fmt.Sprintf("%.2f of mark rpc", res.Rate/r.ceiling.mark)
+		}
+		r.report.add(row)
+		check := Row{Scenario: scen, Figure: "SENT / in Kafka", Text: fmt.Sprintf("%s / %s", count(res.Sent), count(res.InKafka)), Target: "all, once"}
+		check.setPass(res.Sent == res.Events && res.InKafka == res.Events)
+		r.report.add(check)
+		if !res.Anomalies.none() {
+			r.report.add(Row{Scenario: scen, Figure: "anomalies", Text: fmt.Sprintf("%+v", res.Anomalies)})
+		}
+	}
+	return nil
+}
+
+// perPoller is the idle heap per poller actor over the N = 0 baseline;
+// below 100 pollers it drowns in the noise of the rest of the heap.
+func perPoller(r idleResult) string {
+	if r.Pollers-2 < 100 {
+		return "n/a (N < 100)"
+	}
+	return strconv.FormatFloat(r.PerPollerBytes/1024, 'f', 1, 64) + " KB"
+}
+
+// idle starts the processor with n synthetic routes on an empty backlog
+// and measures spawn time, heap after the first polls and CPU over window.
+func (r *runner) idle(ctx context.Context, n int, window time.Duration) (idleResult, error) {
+	res := idleResult{Pollers: n + 2, Window: window}
+	addr, err := r.world.NewBackend(BackendSpec{})
+	if err != nil {
+		return res, err
+	}
+	routes := append(messages.DefaultRoutes(), SyntheticRoutes(n)...)
+	res.HeapBefore = liveHeapAfterGC()
+	freeMemory()
+	calls0, err := r.world.Calls()
+	if err != nil {
+		return res, err
+	}
+	s := startSampler(10*time.Millisecond, r.opts.MemProfile != "")
+	t0 := time.Now()
+	a, err := app.New(r.processorConfig(addr, r.cfg.PollInterval), r.log, app.Options{Routes: routes})
+	if err != nil {
+		s.finish()
+		return res, err
+	}
+	res.Spawn = time.Since(t0)
+	stop := runApp(a)
+	defer func() {
+		if stop != nil {
+			_ = stop()
+		}
+	}()
+	r.progress("pollers N=%d: spawned %d pollers in %s; waiting for the first round of finds", n, n+2, dur(res.Spawn))
+	for {
+		c, err := r.world.Calls()
+		if err != nil {
+			return res, err
+		}
+		if c.Find-calls0.Find >= int64(n+2) {
+			break
+		}
+		if time.Since(t0) > r.opts.Timeout {
+			return res, fmt.Errorf("only %d of %d first finds after %v", c.Find-calls0.Find, n+2, r.opts.Timeout)
+		}
+		if err := sleepCtx(ctx, completionPollEvery); err != nil {
+			return res, err
+		}
+	}
+	// Let the answers reach the pollers and their timers get set.
+	if err := sleepCtx(ctx, 200*time.Millisecond); err != nil {
+		return res, err
+	}
+	res.HeapIdle = liveHeapAfterGC()
+	_, g, _ := heapNow()
+	res.Goroutines = g
+	if r.opts.MemProfile != "" && n > 0 {
+		// The heap of idle pollers, for the per-poller cost.
+		name := fmt.Sprintf("%s.idle-%d", r.opts.MemProfile, n)
+		if f, err := os.Create(name); err == nil {
+			_ = pprof.Lookup("heap").WriteTo(f, 0)
+			_ = f.Close()
+			r.progress("pollers N=%d: idle heap profile written to %s", n, name)
+		}
+	}
+	if n > 0 && r.idleHeap0N {
+		res.PerPollerBytes = (float64(res.HeapIdle) - float64(r.idleHeap0)) / float64(n)
+	}
+	if window > 0 {
+		r.progress("pollers N=%d: measuring CPU over %s of idle polling", n, dur(window))
+		c0, _ := r.world.Calls()
+		u := r.startUsage()
+		if err := sleepCtx(ctx, window); err != nil {
+			return res, err
+		}
+		res.CPU, res.WorldCPU, res.Others = u.finish()
+		c1, _ := r.world.Calls()
+		res.Finds = c1.Find - c0.Find
+	}
+	peaks := s.finish()
+	r.keepHeapProfile(s)
+	res.PeakHeap, res.PeakRSS = peaks.HeapBytes, peaks.RSSBytes
+	ts := time.Now()
+	err = stop()
+	stop = nil
+	res.Shutdown = time.Since(ts)
+	if err != nil {
+		return res, fmt.Errorf("shutdown: %w", err)
+	}
+	r.progress("pollers N=%d: idle heap %s, %.2f cores idle, shutdown %s", n, mb(res.HeapIdle), res.CPU.Seconds()/max(window.Seconds(), 1e-9), dur(res.Shutdown))
+	return res, nil
+}
+
+// ---- drains ----
+
+func (r *runner) drain(ctx context.Context) error {
+	n := r.opts.DrainEvents
+	res, err := r.runRelay(ctx, relaySpec{name: "drain", types: TypeSet{Names: []string{messages.EventTypeMessage}}, perType: n, interval: r.opts.PollInterval})
+	if err != nil {
+		return err
+	}
+	r.report.raw("drain", res)
+	scen := fmt.Sprintf("drain %s MESSAGE, find limit %s", count(n), count(r.cfg.FindLimit))
+	heap := Row{Scenario: scen, Figure: "peak heap", Value: float64(res.Peaks.HeapBytes), Text: mb(res.Peaks.HeapBytes), Detail: "RSS " + mb(uint64(res.Peaks.RSSBytes))}
+	if n >= targetDrainEvents {
+		heap.Target = "< " + mb(targetDrainHeap)
+		heap.setPass(res.Peaks.HeapBytes < targetDrainHeap)
+	}
+	r.report.add(heap)
+	r.report.add(Row{Scenario: scen, Figure: "end-to-end rate", Value: res.Rate, Unit: "ev/s",
+		Detail: fmt.Sprintf("%s in %s, %s finds", count(res.Events), dur(res.Took), count(int(res.Finds)))})
+	check := Row{Scenario: scen, Figure: "SENT / in Kafka", Text: fmt.Sprintf("%s / %s", count(res.Sent), count(res.InKafka)), Target: "all, once"}
+	check.setPass(res.Sent == res.Events && res.InKafka == res.Events)
+	r.report.add(check)
+	if !res.Anomalies.none() {
+		r.report.add(Row{Scenario: scen, Figure: "anomalies", Text: fmt.Sprintf("%+v", res.Anomalies)})
+	}
+	r.report.add(Row{Scenario: scen, Figure: "peak goroutines / CPU", Text: fmt.Sprintf("%s / %.2f cores", count(int(res.Peaks.Goroutines)), res.CPU.Seconds()/res.Took.Seconds())})
+	return nil
+}
+
+func (r *runner) oldBackend(ctx context.Context) error {
+	n := r.opts.OldBackendEvents
+	res, err := r.runRelay(ctx, relaySpec{name: "old backend", backend: BackendSpec{IgnoreLimit: true},
+		types: TypeSet{Names: []string{messages.EventTypeMessage}}, perType: n, interval: r.opts.PollInterval})
+	if err != nil {
+		return err
+	}
+	r.report.raw("oldBackend", res)
+	scen := fmt.Sprintf("old backend (limit ignored), %s MESSAGE", count(n))
+	r.report.add(Row{Scenario: scen, Figure: "peak heap", Value: float64(res.Peaks.HeapBytes), Text: mb(res.Peaks.HeapBytes),
+		Detail: "RSS " + mb(uint64(res.Peaks.RSSBytes)) + ", whole backlog in one find response"})
+	r.report.add(Row{Scenario: scen, Figure: "end-to-end rate", Value: res.Rate, Unit: "ev/s",
+		Detail: fmt.Sprintf("%s in %s, %s finds", count(res.Events), dur(res.Took), count(int(res.Finds)))})
+	check := Row{Scenario: scen, Figure: "SENT / in Kafka", Text: fmt.Sprintf("%s / %s", count(res.Sent), count(res.InKafka)), Target: "all, once"}
+	check.setPass(res.Sent == res.Events && res.InKafka == res.Events)
+	r.report.add(check)
+	if !res.Anomalies.none() {
+		r.report.add(Row{Scenario: scen, Figure: "anomalies", Text: fmt.Sprintf("%+v", res.Anomalies)})
+	}
+	return nil
+}
+
+// machine describes where the run happened.
+func machine() Machine {
+	m := Machine{CPUs: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0), GoVersion: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH}
+	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPUModel = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if data, err := os.ReadFile("/proc/meminfo"); err == nil {
+		if k, v, ok := strings.Cut(strings.SplitN(string(data), "\n", 2)[0], ":"); ok && k == "MemTotal" {
+			m.Memory = strings.TrimSpace(v)
+		}
+	}
+	return m
+}

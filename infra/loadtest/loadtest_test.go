@@ -1,0 +1,156 @@
+package loadtest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMain lets the test binary serve as the world child process.
+func TestMain(m *testing.M) {
+	if len(os.Args) == 2 && os.Args[1] == WorldChildArg {
+		os.Exit(ServeWorldChild())
+	}
+	os.Exit(m.Run())
+}
+
+// smokeOptions are the smallest sizes that still exercise every scenario.
+func smokeOptions(t *testing.T) Options {
+	o := QuickOptions()
+	o.Events = 400
+	o.MarkCeilingEvents = 400
+	o.LatencyRate = 200
+	o.LatencyDuration = time.Second
+	o.EventTypes = []int{5}
+	o.PollerEvents = 50
+	o.IdleWindow = 300 * time.Millisecond
+	o.DrainEvents = 1500
+	o.OldBackendEvents = 300
+	o.Timeout = 60 * time.Second
+	o.WorldExe = os.Args[0]
+	env := map[string]string{"HOBOM_POLL_INTERVAL": "200ms"}
+	o.Getenv = func(k string) string { return env[k] }
+	o.Progress = testWriter{t}
+	return o
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// TestSmoke runs every scenario at toy sizes, with the world in a child
+// process (this test binary), and checks that every event arrived and the
+// report renders. The figures of such a run mean nothing.
+func TestSmoke(t *testing.T) {
+	o := smokeOptions(t)
+	if testing.Short() {
+		o.Scenarios = []string{ScenarioCeilings, ScenarioMessage, ScenarioLog}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkReport(t, rep, o.Scenarios)
+}
+
+// TestSmokeInProcess runs the world in this process.
+func TestSmokeInProcess(t *testing.T) {
+	o := smokeOptions(t)
+	o.InProcess = true
+	o.Scenarios = []string{ScenarioMix, ScenarioOld}
+	rep, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkReport(t, rep, o.Scenarios)
+}
+
+func checkReport(t *testing.T, rep *Report, scenarios []string) {
+	t.Helper()
+	if len(rep.Failures) > 0 {
+		t.Fatalf("scenarios failed: %v", rep.Failures)
+	}
+	var table bytes.Buffer
+	if err := rep.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	t.Log("\n" + table.String())
+	deliveries := 0
+	for _, r := range rep.Rows {
+		// Targets are not judged at toy sizes, but delivery is: every
+		// seeded or offered event must be SENT and in Kafka exactly once.
+		if r.Target == "all, once" {
+			deliveries++
+			if r.Pass == nil || !*r.Pass {
+				t.Errorf("%s: %s = %s (%s)", r.Scenario, r.Figure, r.value(), r.Detail)
+			}
+		}
+	}
+	if deliveries == 0 {
+		t.Error("no delivery check in the report")
+	}
+	var js bytes.Buffer
+	if err := rep.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	var back map[string]any
+	if err := json.Unmarshal(js.Bytes(), &back); err != nil {
+		t.Fatalf("JSON report does not parse: %v", err)
+	}
+	for _, s := range scenarios {
+		if !strings.Contains(table.String(), scenarioTitle(s)) {
+			t.Errorf("table lacks scenario %s", s)
+		}
+	}
+}
+
+// scenarioTitle is how a scenario's rows start in the table.
+func scenarioTitle(s string) string {
+	switch s {
+	case ScenarioCeilings:
+		return "ceiling: mark rpc"
+	case ScenarioMessage:
+		return "relay MESSAGE"
+	case ScenarioLog:
+		return "relay HOBOM_LOG"
+	case ScenarioMix:
+		return "relay mix"
+	case ScenarioLatency:
+		return "latency"
+	case ScenarioPollers:
+		return "pollers N=5"
+	case ScenarioDrain:
+		return "drain"
+	case ScenarioOld:
+		return "old backend"
+	}
+	return s
+}
+
+func TestArrayLen(t *testing.T) {
+	for in, want := range map[string]int{`[]`: 0, `[{"a":[1,2]}]`: 1, `[{"a":"]"},{},{"b":{"c":1}}]`: 3} {
+		if n, err := arrayLen([]byte(in)); err != nil || n != want {
+			t.Errorf("arrayLen(%s) = %d, %v; want %d", in, n, err, want)
+		}
+	}
+	if _, err := arrayLen([]byte(`{}`)); err == nil {
+		t.Error("object taken for an array")
+	}
+}
+
+func TestCountFormat(t *testing.T) {
+	for n, want := range map[int]string{0: "0", 999: "999", 1000: "1,000", 1234567: "1,234,567", -1500: "-1,500"} {
+		if got := count(n); got != want {
+			t.Errorf("count(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
