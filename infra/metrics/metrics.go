@@ -43,11 +43,19 @@ type Options struct {
 	Version string
 }
 
+// MaxLabeledTypes bounds the label values derived from the route table.
+// Routes past it (a table of thousands of synthetic types, as the load
+// test runs) are counted under "other": each labeled type costs a dozen
+// series and their histograms, and a metric per type stops being useful
+// long before that (with 10,000 types the series were 60% of the idle heap).
+const MaxLabeledTypes = 64
+
 // OptionsFor derives Options from the route table: the event types, the
-// DLQ prefixes and the tree's children (see actors.Supervisor).
+// DLQ prefixes and the tree's children (see actors.Supervisor), for the
+// first MaxLabeledTypes routes.
 func OptionsFor(routes []messages.Route, version string) Options {
 	o := Options{Version: version, Children: []string{"dlq", "publisher"}}
-	for _, r := range routes {
+	for _, r := range routes[:min(len(routes), MaxLabeledTypes)] {
 		o.EventTypes = append(o.EventTypes, r.EventType)
 		o.DLQPrefixes = append(o.DLQPrefixes, r.DLQPrefix)
 		o.Children = append(o.Children, "poller:"+r.EventType)

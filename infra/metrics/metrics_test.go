@@ -3,6 +3,7 @@ package metrics_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http/httptest"
 	"strings"
@@ -156,4 +157,23 @@ func TestDLQSamplerCountsByPrefixWithScan(t *testing.T) {
 		t.Fatal("sample succeeded with Redis down")
 	}
 	has(t, scrape(t, m), `hobom_dlq_entries{prefix="dlq:log:"} 1`, `hobom_dlq_sample_errors_total 1`)
+}
+
+func TestOptionsForCapsTheLabeledEventTypes(t *testing.T) {
+	routes := make([]messages.Route, 200)
+	for i := range routes {
+		routes[i] = messages.Route{EventType: fmt.Sprintf("T%d", i), DLQPrefix: fmt.Sprintf("dlq:t%d:", i)}
+	}
+	o := metrics.OptionsFor(routes, "v")
+	if len(o.EventTypes) != metrics.MaxLabeledTypes || len(o.DLQPrefixes) != metrics.MaxLabeledTypes {
+		t.Fatalf("%d event types and %d prefixes labeled, want %d", len(o.EventTypes), len(o.DLQPrefixes), metrics.MaxLabeledTypes)
+	}
+	m := metrics.New(o)
+	m.Resolved("T150", messages.OutcomeSent, 1)
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body := rec.Body.String()
+	if strings.Contains(body, `event_type="T150"`) || !strings.Contains(body, `hobom_events_published_total{event_type="other"} 1`) {
+		t.Errorf("a type past the cap must count under other")
+	}
 }
