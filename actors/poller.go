@@ -185,6 +185,12 @@ func (p *Poller) onFound(m findDone) {
 		p.schedule(p.cfg.Interval)
 		return
 	}
+	if !p.held {
+		// The lease was lost while the find ran: the events belong to the
+		// new holder now, and publishing them here would duplicate them.
+		p.log.Info().Int("events", len(m.events)).Msg("lease lost during the find; leaving the events to the new holder")
+		return
+	}
 	p.batch, p.batchSize, p.batchStart = m.seq, len(m.events), time.Now()
 	p.log.Debug().Uint64("batch", p.batch).Int("events", len(m.events)).Dur("took", m.took).Msg("fetched pending events")
 	batch := messages.PublishBatch{BatchID: p.batch, Route: p.route, Events: m.events, ReplyTo: p.self}
@@ -315,6 +321,16 @@ func (p *Poller) onLease(d leaseDone) {
 		p.held = false
 		p.log.Warn().Err(d.err).Int64("token", p.token).Msg("lease lost or handed over; polling stops until it is ours again")
 		next = ttl // let the other instance take it
+		if d.err != nil {
+			// Redis did not answer for too long: give the tenure up, so
+			// that this instance's share is counted right when it is back.
+			lease, name, owner := p.lease, p.route.EventType, p.cfg.LeaseOwner
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), ttl/3)
+				defer cancel()
+				_ = lease.Release(ctx, name, owner)
+			}()
+		}
 	}
 	engine, self := p.engine, p.self
 	p.leaseTimer = time.AfterFunc(next, func() { engine.Send(self, leaseTick{}) })

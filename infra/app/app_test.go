@@ -457,3 +457,14 @@ func TestARestartRetriesTheMarkOfAPublishedEventWithoutPublishingAgain(t *testin
 		return rdb.Exists(context.Background(), "hobom:unmarked:m-1").Val() == 0
 	})
 }
+
+func TestLeasedPollingResumesAfterARedisOutageLongerThanTheLease(t *testing.T) {
+	e := newEnv(t, func(c *config.Config) { c.LeaseTTL = 600 * time.Millisecond; c.InstanceID = "only" }, app.Options{})
+	e.backend.Add(message("m-before", messages.MessagePayload{Title: "t"}))
+	eventually(t, 20*time.Second, "m-before SENT", allStatus(e, messages.StatusSent, "m-before"))
+	e.redis.Stop()
+	time.Sleep(1500 * time.Millisecond) // the outage must outlast the lease: this is the fault, not a wait for a condition
+	e.redis.Start()
+	e.backend.Add(message("m-after", messages.MessagePayload{Title: "t"}))
+	eventually(t, 20*time.Second, "m-after SENT once Redis is back", allStatus(e, messages.StatusSent, "m-after"))
+}

@@ -95,9 +95,13 @@ func New(rdb redis.UniversalClient, total int) *Leases {
 		valid: make(map[string]validity), held: make(map[string]bool)}
 }
 
-func (l *Leases) heldCount() int {
+// heldCount is how many leases this instance holds besides name.
+func (l *Leases) heldCount(name string) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.held[name] {
+		return len(l.held) - 1
+	}
 	return len(l.held)
 }
 
@@ -119,7 +123,7 @@ func (l *Leases) Acquire(ctx context.Context, name, owner string, ttl time.Durat
 		return 0, false, fmt.Errorf("lease %s: owner %q contains '|'", name, owner)
 	}
 	n, err := acquireScript.Run(ctx, l.rdb, []string{leasePrefix + name, fencePrefix + name, instancesKey},
-		owner, ttl.Milliseconds(), l.heldCount(), l.total).Int64()
+		owner, ttl.Milliseconds(), l.heldCount(name), l.total).Int64()
 	if err != nil {
 		return 0, false, fmt.Errorf("lease %s: acquire: %w", name, err)
 	}
