@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/anthdm/hollywood/actor"
@@ -42,9 +43,12 @@ type DLQ struct {
 	metrics Metrics
 	replay  replayState
 
-	engine  *actor.Engine
-	self    *actor.PID
-	work    *workQueue
+	engine *actor.Engine
+	self   *actor.PID
+	work   *workQueue
+	// memq writes the publisher's memory of unmarked events one at a
+	// time, so a Forget never overtakes the Remember it undoes.
+	memq    *workQueue
 	drainTo *actor.PID
 }
 
@@ -64,6 +68,7 @@ func NewDLQ(store DeadLetterStore, memory UnmarkedStore, outbox Outbox, cfg DLQC
 			cfg: cfg, store: store, memory: memory, outbox: outbox, metrics: orNop(m),
 			log:    log.With().Str("actor", "dlq").Logger(),
 			work:   newWorkQueue(cfg.Concurrency),
+			memq:   newWorkQueue(1),
 			replay: newReplayState(rd, cfg.Replay),
 		}
 	}
@@ -74,6 +79,7 @@ func (d *DLQ) Receive(c *actor.Context) {
 	case actor.Started:
 		d.engine, d.self = c.Engine(), c.PID()
 		d.work.bind(d.engine, d.self)
+		d.memq.bind(d.engine, d.self)
 		d.replay.queue.bind(d.engine, d.self)
 	case messages.DeadLetter:
 		d.onDeadLetter(m)
@@ -88,12 +94,13 @@ func (d *DLQ) Receive(c *actor.Context) {
 			switch r := m.result.(type) {
 			case deadLettered:
 				d.onStored(r)
-			case memoryWritten:
-				if r.err != nil {
-					d.log.Warn().Err(r.err).Str("eventId", r.eventID).Msg("memory of an unmarked event not written: a restart may publish it again")
-				}
 			default:
 				d.onAdminWork(r)
+			}
+		case d.memq:
+			d.memq.done()
+			if r := m.result.(memoryWritten); r.err != nil {
+				d.log.Warn().Err(r.err).Str("eventId", r.eventID).Msg("memory of an unmarked event not written: a restart may publish it again")
 			}
 		case d.replay.queue:
 			d.replay.queue.done()
@@ -123,7 +130,7 @@ func (d *DLQ) writeMemory(id string, write func(ctx context.Context) error) {
 		return
 	}
 	timeout := d.cfg.Write.Timeout
-	d.work.push(func() any {
+	d.memq.push(func() any {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
 		return memoryWritten{eventID: id, err: write(ctx)}
@@ -132,7 +139,9 @@ func (d *DLQ) writeMemory(id string, write func(ctx context.Context) error) {
 
 func (d *DLQ) onDeadLetter(m messages.DeadLetter) {
 	if len(m.Reason) > d.cfg.MaxReasonBytes {
-		m.Reason = m.Reason[:d.cfg.MaxReasonBytes]
+		// Cut on a character boundary: proto3 refuses invalid UTF-8, and
+		// the mark would then fail on every try.
+		m.Reason = strings.ToValidUTF8(m.Reason[:d.cfg.MaxReasonBytes], "")
 	}
 	store, outbox, cfg := d.store, d.outbox, d.cfg
 	d.work.push(func() any {
@@ -175,7 +184,7 @@ func (d *DLQ) onStored(r deadLettered) {
 }
 
 func (d *DLQ) checkDrained() {
-	if d.drainTo == nil || !d.work.idle() || !d.replay.queue.idle() {
+	if d.drainTo == nil || !d.work.idle() || !d.memq.idle() || !d.replay.queue.idle() {
 		return
 	}
 	d.log.Info().Msg("drained")

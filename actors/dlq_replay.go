@@ -40,6 +40,8 @@ import (
 type ReplayConfig struct {
 	// Concurrency bounds replays and discards running at once (16).
 	Concurrency int
+	// ProducerName is the producer record header of replayed records.
+	ProducerName string
 	// LockTTL is the lease of a replay's lock (30s); a running replay
 	// refreshes it every third of that, so it only matters when a process
 	// dies holding it: the entry can be replayed again after LockTTL.
@@ -304,7 +306,8 @@ func replayOne(admin DeadLetterAdmin, producer Producer, cfg ReplayConfig, log z
 		return fail(messages.ReplayNotFound, "no DLQ entry at %s", t.Key)
 	}
 
-	rec := &kgo.Record{Topic: t.Route.Topic, Value: value}
+	rec := &kgo.Record{Topic: t.Route.Topic, Value: value,
+		Headers: messages.RecordHeaders(t.Route.EventType, cfg.ProducerName, "", []byte(t.EventID))}
 	if t.Route.Encoding == messages.EncodingLogArray {
 		rec.Key = messages.LogRecordKey(nil, time.Now())
 	} else {
@@ -469,7 +472,10 @@ func (d *DLQ) onAdminDone(r adminDone) {
 		Str("caller", r.caller.Addr).Str("operator", r.caller.Operator).Str("reason", r.reason).Str("jobId", r.jobID).
 		Dur("took", r.took).Msg("DLQ " + r.op)
 	d.answer(r.replyTo, r.res)
-	if r.op == messages.AuditReplay && r.res.Status == messages.ReplayDone {
+	if r.op == messages.AuditReplay && (r.res.Status == messages.ReplayDone || r.res.Status == messages.ReplayNotRemoved) {
+		// NotRemoved: the record is in Kafka all the same; the entry left
+		// behind is reported to the caller and guarded by the lock until it
+		// expires.
 		d.metrics.Replayed(r.target.Route.EventType)
 		d.markReplayed(r.target.EventID, r.target.Key, 1)
 	}

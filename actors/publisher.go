@@ -169,7 +169,9 @@ func (p *Publisher) Receive(c *actor.Context) {
 			p.onMarked(m.result.(markResult))
 		}
 	case messages.PeerLost:
-		p.onDLQLost()
+		if m.Peer == "dlq" {
+			p.onDLQLost()
+		}
 	case messages.DeadLetterResult:
 		p.onDeadLettered(m)
 	case messages.Drain:

@@ -491,6 +491,13 @@ func TestReplayPublishesStoredBytesWithTheOriginalKeyThenDeletesAndMarksSent(t *
 		if rec.Topic != "hobom.messages" {
 			t.Errorf("record on %s", rec.Topic)
 		}
+		h := map[string]string{}
+		for _, x := range rec.Headers {
+			h[x.Key] = string(x.Value)
+		}
+		if h["event-id"] != string(rec.Key) || h["event-type"] != "MESSAGE" || !strings.HasPrefix(h["producer"], "hobom-event-processor/") {
+			t.Errorf("replayed record headers %v", h)
+		}
 	}
 	if len(recs) != 2 || string(byKey["m-1"]) != msgValue || string(byKey["e1"]) != msgValue {
 		t.Fatalf("hobom.messages holds %d records %q; want the stored bytes keyed m-1 and e1", len(recs), byKey)

@@ -36,6 +36,15 @@ var Version = "dev"
 // headers and batch overhead.
 const maxRecordBytes = 990_000
 
+// maxInflightRecords bounds the publisher's records not yet acked. The
+// client buffers twice that: Produce blocks when its buffer is full, and
+// besides the publisher's own records it holds the replays' and, after a
+// publisher crash, its predecessor's until they are acked or time out.
+const (
+	maxInflightRecords = 10_000
+	maxBufferedRecords = 2 * maxInflightRecords
+)
+
 // App is a running processor.
 type App struct {
 	cfg    config.Config
@@ -87,10 +96,9 @@ func New(cfg config.Config, log zerolog.Logger, opts Options) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	const maxInflightRecords = 10_000
 	a.kafka, err = kafka.NewProducer(kafka.Config{
 		Brokers: cfg.KafkaBrokers, Acks: cfg.KafkaAcks, WriteTimeout: cfg.KafkaWriteTimeout,
-		MaxBufferedRecords: maxInflightRecords, ClientID: "hobom-event-processor", TLS: sec.kafka, SASL: kafkaSASL(cfg),
+		MaxBufferedRecords: maxBufferedRecords, ClientID: "hobom-event-processor", TLS: sec.kafka, SASL: kafkaSASL(cfg),
 	}, log)
 	if err != nil {
 		return nil, err
@@ -150,6 +158,9 @@ func New(cfg config.Config, log zerolog.Logger, opts Options) (*App, error) {
 	return a, nil
 }
 
+// producerName is the producer header of every record.
+func producerName() string { return "hobom-event-processor/" + Version }
+
 // TreeConfig derives the actors' settings from the configuration.
 func TreeConfig(cfg config.Config, routes []messages.Route) actors.TreeConfig {
 	mark := actors.RetryPolicy{Attempts: 4, Backoff: 200 * time.Millisecond, Timeout: cfg.GRPCTimeout}
@@ -163,13 +174,14 @@ func TreeConfig(cfg config.Config, routes []messages.Route) actors.TreeConfig {
 		},
 		Publisher: actors.PublisherConfig{
 			Attempts: cfg.PublishAttempts, Backoff: cfg.PublishBackoff, MaxRecordBytes: maxRecordBytes,
-			MaxInflightRecords: 10_000, Mark: mark, MarkConcurrency: cfg.MarkConcurrency, UnmarkedMemory: 100_000,
-			Producer: "hobom-event-processor/" + Version,
+			MaxInflightRecords: maxInflightRecords, Mark: mark, MarkConcurrency: cfg.MarkConcurrency, UnmarkedMemory: 100_000,
+			Producer: producerName(),
 		},
 		DLQ: actors.DLQConfig{
 			TTL:   cfg.DLQTTL,
 			Write: actors.RetryPolicy{Attempts: 3, Backoff: 200 * time.Millisecond, Timeout: 3 * time.Second},
 			Mark:  mark, Concurrency: 16, MaxReasonBytes: 1024,
+			Replay: actors.ReplayConfig{ProducerName: producerName()},
 		},
 		RestartBackoff: 100 * time.Millisecond, MaxRestartBackoff: 30 * time.Second, StableAfter: time.Minute,
 		PollerInboxSize: 8,
@@ -213,12 +225,17 @@ func (a *App) Shutdown(ctx context.Context) error {
 		a.log.Warn().Err(herr).Msg("HTTP requests still running at shutdown: closing their connections")
 		_ = a.http.Close()
 	}
-	if err := a.tree.Stop(ctx); err != nil {
-		errs = append(errs, err)
+	stopErr := a.tree.Stop(ctx)
+	if stopErr != nil {
+		errs = append(errs, stopErr)
 	}
 	// Released only now that the publisher finished the batches fetched
-	// under them, so that another instance does not publish them again.
+	// under them, so that another instance does not publish them again;
+	// after an unclean stop they run out with their TTL instead.
 	for _, r := range a.routes {
+		if stopErr != nil {
+			break
+		}
 		if err := a.leases.Release(ctx, r.EventType, a.cfg.InstanceID); err != nil {
 			errs = append(errs, err)
 		}
