@@ -106,6 +106,12 @@ type Tree struct {
 	mu         sync.Mutex
 	dlq        *actor.PID
 	publisher  *actor.PID
+
+	// The first Stop stops the tree; later ones wait for its outcome, as
+	// a second poison of the same actors would hang (HOLLYWOOD.md).
+	stopOnce sync.Once
+	stopped  chan struct{}
+	stopErr  error
 }
 
 // StartTree spawns the supervisor, which spawns the DLQ actor, the
@@ -114,7 +120,7 @@ func StartTree(e *actor.Engine, cfg TreeConfig, deps Deps) (*Tree, error) {
 	if err := messages.ValidateRoutes(cfg.Routes); err != nil {
 		return nil, err
 	}
-	t := &Tree{engine: e}
+	t := &Tree{engine: e, stopped: make(chan struct{})}
 	t.supervisor = e.Spawn(func() actor.Receiver {
 		return &Supervisor{cfg: cfg, deps: deps, tree: t, metrics: orNop(deps.Metrics),
 			log: deps.Log.With().Str("actor", "supervisor").Logger()}
@@ -141,6 +147,19 @@ func (t *Tree) Supervisor() *actor.PID { return t.supervisor }
 // events still in flight then stay PENDING (or published-but-unmarked) and
 // are picked up by the next run.
 func (t *Tree) Stop(ctx context.Context) error {
+	t.stopOnce.Do(func() {
+		t.stopErr = t.stop(ctx)
+		close(t.stopped)
+	})
+	select {
+	case <-t.stopped:
+		return t.stopErr
+	case <-ctx.Done():
+		return fmt.Errorf("stop actor tree: %w", ctx.Err())
+	}
+}
+
+func (t *Tree) stop(ctx context.Context) error {
 	done := make(chan struct{})
 	t.engine.Send(t.supervisor, messages.Shutdown{Done: done})
 	select {

@@ -74,10 +74,6 @@ func (o Outcome) String() string {
 	return "unknown"
 }
 
-// Resolved reports whether the outcome is final for this poll: the event
-// left the PENDING state the way the contract wants.
-func (o Outcome) Resolved() bool { return o == OutcomeSent || o == OutcomeFailed }
-
 // BatchResolved answers PublishBatch once every event of the batch has an
 // outcome.
 type BatchResolved struct {

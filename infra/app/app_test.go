@@ -468,3 +468,21 @@ func TestLeasedPollingResumesAfterARedisOutageLongerThanTheLease(t *testing.T) {
 	e.backend.Add(message("m-after", messages.MessagePayload{Title: "t"}))
 	eventually(t, 20*time.Second, "m-after SENT once Redis is back", allStatus(e, messages.StatusSent, "m-after"))
 }
+
+func TestStoppingTheTreeTwiceDoesNotHang(t *testing.T) {
+	e := newEnv(t, nil, app.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() { errs <- e.app.Tree().Stop(ctx) }()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatalf("stop: %v", err)
+		}
+	}
+	if err := e.app.Tree().Stop(ctx); err != nil {
+		t.Fatalf("a third stop: %v", err)
+	}
+}
