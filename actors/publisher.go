@@ -205,6 +205,10 @@ func (p *Publisher) onBatch(m messages.PublishBatch) {
 			p.retryMark(m.Route, e.EventID, u)
 			continue
 		}
+		if e.Defect != "" {
+			p.deadLetter(m.Route, e.EventID, p.defectValue(m.Route, e), "bad input: "+e.Defect, 0)
+			continue
+		}
 		switch m.Route.Encoding {
 		case messages.EncodingLogArray:
 			logs = append(logs, e)
@@ -227,6 +231,27 @@ func (p *Publisher) retryMark(route messages.Route, id string, u messages.Unmark
 	}
 	p.atDLQ[id] = struct{}{}
 	p.engine.Send(p.dlq, messages.DeadLetter{Route: route, EventID: id, Reason: u.Reason, StoredAlready: true, ReplyTo: p.self})
+}
+
+// defectValue is the DLQ value of an event with a Defect: the record as it
+// would have been encoded (a one-element array for logs), for an operator
+// to inspect and replay deliberately.
+func (p *Publisher) defectValue(route messages.Route, e *messages.Event) []byte {
+	var value []byte
+	var err error
+	if route.Encoding == messages.EncodingLogArray {
+		value, err = messages.AppendLogObject([]byte{'['}, e.Log)
+		value = append(value, ']')
+	} else {
+		value, err = messages.AppendMessageValue(nil, e.Message, p.now())
+	}
+	if err != nil {
+		value = messages.AppendUnencodable(nil, e.EventID, e.EventType, e.Defect+"; encode: "+err.Error())
+		if route.Encoding == messages.EncodingLogArray {
+			value = append(append([]byte{'['}, value...), ']')
+		}
+	}
+	return value
 }
 
 // load reads the persisted memory off the actor's goroutine; batches wait.

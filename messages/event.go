@@ -34,6 +34,12 @@ type Event struct {
 
 	Message *MessagePayload
 	Log     *LogPayload
+
+	// Defect, when not empty, says why the event cannot be relayed as is,
+	// e.g. "invalid UTF-8 in payload.title" for strings the outbox client
+	// had to repair; the publisher sends such an event to the DLQ with the
+	// reason instead of to Kafka. Set by the outbox client.
+	Defect string
 }
 
 // MessagePayload is the payload of a MESSAGE event.

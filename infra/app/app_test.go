@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -485,4 +486,91 @@ func TestStoppingTheTreeTwiceDoesNotHang(t *testing.T) {
 	if err := e.app.Tree().Stop(ctx); err != nil {
 		t.Fatalf("a third stop: %v", err)
 	}
+}
+
+// A protobufjs backend writes lone UTF-16 surrogates as invalid UTF-8, which
+// Go's protobuf rejects for a whole response. The bad events go to the DLQ
+// with the reason, the others of the same response are relayed, and the
+// process stays up.
+func TestInvalidUTF8EventsGoToTheDLQAndTheRestFlows(t *testing.T) {
+	e := newEnv(t, nil, app.Options{})
+	// "@@@" becomes U+D800 as protobufjs encodes it: same length, so the
+	// wire stays well formed.
+	surrogate := func(wire []byte) []byte { return bytes.ReplaceAll(wire, []byte("@@@"), []byte("\xed\xa0\x80")) }
+	e.backend.SetWireHook(fakebackend.FindMessages, surrogate)
+	e.backend.SetWireHook(fakebackend.FindLogs, surrogate)
+	e.backend.Add(
+		message("m-1", messages.MessagePayload{Title: "one", Body: "b", Recipient: "r"}),
+		message("m-bad", messages.MessagePayload{Title: "bad @@@ title", Body: "b", Recipient: "r"}),
+		message("m-3", messages.MessagePayload{Title: "three", Body: "b", Recipient: "r"}),
+	)
+	e.backend.Add(
+		logEvent("l-bad", messages.LogPayload{TraceID: "t-bad", Level: "INFO", Message: "m",
+			Detail: &messages.LogPayloadDetail{Headers: map[string]string{"user-agent": "x@@@y"}}}),
+		logEvent("l-2", messages.LogPayload{TraceID: "t-2", Level: "INFO", Message: "m"}),
+	)
+	eventually(t, 20*time.Second, "good events SENT", allStatus(e, messages.StatusSent, "m-1", "m-3", "l-2"))
+	eventually(t, 20*time.Second, "bad events FAILED", allStatus(e, messages.StatusFailed, "m-bad", "l-bad"))
+
+	recs := e.kafka.ReadTopic(t, "hobom.messages", 2, 10*time.Second)
+	keys := map[string]bool{}
+	for _, r := range recs {
+		keys[string(r.Key)] = true
+	}
+	if !keys["m-1"] || !keys["m-3"] {
+		t.Errorf("message records keyed %v, want m-1 and m-3", keys)
+	}
+	if n := e.kafka.Count(t, "hobom.messages", 300*time.Millisecond); n != 2 {
+		t.Errorf("%d message records, want 2: the bad one must not be published", n)
+	}
+	for _, r := range e.kafka.ReadAll(t, "hobom.logs", 300*time.Millisecond) {
+		if strings.Contains(string(r.Value), "t-bad") || !strings.Contains(string(r.Value), "t-2") {
+			t.Errorf("log record %s: want l-2 only", r.Value)
+		}
+	}
+
+	store := redisdlq.New(e.redis.Client(t))
+	ctx := context.Background()
+	m, err := store.Get(ctx, "dlq:menu:m-bad")
+	if err != nil {
+		t.Fatalf("DLQ entry of m-bad: %v", err)
+	}
+	var obj map[string]any
+	if err := json.Unmarshal(m.Value, &obj); err != nil || obj["title"] != "bad \uFFFD title" || obj["type"] != "MAIL_MESSAGE" {
+		t.Errorf("DLQ value of m-bad = %s (%v), want the record with the repaired title", m.Value, err)
+	}
+	if m.Meta.Reason != "bad input: invalid UTF-8 in payload.title" {
+		t.Errorf("DLQ reason of m-bad = %q", m.Meta.Reason)
+	}
+	l, err := store.Get(ctx, "dlq:log:l-bad")
+	if err != nil {
+		t.Fatalf("DLQ entry of l-bad: %v", err)
+	}
+	var arr []struct {
+		TraceID string `json:"traceId"`
+		Payload struct {
+			Payload struct {
+				Headers map[string]string `json:"headers"`
+			} `json:"payload"`
+		} `json:"payload"`
+	}
+	if err := json.Unmarshal(l.Value, &arr); err != nil || len(arr) != 1 || arr[0].TraceID != "t-bad" ||
+		arr[0].Payload.Payload.Headers["user-agent"] != "x\uFFFDy" {
+		t.Errorf("DLQ value of l-bad = %s (%v), want a one-element log array with the repaired header", l.Value, err)
+	}
+	if !strings.Contains(l.Meta.Reason, "invalid UTF-8 in payload.payload.headers[value]") {
+		t.Errorf("DLQ reason of l-bad = %q", l.Meta.Reason)
+	}
+	if ev, _ := e.backend.Event("m-bad"); !strings.Contains(ev.LastError, "invalid UTF-8") {
+		t.Errorf("backend lastError of m-bad = %q", ev.LastError)
+	}
+
+	// Still up and relaying.
+	select {
+	case err := <-e.stopped:
+		t.Fatalf("processor stopped: %v", err)
+	default:
+	}
+	e.backend.Add(message("m-after", messages.MessagePayload{Title: "after"}))
+	eventually(t, 20*time.Second, "a later event SENT", allStatus(e, messages.StatusSent, "m-after"))
 }

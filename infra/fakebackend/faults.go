@@ -39,12 +39,14 @@ type knobs struct {
 	mu     sync.Mutex
 	faults map[RPC]*Fault // Times counts down for limited faults
 	hooks  map[RPC]func(req any) error
+	// wireHooks rewrite marshalled responses (Server.SetWireHook).
+	wireHooks map[RPC]func(wire []byte) []byte
 
 	findMessages, findLogs, markSent, markFailed atomic.Int64
 }
 
 func newKnobs() *knobs {
-	return &knobs{faults: map[RPC]*Fault{}, hooks: map[RPC]func(req any) error{}}
+	return &knobs{faults: map[RPC]*Fault{}, hooks: map[RPC]func(req any) error{}, wireHooks: map[RPC]func([]byte) []byte{}}
 }
 
 func (k *knobs) counter(rpc RPC) *atomic.Int64 {

@@ -70,7 +70,11 @@ func Start(opts Options) (*Server, error) {
 		knobs:  newKnobs(),
 		served: make(chan struct{}),
 	}
-	serverOpts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(s.intercept)}
+	serverOpts := []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(s.intercept),
+		// gRPC's protobuf codec plus the test-only wire hooks.
+		grpc.ForceServerCodecV2(serverCodec{knobs: s.knobs}),
+	}
 	if opts.TLS != nil {
 		serverOpts = append(serverOpts, grpc.Creds(credentials.NewTLS(opts.TLS)))
 	}
@@ -117,6 +121,9 @@ func (s *Server) intercept(ctx context.Context, req any, info *grpc.UnaryServerI
 		return nil, status.Errorf(codes.Unimplemented, "fakebackend: unknown method %s", info.FullMethod)
 	}
 	s.knobs.counter(rpc).Add(1)
+	if err := checkContentType(ctx); err != nil {
+		return nil, err
+	}
 	if err := s.authorize(ctx); err != nil {
 		return nil, err
 	}
@@ -130,6 +137,19 @@ func (s *Server) intercept(ctx context.Context, req any, info *grpc.UnaryServerI
 		}
 	}
 	return handler(ctx, req)
+}
+
+// checkContentType refuses calls that are not plain protobuf: the backend
+// decodes every call as protobuf, and the forced server codec would
+// otherwise hide a client whose codec announced another content-subtype.
+func checkContentType(ctx context.Context) error {
+	md, _ := metadata.FromIncomingContext(ctx)
+	for _, ct := range md.Get("content-type") {
+		if ct != "application/grpc" && ct != "application/grpc+proto" {
+			return status.Errorf(codes.Internal, "fakebackend: content-type %q: the backend speaks application/grpc+proto only", ct)
+		}
+	}
+	return nil
 }
 
 func (s *Server) authorize(ctx context.Context) error {

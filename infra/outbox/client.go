@@ -93,7 +93,9 @@ func Dial(cfg Config, log zerolog.Logger) (*Client, error) {
 	}
 	conn, err := grpc.NewClient(cfg.Addr,
 		grpc.WithTransportCredentials(creds),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(c.maxRecvBytes)),
+		// codec, named "proto" like gRPC's own, repairs invalid UTF-8
+		// instead of failing a whole find (see codec).
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(c.maxRecvBytes), grpc.ForceCodecV2(codec{})),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("outbox: dial %s: %w", cfg.Addr, err)

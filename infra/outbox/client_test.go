@@ -330,3 +330,40 @@ func TestDialValidates(t *testing.T) {
 		}
 	}
 }
+
+// A backend built on protobufjs sends lone UTF-16 surrogates as invalid
+// UTF-8, which Go's protobuf rejects for the whole response: the client
+// repairs the strings, marks the affected events and keeps the rest.
+func TestFindRepairsInvalidUTF8AndMarksTheEvent(t *testing.T) {
+	e := setup(t, fakebackend.Options{}, nil)
+	good, bad := fullMessage("m1"), fullMessage("m2")
+	bad.Message = &messages.MessagePayload{Title: "hi @@@ there", Body: "secret body", Type: "MAIL_MESSAGE"}
+	e.srv.Add(good, bad)
+	// Same-length substitution of a lone surrogate as protobufjs writes it.
+	e.srv.SetWireHook(fakebackend.FindMessages, func(wire []byte) []byte {
+		return bytes.ReplaceAll(wire, []byte("@@@"), []byte("\xed\xa0\x80"))
+	})
+
+	got, err := e.cli.Find(ctx(t), messages.FindMessageOutbox, messages.EventTypeMessage, messages.StatusPending, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].EventID != "m1" || got[1].EventID != "m2" {
+		t.Fatalf("find = %+v", got)
+	}
+	if !reflect.DeepEqual(got[0], good) {
+		t.Fatalf("good event changed:\n got %+v\nwant %+v", got[0], good)
+	}
+	if got[1].Defect != "invalid UTF-8 in payload.title" || got[1].Message.Title != "hi \uFFFD there" || got[1].Message.Body != "secret body" {
+		t.Fatalf("bad event: defect %q payload %+v", got[1].Defect, got[1].Message)
+	}
+	logs := e.logs.String()
+	if strings.Count(logs, `"level":"error"`) != 1 || !strings.Contains(logs, `"eventIds":["m2"]`) || strings.Contains(logs, "secret") || strings.Contains(logs, "hi ") {
+		t.Fatalf("log:\n%s", logs)
+	}
+
+	// Marks go through the same codec: plain protobuf to the backend.
+	if err := e.cli.MarkFailed(ctx(t), "m2", "bad input: "+got[1].Defect); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
+	"strings"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -49,22 +52,28 @@ func (c *Client) findMessages(ctx context.Context, eventType, status string, lim
 	ctx, cancel := c.callContext(ctx)
 	defer cancel()
 	req := &outboxmessagev1.Request{EventType: eventType, Status: status, Limit: limitField(limit)}
-	resp, err := c.messages.FindOutboxByEventTypeAndStatusUseCase(ctx, req)
+	var repairs []repair
+	resp, err := c.messages.FindOutboxByEventTypeAndStatusUseCase(ctx, req, grpc.ForceCodecV2(codec{repairs: &repairs}))
 	if err != nil {
 		return nil, err
 	}
-	return messageEvents(resp.GetItems()), nil
+	events := messageEvents(resp.GetItems())
+	c.markDefects(events, repairs, eventType, status)
+	return events, nil
 }
 
 func (c *Client) findLogs(ctx context.Context, eventType, status string, limit int) ([]messages.Event, error) {
 	ctx, cancel := c.callContext(ctx)
 	defer cancel()
 	req := &outboxlogv1.Request{EventType: eventType, Status: status, Limit: limitField(limit)}
-	resp, err := c.logs.FindLogOutboxByEventTypeAndStatusUseCase(ctx, req)
+	var repairs []repair
+	resp, err := c.logs.FindLogOutboxByEventTypeAndStatusUseCase(ctx, req, grpc.ForceCodecV2(codec{repairs: &repairs}))
 	if err != nil {
 		return nil, err
 	}
-	return logEvents(resp.GetItems()), nil
+	events := logEvents(resp.GetItems())
+	c.markDefects(events, repairs, eventType, status)
+	return events, nil
 }
 
 // limitField is the optional request field: unset for 0, so that "no
@@ -90,4 +99,37 @@ func (c *Client) findError(rpc messages.FindRPC, eventType, st string, err error
 			eventType, st, rpc, ErrResponseTooLarge, c.maxRecvBytes, err)
 	}
 	return fmt.Errorf("outbox: find %s/%s (%s rpc): %w", eventType, st, rpc, err)
+}
+
+// markDefects sets the Defect of the events whose strings the codec
+// repaired (items is field 1 of both find responses), so that they go to
+// the DLQ instead of being relayed with replacement characters, and logs
+// them: one line per find, ids and field names only, never contents.
+func (c *Client) markDefects(events []messages.Event, repairs []repair, eventType, st string) {
+	if len(repairs) == 0 {
+		return
+	}
+	fields := map[int][]string{}
+	var other []string
+	for _, r := range repairs {
+		if r.Top != "items" || r.Index < 0 || r.Index >= len(events) {
+			other = append(other, r.Field())
+			continue
+		}
+		if !slices.Contains(fields[r.Index], r.Path) {
+			fields[r.Index] = append(fields[r.Index], r.Path)
+		}
+	}
+	ids := make([]string, 0, len(fields))
+	for i := range events {
+		if f := fields[i]; f != nil {
+			events[i].Defect = "invalid UTF-8 in " + strings.Join(f, ", ")
+			ids = append(ids, events[i].EventID)
+		}
+	}
+	ev := c.log.Error().Str("event_type", eventType).Str("status", st).Int("events", len(ids)).Strs("eventIds", ids)
+	if len(other) > 0 {
+		ev = ev.Strs("other_fields", other)
+	}
+	ev.Msg("outbox find response had strings with invalid UTF-8 (lone UTF-16 surrogates?); repaired with U+FFFD, those events go to the DLQ")
 }
