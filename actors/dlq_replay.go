@@ -304,6 +304,9 @@ func replayOne(admin DeadLetterAdmin, producer Producer, cfg ReplayConfig, log z
 	case !found:
 		release()
 		return fail(messages.ReplayNotFound, "no DLQ entry at %s", t.Key)
+	case messages.IsUnencodable(value):
+		release()
+		return fail(messages.ReplayInvalid, "the entry holds no record, only why the event could not be encoded; fix the event at its source and discard the entry")
 	}
 
 	rec := &kgo.Record{Topic: t.Route.Topic, Value: value,

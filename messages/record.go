@@ -1,6 +1,7 @@
 package messages
 
 import (
+	"encoding/json"
 	"errors"
 	"strconv"
 	"time"
@@ -253,4 +254,24 @@ func AppendUnencodable(dst []byte, eventID, eventType, reason string) []byte {
 	dst = append(dst, `,"error":`...)
 	dst = appendJSONString(dst, reason)
 	return append(dst, '}')
+}
+
+// IsUnencodable reports whether a DLQ value is the placeholder written by
+// AppendUnencodable (alone, or as the one element of a log array) rather
+// than a record: replaying it would hand consumers an object they cannot
+// read. A real message record always has "type", a log element "serviceType".
+func IsUnencodable(value []byte) bool {
+	var one map[string]json.RawMessage
+	if err := json.Unmarshal(value, &one); err != nil {
+		var arr []map[string]json.RawMessage
+		if err := json.Unmarshal(value, &arr); err != nil || len(arr) != 1 {
+			return false
+		}
+		one = arr[0]
+	}
+	_, hasErr := one["error"]
+	_, hasID := one["eventId"]
+	_, hasType := one["type"]
+	_, hasService := one["serviceType"]
+	return hasErr && hasID && !hasType && !hasService
 }

@@ -699,3 +699,25 @@ func BenchmarkLogArrayBuilder(b *testing.B) {
 	}
 	b.SetBytes(int64(len(dst)))
 }
+
+func TestIsUnencodable(t *testing.T) {
+	placeholder := AppendUnencodable(nil, "e1", "MESSAGE", "no payload")
+	msg, _ := AppendMessageValue(nil, &MessagePayload{Title: "t"}, time.Now())
+	obj, _ := AppendLogObject(nil, &LogPayload{TraceID: "x"})
+	for _, c := range []struct {
+		name  string
+		value []byte
+		want  bool
+	}{
+		{"placeholder", placeholder, true},
+		{"placeholder in a log array", append(append([]byte{'['}, placeholder...), ']'), true},
+		{"message record", msg, false},
+		{"log array", append(append([]byte{'['}, obj...), ']'), false},
+		{"not JSON", []byte("nope"), false},
+		{"two-element array", []byte(`[{"eventId":"a","error":"x"},{"eventId":"b","error":"y"}]`), false},
+	} {
+		if got := IsUnencodable(c.value); got != c.want {
+			t.Errorf("%s: IsUnencodable = %v", c.name, got)
+		}
+	}
+}

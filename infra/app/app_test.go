@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -350,6 +351,18 @@ func TestUnencodableEventGetsADLQEntryWithTheReason(t *testing.T) {
 	}
 	if !strings.Contains(string(got.Value), `"eventId":"m-nil"`) || !strings.Contains(got.Meta.Reason, "encode") {
 		t.Errorf("DLQ entry = %s meta %+v", got.Value, got.Meta)
+	}
+	// Replaying it would hand consumers an object without a record: refused.
+	res, err := http.Post("http://"+e.app.HTTPAddr()+"/hobom-event-processor/internal/api/v1/dlq/retry/dlq:menu:m-nil", "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusBadRequest {
+		t.Errorf("replay of a placeholder answered %d, want 400", res.StatusCode)
+	}
+	if n := e.kafka.Count(t, "hobom.messages", 200*time.Millisecond); n != 0 {
+		t.Errorf("%d records in Kafka after refusing the replay", n)
 	}
 }
 
