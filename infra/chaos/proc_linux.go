@@ -8,7 +8,8 @@ import (
 )
 
 // killWithParent has the kernel kill the child when the suite dies, so an
-// interrupted run leaves no redis-server or processor behind.
+// interrupted run leaves no processor behind (redisproc does the same for
+// redis-server).
 func killWithParent(cmd *exec.Cmd) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 }

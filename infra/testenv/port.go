@@ -7,9 +7,10 @@ package testenv
 
 import (
 	"fmt"
-	"net"
 	"testing"
 	"time"
+
+	"github.com/hobom/hobom-event-processor/infra/redisproc"
 )
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago. The
@@ -18,23 +19,11 @@ import (
 // bind fails.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	port, err := freePort()
+	port, err := redisproc.FreePort()
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
 	return port
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find free loopback port: %w", err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	if err := ln.Close(); err != nil {
-		return 0, fmt.Errorf("release free loopback port %d: %w", port, err)
-	}
-	return port, nil
 }
 
 // waitUntil polls cond every interval until it returns true or timeout

@@ -1,9 +1,9 @@
 //go:build !linux
 
-package testenv
+package redisproc
 
 import "os/exec"
 
 // killWithParent is a no-op where the kernel has no parent-death signal;
-// t.Cleanup still stops the server on a normal test exit.
+// callers stop the server on a normal exit.
 func killWithParent(*exec.Cmd) {}
