@@ -195,17 +195,6 @@ func (s *stack) exists(t *testing.T, key string) bool {
 	return n > 0
 }
 
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // failedEvent is an outbox row the processor dead-lettered: FAILED, so no
 // poller picks it up again, and a replay's SENT mark finds it.
 func failedEvent(id, eventType string) messages.Event {
@@ -506,7 +495,7 @@ func TestReplayPublishesStoredBytesWithTheOriginalKeyThenDeletesAndMarksSent(t *
 	if len(logs) != 1 || string(logs[0].Value) != logValue || !strings.HasPrefix(string(logs[0].Key), "hobom-log-") {
 		t.Fatalf("hobom.logs: %d records, first %v", len(logs), logs)
 	}
-	eventually(t, 20*time.Second, "replayed events SENT", func() bool {
+	testenv.Eventually(t, 20*time.Second, "replayed events SENT", func() bool {
 		return s.status("m-1") == messages.StatusSent && s.status("e1") == messages.StatusSent && s.status("l-1") == messages.StatusSent
 	})
 
@@ -587,11 +576,11 @@ func TestReplayWithKafkaDownAnswers5xxAndKeepsTheEntry(t *testing.T) {
 	wantStatus(t, "bulk with Kafka down", r, http.StatusAccepted)
 	id, _ := r.json(t)["jobId"].(string)
 	var js messages.JobStatus
-	eventually(t, 30*time.Second, "job aborted", func() bool { js = down.job(t, id); return js.State != messages.JobRunning })
+	testenv.Eventually(t, 30*time.Second, "job aborted", func() bool { js = down.job(t, id); return js.State != messages.JobRunning })
 	if js.State != messages.JobAborted || js.Failed < 10 || js.Replayed != 0 || len(js.Errors) == 0 || !strings.Contains(js.EndReason, "in a row") {
 		t.Fatalf("job with Kafka down: %+v", js)
 	}
-	eventually(t, 10*time.Second, "in-flight replays", func() bool { return down.job(t, id).InFlight == 0 })
+	testenv.Eventually(t, 10*time.Second, "in-flight replays", func() bool { return down.job(t, id).InFlight == 0 })
 	if left, _ := s.store.List(context.Background(), "dlq:menu:f-", 0); len(left) != 15 {
 		t.Errorf("%d of 15 entries left after failed replays", len(left))
 	}
@@ -630,7 +619,7 @@ func TestFailedSentMarkAfterReplayIsRetriedWithoutPublishingAgain(t *testing.T) 
 	// A whole round of four mark attempts fails, and one of the next.
 	s.backend.SetFault(fakebackend.MarkSent, fakebackend.Fault{Code: codes.Unavailable, Times: 5})
 	wantStatus(t, "replay", p.post("/dlq/retry/"+esc("dlq:menu:m-1")), http.StatusOK)
-	eventually(t, 30*time.Second, "event SENT", func() bool { return s.status("m-1") == messages.StatusSent })
+	testenv.Eventually(t, 30*time.Second, "event SENT", func() bool { return s.status("m-1") == messages.StatusSent })
 	if n := s.backend.Calls(fakebackend.MarkSent); n != 6 {
 		t.Errorf("%d SENT marks, want 6 (5 failed, 1 taken)", n)
 	}
@@ -780,7 +769,7 @@ func TestBulkReplayKeepsItsRate(t *testing.T) {
 		t.Fatalf("bulk answer %s Location %q", r.raw, r.header.Get("Location"))
 	}
 	var js messages.JobStatus
-	eventually(t, 30*time.Second, "job done", func() bool {
+	testenv.Eventually(t, 30*time.Second, "job done", func() bool {
 		js = p.job(t, id)
 		return js.State != messages.JobRunning
 	})
@@ -849,7 +838,7 @@ func TestBulkReplayCancelDryRunAndBadRequests(t *testing.T) {
 	r = p.post("/dlq/retry?prefix=dlq:menu:k-&rate=5")
 	wantStatus(t, "bulk", r, http.StatusAccepted)
 	id, _ := r.json(t)["jobId"].(string)
-	eventually(t, 20*time.Second, "two replays", func() bool { return p.job(t, id).Replayed >= 2 })
+	testenv.Eventually(t, 20*time.Second, "two replays", func() bool { return p.job(t, id).Replayed >= 2 })
 	r = p.del("/dlq/jobs/"+id, "x-operator", "dave")
 	wantStatus(t, "cancel", r, http.StatusOK)
 	var js messages.JobStatus
@@ -857,7 +846,7 @@ func TestBulkReplayCancelDryRunAndBadRequests(t *testing.T) {
 	if js.State != messages.JobCancelled || js.Remaining == 0 || js.EndedAt == nil {
 		t.Fatalf("cancelled job %+v", js)
 	}
-	eventually(t, 10*time.Second, "in-flight replays to finish", func() bool { return p.job(t, id).InFlight == 0 })
+	testenv.Eventually(t, 10*time.Second, "in-flight replays to finish", func() bool { return p.job(t, id).InFlight == 0 })
 	js = p.job(t, id)
 	published := s.kafka.Count(t, "hobom.messages", 700*time.Millisecond) // longer than 2 intervals at 5/s
 	if published != js.Replayed || published >= n {

@@ -60,7 +60,7 @@ func TestThreeInstancesShareTheLeasesAndTakeOverFromAKilledHolder(t *testing.T) 
 		return owner
 	}
 	// Each type's lease is held, by different instances: types spread.
-	eventually(t, 20*time.Second, "the two leases held by two different instances", func() bool {
+	testenv.Eventually(t, 20*time.Second, "the two leases held by two different instances", func() bool {
 		m, l := holder(messages.EventTypeMessage), holder(messages.EventTypeHoBomLog)
 		return m != "" && l != "" && m != l
 	})
@@ -87,7 +87,7 @@ func TestThreeInstancesShareTheLeasesAndTakeOverFromAKilledHolder(t *testing.T) 
 		}
 	}
 	before := add(200)
-	eventually(t, 20*time.Second, "the first events SENT", allSent(before))
+	testenv.Eventually(t, 20*time.Second, "the first events SENT", allSent(before))
 
 	victim := instances[holder(messages.EventTypeMessage)]
 	if err := victim.cmd.Process.Signal(syscall.SIGKILL); err != nil {
@@ -96,7 +96,7 @@ func TestThreeInstancesShareTheLeasesAndTakeOverFromAKilledHolder(t *testing.T) 
 	<-victim.exited
 	killed := time.Now()
 	after := add(200)
-	eventually(t, 20*time.Second, "events SENT after the holder was killed", allSent(after))
+	testenv.Eventually(t, 20*time.Second, "events SENT after the holder was killed", allSent(after))
 	took := time.Since(killed)
 	newHolder := holder(messages.EventTypeMessage)
 	t.Logf("MESSAGE lease: %s killed, %s took over; new events SENT %v after the kill (lease TTL %v)", victim.id, newHolder, took.Round(time.Millisecond), ttl)
@@ -136,16 +136,5 @@ func TestThreeInstancesShareTheLeasesAndTakeOverFromAKilledHolder(t *testing.T) 
 	// A clean shutdown gives the leases back at once.
 	if h := holder(messages.EventTypeMessage); h != "" {
 		t.Errorf("MESSAGE lease still held by %s after every instance stopped", h)
-	}
-}
-
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -100,18 +100,6 @@ func (e *env) stop(t *testing.T) {
 	}
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // closedAddr is a loopback address nothing listens on: Kafka "down".
 func closedAddr(t *testing.T) string {
 	t.Helper()
@@ -156,7 +144,7 @@ func TestRelaysBothEventTypesAsTheContractSays(t *testing.T) {
 			Detail: &messages.LogPayloadDetail{Query: map[string]string{"q": "1"}, Headers: map[string]string{"x": "y"}}, ServiceType: "api", Message: "ok"}),
 		logEvent("l-2", messages.LogPayload{TraceID: "t2", Level: "ERROR", Method: "POST", Path: "/b", StatusCode: 500, ServiceType: "api", Message: "boom"}),
 	)
-	eventually(t, 20*time.Second, "all events SENT", allStatus(e, messages.StatusSent, "m-1", "m-2", "l-1", "l-2"))
+	testenv.Eventually(t, 20*time.Second, "all events SENT", allStatus(e, messages.StatusSent, "m-1", "m-2", "l-1", "l-2"))
 
 	recs := e.kafka.ReadTopic(t, "hobom.messages", 2, 10*time.Second)
 	byKey := map[string]map[string]any{}
@@ -249,7 +237,7 @@ func TestSplitsLogBatchesBelowOneMegabyte(t *testing.T) {
 		return logEvent(fmt.Sprintf("big-%d", i), messages.LogPayload{TraceID: fmt.Sprint(i), Level: "INFO", Message: body,
 			Detail: &messages.LogPayloadDetail{Body: map[string]string{"b": body}}})
 	})
-	eventually(t, 60*time.Second, "all log events SENT", func() bool { return e.backend.Count(messages.EventTypeHoBomLog, messages.StatusSent) == n })
+	testenv.Eventually(t, 60*time.Second, "all log events SENT", func() bool { return e.backend.Count(messages.EventTypeHoBomLog, messages.StatusSent) == n })
 	recs := e.kafka.ReadAll(t, "hobom.logs", 500*time.Millisecond)
 	if len(recs) < 3 {
 		t.Fatalf("%d records for ~5.4 MB of logs; want the batch split", len(recs))
@@ -285,7 +273,7 @@ func TestKafkaDownDeadLettersAndMarksFailed(t *testing.T) {
 	}, app.Options{})
 	e.backend.Add(message("m-1", messages.MessagePayload{Title: "t", Body: "b", Recipient: "r"}))
 	e.backend.Add(logEvent("l-1", messages.LogPayload{TraceID: "t1", Level: "WARN", Message: "m"}))
-	eventually(t, 30*time.Second, "events FAILED", allStatus(e, messages.StatusFailed, "m-1", "l-1"))
+	testenv.Eventually(t, 30*time.Second, "events FAILED", allStatus(e, messages.StatusFailed, "m-1", "l-1"))
 
 	store := redisdlq.New(e.redis.Client(t))
 	ctx := context.Background()
@@ -327,7 +315,7 @@ func TestRedisDownKeepsEventPendingUntilItsDLQEntryIsWritten(t *testing.T) {
 	e.backend.Add(message("m-1", messages.MessagePayload{Title: "t", Body: "b", Recipient: "r"}))
 	// Let at least two full publish-and-dead-letter rounds fail on Redis.
 	finds := e.backend.Calls(fakebackend.FindMessages)
-	eventually(t, 60*time.Second, "two more polls", func() bool { return e.backend.Calls(fakebackend.FindMessages) >= finds+3 })
+	testenv.Eventually(t, 60*time.Second, "two more polls", func() bool { return e.backend.Calls(fakebackend.FindMessages) >= finds+3 })
 	if s := status(e, "m-1"); s != messages.StatusPending {
 		t.Fatalf("status with Redis down = %s, want PENDING (never FAILED without its DLQ entry)", s)
 	}
@@ -335,7 +323,7 @@ func TestRedisDownKeepsEventPendingUntilItsDLQEntryIsWritten(t *testing.T) {
 		t.Fatalf("%d FAILED marks while Redis was down", n)
 	}
 	e.redis.Start()
-	eventually(t, 60*time.Second, "event FAILED after Redis came back", allStatus(e, messages.StatusFailed, "m-1"))
+	testenv.Eventually(t, 60*time.Second, "event FAILED after Redis came back", allStatus(e, messages.StatusFailed, "m-1"))
 	if _, err := redisdlq.New(e.redis.Client(t)).Get(context.Background(), "dlq:menu:m-1"); err != nil {
 		t.Fatalf("DLQ entry after Redis came back: %v", err)
 	}
@@ -344,7 +332,7 @@ func TestRedisDownKeepsEventPendingUntilItsDLQEntryIsWritten(t *testing.T) {
 func TestUnencodableEventGetsADLQEntryWithTheReason(t *testing.T) {
 	e := newEnv(t, nil, app.Options{})
 	e.backend.Add(messages.Event{EventID: "m-nil", EventType: messages.EventTypeMessage})
-	eventually(t, 20*time.Second, "event FAILED", allStatus(e, messages.StatusFailed, "m-nil"))
+	testenv.Eventually(t, 20*time.Second, "event FAILED", allStatus(e, messages.StatusFailed, "m-nil"))
 	got, err := redisdlq.New(e.redis.Client(t)).Get(context.Background(), "dlq:menu:m-nil")
 	if err != nil {
 		t.Fatal(err)
@@ -370,7 +358,7 @@ func TestBackendFindErrorsAreRetried(t *testing.T) {
 	e := newEnv(t, nil, app.Options{})
 	e.backend.SetFault(fakebackend.FindMessages, fakebackend.Fault{Code: codes.Unavailable, Times: 4})
 	e.backend.Add(message("m-1", messages.MessagePayload{Title: "t"}))
-	eventually(t, 30*time.Second, "event SENT", allStatus(e, messages.StatusSent, "m-1"))
+	testenv.Eventually(t, 30*time.Second, "event SENT", allStatus(e, messages.StatusSent, "m-1"))
 	if n := e.backend.Calls(fakebackend.FindMessages); n < 5 {
 		t.Errorf("%d finds, want the 4 failures and a success", n)
 	}
@@ -381,7 +369,7 @@ func TestFailedSentMarkIsRetriedWithoutPublishingAgain(t *testing.T) {
 	// Two rounds of four mark attempts fail; the third round succeeds.
 	e.backend.SetFault(fakebackend.MarkSent, fakebackend.Fault{Code: codes.Unavailable, Times: 8})
 	e.backend.Add(message("m-1", messages.MessagePayload{Title: "t"}))
-	eventually(t, 30*time.Second, "event SENT", allStatus(e, messages.StatusSent, "m-1"))
+	testenv.Eventually(t, 30*time.Second, "event SENT", allStatus(e, messages.StatusSent, "m-1"))
 	if n := e.backend.Calls(fakebackend.MarkSent); n != 9 {
 		t.Errorf("%d SENT marks, want 9", n)
 	}
@@ -397,7 +385,7 @@ func TestMarkFailedErrorsAreRetriedWithoutANewDLQWrite(t *testing.T) {
 	}, app.Options{})
 	e.backend.SetFault(fakebackend.MarkFailed, fakebackend.Fault{Code: codes.Unavailable, Times: 4})
 	e.backend.Add(message("m-1", messages.MessagePayload{Title: "t"}))
-	eventually(t, 30*time.Second, "event FAILED", allStatus(e, messages.StatusFailed, "m-1"))
+	testenv.Eventually(t, 30*time.Second, "event FAILED", allStatus(e, messages.StatusFailed, "m-1"))
 	got, err := redisdlq.New(e.redis.Client(t)).Get(context.Background(), "dlq:menu:m-1")
 	if err != nil {
 		t.Fatal(err)
@@ -445,7 +433,7 @@ func TestARestartRetriesTheMarkOfAPublishedEventWithoutPublishingAgain(t *testin
 	e.backend.SetFault(fakebackend.MarkSent, fakebackend.Fault{Code: codes.Unavailable})
 	e.backend.Add(message("m-1", messages.MessagePayload{Title: "t"}))
 	rdb := e.redis.Client(t)
-	eventually(t, 30*time.Second, "the unmarked event remembered in Redis", func() bool {
+	testenv.Eventually(t, 30*time.Second, "the unmarked event remembered in Redis", func() bool {
 		return rdb.Exists(context.Background(), "hobom:unmarked:m-1").Val() == 1
 	})
 	e.stop(t)
@@ -463,11 +451,11 @@ func TestARestartRetriesTheMarkOfAPublishedEventWithoutPublishingAgain(t *testin
 	done := make(chan error, 1)
 	go func() { done <- again.Run(ctx) }()
 	defer func() { cancel(); <-done }()
-	eventually(t, 30*time.Second, "m-1 SENT by the restarted processor", allStatus(e, messages.StatusSent, "m-1"))
+	testenv.Eventually(t, 30*time.Second, "m-1 SENT by the restarted processor", allStatus(e, messages.StatusSent, "m-1"))
 	if n := e.kafka.Count(t, "hobom.messages", 300*time.Millisecond); n != 1 {
 		t.Errorf("%d records after the restart, want 1: the restart must only retry the mark", n)
 	}
-	eventually(t, 10*time.Second, "the memory forgotten once marked", func() bool {
+	testenv.Eventually(t, 10*time.Second, "the memory forgotten once marked", func() bool {
 		return rdb.Exists(context.Background(), "hobom:unmarked:m-1").Val() == 0
 	})
 }
@@ -475,12 +463,12 @@ func TestARestartRetriesTheMarkOfAPublishedEventWithoutPublishingAgain(t *testin
 func TestLeasedPollingResumesAfterARedisOutageLongerThanTheLease(t *testing.T) {
 	e := newEnv(t, func(c *config.Config) { c.LeaseTTL = 600 * time.Millisecond; c.InstanceID = "only" }, app.Options{})
 	e.backend.Add(message("m-before", messages.MessagePayload{Title: "t"}))
-	eventually(t, 20*time.Second, "m-before SENT", allStatus(e, messages.StatusSent, "m-before"))
+	testenv.Eventually(t, 20*time.Second, "m-before SENT", allStatus(e, messages.StatusSent, "m-before"))
 	e.redis.Stop()
 	time.Sleep(1500 * time.Millisecond) // the outage must outlast the lease: this is the fault, not a wait for a condition
 	e.redis.Start()
 	e.backend.Add(message("m-after", messages.MessagePayload{Title: "t"}))
-	eventually(t, 20*time.Second, "m-after SENT once Redis is back", allStatus(e, messages.StatusSent, "m-after"))
+	testenv.Eventually(t, 20*time.Second, "m-after SENT once Redis is back", allStatus(e, messages.StatusSent, "m-after"))
 }
 
 func TestStoppingTheTreeTwiceDoesNotHang(t *testing.T) {
@@ -522,8 +510,8 @@ func TestInvalidUTF8EventsGoToTheDLQAndTheRestFlows(t *testing.T) {
 			Detail: &messages.LogPayloadDetail{Headers: map[string]string{"user-agent": "x@@@y"}}}),
 		logEvent("l-2", messages.LogPayload{TraceID: "t-2", Level: "INFO", Message: "m"}),
 	)
-	eventually(t, 20*time.Second, "good events SENT", allStatus(e, messages.StatusSent, "m-1", "m-3", "l-2"))
-	eventually(t, 20*time.Second, "bad events FAILED", allStatus(e, messages.StatusFailed, "m-bad", "l-bad"))
+	testenv.Eventually(t, 20*time.Second, "good events SENT", allStatus(e, messages.StatusSent, "m-1", "m-3", "l-2"))
+	testenv.Eventually(t, 20*time.Second, "bad events FAILED", allStatus(e, messages.StatusFailed, "m-bad", "l-bad"))
 
 	recs := e.kafka.ReadTopic(t, "hobom.messages", 2, 10*time.Second)
 	keys := map[string]bool{}
@@ -585,5 +573,5 @@ func TestInvalidUTF8EventsGoToTheDLQAndTheRestFlows(t *testing.T) {
 	default:
 	}
 	e.backend.Add(message("m-after", messages.MessagePayload{Title: "after"}))
-	eventually(t, 20*time.Second, "a later event SENT", allStatus(e, messages.StatusSent, "m-after"))
+	testenv.Eventually(t, 20*time.Second, "a later event SENT", allStatus(e, messages.StatusSent, "m-after"))
 }

@@ -54,7 +54,7 @@ func TestReadyNamesWhatIsDown(t *testing.T) {
 	}, app.Options{})
 	base := "http://" + e.app.HTTPAddr()
 	var body readyBody
-	eventually(t, 10*time.Second, "/ready 503 naming kafka", func() bool {
+	testenv.Eventually(t, 10*time.Second, "/ready 503 naming kafka", func() bool {
 		code, b := get(t, base+"/ready")
 		_ = json.Unmarshal([]byte(b), &body)
 		return code == 503 && slices.Equal(body.Down, []string{"kafka"})
@@ -63,7 +63,7 @@ func TestReadyNamesWhatIsDown(t *testing.T) {
 		t.Fatalf("%+v", body)
 	}
 	e.backend.Close()
-	eventually(t, 10*time.Second, "/ready naming the backend too", func() bool {
+	testenv.Eventually(t, 10*time.Second, "/ready naming the backend too", func() bool {
 		_, b := get(t, base+"/ready")
 		_ = json.Unmarshal([]byte(b), &body)
 		return slices.Equal(body.Down, []string{"backend", "kafka"})
@@ -78,12 +78,12 @@ func TestMetricsAndReadyAreMountedBesideTheAPI(t *testing.T) {
 	e := newEnv(t, fastReady, app.Options{})
 	base := "http://" + e.app.HTTPAddr()
 	e.backend.Add(message("m-1", messages.MessagePayload{Title: "t", Body: "b", Recipient: "r"}))
-	eventually(t, 20*time.Second, "m-1 SENT", allStatus(e, messages.StatusSent, "m-1"))
-	eventually(t, 10*time.Second, "published counted", func() bool {
+	testenv.Eventually(t, 20*time.Second, "m-1 SENT", allStatus(e, messages.StatusSent, "m-1"))
+	testenv.Eventually(t, 10*time.Second, "published counted", func() bool {
 		_, b := get(t, base+"/metrics")
 		return strings.Contains(b, "\nhobom_events_published_total{event_type=\"MESSAGE\"} 1\n")
 	})
-	eventually(t, 10*time.Second, "/ready 200", func() bool { c, _ := get(t, base+"/ready"); return c == 200 })
+	testenv.Eventually(t, 10*time.Second, "/ready 200", func() bool { c, _ := get(t, base+"/ready"); return c == 200 })
 	if code, b := get(t, base+"/no/such/route"); code != 404 || !strings.Contains(b, `"error"`) {
 		t.Fatalf("unknown route: %d %s", code, b)
 	}
@@ -135,13 +135,13 @@ func TestTLSAndSASLEverywhere(t *testing.T) {
 	})
 
 	backend.Add(message("tls-1", messages.MessagePayload{Title: "t", Body: "b", Recipient: "r"}))
-	eventually(t, 20*time.Second, "tls-1 SENT", func() bool {
+	testenv.Eventually(t, 20*time.Second, "tls-1 SENT", func() bool {
 		ev, ok := backend.Event("tls-1")
 		return ok && ev.Status == messages.StatusSent
 	})
 	base := "http://" + a.HTTPAddr()
-	eventually(t, 10*time.Second, "/ready 200 over TLS everywhere", func() bool { c, _ := get(t, base+"/ready"); return c == 200 })
-	eventually(t, 10*time.Second, "a DLQ sample over TLS", func() bool {
+	testenv.Eventually(t, 10*time.Second, "/ready 200 over TLS everywhere", func() bool { c, _ := get(t, base+"/ready"); return c == 200 })
+	testenv.Eventually(t, 10*time.Second, "a DLQ sample over TLS", func() bool {
 		_, b := get(t, base+"/metrics")
 		return strings.Contains(b, "\nhobom_dlq_sample_errors_total 0\n") && !strings.Contains(b, "\nhobom_dlq_sampled_timestamp_seconds 0\n")
 	})
@@ -158,7 +158,7 @@ func TestTLSWithAnUntrustedCertificateIsNotReady(t *testing.T) {
 		fastReady(c)
 		c.GRPCAddr, c.GRPCTLS = backend.Addr(), true // system roots: the self-signed certificate is refused
 	}, app.Options{})
-	eventually(t, 10*time.Second, "/ready naming the backend", func() bool {
+	testenv.Eventually(t, 10*time.Second, "/ready naming the backend", func() bool {
 		code, b := get(t, "http://"+e.app.HTTPAddr()+"/ready")
 		var body readyBody
 		_ = json.Unmarshal([]byte(b), &body)

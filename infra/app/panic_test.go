@@ -15,6 +15,7 @@ import (
 	"github.com/hobom/hobom-event-processor/infra/app"
 	"github.com/hobom/hobom-event-processor/infra/config"
 	"github.com/hobom/hobom-event-processor/infra/redisdlq"
+	"github.com/hobom/hobom-event-processor/infra/testenv"
 	"github.com/hobom/hobom-event-processor/messages"
 )
 
@@ -40,16 +41,16 @@ func TestPanickingPollerIsRestartedAndTheRestKeepRunning(t *testing.T) {
 		engine.Send(msgPoller, boom{})
 		id := fmt.Sprintf("log-%d", i)
 		e.backend.Add(logEvent(id, messages.LogPayload{TraceID: id}))
-		eventually(t, 20*time.Second, "the log poller relays while the message poller crashes", allStatus(e, messages.StatusSent, id))
+		testenv.Eventually(t, 20*time.Second, "the log poller relays while the message poller crashes", allStatus(e, messages.StatusSent, id))
 	}
 	e.backend.Add(message("m-after", messages.MessagePayload{Title: "t"}))
-	eventually(t, 60*time.Second, "the restarted message poller relays again", allStatus(e, messages.StatusSent, "m-after"))
+	testenv.Eventually(t, 60*time.Second, "the restarted message poller relays again", allStatus(e, messages.StatusSent, "m-after"))
 
 	// The publisher and the DLQ actor recover the same way.
 	engine.Send(e.app.Tree().Publisher(), boom{})
 	engine.Send(e.app.Tree().DLQ(), boom{})
 	e.backend.Add(message("m-after-publisher", messages.MessagePayload{Title: "t"}))
-	eventually(t, 60*time.Second, "relaying after a publisher restart", allStatus(e, messages.StatusSent, "m-after-publisher"))
+	testenv.Eventually(t, 60*time.Second, "relaying after a publisher restart", allStatus(e, messages.StatusSent, "m-after-publisher"))
 }
 
 // drainCrash makes the DLQ actor crash while the publisher drains.
@@ -98,7 +99,7 @@ func TestShutdownFinishesWhenTheDLQActorCrashesDuringTheDrain(t *testing.T) {
 	}
 	e = newEnv(t, func(c *config.Config) { c.ShutdownTimeout = 10 * time.Second }, app.Options{Metrics: seen, ChildMiddleware: []actor.MiddlewareFunc{mw}})
 	e.backend.Add(message("m-1", messages.MessagePayload{Title: "t"}))
-	eventually(t, 20*time.Second, "m-1 SENT", allStatus(e, messages.StatusSent, "m-1"))
+	testenv.Eventually(t, 20*time.Second, "m-1 SENT", allStatus(e, messages.StatusSent, "m-1"))
 	start := time.Now()
 	e.stop(t) // fails the test if the shutdown times out
 	if !seen.dlq.Load() {
@@ -134,7 +135,7 @@ func TestReplayAnswersAtOnceWhenTheServerShutsDownAfterTheDLQActorCrashed(t *tes
 		res.Body.Close()
 		answered <- res.StatusCode
 	}()
-	eventually(t, 10*time.Second, "the DLQ actor crashed on the replay", once.Load)
+	testenv.Eventually(t, 10*time.Second, "the DLQ actor crashed on the replay", once.Load)
 	start := time.Now()
 	e.stop(t) // the handler must not hold the shutdown for its 60 s actor timeout
 	if took := time.Since(start); took > 10*time.Second {

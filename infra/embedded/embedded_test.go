@@ -78,17 +78,6 @@ func startDev(t *testing.T, env map[string]string) *embedded.Dev {
 	return d
 }
 
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func httpGet(t *testing.T, url string) (int, string) {
 	t.Helper()
 	return do(t, http.MethodGet, url)
@@ -183,13 +172,13 @@ func TestEventsFlowFromTheGeneratorToKafka(t *testing.T) {
 	if code, body := httpGet(t, d.BaseURL()+"/health"); code != 200 || !strings.Contains(body, `"status":"ok"`) {
 		t.Fatalf("/health: %d %s", code, body)
 	}
-	eventually(t, 10*time.Second, "/ready 200", func() bool { c, _ := httpGet(t, d.BaseURL()+"/ready"); return c == 200 })
+	testenv.Eventually(t, 10*time.Second, "/ready 200", func() bool { c, _ := httpGet(t, d.BaseURL()+"/ready"); return c == 200 })
 }
 
 func TestReadyFlipsWhenTheEmbeddedRedisStops(t *testing.T) {
 	d := startDev(t, nil)
 	ready := d.BaseURL() + "/ready"
-	eventually(t, 10*time.Second, "/ready 200", func() bool { c, _ := httpGet(t, ready); return c == 200 })
+	testenv.Eventually(t, 10*time.Second, "/ready 200", func() bool { c, _ := httpGet(t, ready); return c == 200 })
 	if err := d.StopRedis(); err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +190,7 @@ func TestReadyFlipsWhenTheEmbeddedRedisStops(t *testing.T) {
 			Error string
 		}
 	}
-	eventually(t, 10*time.Second, "/ready 503 naming redis", func() bool {
+	testenv.Eventually(t, 10*time.Second, "/ready 503 naming redis", func() bool {
 		c, b := httpGet(t, ready)
 		if c != 503 {
 			return false
@@ -215,11 +204,11 @@ func TestReadyFlipsWhenTheEmbeddedRedisStops(t *testing.T) {
 		!body.Checks["kafka"].Up || !body.Checks["backend"].Up {
 		t.Fatalf("503 body: %+v", body)
 	}
-	eventually(t, 10*time.Second, "hobom_dependency_up redis 0", func() bool { return metric(t, d, `hobom_dependency_up{dependency="redis"}`) == 0 })
+	testenv.Eventually(t, 10*time.Second, "hobom_dependency_up redis 0", func() bool { return metric(t, d, `hobom_dependency_up{dependency="redis"}`) == 0 })
 	if err := d.StartRedis(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "/ready 200 again", func() bool { c, _ := httpGet(t, ready); return c == 200 })
+	testenv.Eventually(t, 10*time.Second, "/ready 200 again", func() bool { c, _ := httpGet(t, ready); return c == 200 })
 }
 
 func TestMetricsCountWhatWasPublished(t *testing.T) {
@@ -227,12 +216,12 @@ func TestMetricsCountWhatWasPublished(t *testing.T) {
 	const nMsg, nLog = 120, 45
 	d.Backend().Seed(messages.EventTypeMessage, nMsg, nil)
 	d.Backend().Seed(messages.EventTypeHoBomLog, nLog, nil)
-	eventually(t, 30*time.Second, "all events SENT", func() bool {
+	testenv.Eventually(t, 30*time.Second, "all events SENT", func() bool {
 		return d.Backend().Count(messages.EventTypeMessage, messages.StatusSent) == nMsg &&
 			d.Backend().Count(messages.EventTypeHoBomLog, messages.StatusSent) == nLog
 	})
 	// The backend marks before the publisher hears back: wait for the count.
-	eventually(t, 10*time.Second, "published counters", func() bool {
+	testenv.Eventually(t, 10*time.Second, "published counters", func() bool {
 		return metric(t, d, `hobom_events_published_total{event_type="MESSAGE"}`) == nMsg &&
 			metric(t, d, `hobom_events_published_total{event_type="HOBOM_LOG"}`) == nLog
 	})
@@ -279,7 +268,7 @@ func TestFailRateFillsTheDLQ(t *testing.T) {
 	d := startDev(t, map[string]string{"HOBOM_DEV_FAIL_RATE": "1"})
 	const n = 7
 	d.Backend().Seed(messages.EventTypeMessage, n, nil)
-	eventually(t, 30*time.Second, "all events FAILED", func() bool {
+	testenv.Eventually(t, 30*time.Second, "all events FAILED", func() bool {
 		return d.Backend().Count(messages.EventTypeMessage, messages.StatusFailed) == n+1 // and the demo entry's row
 	})
 	rc := redis.NewClient(&redis.Options{Addr: d.RedisAddr()})
@@ -288,7 +277,7 @@ func TestFailRateFillsTheDLQ(t *testing.T) {
 	if err != nil || len(keys) != n+1 {
 		t.Fatalf("DLQ keys %v (%v), want %d", keys, err, n+1)
 	}
-	eventually(t, 10*time.Second, "DLQ metrics", func() bool {
+	testenv.Eventually(t, 10*time.Second, "DLQ metrics", func() bool {
 		return metric(t, d, `hobom_dlq_entries{prefix="dlq:menu:"}`) == n+1 &&
 			metric(t, d, `hobom_events_failed_total{event_type="MESSAGE"}`) == n &&
 			metric(t, d, `hobom_kafka_produce_duration_seconds_count{event_type="MESSAGE",result="error"}`) == 3*n
@@ -340,7 +329,7 @@ func TestBannerCommandsWork(t *testing.T) {
 	if id := strings.TrimPrefix(d.DemoKey(), "dlq:menu:"); string(recs[0].Key) != id {
 		t.Errorf("replayed record key %q, want the eventId %q", recs[0].Key, id)
 	}
-	eventually(t, 10*time.Second, "demo event SENT after the replay", func() bool {
+	testenv.Eventually(t, 10*time.Second, "demo event SENT after the replay", func() bool {
 		ev, ok := d.Backend().Event(strings.TrimPrefix(d.DemoKey(), "dlq:menu:"))
 		return ok && ev.Status == messages.StatusSent
 	})

@@ -47,3 +47,17 @@ func waitUntil(timeout, interval time.Duration, cond func() (bool, error)) error
 		time.Sleep(interval)
 	}
 }
+
+// Eventually polls cond every 10 ms until it holds, and fails the test
+// when timeout passes first: tests wait for conditions, never for fixed
+// sleeps.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
