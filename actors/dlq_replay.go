@@ -512,7 +512,7 @@ func (d *DLQ) onMarkedSent(m markedSent) {
 	case d.replay.draining:
 		log.Warn().Err(m.err).Msg("shutting down: SENT mark of a replayed event abandoned; it stays FAILED in the backend although it was published")
 	default:
-		wait := d.cfg.Replay.MarkRoundBackoff << (m.round - 1)
+		wait := doubling(d.cfg.Replay.MarkRoundBackoff, 0, m.round)
 		log.Warn().Err(m.err).Dur("retryIn", wait).Msg("SENT mark after a replay failed; retrying the mark, not the publish")
 		engine, self, next := d.engine, d.self, retryReplayMark{from: d, eventID: m.eventID, key: m.key, round: m.round + 1}
 		time.AfterFunc(wait, func() { engine.Send(self, next) })

@@ -248,11 +248,7 @@ func (p *Poller) onResolved(m messages.BatchResolved) {
 
 func (p *Poller) backoff() {
 	p.failures++
-	d := p.cfg.Interval
-	for i := 1; i < p.failures && d < p.cfg.MaxBackoff; i++ {
-		d *= 2
-	}
-	p.schedule(min(d, max(p.cfg.MaxBackoff, p.cfg.Interval)))
+	p.schedule(doubling(p.cfg.Interval, max(p.cfg.MaxBackoff, p.cfg.Interval), p.failures))
 }
 
 // schedule arranges one pollTick after d; a newer schedule voids older ones.

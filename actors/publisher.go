@@ -418,7 +418,7 @@ func (p *Publisher) onProduced(m produced) {
 		return
 	}
 	if f.attempt < p.cfg.Attempts {
-		wait := p.cfg.Backoff << (f.attempt - 1)
+		wait := doubling(p.cfg.Backoff, 0, f.attempt)
 		p.log.Warn().Err(m.err).Str("topic", f.route.Topic).Int("events", len(f.events)).Int("attempt", f.attempt).
 			Dur("retryIn", wait).Msg("produce failed; retrying")
 		engine, self, id := p.engine, p.self, f.id

@@ -262,11 +262,7 @@ func (s *Supervisor) onCrash(m messages.ChildCrashed) {
 		ch.restarts = 0
 	}
 	ch.restarts++
-	wait := s.cfg.RestartBackoff
-	for i := 1; i < ch.restarts && wait < s.cfg.MaxRestartBackoff; i++ {
-		wait *= 2
-	}
-	wait = min(wait, s.cfg.MaxRestartBackoff)
+	wait := doubling(s.cfg.RestartBackoff, s.cfg.MaxRestartBackoff, ch.restarts)
 	s.log.Warn().Str("child", ch.name).Int("restarts", ch.restarts).Dur("in", wait).Msg("restarting child")
 	stopped := s.poison(ch)
 	engine, self, name := s.ctx.Engine(), s.self, ch.name

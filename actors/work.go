@@ -118,7 +118,6 @@ type RetryPolicy struct {
 // waits for it instead (the old service cancelled calls under itself).
 func (p RetryPolicy) run(fn func(ctx context.Context) error) (tries int, err error) {
 	attempts := max(p.Attempts, 1)
-	backoff := p.Backoff
 	for tries = 1; ; tries++ {
 		ctx, cancel := context.WithTimeout(context.Background(), p.Timeout)
 		err = fn(ctx)
@@ -126,7 +125,20 @@ func (p RetryPolicy) run(fn func(ctx context.Context) error) (tries int, err err
 		if err == nil || tries >= attempts {
 			return tries, err
 		}
-		time.Sleep(backoff)
-		backoff *= 2
+		time.Sleep(doubling(p.Backoff, 0, tries))
 	}
+}
+
+// doubling is the wait before try n+1 (n counts from 1): base after the
+// first try, twice as long after each later one, never above limit (0: no
+// limit). Every backoff of the actors is this one.
+func doubling(base, limit time.Duration, n int) time.Duration {
+	d := base
+	for i := 1; i < n && (limit <= 0 || d < limit); i++ {
+		d *= 2
+	}
+	if limit > 0 {
+		d = min(d, limit)
+	}
+	return d
 }

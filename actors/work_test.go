@@ -80,3 +80,22 @@ func TestWorkQueueBoundsAndDeliversEveryJob(t *testing.T) {
 		t.Fatalf("%d jobs ran at once, limit %d", p, limit)
 	}
 }
+
+func TestDoubling(t *testing.T) {
+	for _, c := range []struct {
+		base, limit time.Duration
+		n           int
+		want        time.Duration
+	}{
+		{200 * time.Millisecond, 0, 1, 200 * time.Millisecond},
+		{200 * time.Millisecond, 0, 2, 400 * time.Millisecond},
+		{5 * time.Second, time.Minute, 4, 40 * time.Second},
+		{5 * time.Second, time.Minute, 5, time.Minute},
+		{5 * time.Second, time.Minute, 1000, time.Minute},
+		{5 * time.Second, time.Second, 3, time.Second},
+	} {
+		if got := doubling(c.base, c.limit, c.n); got != c.want {
+			t.Errorf("doubling(%v, %v, %d) = %v, want %v", c.base, c.limit, c.n, got, c.want)
+		}
+	}
+}
