@@ -31,6 +31,12 @@ const (
 // an actor engine.
 const errNotConfigured = "DLQ API not configured"
 
+// storeFailed answers a failed Redis read: 503, logged.
+func (a *api) storeFailed(w http.ResponseWriter, op string, err error) {
+	a.log.Error().Err(err).Msg(op)
+	writeError(w, http.StatusServiceUnavailable, "redis: "+err.Error())
+}
+
 func (a *api) storeReady(w http.ResponseWriter) bool {
 	if a.opts.Store == nil {
 		writeError(w, http.StatusServiceUnavailable, errNotConfigured)
@@ -82,8 +88,7 @@ func (a *api) list(w http.ResponseWriter, r *http.Request, _ params) {
 	for steps := 1; ; steps++ {
 		keys, next, err := a.opts.Store.Scan(ctx, match, cursor, count)
 		if err != nil {
-			a.log.Error().Err(err).Msg("list: scan")
-			writeError(w, http.StatusServiceUnavailable, "redis: "+err.Error())
+			a.storeFailed(w, "list: scan", err)
 			return
 		}
 		fresh := keys[:0]
@@ -155,8 +160,7 @@ func (a *api) get(w http.ResponseWriter, r *http.Request, p params) {
 		writeError(w, http.StatusNotFound, "DLQ entry not found: "+key)
 		return
 	case err != nil:
-		a.log.Error().Err(err).Str("key", key).Msg("get")
-		writeError(w, http.StatusServiceUnavailable, "redis: "+err.Error())
+		a.storeFailed(w, "get", err)
 		return
 	}
 	route, routed := a.byPrefix[prefix]
@@ -401,8 +405,7 @@ func (a *api) bulk(w http.ResponseWriter, r *http.Request, _ params) {
 	defer cancel()
 	keys, err := a.opts.Store.List(ctx, q.Prefix, MaxBulkKeys+1)
 	if err != nil {
-		a.log.Error().Err(err).Msg("bulk: list")
-		writeError(w, http.StatusServiceUnavailable, "redis: "+err.Error())
+		a.storeFailed(w, "bulk: list", err)
 		return
 	}
 	truncated := len(keys) > MaxBulkKeys
@@ -521,8 +524,7 @@ func (a *api) auditLog(w http.ResponseWriter, r *http.Request, _ params) {
 	defer cancel()
 	items, err := a.opts.Store.AuditLog(ctx, limit)
 	if err != nil {
-		a.log.Error().Err(err).Msg("audit log")
-		writeError(w, http.StatusServiceUnavailable, "redis: "+err.Error())
+		a.storeFailed(w, "audit log", err)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"items": items, "limit": limit})
