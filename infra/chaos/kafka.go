@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -224,42 +225,16 @@ func readTopic(ctx context.Context, addrs []string, topic string) ([]*kgo.Record
 	return recs, nil
 }
 
+// endOffsets is each partition's end offset of topic.
 func endOffsets(ctx context.Context, cl *kgo.Client, topic string) (map[int32]int64, error) {
-	meta := kmsg.NewPtrMetadataRequest()
-	mt := kmsg.NewMetadataRequestTopic()
-	mt.Topic = kmsg.StringPtr(topic)
-	meta.Topics = append(meta.Topics, mt)
-	metaResp, err := meta.RequestWith(ctx, cl)
-	if err != nil {
-		return nil, fmt.Errorf("metadata: %w", err)
+	listed, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+	if err == nil {
+		err = listed.Error()
 	}
-	req := kmsg.NewPtrListOffsetsRequest()
-	rt := kmsg.NewListOffsetsRequestTopic()
-	rt.Topic = topic
-	for _, t := range metaResp.Topics {
-		if err := kerr.ErrorForCode(t.ErrorCode); err != nil {
-			return nil, fmt.Errorf("metadata of %s: %w", topic, err)
-		}
-		for _, p := range t.Partitions {
-			rp := kmsg.NewListOffsetsRequestTopicPartition()
-			rp.Partition = p.Partition
-			rp.Timestamp = -1 // the end
-			rt.Partitions = append(rt.Partitions, rp)
-		}
-	}
-	req.Topics = append(req.Topics, rt)
-	resp, err := req.RequestWith(ctx, cl)
 	if err != nil {
-		return nil, fmt.Errorf("list offsets: %w", err)
+		return nil, fmt.Errorf("end offsets of %s: %w", topic, err)
 	}
 	out := map[int32]int64{}
-	for _, t := range resp.Topics {
-		for _, p := range t.Partitions {
-			if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
-				return nil, fmt.Errorf("end offset of %s/%d: %w", topic, p.Partition, err)
-			}
-			out[p.Partition] = p.Offset
-		}
-	}
+	listed.Each(func(o kadm.ListedOffset) { out[o.Partition] = o.Offset })
 	return out, nil
 }

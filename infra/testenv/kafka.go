@@ -7,10 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // ContractTopics returns the topics the processor writes (CONTRACT.md §2).
@@ -191,62 +191,32 @@ func (k *KafkaCluster) Count(t testing.TB, topic string, settle time.Duration) i
 // offsetBounds returns each partition's log start and end offsets. An
 // unknown topic yields empty maps.
 func offsetBounds(ctx context.Context, cl *kgo.Client, topic string) (start, end map[int32]int64, err error) {
-	meta := kmsg.NewPtrMetadataRequest()
-	mt := kmsg.NewMetadataRequestTopic()
-	mt.Topic = kmsg.StringPtr(topic)
-	meta.Topics = append(meta.Topics, mt)
-	metaResp, err := meta.RequestWith(ctx, cl)
-	if err != nil {
-		return nil, nil, fmt.Errorf("metadata: %w", err)
-	}
-	var parts []int32
-	for _, rt := range metaResp.Topics {
-		if err := kerr.ErrorForCode(rt.ErrorCode); err != nil {
-			if errors.Is(err, kerr.UnknownTopicOrPartition) {
-				return map[int32]int64{}, map[int32]int64{}, nil
+	adm := kadm.NewClient(cl)
+	bounds := func(list func(context.Context, ...string) (kadm.ListedOffsets, error)) (map[int32]int64, error) {
+		listed, err := list(ctx, topic)
+		if err != nil {
+			return nil, err
+		}
+		out := map[int32]int64{}
+		var errs []error
+		listed.Each(func(o kadm.ListedOffset) {
+			switch {
+			case errors.Is(o.Err, kerr.UnknownTopicOrPartition):
+			case o.Err != nil:
+				errs = append(errs, fmt.Errorf("partition %d: %w", o.Partition, o.Err))
+			default:
+				out[o.Partition] = o.Offset
 			}
-			return nil, nil, fmt.Errorf("metadata of %q: %w", topic, err)
-		}
-		for _, p := range rt.Partitions {
-			parts = append(parts, p.Partition)
-		}
+		})
+		return out, errors.Join(errs...)
 	}
-	if start, err = listOffsets(ctx, cl, topic, parts, -2); err != nil {
-		return nil, nil, fmt.Errorf("log start offsets: %w", err)
+	if start, err = bounds(adm.ListStartOffsets); err != nil {
+		return nil, nil, fmt.Errorf("log start offsets of %q: %w", topic, err)
 	}
-	if end, err = listOffsets(ctx, cl, topic, parts, -1); err != nil {
-		return nil, nil, fmt.Errorf("end offsets: %w", err)
+	if end, err = bounds(adm.ListEndOffsets); err != nil {
+		return nil, nil, fmt.Errorf("end offsets of %q: %w", topic, err)
 	}
 	return start, end, nil
-}
-
-// listOffsets asks for the offset at timestamp ts of each partition (-2 log
-// start, -1 end); kgo sends each partition to its leader.
-func listOffsets(ctx context.Context, cl *kgo.Client, topic string, parts []int32, ts int64) (map[int32]int64, error) {
-	req := kmsg.NewPtrListOffsetsRequest()
-	rt := kmsg.NewListOffsetsRequestTopic()
-	rt.Topic = topic
-	for _, p := range parts {
-		rp := kmsg.NewListOffsetsRequestTopicPartition()
-		rp.Partition = p
-		rp.Timestamp = ts
-		rt.Partitions = append(rt.Partitions, rp)
-	}
-	req.Topics = append(req.Topics, rt)
-	resp, err := req.RequestWith(ctx, cl)
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[int32]int64, len(parts))
-	for _, t := range resp.Topics {
-		for _, p := range t.Partitions {
-			if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
-				return nil, fmt.Errorf("partition %d: %w", p.Partition, err)
-			}
-			out[p.Partition] = p.Offset
-		}
-	}
-	return out, nil
 }
 
 func isCtxErr(err error) bool {
