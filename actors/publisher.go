@@ -87,16 +87,9 @@ type recordFlight struct {
 	id      uint64
 	route   messages.Route
 	rec     *kgo.Record
-	events  []recordEvent
+	events  []messages.Span
 	attempt int
 	sent    time.Time
-}
-
-// recordEvent locates one event's share of a record value: the whole value
-// for a message, one element of the array for a log record.
-type recordEvent struct {
-	id     string
-	lo, hi int
 }
 
 type (
@@ -305,7 +298,7 @@ func (p *Publisher) encodeMessage(route messages.Route, e *messages.Event) {
 		route: route,
 		rec: &kgo.Record{Topic: route.Topic, Key: []byte(e.EventID), Value: value,
 			Headers: messages.RecordHeaders(route.EventType, p.cfg.Producer, "", []byte(e.EventID))},
-		events: []recordEvent{{id: e.EventID, lo: 0, hi: len(value)}},
+		events: []messages.Span{{EventID: e.EventID, Lo: 0, Hi: len(value)}},
 	})
 }
 
@@ -318,21 +311,21 @@ func (p *Publisher) tooLarge(n int) string {
 // (the old service lost whole batches to Kafka's 1 MB limit).
 func (p *Publisher) encodeLogs(route messages.Route, events []*messages.Event) {
 	var (
-		obj []byte
-		cur *recordFlight
-		err error
-		// ids is the event-id header of cur; it counts towards the limit.
-		ids   []byte
-		trace string // the events' common trace id, "" when they differ
+		obj   []byte
+		err   error
+		b     = messages.LogArrayBuilder{Capacity: min(p.cfg.MaxRecordBytes, 64<<10)}
+		alone messages.LogArrayBuilder // stays empty: sizes an event on its own
+		trace string                   // the events' common trace id, "" when they differ
 	)
 	flush := func() {
-		if cur != nil {
-			cur.rec.Value = append(cur.rec.Value, ']')
-			cur.rec.Key = messages.LogRecordKey(nil, p.now())
-			cur.rec.Headers = messages.RecordHeaders(route.EventType, p.cfg.Producer, trace, ids)
-			p.enqueue(cur)
-			cur, ids = nil, nil
+		if b.Len() == 0 {
+			return
 		}
+		value, ids, spans := b.Take()
+		p.enqueue(&recordFlight{route: route, events: spans, rec: &kgo.Record{
+			Topic: route.Topic, Key: messages.LogRecordKey(nil, p.now()), Value: value,
+			Headers: messages.RecordHeaders(route.EventType, p.cfg.Producer, trace, ids),
+		}})
 	}
 	for _, e := range events {
 		obj, err = messages.AppendLogObject(obj[:0], e.Log)
@@ -341,30 +334,21 @@ func (p *Publisher) encodeLogs(route messages.Route, events []*messages.Event) {
 			p.deadLetter(route, e.EventID, append(one, ']'), "encode: "+err.Error(), 0)
 			continue
 		}
-		if len(obj)+2+len(e.EventID) > p.cfg.MaxRecordBytes {
+		if alone.SizeWith(e.EventID, obj) > p.cfg.MaxRecordBytes {
 			one := make([]byte, 0, len(obj)+2)
 			one = append(append(append(one, '['), obj...), ']')
 			p.deadLetter(route, e.EventID, one, p.tooLarge(len(one)), 0)
 			continue
 		}
-		if cur != nil && len(cur.rec.Value)+1+len(obj)+1+len(ids)+1+len(e.EventID) > p.cfg.MaxRecordBytes {
+		if b.Len() > 0 && b.SizeWith(e.EventID, obj) > p.cfg.MaxRecordBytes {
 			flush()
 		}
-		if cur == nil {
-			cur = &recordFlight{route: route, rec: &kgo.Record{Topic: route.Topic, Value: make([]byte, 0, min(p.cfg.MaxRecordBytes, 64<<10))}}
-			cur.rec.Value = append(cur.rec.Value, '[')
+		if b.Len() == 0 {
 			trace = e.Log.TraceID
-		} else {
-			cur.rec.Value = append(cur.rec.Value, ',')
-			ids = append(ids, ',')
-			if e.Log.TraceID != trace {
-				trace = ""
-			}
+		} else if e.Log.TraceID != trace {
+			trace = ""
 		}
-		ids = append(ids, e.EventID...)
-		lo := len(cur.rec.Value)
-		cur.rec.Value = append(cur.rec.Value, obj...)
-		cur.events = append(cur.events, recordEvent{id: e.EventID, lo: lo, hi: len(cur.rec.Value)})
+		b.Add(e.EventID, obj)
 	}
 	flush()
 }
@@ -413,7 +397,7 @@ func (p *Publisher) onProduced(m produced) {
 	if m.err == nil {
 		delete(p.records, f.id)
 		for _, ev := range f.events {
-			p.markSent(ev.id)
+			p.markSent(ev.EventID)
 		}
 		return
 	}
@@ -429,12 +413,12 @@ func (p *Publisher) onProduced(m produced) {
 	p.log.Error().Err(m.err).Str("topic", f.route.Topic).Int("events", len(f.events)).Int("attempts", f.attempt).
 		Msg("produce failed for good; sending events to the DLQ")
 	for _, ev := range f.events {
-		value := f.rec.Value[ev.lo:ev.hi]
+		value := f.rec.Value[ev.Lo:ev.Hi]
 		if f.route.Encoding == messages.EncodingLogArray {
 			one := make([]byte, 0, len(value)+2)
 			value = append(append(append(one, '['), value...), ']')
 		}
-		p.deadLetter(f.route, ev.id, value, "kafka: "+m.err.Error(), f.attempt)
+		p.deadLetter(f.route, ev.EventID, value, "kafka: "+m.err.Error(), f.attempt)
 	}
 }
 

@@ -409,102 +409,6 @@ func encodeLogCases(t testing.TB) [][]byte {
 	return objs
 }
 
-func TestAppendLogArray(t *testing.T) {
-	all := encodeLogCases(t)
-	for _, n := range []int{0, 1, 2, len(all)} {
-		objs := all[:n]
-		raw := make([]json.RawMessage, n)
-		total := 0
-		for i, o := range objs {
-			raw[i] = o
-			total += len(o)
-		}
-		want := mustMarshal(t, raw)
-		got := AppendLogArray([]byte("x"), objs...)
-		if !bytes.Equal(got[1:], want) || got[0] != 'x' {
-			t.Errorf("%d objects: got %s\nwant %s", n, got, want)
-		}
-		if size := LogArraySize(n, total); size != len(got)-1 {
-			t.Errorf("%d objects: LogArraySize = %d, len = %d", n, size, len(got)-1)
-		}
-
-		var b LogArrayBuilder
-		for _, o := range objs {
-			predicted := b.SizeWith(o)
-			b.Add(o)
-			if b.Size() != predicted {
-				t.Errorf("SizeWith predicted %d, Size is %d", predicted, b.Size())
-			}
-		}
-		if out := b.AppendTo(nil); !bytes.Equal(out, want) || b.Size() != len(out) || b.Len() != n {
-			t.Errorf("builder %d objects: %s (Size %d, Len %d)\nwant %s", n, out, b.Size(), b.Len(), want)
-		}
-	}
-}
-
-func TestLogArrayBuilderReuse(t *testing.T) {
-	var b LogArrayBuilder
-	if got := string(b.AppendTo(nil)); got != "[]" || b.Size() != 2 || b.Len() != 0 {
-		t.Errorf("zero builder: %s, size %d", got, b.Size())
-	}
-	b.Add([]byte(`{"a":1}`))
-	b.Add([]byte(`{"b":2}`))
-	first := b.AppendTo(nil)
-	b.Reset()
-	if got := string(b.AppendTo(nil)); got != "[]" || b.Size() != 2 || b.Len() != 0 {
-		t.Errorf("after Reset: %s, size %d, len %d", got, b.Size(), b.Len())
-	}
-	b.Add([]byte(`{"c":3}`))
-	if got := string(b.AppendTo(nil)); got != `[{"c":3}]` {
-		t.Errorf("reused: %s", got)
-	}
-	if string(first) != `[{"a":1},{"b":2}]` {
-		t.Errorf("AppendTo(nil) result aliased the builder: %s", first)
-	}
-}
-
-// TestLogArraySplitting splits encoded objects as a publisher would and
-// checks every record respects the limit and all objects come out in order.
-func TestLogArraySplitting(t *testing.T) {
-	objs := encodeLogCases(t)
-	maxObj := 0
-	for _, o := range objs {
-		maxObj = max(maxObj, len(o))
-	}
-	for _, limit := range []int{maxObj + 2, maxObj + 100, 4 * maxObj, 1 << 20} {
-		var records [][]byte
-		var b LogArrayBuilder
-		for _, o := range objs {
-			if b.Len() > 0 && b.SizeWith(o) > limit {
-				records = append(records, b.AppendTo(nil))
-				b.Reset()
-			}
-			b.Add(o)
-		}
-		records = append(records, b.AppendTo(nil))
-
-		var seen []json.RawMessage
-		for _, r := range records {
-			if len(r) > limit {
-				t.Errorf("limit %d: record of %d bytes", limit, len(r))
-			}
-			var arr []json.RawMessage
-			if err := json.Unmarshal(r, &arr); err != nil {
-				t.Fatalf("limit %d: %v", limit, err)
-			}
-			seen = append(seen, arr...)
-		}
-		if len(seen) != len(objs) {
-			t.Fatalf("limit %d: %d objects out, %d in", limit, len(seen), len(objs))
-		}
-		for i := range objs {
-			if !bytes.Equal(seen[i], objs[i]) {
-				t.Errorf("limit %d: object %d changed", limit, i)
-			}
-		}
-	}
-}
-
 func TestLogRecordKey(t *testing.T) {
 	now := time.Unix(0, 1700000000123456789)
 	if got := string(LogRecordKey([]byte("k="), now)); got != "k=hobom-log-1700000000123456789" {
@@ -564,15 +468,10 @@ func TestEncodersDoNotAllocate(t *testing.T) {
 	big := logCase(t, "many keys")
 	at := time.Unix(1700000000, 123)
 	dst := make([]byte, 0, 64<<10)
-	var b LogArrayBuilder
-	obj, _ := AppendLogObject(nil, logp)
-	b.Add(obj) // grow the buffer once
 	checks := map[string]func(){
 		"AppendMessageValue":  func() { dst, _ = AppendMessageValue(dst[:0], msg, at) },
 		"AppendLogObject":     func() { dst, _ = AppendLogObject(dst[:0], logp) },
 		"AppendLogObject big": func() { dst, _ = AppendLogObject(dst[:0], big) },
-		"AppendLogArray":      func() { dst = AppendLogArray(dst[:0], obj, obj) },
-		"LogArrayBuilder":     func() { b.Reset(); b.Add(obj); dst = b.AppendTo(dst[:0]) },
 		"LogRecordKey":        func() { dst = LogRecordKey(dst[:0], at) },
 		"AppendUnencodable":   func() { dst = AppendUnencodable(dst[:0], "e", "t", tricky) },
 	}
@@ -615,8 +514,13 @@ func FuzzEncodeLog(f *testing.F) {
 		if want := mustMarshal(t, refLogObjectOf(p)); !bytes.Equal(obj, want) {
 			t.Fatalf("got  %s\nwant %s", obj, want)
 		}
-		arr := AppendLogArray(nil, obj, obj)
-		if !json.Valid(arr) || len(arr) != LogArraySize(2, 2*len(obj)) {
+		var b LogArrayBuilder
+		b.Add("a", obj)
+		b.Add("b", obj)
+		if size := b.Size(); size != 2*len(obj)+3+len("a,b") {
+			t.Fatalf("size %d of a two-element array of %d-byte objects", size, len(obj))
+		}
+		if arr, _, _ := b.Take(); !json.Valid(arr) {
 			t.Fatalf("bad array of %d bytes: %s", len(arr), arr)
 		}
 	})
@@ -682,22 +586,6 @@ func BenchmarkJSONMarshalLogObject(b *testing.B) {
 		out, _ = json.Marshal(refLogObjectOf(benchLog))
 	}
 	b.SetBytes(int64(len(out)))
-}
-
-// BenchmarkLogArrayBuilder builds a 100-event record from encoded objects.
-func BenchmarkLogArrayBuilder(b *testing.B) {
-	b.ReportAllocs()
-	obj, _ := AppendLogObject(nil, benchLog)
-	var lb LogArrayBuilder
-	dst := make([]byte, 0, 128*len(obj))
-	for b.Loop() {
-		lb.Reset()
-		for range 100 {
-			lb.Add(obj)
-		}
-		dst = lb.AppendTo(dst[:0])
-	}
-	b.SetBytes(int64(len(dst)))
 }
 
 func TestIsUnencodable(t *testing.T) {

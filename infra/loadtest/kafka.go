@@ -155,14 +155,12 @@ func buildLogRecords(n, perPoll, maxBytes int, producer string) ceilingRecords {
 	var (
 		b   messages.LogArrayBuilder
 		obj []byte
-		ids []byte
 	)
 	flush := func() {
 		if b.Len() > 0 {
-			out.recs = append(out.recs, &kgo.Record{Topic: TopicLogs, Key: messages.LogRecordKey(nil, now), Value: b.AppendTo(nil),
+			value, ids, _ := b.Take()
+			out.recs = append(out.recs, &kgo.Record{Topic: TopicLogs, Key: messages.LogRecordKey(nil, now), Value: value,
 				Headers: messages.RecordHeaders(messages.EventTypeHoBomLog, producer, "", ids)})
-			b.Reset()
-			ids = nil
 		}
 	}
 	for i := range n {
@@ -172,14 +170,10 @@ func buildLogRecords(n, perPoll, maxBytes int, producer string) ceilingRecords {
 		ev := synthetic(messages.EventTypeHoBomLog, i)
 		id := "ceil-log-" + strconv.Itoa(i)
 		obj, _ = messages.AppendLogObject(obj[:0], ev.Log)
-		if b.Len() > 0 && b.SizeWith(obj)+len(ids)+1+len(id) > maxBytes {
+		if b.Len() > 0 && b.SizeWith(id, obj) > maxBytes {
 			flush()
 		}
-		if len(ids) > 0 {
-			ids = append(ids, ',')
-		}
-		ids = append(ids, id...)
-		b.Add(obj)
+		b.Add(id, obj)
 	}
 	flush()
 	return out
