@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	"github.com/hobom/hobom-event-processor/proto/gen/outboxbatchv1"
 	"github.com/hobom/hobom-event-processor/proto/gen/outboxlogv1"
 	"github.com/hobom/hobom-event-processor/proto/gen/outboxmessagev1"
 )
@@ -18,6 +19,7 @@ func TestFullMethodNames(t *testing.T) {
 		outboxmessagev1.PatchOutboxController_PatchOutboxMarkAsSentUseCase_FullMethodName:                     "/outbox.message.PatchOutboxController/PatchOutboxMarkAsSentUseCase",
 		outboxmessagev1.PatchOutboxController_PatchOutboxMarkAsFailedUseCase_FullMethodName:                   "/outbox.message.PatchOutboxController/PatchOutboxMarkAsFailedUseCase",
 		outboxlogv1.FindHoBomLogOutboxController_FindLogOutboxByEventTypeAndStatusUseCase_FullMethodName:      "/outbox.log.FindHoBomLogOutboxController/FindLogOutboxByEventTypeAndStatusUseCase",
+		outboxbatchv1.BatchPatchOutboxController_PatchOutboxMarkManyUseCase_FullMethodName:                    "/outbox.batch.BatchPatchOutboxController/PatchOutboxMarkManyUseCase",
 	} {
 		if got != want {
 			t.Errorf("method %s, contract says %s", got, want)
@@ -67,6 +69,11 @@ func TestFields(t *testing.T) {
 		{&outboxlogv1.LogPayloadDetail{}, []field{
 			{"query", 1, "map<string,string>"}, {"body", 2, "map<string,string>"}, {"headers", 3, "map<string,string>"}, {"error", 4, str},
 		}},
+		// The optional batch-mark extension: the numbers documented for the
+		// backend team in proto/batch/outbox/v1/batch-mark-outbox.proto.
+		{&outboxbatchv1.BatchMarkRequest{}, []field{{"sentEventIds", 1, "repeated string"}, {"failed", 2, "repeated outbox.batch.FailedMark"}}},
+		{&outboxbatchv1.FailedMark{}, []field{{"eventId", 1, str}, {"errorMessage", 2, str}}},
+		{&outboxbatchv1.BatchMarkResponse{}, []field{{"unknownEventIds", 1, "repeated string"}}},
 	} {
 		md := tc.msg.ProtoReflect().Descriptor()
 		if md.Fields().Len() != len(tc.fields) {
@@ -92,8 +99,10 @@ func kind(fd protoreflect.FieldDescriptor) string {
 	switch {
 	case fd.IsMap():
 		return "map<" + kind(fd.MapKey()) + "," + kind(fd.MapValue()) + ">"
-	case fd.IsList():
+	case fd.IsList() && fd.Kind() == protoreflect.MessageKind:
 		return "repeated " + string(fd.Message().FullName())
+	case fd.IsList():
+		return "repeated " + fd.Kind().String()
 	case fd.Kind() == protoreflect.MessageKind:
 		return string(fd.Message().FullName())
 	}

@@ -34,4 +34,5 @@ protoc \
   --go-grpc_out="$root" --go-grpc_opt=module="$MODULE" \
   message/outbox/v1/find-hobom-message-outbox.proto \
   message/outbox/v1/patch-hobom-message-outbox.proto \
-  log/outbox/v1/hobom-log-outbox.proto
+  log/outbox/v1/hobom-log-outbox.proto \
+  batch/outbox/v1/batch-mark-outbox.proto

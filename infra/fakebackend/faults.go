@@ -19,6 +19,9 @@ const (
 	FindLogs     RPC = "FindLogs"     // FindHoBomLogOutboxController/FindLogOutboxByEventTypeAndStatusUseCase
 	MarkSent     RPC = "MarkSent"     // PatchOutboxController/PatchOutboxMarkAsSentUseCase
 	MarkFailed   RPC = "MarkFailed"   // PatchOutboxController/PatchOutboxMarkAsFailedUseCase
+	// MarkMany is the optional batch extension
+	// (BatchPatchOutboxController/PatchOutboxMarkManyUseCase).
+	MarkMany RPC = "MarkMany"
 )
 
 // Fault makes an rpc misbehave, to test how the processor copes with a
@@ -42,7 +45,9 @@ type knobs struct {
 	// wireHooks rewrite marshalled responses (Server.SetWireHook).
 	wireHooks map[RPC]func(wire []byte) []byte
 
-	findMessages, findLogs, markSent, markFailed atomic.Int64
+	findMessages, findLogs, markSent, markFailed, markMany atomic.Int64
+	// batchSent and batchFailed count the ids applied by MarkMany calls.
+	batchSent, batchFailed atomic.Int64
 }
 
 func newKnobs() *knobs {
@@ -59,6 +64,8 @@ func (k *knobs) counter(rpc RPC) *atomic.Int64 {
 		return &k.markSent
 	case MarkFailed:
 		return &k.markFailed
+	case MarkMany:
+		return &k.markMany
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
 
+	"github.com/hobom/hobom-event-processor/proto/gen/outboxbatchv1"
 	"github.com/hobom/hobom-event-processor/proto/gen/outboxlogv1"
 	"github.com/hobom/hobom-event-processor/proto/gen/outboxmessagev1"
 )
@@ -51,4 +52,20 @@ func (h patcher) PatchOutboxMarkAsFailedUseCase(_ context.Context, req *outboxme
 		return nil, status.Errorf(codes.NotFound, "outbox event %q not found", req.GetEventId())
 	}
 	return &emptypb.Empty{}, nil
+}
+
+// batchPatcher serves the optional batch extension: every id applied as
+// the single-event rpcs apply it, unknown ids answered, not failed.
+type batchPatcher struct {
+	outboxbatchv1.UnimplementedBatchPatchOutboxControllerServer
+	store *store
+	knobs *knobs
+}
+
+func (h batchPatcher) PatchOutboxMarkManyUseCase(_ context.Context, req *outboxbatchv1.BatchMarkRequest) (*outboxbatchv1.BatchMarkResponse, error) {
+	var unknown []string
+	sent, failed := h.store.markMany(req.GetSentEventIds(), req.GetFailed(), func(id string) { unknown = append(unknown, id) })
+	h.knobs.batchSent.Add(int64(sent))
+	h.knobs.batchFailed.Add(int64(failed))
+	return &outboxbatchv1.BatchMarkResponse{UnknownEventIds: unknown}, nil
 }

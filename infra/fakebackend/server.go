@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -20,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/hobom/hobom-event-processor/messages"
+	"github.com/hobom/hobom-event-processor/proto/gen/outboxbatchv1"
 	"github.com/hobom/hobom-event-processor/proto/gen/outboxlogv1"
 	"github.com/hobom/hobom-event-processor/proto/gen/outboxmessagev1"
 )
@@ -39,6 +41,9 @@ type Options struct {
 	// TLS, when set, serves over TLS with this configuration (its
 	// certificate), to test the processor's HOBOM_GRPC_TLS.
 	TLS *tls.Config
+	// NoBatchMarks makes the optional batch-mark rpc answer UNIMPLEMENTED,
+	// as a backend without the extension does (see SetBatchMarks).
+	NoBatchMarks bool
 }
 
 // Server is a running fake backend. Its methods are safe for concurrent use.
@@ -48,6 +53,8 @@ type Server struct {
 	apiKey string
 	store  *store
 	knobs  *knobs
+	// noBatch makes MarkMany answer UNIMPLEMENTED.
+	noBatch atomic.Bool
 
 	served    chan struct{} // closed when Serve returns
 	closeOnce sync.Once
@@ -70,6 +77,7 @@ func Start(opts Options) (*Server, error) {
 		knobs:  newKnobs(),
 		served: make(chan struct{}),
 	}
+	s.noBatch.Store(opts.NoBatchMarks)
 	serverOpts := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(s.intercept),
 		// gRPC's protobuf codec plus the test-only wire hooks.
@@ -82,6 +90,7 @@ func Start(opts Options) (*Server, error) {
 	outboxmessagev1.RegisterFindHoBomMessageOutboxControllerServer(s.grpc, messageFinder{store: s.store})
 	outboxmessagev1.RegisterPatchOutboxControllerServer(s.grpc, patcher{store: s.store})
 	outboxlogv1.RegisterFindHoBomLogOutboxControllerServer(s.grpc, logFinder{store: s.store})
+	outboxbatchv1.RegisterBatchPatchOutboxControllerServer(s.grpc, batchPatcher{store: s.store, knobs: s.knobs})
 	go func() {
 		defer close(s.served)
 		_ = s.grpc.Serve(lis) // returns when Close stops the server
@@ -121,6 +130,10 @@ func (s *Server) intercept(ctx context.Context, req any, info *grpc.UnaryServerI
 		return nil, status.Errorf(codes.Unimplemented, "fakebackend: unknown method %s", info.FullMethod)
 	}
 	s.knobs.counter(rpc).Add(1)
+	if rpc == MarkMany && s.noBatch.Load() {
+		// What any gRPC server answers for a method it does not have.
+		return nil, status.Errorf(codes.Unimplemented, "unknown service outbox.batch.BatchPatchOutboxController")
+	}
 	if err := checkContentType(ctx); err != nil {
 		return nil, err
 	}
@@ -175,6 +188,8 @@ func rpcOf(fullMethod string) (RPC, bool) {
 		return MarkSent, true
 	case outboxmessagev1.PatchOutboxController_PatchOutboxMarkAsFailedUseCase_FullMethodName:
 		return MarkFailed, true
+	case outboxbatchv1.BatchPatchOutboxController_PatchOutboxMarkManyUseCase_FullMethodName:
+		return MarkMany, true
 	}
 	return "", false
 }
@@ -191,6 +206,16 @@ func (s *Server) ClearFaults() { s.knobs.clearFaults() }
 // call (use status.Error to choose its code). A nil fn removes the hook.
 // fn runs on the server's goroutines and must be safe for concurrent use.
 func (s *Server) SetHook(rpc RPC, fn func(req any) error) { s.knobs.setHook(rpc, fn) }
+
+// SetBatchMarks turns the optional batch-mark rpc on (the default) or off;
+// off, it answers UNIMPLEMENTED like a backend without the extension.
+func (s *Server) SetBatchMarks(on bool) { s.noBatch.Store(!on) }
+
+// BatchMarked is how many ids MarkMany calls applied, SENT and FAILED
+// (unknown ids not counted).
+func (s *Server) BatchMarked() (sent, failed int64) {
+	return s.knobs.batchSent.Load(), s.knobs.batchFailed.Load()
+}
 
 // Calls is how many calls of rpc the server received, failed ones included.
 func (s *Server) Calls(rpc RPC) int64 {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/hobom/hobom-event-processor/messages"
+	"github.com/hobom/hobom-event-processor/proto/gen/outboxbatchv1"
 )
 
 // row is one outbox row. Its event's payload pointers are shared with the
@@ -144,11 +145,51 @@ func (s *store) markFailed(eventID, errorMessage string) bool {
 	})
 }
 
+// markMany applies the SENT and FAILED side effects to many rows under one
+// lock; unknown is called with each id the store does not have.
+func (s *store) markMany(sent []string, failed []*outboxbatchv1.FailedMark, unknown func(id string)) (nSent, nFailed int) {
+	ts := now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, id := range sent {
+		if s.updateLocked(id, ts, func(ev *messages.Event, ts string) {
+			ev.Status = messages.StatusSent
+			ev.SentAt = ts
+			ev.LastError = ""
+			ev.Version++
+		}) {
+			nSent++
+		} else {
+			unknown(id)
+		}
+	}
+	for _, f := range failed {
+		msg := f.GetErrorMessage()
+		if s.updateLocked(f.GetEventId(), ts, func(ev *messages.Event, ts string) {
+			ev.Status = messages.StatusFailed
+			ev.FailedAt = ts
+			ev.LastError = msg
+			ev.RetryCount++
+			ev.Version++
+		}) {
+			nFailed++
+		} else {
+			unknown(f.GetEventId())
+		}
+	}
+	return nSent, nFailed
+}
+
 // update changes one row and moves it to the queue of its new status.
 func (s *store) update(eventID string, fn func(ev *messages.Event, ts string)) bool {
 	ts := now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.updateLocked(eventID, ts, fn)
+}
+
+// updateLocked is update with s.mu held.
+func (s *store) updateLocked(eventID, ts string, fn func(ev *messages.Event, ts string)) bool {
 	r := s.byID[eventID]
 	if r == nil {
 		return false
