@@ -168,3 +168,9 @@ type PeerLost struct{ Peer string }
 // Shutdown asks the supervisor to stop the tree in order; Done is closed
 // when every child has stopped.
 type Shutdown struct{ Done chan struct{} }
+
+// FailedMark is one event of a batch FAILED mark and its lastError.
+type FailedMark struct {
+	EventID      string
+	ErrorMessage string
+}

@@ -3,16 +3,35 @@ package outbox
 import (
 	"context"
 	"fmt"
+	"sync"
+
+	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/hobom/hobom-event-processor/proto/gen/outboxmessagev1"
 )
+
+// markCall is the request and reply of one mark rpc, reused through
+// markCalls: gRPC is done with both when Invoke returns, and a mark is
+// the processor's most frequent call.
+type markCall struct {
+	sent   outboxmessagev1.MarkRequest
+	failed outboxmessagev1.MarkFailedRequest
+	reply  emptypb.Empty
+}
+
+var markCalls = sync.Pool{New: func() any { return new(markCall) }}
 
 // MarkSent marks an event SENT (the backend sets sentAt, clears lastError
 // and bumps version). It serves events of every type.
 func (c *Client) MarkSent(ctx context.Context, eventID string) error {
 	ctx, cancel := c.callContext(ctx)
 	defer cancel()
-	if _, err := c.patch.PatchOutboxMarkAsSentUseCase(ctx, &outboxmessagev1.MarkRequest{EventId: eventID}); err != nil {
+	mc := markCalls.Get().(*markCall)
+	mc.sent.EventId = eventID
+	err := c.markConn().Invoke(ctx, outboxmessagev1.PatchOutboxController_PatchOutboxMarkAsSentUseCase_FullMethodName, &mc.sent, &mc.reply)
+	mc.sent.EventId = ""
+	markCalls.Put(mc)
+	if err != nil {
 		return fmt.Errorf("outbox: mark event %s sent: %w", eventID, err)
 	}
 	return nil
@@ -23,8 +42,12 @@ func (c *Client) MarkSent(ctx context.Context, eventID string) error {
 func (c *Client) MarkFailed(ctx context.Context, eventID, errorMessage string) error {
 	ctx, cancel := c.callContext(ctx)
 	defer cancel()
-	req := &outboxmessagev1.MarkFailedRequest{EventId: eventID, ErrorMessage: errorMessage}
-	if _, err := c.patch.PatchOutboxMarkAsFailedUseCase(ctx, req); err != nil {
+	mc := markCalls.Get().(*markCall)
+	mc.failed.EventId, mc.failed.ErrorMessage = eventID, errorMessage
+	err := c.markConn().Invoke(ctx, outboxmessagev1.PatchOutboxController_PatchOutboxMarkAsFailedUseCase_FullMethodName, &mc.failed, &mc.reply)
+	mc.failed.EventId, mc.failed.ErrorMessage = "", ""
+	markCalls.Put(mc)
+	if err != nil {
 		return fmt.Errorf("outbox: mark event %s failed: %w", eventID, err)
 	}
 	return nil
