@@ -139,6 +139,16 @@ func (a *api) authorized(r *http.Request) bool {
 	return subtle.ConstantTimeCompare(got[:], a.keyHash[:]) == 1
 }
 
+// KeyMatches reports whether r carries key in x-api-key, compared in
+// constant time. An empty key matches nothing.
+func KeyMatches(r *http.Request, key string) bool {
+	if key == "" {
+		return false
+	}
+	want, got := sha256.Sum256([]byte(key)), sha256.Sum256([]byte(r.Header.Get(apiKeyHeader)))
+	return subtle.ConstantTimeCompare(got[:], want[:]) == 1
+}
+
 // healthBody is the liveness answer, its fields in the order CONTRACT.md
 // gives them, so it is the old service's body byte for byte.
 type healthBody struct {

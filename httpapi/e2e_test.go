@@ -63,7 +63,7 @@ type proc struct {
 
 func (s *stack) start(t *testing.T, mutate func(*config.Config)) *proc {
 	t.Helper()
-	cfg, err := config.FromEnv()
+	cfg, err := testenv.Config()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,6 +45,7 @@ func TestThreeInstancesShareTheLeasesAndTakeOverFromAKilledHolder(t *testing.T) 
 			"HOBOM_POLL_INTERVAL=50ms",
 			"HOBOM_LEASE_TTL="+ttl.String(),
 			"HOBOM_INSTANCE_ID="+in.id,
+			"HOBOM_INTERNAL_API_KEY=test-key",
 		)
 		in.cmd.Stdout, in.cmd.Stderr = in.out, in.out
 		if err := in.cmd.Start(); err != nil {

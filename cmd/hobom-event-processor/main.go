@@ -37,6 +37,7 @@ func run(args []string) int {
 		cfg = embedded.Defaults(cfg)
 	}
 	log := newLogger(cfg)
+	app.RouteLibraryLogs(log)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	if cfg.Embedded {

@@ -3,6 +3,7 @@ package main_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -61,8 +62,25 @@ func TestBadConfigurationExitsWithStatus2(t *testing.T) {
 		{"HOBOM_KAFKA_BROKER=,", "HOBOM_KAFKA_BROKER"},
 		{"HOBOM_DLQ_TTL=-1h", "HOBOM_DLQ_TTL"},
 		{"HOBOM_LOG_LEVEL=loud", "HOBOM_LOG_LEVEL"},
+		// What a careless operator tried: each refused at start, named.
+		{"HOBOM_DLQ_TTL=1ms", "HOBOM_DLQ_TTL"},
+		{"HOBOM_POLL_INTERVAL=1ns", "HOBOM_POLL_INTERVAL"},
+		{"HOBOM_POLL_MAX_BACKOFF=1ns", "HOBOM_POLL_MAX_BACKOFF"},
+		{"HOBOM_READY_INTERVAL=1ns", "HOBOM_READY_INTERVAL"},
+		{"HOBOM_DLQ_SAMPLE_INTERVAL=1ns", "HOBOM_DLQ_SAMPLE_INTERVAL"},
+		{"HOBOM_REDIS_ADDR=bogus", "HOBOM_REDIS_ADDR"},
+		{"HOBOM_GRPC_ADDR=::::", "HOBOM_GRPC_ADDR"},
+		{"HOBOM_KAFKA_BROKER=nohost", "HOBOM_KAFKA_BROKER"},
+		{"HOBOM_LOG_LEVEL=disabled", "HOBOM_LOG_LEVEL"},
+		{"HOBOM_LOG_LEVEL=panic", "HOBOM_LOG_LEVEL"},
+		{"HOBOM_LOG_LEVEL=7", "HOBOM_LOG_LEVEL"},
+		{"HOBOM_INTERNAL_API_KEY=secret ", "HOBOM_INTERNAL_API_KEY"},
+		{"HOBOM_HTTP_ADDR=bogus", "HOBOM_HTTP_ADDR"},
+		{"HOBOM_PUBLISH_ATTEMPTS=60", "HOBOM_PUBLISH_ATTEMPTS"},
 	} {
-		code, out := runBinary(t, []string{c.env})
+		// A key, so that the only fault is the one under test (the key
+		// case overrides it).
+		code, out := runBinary(t, []string{"HOBOM_INTERNAL_API_KEY=k", c.env})
 		if code != 2 || !strings.Contains(out, c.want) {
 			t.Errorf("%s: exit %d, output %q; want 2 naming %s", c.env, code, out, c.want)
 		}
@@ -70,6 +88,60 @@ func TestBadConfigurationExitsWithStatus2(t *testing.T) {
 	if code, out := runBinary(t, nil, "--poll-interval", "x"); code != 2 || !strings.Contains(out, "--poll-interval") {
 		t.Errorf("bad flag: exit %d, output %q", code, out)
 	}
+}
+
+// TestWithoutAPIKeyTheProcessRefusesToStart: the API fails closed, unless
+// the operator opts into an open API.
+func TestWithoutAPIKeyTheProcessRefusesToStart(t *testing.T) {
+	code, out := runBinary(t, []string{"HOBOM_INTERNAL_API_KEY=", "HOBOM_INTERNAL_API_OPEN="})
+	if code != 2 || !strings.Contains(out, "HOBOM_INTERNAL_API_KEY") || !strings.Contains(out, "HOBOM_INTERNAL_API_OPEN=true") {
+		t.Fatalf("exit %d, output %q; want 2 naming HOBOM_INTERNAL_API_KEY and the opt-in", code, out)
+	}
+}
+
+// TestEveryLogLineIsJSON runs the processor with its backend, Kafka and
+// Redis all refusing connections and an open API (which warns), and checks
+// that every line it writes, go-redis's, grpc's and net/http's included,
+// is one JSON record.
+func TestEveryLogLineIsJSON(t *testing.T) {
+	closed := func() string { return fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)) }
+	cmd := exec.Command(binary)
+	cmd.Env = append(os.Environ(),
+		"HOBOM_GRPC_ADDR="+closed(), "HOBOM_KAFKA_BROKER="+closed(), "HOBOM_REDIS_ADDR="+closed(),
+		"HOBOM_HTTP_ADDR=127.0.0.1:0", "HOBOM_INTERNAL_API_OPEN=true", "HOBOM_INTERNAL_API_KEY=",
+		"HOBOM_POLL_INTERVAL=50ms", "HOBOM_POLL_MAX_BACKOFF=200ms", "HOBOM_READY_INTERVAL=200ms", "HOBOM_READY_TIMEOUT=100ms",
+		"HOBOM_DLQ_SAMPLE_INTERVAL=200ms", "HOBOM_LOG_LEVEL=debug", "HOBOM_LOG_FORMAT=json",
+	)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second)
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(45 * time.Second):
+		cmd.Process.Kill()
+		<-done
+	}
+	lines := strings.Split(strings.TrimRight(out.String(), "\n"), "\n")
+	components := map[string]bool{}
+	for _, l := range lines {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(l), &rec); err != nil {
+			t.Fatalf("a log line is not JSON: %q", l)
+		}
+		if c, ok := rec["component"].(string); ok {
+			components[c] = true
+		}
+	}
+	if len(lines) < 10 || !strings.Contains(out.String(), "management API open") {
+		t.Fatalf("%d lines, no warning about the open API:\n%s", len(lines), tail(out.String(), 3000))
+	}
+	t.Logf("%d JSON lines; components %v", len(lines), components)
 }
 
 func TestHelpListsEverySettingWithItsEnvironmentName(t *testing.T) {
@@ -105,6 +177,7 @@ func TestSIGTERMDuringALargeBatchResolvesEveryEventAndExits0(t *testing.T) {
 		"HOBOM_HTTP_ADDR=127.0.0.1:0",
 		"HOBOM_FIND_LIMIT=0", // the whole backlog is one batch
 		"HOBOM_POLL_INTERVAL=100ms",
+		"HOBOM_INTERNAL_API_KEY=test-key",
 	)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out

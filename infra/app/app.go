@@ -9,12 +9,14 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/anthdm/hollywood/actor"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/net/netutil"
 
 	"github.com/hobom/hobom-event-processor/actors"
 	"github.com/hobom/hobom-event-processor/httpapi"
@@ -58,6 +60,9 @@ type App struct {
 	ln     net.Listener
 	obs    *observability     // /metrics and /ready
 	leases *redislease.Leases // nil when leases are off
+	// stopWarn ends the hourly warning about an open API.
+	stopWarn     chan struct{}
+	stopWarnOnce sync.Once
 	// cancelHandlers ends the contexts of the HTTP requests in flight.
 	cancelHandlers context.CancelFunc
 	routes         []messages.Route
@@ -79,6 +84,9 @@ type Options struct {
 // New connects the clients (none of them waits for its server), starts the
 // actor tree and binds the HTTP listener.
 func New(cfg config.Config, log zerolog.Logger, opts Options) (*App, error) {
+	if cfg.InternalAPIKey == "" && !cfg.InternalAPIOpen && !cfg.Embedded {
+		return nil, errors.New("HOBOM_INTERNAL_API_KEY is not set and HOBOM_INTERNAL_API_OPEN is not true: the management API fails closed")
+	}
 	a := &App{cfg: cfg, log: log}
 	ok := false
 	defer func() {
@@ -131,11 +139,15 @@ func New(cfg config.Config, log zerolog.Logger, opts Options) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.ln, err = net.Listen("tcp", cfg.HTTPAddr)
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		_ = a.tree.Stop(context.Background())
-		return nil, fmt.Errorf("http: listen %s: %w", cfg.HTTPAddr, err)
+		return nil, fmt.Errorf("http: listen on HOBOM_HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
 	}
+	// A bounded number of connections: past MaxAPIConns, new ones wait in
+	// the kernel's backlog instead of taking file descriptors the relay
+	// needs for Kafka, Redis and the backend.
+	a.ln = netutil.LimitListener(ln, MaxAPIConns)
 	api := httpapi.New(httpapi.Options{
 		Log: log, APIKey: cfg.InternalAPIKey, Store: store, Engine: a.engine, DLQ: a.tree.DLQ, Routes: routes,
 	})
@@ -146,16 +158,59 @@ func New(cfg config.Config, log zerolog.Logger, opts Options) (*App, error) {
 	baseCtx, a.cancelHandlers = context.WithCancel(context.Background())
 	a.http = &http.Server{
 		BaseContext:       func(net.Listener) context.Context { return baseCtx },
-		Handler:           a.obs.handler(api),
+		Handler:           a.obs.handler(api, cfg.InternalAPIKey),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      2 * time.Minute,
-		IdleTimeout:       2 * time.Minute,
+		// An idle keep-alive connection holds one of MaxAPIConns: curl
+		// and scrapers reconnect cheaply.
+		IdleTimeout:    apiIdleTimeout,
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       httpErrorLog(log),
 	}
 	ok = true
+	a.stopWarn = make(chan struct{})
+	if cfg.InternalAPIKey == "" {
+		go warnOpenAPI(log, a.ln.Addr().String(), cfg.Embedded, openAPIWarnEvery, a.stopWarn)
+	}
 	log.Info().Str("http", a.ln.Addr().String()).Str("backend", cfg.GRPCAddr).Strs("kafka", cfg.KafkaBrokers).
 		Str("redis", cfg.RedisAddr).Str("version", Version).Msg("processor started")
 	return a, nil
+}
+
+// Limits of the management API's listener.
+const (
+	// MaxAPIConns bounds the API's open connections (GET /health, /ready
+	// and /metrics included).
+	MaxAPIConns = 1024
+	// apiIdleTimeout closes keep-alive connections idle that long.
+	apiIdleTimeout = 30 * time.Second
+	// openAPIWarnEvery repeats the warning about an API without a key.
+	openAPIWarnEvery = time.Hour
+)
+
+// warnOpenAPI logs that the API has no key, at once and every interval
+// until stop is closed: an open API must not be forgotten.
+func warnOpenAPI(log zerolog.Logger, addr string, dev bool, every time.Duration, stop <-chan struct{}) {
+	warn := func() {
+		ev := log.Warn()
+		if dev {
+			ev = log.Info()
+		}
+		ev.Str("http", addr).Bool("devMode", dev).
+			Msg("management API open: HOBOM_INTERNAL_API_KEY is not set, so anyone who reaches this address can list, replay and discard dead letters")
+	}
+	warn()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			warn()
+		case <-stop:
+			return
+		}
+	}
 }
 
 // producerName is the producer header of every record.
@@ -217,6 +272,7 @@ func (a *App) Shutdown(ctx context.Context) error {
 	start := time.Now()
 	var errs []error
 	a.cancelHandlers()
+	a.stopWarnOnce.Do(func() { close(a.stopWarn) })
 	// The API gets a small part of the budget; the actor tree needs the rest.
 	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	herr := a.http.Shutdown(hctx)

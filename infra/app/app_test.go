@@ -38,7 +38,7 @@ type env struct {
 // testConfig is the production configuration with test-sized timings.
 func testConfig(t *testing.T, backend, redisAddr string, brokers []string) config.Config {
 	t.Helper()
-	cfg, err := config.FromEnv()
+	cfg, err := testenv.Config()
 	if err != nil {
 		t.Fatal(err)
 	}

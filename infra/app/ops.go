@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/hobom/hobom-event-processor/actors"
+	"github.com/hobom/hobom-event-processor/httpapi"
 	"github.com/hobom/hobom-event-processor/infra/config"
 	"github.com/hobom/hobom-event-processor/infra/health"
 	"github.com/hobom/hobom-event-processor/infra/kafka"
@@ -123,8 +124,16 @@ func (o *observability) actorMetrics(extra actors.Metrics) actors.Metrics {
 func (o *observability) start(a *App, log zerolog.Logger) {
 	cfg := a.cfg
 	o.sampler = o.metrics.StartDLQSampler(redisdlq.New(a.redis), cfg.DLQSampleInterval, log)
+	hlog := log.With().Str("component", "ready").Logger()
 	o.health = health.Start(health.Options{
 		Interval: cfg.ReadyInterval, Timeout: cfg.ReadyTimeout, OnResult: o.metrics.DependencyUp,
+		OnChange: func(name string, up bool, err string) {
+			if up {
+				hlog.Info().Str("dependency", name).Msg("dependency up")
+				return
+			}
+			hlog.Warn().Str("dependency", name).Str("error", err).Msg("dependency down")
+		},
 	},
 		health.Probe{Name: DepBackend, Check: a.outbox.Ping},
 		health.Probe{Name: DepKafka, Check: a.kafka.Ping},
@@ -133,10 +142,13 @@ func (o *observability) start(a *App, log zerolog.Logger) {
 }
 
 // handler serves /metrics and /ready in front of the management API.
-func (o *observability) handler(api http.Handler) http.Handler {
+// /ready details the probes' errors only to callers with the API key.
+func (o *observability) handler(api http.Handler, apiKey string) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", o.metrics.Handler())
-	mux.Handle("GET /ready", o.health)
+	mux.Handle("GET /ready", o.health.Handler(func(r *http.Request) bool {
+		return apiKey != "" && httpapi.KeyMatches(r, apiKey)
+	}))
 	mux.Handle("/", api)
 	return mux
 }

@@ -47,24 +47,48 @@ type readyBody struct {
 	}
 }
 
+// getWithKey is get with x-api-key.
+func getWithKey(t *testing.T, url, key string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.Header.Set("x-api-key", key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
 func TestReadyNamesWhatIsDown(t *testing.T) {
+	kafkaAddr := closedAddr(t)
 	e := newEnv(t, func(c *config.Config) {
 		fastReady(c)
-		c.KafkaBrokers = []string{closedAddr(t)}
+		c.KafkaBrokers = []string{kafkaAddr}
+		c.InternalAPIKey = "k3y"
 	}, app.Options{})
 	base := "http://" + e.app.HTTPAddr()
 	var body readyBody
 	testenv.Eventually(t, 10*time.Second, "/ready 503 naming kafka", func() bool {
-		code, b := get(t, base+"/ready")
+		code, b := getWithKey(t, base+"/ready", "k3y")
 		_ = json.Unmarshal([]byte(b), &body)
 		return code == 503 && slices.Equal(body.Down, []string{"kafka"})
 	})
 	if body.Status != "unavailable" || body.Checks["kafka"].Error == "" || !body.Checks["redis"].Up || !body.Checks["backend"].Up {
 		t.Fatalf("%+v", body)
 	}
+	// Without the key (or with a wrong one): up or down, no error text,
+	// which names the broker's address.
+	for _, key := range []string{"", "wrong"} {
+		code, b := getWithKey(t, base+"/ready", key)
+		if code != 503 || strings.Contains(b, "error") || strings.Contains(b, kafkaAddr) || !strings.Contains(b, `"kafka":{"up":false}`) {
+			t.Fatalf("/ready with key %q: %d %s", key, code, b)
+		}
+	}
 	e.backend.Close()
 	testenv.Eventually(t, 10*time.Second, "/ready naming the backend too", func() bool {
-		_, b := get(t, base+"/ready")
+		_, b := getWithKey(t, base+"/ready", "k3y")
 		_ = json.Unmarshal([]byte(b), &body)
 		return slices.Equal(body.Down, []string{"backend", "kafka"})
 	})

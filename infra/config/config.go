@@ -8,10 +8,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/rs/zerolog"
 )
@@ -28,18 +31,20 @@ type Config struct {
 	RedisAddr         string
 	HTTPAddr          string
 	InternalAPIKey    string
-	PollInterval      time.Duration
-	PollMaxBackoff    time.Duration
-	FindLimit         int
-	PublishAttempts   int
-	PublishBackoff    time.Duration
-	MarkConcurrency   int
-	DLQTTL            time.Duration
-	ShutdownTimeout   time.Duration
-	LeaseTTL          time.Duration
-	InstanceID        string
-	LogLevel          zerolog.Level
-	LogFormat         string
+	// InternalAPIOpen: the operator chose to run the API without a key.
+	InternalAPIOpen bool
+	PollInterval    time.Duration
+	PollMaxBackoff  time.Duration
+	FindLimit       int
+	PublishAttempts int
+	PublishBackoff  time.Duration
+	MarkConcurrency int
+	DLQTTL          time.Duration
+	ShutdownTimeout time.Duration
+	LeaseTTL        time.Duration
+	InstanceID      string
+	LogLevel        zerolog.Level
+	LogFormat       string
 
 	Security
 	Observability
@@ -60,14 +65,17 @@ type setting struct {
 
 func settings() []setting {
 	return append([]setting{
-		{"grpc-addr", "HOBOM_GRPC_ADDR", "dev-for-hobom-backend:50051", "outbox backend gRPC address", false, str(func(c *Config) *string { return &c.GRPCAddr })},
+		{"grpc-addr", "HOBOM_GRPC_ADDR", "dev-for-hobom-backend:50051", "outbox backend gRPC address (host:port)", false, hostPort(false, func(c *Config) *string { return &c.GRPCAddr })},
 		{"grpc-api-key", "HOBOM_GRPC_API_KEY", "", "x-api-key sent on every backend call (empty: none)", true, str(func(c *Config) *string { return &c.GRPCAPIKey })},
-		{"grpc-max-recv-bytes", "HOBOM_GRPC_MAX_RECV_BYTES", "268435456", "largest backend response accepted (bytes); a whole backlog comes in one find response", false, posInt(func(c *Config) *int { return &c.GRPCMaxRecvBytes })},
-		{"grpc-timeout", "HOBOM_GRPC_TIMEOUT", "10s", "timeout of one backend rpc", false, dur(func(c *Config) *time.Duration { return &c.GRPCTimeout })},
-		{"kafka-broker", "HOBOM_KAFKA_BROKER", "kafka:9092", "Kafka bootstrap brokers, comma-separated", false, func(c *Config, v string) error {
+		{"grpc-max-recv-bytes", "HOBOM_GRPC_MAX_RECV_BYTES", "268435456", "largest backend response accepted (bytes, 4194304..2147483647); a whole backlog comes in one find response", false, intIn(4<<20, 1<<31-1, func(c *Config) *int { return &c.GRPCMaxRecvBytes })},
+		{"grpc-timeout", "HOBOM_GRPC_TIMEOUT", "10s", "timeout of one backend rpc (100ms..5m)", false, durIn(100*time.Millisecond, 5*time.Minute, func(c *Config) *time.Duration { return &c.GRPCTimeout })},
+		{"kafka-broker", "HOBOM_KAFKA_BROKER", "kafka:9092", "Kafka bootstrap brokers, comma-separated host:port", false, func(c *Config, v string) error {
 			c.KafkaBrokers = nil
 			for _, b := range strings.Split(v, ",") {
 				if b = strings.TrimSpace(b); b != "" {
+					if err := checkHostPort(b, false); err != nil {
+						return fmt.Errorf("broker %q: %w", b, err)
+					}
 					c.KafkaBrokers = append(c.KafkaBrokers, b)
 				}
 			}
@@ -83,31 +91,32 @@ func settings() []setting {
 			c.KafkaAcks = v
 			return nil
 		}},
-		{"kafka-write-timeout", "HOBOM_KAFKA_WRITE_TIMEOUT", "10s", "how long one publish attempt may take", false, dur(func(c *Config) *time.Duration { return &c.KafkaWriteTimeout })},
-		{"redis-addr", "HOBOM_REDIS_ADDR", "redis:6379", "Redis address of the dead-letter queue", false, str(func(c *Config) *string { return &c.RedisAddr })},
-		{"http-addr", "HOBOM_HTTP_ADDR", ":8082", "listen address of the management API", false, str(func(c *Config) *string { return &c.HTTPAddr })},
-		{"internal-api-key", "HOBOM_INTERNAL_API_KEY", "", "x-api-key required by the DLQ API (empty: open)", true, str(func(c *Config) *string { return &c.InternalAPIKey })},
-		{"poll-interval", "HOBOM_POLL_INTERVAL", "5s", "wait after an empty poll", false, dur(func(c *Config) *time.Duration { return &c.PollInterval })},
-		{"poll-max-backoff", "HOBOM_POLL_MAX_BACKOFF", "1m", "longest wait between polls while something keeps failing", false, dur(func(c *Config) *time.Duration { return &c.PollMaxBackoff })},
-		{"find-limit", "HOBOM_FIND_LIMIT", "5000", "rows asked for per poll (0: all; old backends ignore it)", false, nonNegInt(func(c *Config) *int { return &c.FindLimit })},
-		{"publish-attempts", "HOBOM_PUBLISH_ATTEMPTS", "3", "publish attempts before an event goes to the DLQ", false, posInt(func(c *Config) *int { return &c.PublishAttempts })},
-		{"publish-backoff", "HOBOM_PUBLISH_BACKOFF", "200ms", "wait before the second publish attempt, doubling after", false, dur(func(c *Config) *time.Duration { return &c.PublishBackoff })},
-		{"mark-concurrency", "HOBOM_MARK_CONCURRENCY", "32", "mark rpcs in flight at once", false, posInt(func(c *Config) *int { return &c.MarkConcurrency })},
-		{"dlq-ttl", "HOBOM_DLQ_TTL", "72h", "how long a DLQ entry is kept", false, dur(func(c *Config) *time.Duration { return &c.DLQTTL })},
-		{"lease-ttl", "HOBOM_LEASE_TTL", "0s", "with several instances: each event type's poller holds a Redis lease of this TTL (0s: off, for a single instance)", false, func(c *Config, v string) error {
+		{"kafka-write-timeout", "HOBOM_KAFKA_WRITE_TIMEOUT", "10s", "how long one publish attempt may take (100ms..5m)", false, durIn(100*time.Millisecond, 5*time.Minute, func(c *Config) *time.Duration { return &c.KafkaWriteTimeout })},
+		{"redis-addr", "HOBOM_REDIS_ADDR", "redis:6379", "Redis address of the dead-letter queue (host:port)", false, hostPort(false, func(c *Config) *string { return &c.RedisAddr })},
+		{"http-addr", "HOBOM_HTTP_ADDR", ":8082", "listen address of the management API ([host]:port)", false, hostPort(true, func(c *Config) *string { return &c.HTTPAddr })},
+		{"internal-api-key", "HOBOM_INTERNAL_API_KEY", "", "x-api-key required by the DLQ API and the details of /ready; required outside dev mode unless HOBOM_INTERNAL_API_OPEN=true", true, apiKey},
+		{"internal-api-open", "HOBOM_INTERNAL_API_OPEN", "false", "run the management API without HOBOM_INTERNAL_API_KEY: anyone who reaches it can replay and discard (logged as a warning at start and every hour)", false, boolean(func(c *Config) *bool { return &c.InternalAPIOpen })},
+		{"poll-interval", "HOBOM_POLL_INTERVAL", "5s", "wait after an empty poll (10ms..1h)", false, durIn(10*time.Millisecond, time.Hour, func(c *Config) *time.Duration { return &c.PollInterval })},
+		{"poll-max-backoff", "HOBOM_POLL_MAX_BACKOFF", "1m", "longest wait between polls while something keeps failing (10ms..1h; raised to the poll interval when shorter)", false, durIn(10*time.Millisecond, time.Hour, func(c *Config) *time.Duration { return &c.PollMaxBackoff })},
+		{"find-limit", "HOBOM_FIND_LIMIT", "5000", "rows asked for per poll (0..1000000; 0: all; old backends ignore it)", false, intIn(0, 1_000_000, func(c *Config) *int { return &c.FindLimit })},
+		{"publish-attempts", "HOBOM_PUBLISH_ATTEMPTS", "3", "publish attempts before an event goes to the DLQ (1..10)", false, intIn(1, 10, func(c *Config) *int { return &c.PublishAttempts })},
+		{"publish-backoff", "HOBOM_PUBLISH_BACKOFF", "200ms", "wait before the second publish attempt, doubling after (1ms..10s)", false, durIn(time.Millisecond, 10*time.Second, func(c *Config) *time.Duration { return &c.PublishBackoff })},
+		{"mark-concurrency", "HOBOM_MARK_CONCURRENCY", "32", "mark rpcs in flight at once (1..1024)", false, intIn(1, 1024, func(c *Config) *int { return &c.MarkConcurrency })},
+		{"dlq-ttl", "HOBOM_DLQ_TTL", "72h", "how long a DLQ entry is kept (1m..720h)", false, durIn(time.Minute, 720*time.Hour, func(c *Config) *time.Duration { return &c.DLQTTL })},
+		{"lease-ttl", "HOBOM_LEASE_TTL", "0s", "with several instances: each event type's poller holds a Redis lease of this TTL (0s: off, for a single instance; else 300ms..10m)", false, func(c *Config, v string) error {
 			d, err := time.ParseDuration(v)
-			if err != nil || d < 0 || (d > 0 && d < 300*time.Millisecond) {
-				return fmt.Errorf("not 0s or a duration of at least 300ms")
+			if err != nil || d < 0 || (d > 0 && (d < 300*time.Millisecond || d > 10*time.Minute)) {
+				return fmt.Errorf("not 0s or a duration from 300ms to 10m")
 			}
 			c.LeaseTTL = d
 			return nil
 		}},
-		{"instance-id", "HOBOM_INSTANCE_ID", "", "this instance's name in leases (empty: hostname-pid)", false, str(func(c *Config) *string { return &c.InstanceID })},
-		{"shutdown-timeout", "HOBOM_SHUTDOWN_TIMEOUT", "30s", "how long a shutdown may take to finish in-flight events", false, dur(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
+		{"instance-id", "HOBOM_INSTANCE_ID", "", "this instance's name in leases (empty: hostname-pid; at most 128 printable characters)", false, printable(128, func(c *Config) *string { return &c.InstanceID })},
+		{"shutdown-timeout", "HOBOM_SHUTDOWN_TIMEOUT", "30s", "how long a shutdown may take to finish in-flight events (1s..10m)", false, durIn(time.Second, 10*time.Minute, func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
 		{"log-level", "HOBOM_LOG_LEVEL", "info", "trace, debug, info, warn or error", false, func(c *Config, v string) error {
-			l, err := zerolog.ParseLevel(v)
-			if err != nil || v == "" {
-				return fmt.Errorf("unknown level %q", v)
+			l, ok := logLevels[v]
+			if !ok {
+				return fmt.Errorf("%q is not one of trace, debug, info, warn, error", v)
 			}
 			c.LogLevel = l
 			return nil
@@ -195,38 +204,96 @@ func str(field func(*Config) *string) func(*Config, string) error {
 	return func(c *Config, v string) error { *field(c) = v; return nil }
 }
 
-func dur(field func(*Config) *time.Duration) func(*Config, string) error {
+// durIn parses a duration within lo..hi: every duration setting is
+// bounded, so that a typo (1ns, 1000h) cannot spin the CPU or outlive the
+// data it guards.
+func durIn(lo, hi time.Duration, field func(*Config) *time.Duration) func(*Config, string) error {
 	return func(c *Config, v string) error {
 		d, err := time.ParseDuration(v)
 		if err != nil {
 			return fmt.Errorf("not a duration like 5s or 200ms")
 		}
-		if d <= 0 {
-			return fmt.Errorf("must be positive")
+		if d < lo || d > hi {
+			return fmt.Errorf("must be from %v to %v", lo, hi)
 		}
 		*field(c) = d
 		return nil
 	}
 }
 
-func posInt(field func(*Config) *int) func(*Config, string) error {
+// intIn parses a decimal integer within lo..hi.
+func intIn(lo, hi int, field func(*Config) *int) func(*Config, string) error {
 	return func(c *Config, v string) error {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			return fmt.Errorf("not a positive integer")
+		if err != nil || n < lo || n > hi {
+			return fmt.Errorf("not an integer from %d to %d", lo, hi)
 		}
 		*field(c) = n
 		return nil
 	}
 }
 
-func nonNegInt(field func(*Config) *int) func(*Config, string) error {
+// hostPort parses an address host:port. listen allows an empty host (every
+// interface) and port 0 (any free port), as a listen address may have.
+func hostPort(listen bool, field func(*Config) *string) func(*Config, string) error {
 	return func(c *Config, v string) error {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			return fmt.Errorf("not a non-negative integer")
+		if err := checkHostPort(v, listen); err != nil {
+			return err
 		}
-		*field(c) = n
+		*field(c) = v
 		return nil
 	}
+}
+
+func checkHostPort(v string, listen bool) error {
+	host, port, err := net.SplitHostPort(v)
+	if err != nil {
+		return fmt.Errorf("not host:port")
+	}
+	n, err := strconv.Atoi(port)
+	switch {
+	case err != nil || n < 0 || n > 65535 || strings.TrimLeft(port, "0123456789") != "":
+		return fmt.Errorf("port %q is not a number from 1 to 65535", port)
+	case n == 0 && !listen:
+		return fmt.Errorf("port 0")
+	case host == "" && !listen:
+		return fmt.Errorf("empty host")
+	case strings.ContainsFunc(host, func(r rune) bool { return r <= ' ' || r == '/' || r > '~' }):
+		return fmt.Errorf("host %q holds a space, a slash or a non-ASCII character", host)
+	}
+	return nil
+}
+
+// apiKey sets HOBOM_INTERNAL_API_KEY: leading or trailing whitespace is
+// refused rather than trimmed (a key copied with a newline or a space would
+// otherwise never match what clients send), as are control characters,
+// which no HTTP header can carry.
+func apiKey(c *Config, v string) error {
+	if strings.TrimSpace(v) != v {
+		return errors.New("has leading or trailing whitespace")
+	}
+	if strings.ContainsFunc(v, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		return errors.New("holds a control character")
+	}
+	c.InternalAPIKey = v
+	return nil
+}
+
+// printable sets a free-text setting of at most max bytes of printable
+// characters.
+func printable(max int, field func(*Config) *string) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		if len(v) > max || strings.ContainsFunc(v, func(r rune) bool { return !unicode.IsPrint(r) }) || !utf8.ValidString(v) {
+			return fmt.Errorf("not at most %d printable characters", max)
+		}
+		*field(c) = v
+		return nil
+	}
+}
+
+// logLevels are the documented HOBOM_LOG_LEVEL names; zerolog's others
+// (fatal, panic, disabled, numbers) would silence the errors operators need.
+var logLevels = map[string]zerolog.Level{
+	"trace": zerolog.TraceLevel, "debug": zerolog.DebugLevel, "info": zerolog.InfoLevel,
+	"warn": zerolog.WarnLevel, "error": zerolog.ErrorLevel,
 }

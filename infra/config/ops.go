@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"strconv"
 	"time"
 )
@@ -98,11 +99,11 @@ func opsSettings() []setting {
 		{"redis-tls-ca", "HOBOM_REDIS_TLS_CA", "", "PEM file of CAs trusted for Redis instead of the system's (implies HOBOM_REDIS_TLS)", false, str(func(c *Config) *string { return &c.RedisTLSCA })},
 		{"redis-username", "HOBOM_REDIS_USERNAME", "", "Redis ACL user (empty: the default user)", false, str(func(c *Config) *string { return &c.RedisUsername })},
 		{"redis-password", "HOBOM_REDIS_PASSWORD", "", "Redis password (empty: no AUTH)", true, str(func(c *Config) *string { return &c.RedisPassword })},
-		{"ready-interval", "HOBOM_READY_INTERVAL", "5s", "how often /ready probes the backend, Kafka and Redis", false, dur(func(c *Config) *time.Duration { return &c.ReadyInterval })},
-		{"ready-timeout", "HOBOM_READY_TIMEOUT", "2s", "timeout of one /ready probe", false, dur(func(c *Config) *time.Duration { return &c.ReadyTimeout })},
-		{"dlq-sample-interval", "HOBOM_DLQ_SAMPLE_INTERVAL", "30s", "how often the DLQ size metric is sampled (SCAN)", false, dur(func(c *Config) *time.Duration { return &c.DLQSampleInterval })},
+		{"ready-interval", "HOBOM_READY_INTERVAL", "5s", "how often /ready probes the backend, Kafka and Redis (100ms..10m)", false, durIn(100*time.Millisecond, 10*time.Minute, func(c *Config) *time.Duration { return &c.ReadyInterval })},
+		{"ready-timeout", "HOBOM_READY_TIMEOUT", "2s", "timeout of one /ready probe (10ms..1m, at most the ready interval)", false, durIn(10*time.Millisecond, time.Minute, func(c *Config) *time.Duration { return &c.ReadyTimeout })},
+		{"dlq-sample-interval", "HOBOM_DLQ_SAMPLE_INTERVAL", "30s", "how often the DLQ size metric is sampled with SCAN (100ms..1h)", false, durIn(100*time.Millisecond, time.Hour, func(c *Config) *time.Duration { return &c.DLQSampleInterval })},
 		{"embedded", "HOBOM_EMBEDDED", "false", "dev mode: run a stand-in backend, Kafka (kfake) and Redis (miniredis unless HOBOM_REDIS_ADDR is set) in this process", false, boolean(func(c *Config) *bool { return &c.Embedded })},
-		{"dev-event-rate", "HOBOM_DEV_EVENT_RATE", "2", "embedded mode: events per second the stand-in backend makes (0: none)", false, rate(func(c *Config) *float64 { return &c.DevEventRate }, -1)},
+		{"dev-event-rate", "HOBOM_DEV_EVENT_RATE", "2", "embedded mode: events per second the stand-in backend makes (0..10000; 0: none)", false, rate(func(c *Config) *float64 { return &c.DevEventRate }, 10000)},
 		{"dev-fail-rate", "HOBOM_DEV_FAIL_RATE", "0", "embedded mode: share of publish attempts that fail, 0..1, so the DLQ fills", false, rate(func(c *Config) *float64 { return &c.DevFailRate }, 1)},
 		{"dev-kafka-port", "HOBOM_DEV_KAFKA_PORT", "9092", "embedded mode: port of Kafka on 127.0.0.1", false, func(c *Config, v string) error {
 			n, err := strconv.Atoi(v)
@@ -124,10 +125,31 @@ func checkOps(c *Config) []error {
 	if c.ReadyTimeout > c.ReadyInterval {
 		errs = append(errs, fmt.Errorf("HOBOM_READY_TIMEOUT (%v) is longer than HOBOM_READY_INTERVAL (%v)", c.ReadyTimeout, c.ReadyInterval))
 	}
+	// The API fails closed: outside dev mode it needs a key, or the
+	// operator's explicit choice of an open API.
+	if c.InternalAPIKey == "" && !c.InternalAPIOpen && !c.Embedded && !c.explicit["HOBOM_INTERNAL_API_KEY"] {
+		errs = append(errs, errors.New("HOBOM_INTERNAL_API_KEY is not set: the management API replays and discards dead letters, so it needs a key (set HOBOM_INTERNAL_API_OPEN=true to run it open on purpose)"))
+	}
+	// Dev mode's API has no key by default: it listens on loopback only.
+	if c.Embedded && c.explicit[EnvHTTPAddr] {
+		if host, _, err := net.SplitHostPort(c.HTTPAddr); err == nil && !isLoopback(host) {
+			errs = append(errs, fmt.Errorf("HOBOM_HTTP_ADDR (%s): dev mode (HOBOM_EMBEDDED) listens on a loopback address only, such as 127.0.0.1:8082", c.HTTPAddr))
+		}
+	}
 	c.GRPCTLS = c.GRPCTLS || c.GRPCTLSCA != ""
 	c.KafkaTLS = c.KafkaTLS || c.KafkaTLSCA != ""
 	c.RedisTLS = c.RedisTLS || c.RedisTLSCA != ""
 	return errs
+}
+
+// isLoopback reports whether a listen host is a loopback address or
+// localhost (an empty host means every interface).
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func isBool(s setting) bool { return s.def == "true" || s.def == "false" }

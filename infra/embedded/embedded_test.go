@@ -200,7 +200,7 @@ func TestReadyFlipsWhenTheEmbeddedRedisStops(t *testing.T) {
 		}
 		return true
 	})
-	if body.Status != "unavailable" || !slices.Equal(body.Down, []string{"redis"}) || body.Checks["redis"].Up || body.Checks["redis"].Error == "" ||
+	if body.Status != "unavailable" || !slices.Equal(body.Down, []string{"redis"}) || body.Checks["redis"].Up || body.Checks["redis"].Error != "" ||
 		!body.Checks["kafka"].Up || !body.Checks["backend"].Up {
 		t.Fatalf("503 body: %+v", body)
 	}

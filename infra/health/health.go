@@ -31,6 +31,11 @@ type Options struct {
 	MaxAge time.Duration
 	// OnResult, when set, is called after every probe (metrics).
 	OnResult func(name string, up bool)
+	// OnChange, when set, is called when a probe finds a dependency up
+	// after it was down, or down after it was up (or unchecked), with the
+	// probe's error: the place for the details /ready shows only to
+	// callers with the API key.
+	OnChange func(name string, up bool, err string)
 	// Now replaces time.Now (tests).
 	Now func() time.Time
 }
@@ -52,6 +57,8 @@ type Checker struct {
 // depState is what is known about one dependency.
 type depState struct {
 	checked  bool
+	reported bool      // OnChange was called once
+	wasUp    bool      // as of the last probe
 	at       time.Time // end of the last probe
 	lastOK   time.Time
 	err      string
@@ -174,9 +181,18 @@ func (c *Checker) record(name string, start time.Time, err error) {
 		s.err, s.lastOK, s.failures = "", now, 0
 	}
 	up := c.upLocked(s, now)
+	changed := !s.reported || up != s.wasUp
+	s.reported, s.wasUp = true, up
+	detail := s.err
+	if detail == "" {
+		detail = s.obsErr
+	}
 	c.mu.Unlock()
 	if c.opts.OnResult != nil {
 		c.opts.OnResult(name, up)
+	}
+	if c.opts.OnChange != nil && changed {
+		c.opts.OnChange(name, up, detail)
 	}
 }
 
@@ -245,9 +261,43 @@ func (c *Checker) Report() Report {
 // Ready reports whether every dependency is up.
 func (c *Checker) Ready() bool { return c.Report().Status == "ready" }
 
-// ServeHTTP answers /ready: 200 with the report when every dependency
-// answered recently, else 503 naming the ones down.
-func (c *Checker) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
+// Summary is the body of /ready for callers without the API key: up or
+// down per dependency, no error text (it may name addresses and sockets).
+type Summary struct {
+	Status string              `json:"status"`
+	Down   []string            `json:"down"`
+	Checks map[string]UpOrDown `json:"checks"`
+}
+
+// UpOrDown is one dependency in a Summary.
+type UpOrDown struct {
+	Up bool `json:"up"`
+}
+
+// Summary is the current state without details.
+func (r Report) Summary() Summary {
+	s := Summary{Status: r.Status, Down: r.Down, Checks: make(map[string]UpOrDown, len(r.Checks))}
+	for name, ch := range r.Checks {
+		s.Checks[name] = UpOrDown{Up: ch.Up}
+	}
+	return s
+}
+
+// ServeHTTP answers /ready with the full report (see Handler).
+func (c *Checker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	c.Handler(func(*http.Request) bool { return true }).ServeHTTP(w, r)
+}
+
+// Handler answers /ready: 200 when every dependency answered recently,
+// else 503 naming the ones down. Callers for whom detailed is true get the
+// Report (errors, latencies, times); the others the Summary.
+func (c *Checker) Handler(detailed func(*http.Request) bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		c.serve(w, detailed(req))
+	})
+}
+
+func (c *Checker) serve(w http.ResponseWriter, detailed bool) {
 	r := c.Report()
 	code := http.StatusOK
 	if r.Status != "ready" {
@@ -256,5 +306,9 @@ func (c *Checker) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(r)
+	if detailed {
+		_ = json.NewEncoder(w).Encode(r)
+		return
+	}
+	_ = json.NewEncoder(w).Encode(r.Summary())
 }

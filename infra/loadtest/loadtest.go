@@ -184,7 +184,14 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		Level(opts.LogLevel).With().Timestamp().Logger()
 
 	var err error
-	r.cfg, err = config.Load(flag.NewFlagSet("loadtest", flag.ContinueOnError), nil, opts.Getenv, io.Discard)
+	// The load test's API listens on loopback and is driven without a key.
+	getenv := func(k string) string {
+		if v := opts.Getenv(k); v != "" || k != "HOBOM_INTERNAL_API_OPEN" {
+			return v
+		}
+		return "true"
+	}
+	r.cfg, err = config.Load(flag.NewFlagSet("loadtest", flag.ContinueOnError), nil, getenv, io.Discard)
 	if err != nil {
 		return nil, fmt.Errorf("loadtest: configuration: %w", err)
 	}
