@@ -77,7 +77,7 @@ func (s *DLQSampler) SampleOnce(ctx context.Context) bool {
 	ctx, cancel := context.WithTimeout(ctx, s.interval)
 	defer cancel()
 	start := time.Now()
-	counts, err := countDLQ(ctx, s.scanner, s.m.prefixes)
+	counts, expiring, err := countDLQ(ctx, s.scanner, s.m.prefixes)
 	s.m.dlqSampleSeconds.Set(time.Since(start).Seconds())
 	if err != nil {
 		if !isStopped(s.stop) { // not an error when Stop cut it short
@@ -88,6 +88,11 @@ func (s *DLQSampler) SampleOnce(ctx context.Context) bool {
 	}
 	for p, n := range counts {
 		s.m.dlqEntries.WithLabelValues(p).Set(float64(n))
+	}
+	if expiring != nil {
+		for _, w := range ExpiringWithin {
+			s.m.dlqExpiring.WithLabelValues(w.Label).Set(float64(expiring[w.Label]))
+		}
 	}
 	s.m.dlqSampledAt.Set(float64(time.Now().UnixNano()) / 1e9)
 	return true
@@ -106,9 +111,14 @@ func isStopped(stop chan struct{}) bool {
 // longest known prefix they start with, "other" for the rest. The old
 // service's "dlq:menu::<id>" keys count under "dlq:menu:". A key SCAN
 // returns twice during a rehash counts twice: the gauge is approximate,
-// and needs no memory per key.
-func countDLQ(ctx context.Context, scanner DLQScanner, prefixes []string) (map[string]int, error) {
-	counts := make(map[string]int, len(prefixes)+1)
+// and needs no memory per key. When scanner is a DLQTTLReader, expiring
+// counts the keys about to expire by ExpiringWithin label (else it is nil).
+func countDLQ(ctx context.Context, scanner DLQScanner, prefixes []string) (counts, expiring map[string]int, err error) {
+	ttls, _ := scanner.(DLQTTLReader)
+	if ttls != nil {
+		expiring = make(map[string]int, len(ExpiringWithin))
+	}
+	counts = make(map[string]int, len(prefixes)+1)
 	counts[other] = 0
 	for _, p := range prefixes {
 		counts[p] = 0
@@ -117,13 +127,18 @@ func countDLQ(ctx context.Context, scanner DLQScanner, prefixes []string) (map[s
 	for {
 		keys, next, err := scanner.Scan(ctx, "", cursor, dlqScanCount)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		for _, k := range keys {
 			counts[classify(k, prefixes)]++
 		}
+		if ttls != nil {
+			if err := countExpiring(ctx, ttls, keys, expiring); err != nil {
+				return nil, nil, err
+			}
+		}
 		if next == 0 {
-			return counts, nil
+			return counts, expiring, nil
 		}
 		cursor = next
 	}

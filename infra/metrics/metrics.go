@@ -83,6 +83,7 @@ type Metrics struct {
 	dependencyUp  *prometheus.GaugeVec
 
 	dlqEntries       *prometheus.GaugeVec
+	dlqExpiring      *prometheus.GaugeVec
 	dlqSampleErrors  prometheus.Counter
 	dlqSampleSeconds prometheus.Gauge
 	dlqSampledAt     prometheus.Gauge
@@ -131,6 +132,7 @@ func New(o Options) *Metrics {
 	m.restarts = f.counter("actor_restarts_total", "Crashes of the actor tree's children, each followed by a restart.", []string{"child"})
 	m.dependencyUp = f.gauge("dependency_up", "1 when the last readiness probe of the dependency (backend, kafka, redis) succeeded.", []string{"dependency"})
 	m.dlqEntries = f.gauge("dlq_entries", "DLQ entries by key prefix, sampled with SCAN (approximate while Redis rehashes).", []string{"prefix"})
+	m.dlqExpiring = newExpiringGauge(f)
 	m.dlqSampleErrors = f.plainCounter("dlq_sample_errors_total", "DLQ size samples that failed.")
 	m.dlqSampleSeconds = f.plainGauge("dlq_sample_duration_seconds", "Duration of the last DLQ size sample.")
 	m.dlqSampledAt = f.plainGauge("dlq_sampled_timestamp_seconds", "Unix time of the last successful DLQ size sample.")

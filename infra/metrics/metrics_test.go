@@ -137,6 +137,7 @@ func TestDLQSamplerCountsByPrefixWithScan(t *testing.T) {
 		}
 	}
 	rc.Set(ctx, "unrelated", "1", 0)
+	rc.Set(ctx, "dlq:menu::kept", "{}", 20*time.Hour) // expires within 24 h, not 12 h
 	m := newMetrics()
 	s := m.StartDLQSampler(store, time.Hour, zerolog.Nop())
 	defer s.Stop()
@@ -144,9 +145,11 @@ func TestDLQSamplerCountsByPrefixWithScan(t *testing.T) {
 		t.Fatal("sample failed")
 	}
 	has(t, scrape(t, m),
-		`hobom_dlq_entries{prefix="dlq:menu:"} 3`,
+		`hobom_dlq_entries{prefix="dlq:menu:"} 4`,
 		`hobom_dlq_entries{prefix="dlq:log:"} 1`,
 		`hobom_dlq_entries{prefix="other"} 1`,
+		`hobom_dlq_expiring_entries{within="12h"} 5`,
+		`hobom_dlq_expiring_entries{within="24h"} 6`,
 		`hobom_dlq_sample_errors_total 0`,
 	)
 	if err := store.Put(ctx, "dlq:log:z", []byte(`[]`), actors.DeadLetterMeta{}, time.Hour); err != nil {
