@@ -139,6 +139,7 @@ type bulkJob struct {
 	next      int       // index of the next target to start
 	nextAt    time.Time // earliest start of the next target (rate)
 	interval  time.Duration
+	ttl       time.Duration // a keep job's
 	tickArmed bool
 	inflight  int
 	failRun   int // failed replays in a row
@@ -159,6 +160,8 @@ type (
 		produced bool
 		tried    bool
 		auditErr error
+		// keptTTL is a keep's time to live after.
+		keptTTL time.Duration
 	}
 	auditDone  struct{ err error }
 	markedSent struct {
@@ -186,6 +189,8 @@ func (d *DLQ) receiveAdmin(c *actor.Context) {
 		d.onReplay(m, c.Sender())
 	case messages.Discard:
 		d.onDiscard(m, c.Sender())
+	case messages.Keep:
+		d.onKeep(m, c.Sender())
 	case messages.BulkReplay:
 		d.onBulk(m, c.Sender())
 	case messages.JobQuery:
@@ -474,7 +479,11 @@ func (d *DLQ) onAdminDone(r adminDone) {
 	ev.Str("op", r.op).Str("key", r.target.Key).Str("outcome", r.res.Status.String()).Str("error", r.res.Err).
 		Str("caller", r.caller.Addr).Str("operator", r.caller.Operator).Str("reason", r.reason).Str("jobId", r.jobID).
 		Dur("took", r.took).Msg("DLQ " + r.op)
-	d.answer(r.replyTo, r.res)
+	if r.op == messages.AuditKeep {
+		d.answer(r.replyTo, messages.KeepResult{Key: r.res.Key, Status: r.res.Status, Err: r.res.Err, TTL: r.keptTTL})
+	} else {
+		d.answer(r.replyTo, r.res)
+	}
 	if r.op == messages.AuditReplay && (r.res.Status == messages.ReplayDone || r.res.Status == messages.ReplayNotRemoved) {
 		// NotRemoved: the record is in Kafka all the same; the entry left
 		// behind is reported to the caller and guarded by the lock until it
@@ -542,9 +551,15 @@ func (d *DLQ) onBulk(m messages.BulkReplay, replyTo *actor.PID) {
 	case d.replay.draining:
 		d.answer(replyTo, messages.BulkRefused{Status: messages.ReplayUnavailable, Err: "the processor is shutting down"})
 		return
-	case d.replay.admin == nil || d.replay.producer == nil:
+	case d.replay.admin == nil || (d.replay.producer == nil && m.Op != messages.JobOpKeep):
 		d.answer(replyTo, messages.BulkRefused{Status: messages.ReplayUnavailable, Err: "replays are not configured"})
 		return
+	case m.Op == messages.JobOpKeep && m.TTL < time.Second:
+		d.answer(replyTo, messages.BulkRefused{Status: messages.ReplayInvalid, Err: "a keep job needs a TTL of at least a second"})
+		return
+	}
+	if m.Op == "" {
+		m.Op = messages.JobOpReplay
 	}
 	if m.Rate < 1 {
 		d.answer(replyTo, messages.BulkRefused{Status: messages.ReplayInvalid, Err: "rate must be at least 1 per second"})
@@ -564,11 +579,15 @@ func (d *DLQ) onBulk(m messages.BulkReplay, replyTo *actor.PID) {
 	now := time.Now()
 	j := &bulkJob{
 		status: messages.JobStatus{
-			ID: newJobID(), State: messages.JobRunning, Prefix: m.Prefix, Rate: m.Rate, Truncated: m.Truncated,
+			ID: newJobID(), State: messages.JobRunning, Op: m.Op, Prefix: m.Prefix, Rate: m.Rate, Truncated: m.Truncated,
 			Caller: m.Caller, CreatedAt: now.UTC(), Errors: []messages.JobError{},
 		},
 		interval: time.Second / time.Duration(m.Rate),
 		nextAt:   now,
+	}
+	if m.Op == messages.JobOpKeep {
+		j.ttl = m.TTL
+		j.status.TTLSeconds = int64(m.TTL / time.Second)
 	}
 	j.status.Matched = len(m.Targets) + len(m.Invalid)
 	for _, inv := range m.Invalid {
@@ -576,7 +595,11 @@ func (d *DLQ) onBulk(m messages.BulkReplay, replyTo *actor.PID) {
 		j.addError(inv.Key, inv.Err, d.cfg.Replay.MaxJobErrors)
 	}
 	for _, t := range m.Targets {
-		if res := d.check(t.Key, &t); res != nil {
+		target := &t
+		if m.Op == messages.JobOpKeep {
+			target = nil // a keep needs no route
+		}
+		if res := d.check(t.Key, target); res != nil {
 			j.status.Failed++
 			j.addError(t.Key, res.Err, d.cfg.Replay.MaxJobErrors)
 			continue
@@ -585,9 +608,10 @@ func (d *DLQ) onBulk(m messages.BulkReplay, replyTo *actor.PID) {
 	}
 	d.keepJob(j)
 	d.log.Info().Str("jobId", j.status.ID).Str("prefix", m.Prefix).Int("rate", m.Rate).Int("matched", j.status.Matched).
-		Str("caller", m.Caller.Addr).Str("operator", m.Caller.Operator).Msg("bulk replay started")
+		Str("op", m.Op).Str("caller", m.Caller.Addr).Str("operator", m.Caller.Operator).Msg("bulk job started")
 	d.audit(messages.AuditRecord{Action: messages.AuditBulkStart, Prefix: m.Prefix, JobID: j.status.ID,
-		Outcome: messages.JobRunning, Caller: m.Caller, Rate: m.Rate, Counts: j.counts()})
+		Outcome: messages.JobRunning, Caller: m.Caller, Rate: m.Rate, Counts: j.counts(),
+		Op: j.auditOp(), TTLSeconds: j.status.TTLSeconds, Filter: m.Filter})
 	d.answer(replyTo, j.snapshot())
 	d.pumpJob(j)
 }
@@ -627,7 +651,11 @@ func (d *DLQ) pumpJob(j *bulkJob) {
 		j.targets[j.next] = messages.ReplayTarget{}
 		j.next++
 		j.inflight++
-		d.startReplay(t, j.status.Caller, j.status.ID, nil)
+		if j.status.Op == messages.JobOpKeep {
+			d.startKeep(t.Key, j.ttl, j.status.Caller, j.status.ID, nil)
+		} else {
+			d.startReplay(t, j.status.Caller, j.status.ID, nil)
+		}
 	}
 	if j.status.State == messages.JobRunning && j.next >= len(j.targets) && j.inflight == 0 {
 		d.endJob(j, messages.JobDone, "", j.status.Caller)
@@ -645,7 +673,11 @@ func (d *DLQ) onJobReplayed(j *bulkJob, res messages.ReplayResult) {
 	j.inflight--
 	switch res.Status {
 	case messages.ReplayDone:
-		j.status.Replayed++
+		if j.status.Op == messages.JobOpKeep {
+			j.status.Kept++
+		} else {
+			j.status.Replayed++
+		}
 		j.failRun = 0
 	case messages.ReplayNotFound, messages.ReplayBusy:
 		// Replayed, discarded or expired meanwhile, or being replayed by
@@ -676,7 +708,7 @@ func (d *DLQ) endJob(j *bulkJob, state, reason string, by messages.Caller) {
 	d.log.Info().Str("jobId", j.status.ID).Str("state", state).Str("reason", reason).Int("replayed", j.status.Replayed).
 		Int("failed", j.status.Failed).Int("skipped", j.status.Skipped).Msg("bulk replay ended")
 	d.audit(messages.AuditRecord{Action: action, Prefix: j.status.Prefix, JobID: j.status.ID, Outcome: state,
-		Error: reason, Caller: by, Rate: j.status.Rate, Counts: j.counts()})
+		Error: reason, Caller: by, Rate: j.status.Rate, Counts: j.counts(), Op: j.auditOp(), TTLSeconds: j.status.TTLSeconds})
 }
 
 func (d *DLQ) onCancel(m messages.CancelJob, c *actor.Context) {
@@ -707,7 +739,7 @@ func (j *bulkJob) addError(key, err string, limit int) {
 func (j *bulkJob) counts() *messages.JobCounts {
 	c := j.status.JobCounts
 	c.InFlight = j.inflight
-	c.Remaining = c.Matched - c.Replayed - c.Failed - c.Skipped
+	c.Remaining = c.Matched - c.Replayed - c.Kept - c.Failed - c.Skipped
 	return &c
 }
 

@@ -72,6 +72,10 @@ type DeadLetterAdmin interface {
 	Unlock(ctx context.Context, key, token string) error
 	// Audit appends rec to the audit trail.
 	Audit(ctx context.Context, rec messages.AuditRecord) error
+	// Keep extends the time to live of the entry at key and its metadata
+	// to ttl from now, never shortening it; found is false when there is
+	// no entry. It returns the time to live after (0: no expiry).
+	Keep(ctx context.Context, key string, ttl time.Duration) (after time.Duration, found bool, err error)
 }
 
 // UnmarkedStore persists the publisher's memory of published-but-unmarked

@@ -71,6 +71,16 @@ func (a *api) list(w http.ResponseWriter, r *http.Request, _ params) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	f, err := parseFilter(r.URL.RawQuery)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	details, err := wantDetails(r.URL.RawQuery)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	if !a.storeReady(w) {
 		return
 	}
@@ -98,6 +108,10 @@ func (a *api) list(w http.ResponseWriter, r *http.Request, _ params) {
 				fresh = append(fresh, k)
 			}
 		}
+		if fresh, err = a.opts.Store.FilterKeys(ctx, fresh, f); err != nil {
+			a.storeFailed(w, "list: filter", err)
+			return
+		}
 		if len(items) > 0 && len(items)+len(fresh) > q.Limit {
 			break // this step starts the next page; cursor is its start
 		}
@@ -108,13 +122,25 @@ func (a *api) list(w http.ResponseWriter, r *http.Request, _ params) {
 		}
 	}
 	nextCursor := formatCursor(cursor)
-	writeJSON(w, http.StatusOK, map[string]any{
+	body := map[string]any{
 		"items":      items,
 		"prefix":     q.Prefix,
 		"limit":      q.Limit,
 		"nextCursor": nextCursor,
 		"truncated":  nextCursor != "",
-	})
+	}
+	if !f.IsZero() {
+		body["filter"] = describeFilter(f)
+	}
+	if details {
+		entries, err := a.details(ctx, items)
+		if err != nil {
+			a.storeFailed(w, "list: details", err)
+			return
+		}
+		body["entries"] = entries
+	}
+	writeJSON(w, http.StatusOK, body)
 }
 
 // entryMeta is the meta object of GET /dlq/{key}: the metadata hash where
@@ -393,6 +419,11 @@ func (a *api) bulk(w http.ResponseWriter, r *http.Request, _ params) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	f, err := parseFilter(r.URL.RawQuery)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	c, err := caller(r)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
@@ -403,7 +434,7 @@ func (a *api) bulk(w http.ResponseWriter, r *http.Request, _ params) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
 	defer cancel()
-	keys, err := a.opts.Store.List(ctx, q.Prefix, MaxBulkKeys+1)
+	keys, err := a.opts.Store.ListFiltered(ctx, q.Prefix, f, MaxBulkKeys+1)
 	if err != nil {
 		a.storeFailed(w, "bulk: list", err)
 		return
@@ -413,7 +444,7 @@ func (a *api) bulk(w http.ResponseWriter, r *http.Request, _ params) {
 	if truncated {
 		keys = keys[:MaxBulkKeys]
 	}
-	m := messages.BulkReplay{Prefix: q.Prefix, Rate: q.Rate, Caller: c, Truncated: truncated}
+	m := messages.BulkReplay{Prefix: q.Prefix, Rate: q.Rate, Caller: c, Truncated: truncated, Filter: describeFilter(f)}
 	for _, k := range keys {
 		t, err := a.target(k)
 		if err != nil {
@@ -426,27 +457,7 @@ func (a *api) bulk(w http.ResponseWriter, r *http.Request, _ params) {
 		a.dryRun(w, m, len(keys))
 		return
 	}
-	res, err := a.ask(r.Context(), m)
-	if err != nil {
-		askError(w, err)
-		return
-	}
-	switch res := res.(type) {
-	case messages.JobStatus:
-		w.Header().Set("Location", BasePath+"/dlq/jobs/"+res.ID)
-		writeJSON(w, http.StatusAccepted, res)
-	case messages.BulkRefused:
-		status := http.StatusServiceUnavailable
-		switch res.Status {
-		case messages.ReplayBusy:
-			status = http.StatusConflict
-		case messages.ReplayInvalid:
-			status = http.StatusBadRequest
-		}
-		writeError(w, status, res.Err)
-	default:
-		writeError(w, http.StatusInternalServerError, fmt.Sprintf("unexpected answer %T from the DLQ actor", res))
-	}
+	a.startJob(r.Context(), w, m)
 }
 
 func (a *api) dryRun(w http.ResponseWriter, m messages.BulkReplay, matched int) {
@@ -458,12 +469,19 @@ func (a *api) dryRun(w http.ResponseWriter, m messages.BulkReplay, matched int) 
 	for _, inv := range m.Invalid {
 		invalid = append(invalid, map[string]string{"key": inv.Key, "error": inv.Err})
 	}
+	op, auditOp, ttlSeconds := m.Op, m.Op, int64(m.TTL/time.Second)
+	if op == "" {
+		op = messages.JobOpReplay
+	}
 	a.tell(messages.Audit{Record: messages.AuditRecord{
 		Action: messages.AuditBulkDryRun, Prefix: m.Prefix, Outcome: "dry-run", Caller: m.Caller, Rate: m.Rate,
 		Counts: &messages.JobCounts{Matched: matched, Remaining: matched},
+		Op:     auditOp, TTLSeconds: ttlSeconds, Filter: m.Filter,
 	}})
 	writeJSON(w, http.StatusOK, map[string]any{
 		"dryRun":           true,
+		"op":               op,
+		"filter":           m.Filter,
 		"prefix":           m.Prefix,
 		"rate":             m.Rate,
 		"matched":          matched,

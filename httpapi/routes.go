@@ -32,10 +32,13 @@ func (a *api) routeTable() []route {
 		{Method: http.MethodGet, Path: BasePath + "/openapi.json", Handle: a.openAPI},
 		{Method: http.MethodGet, Path: dlq, Auth: true, Handle: a.list},
 		{Method: http.MethodGet, Path: dlq + "/audit", Auth: true, Handle: a.auditLog},
+		{Method: http.MethodGet, Path: dlq + "/summary", Auth: true, Handle: a.summary},
 		{Method: http.MethodGet, Path: dlq + "/{key}", Auth: true, Handle: a.get},
 		{Method: http.MethodDelete, Path: dlq + "/{key}", Auth: true, Handle: a.discard},
 		{Method: http.MethodPost, Path: dlq + "/retry/{key}", Auth: true, Handle: a.retry},
 		{Method: http.MethodPost, Path: dlq + "/retry", Auth: true, Handle: a.bulk},
+		{Method: http.MethodPost, Path: dlq + "/keep/{key}", Auth: true, Handle: a.keep},
+		{Method: http.MethodPost, Path: dlq + "/keep", Auth: true, Handle: a.bulkKeep},
 		{Method: http.MethodGet, Path: dlq + "/jobs/{id}", Auth: true, Handle: a.job},
 		{Method: http.MethodDelete, Path: dlq + "/jobs/{id}", Auth: true, Handle: a.cancelJob},
 	}

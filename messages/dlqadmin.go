@@ -126,6 +126,13 @@ type BulkReplay struct {
 	Truncated bool
 	Rate      int
 	Caller    Caller
+	// Op is what the job does to each target: JobOpReplay (the default,
+	// "") or JobOpKeep (extend its time to live to TTL, see Keep).
+	Op  string
+	TTL time.Duration
+	// Filter describes the filter that chose the targets, for the audit
+	// trail ("" without one).
+	Filter string
 }
 
 // BulkRefused answers a BulkReplay the actor does not start.
@@ -167,10 +174,11 @@ type JobError struct {
 }
 
 // JobCounts is a job's progress. Remaining is Matched minus the keys that
-// are finished (replayed, failed or skipped); it includes InFlight.
+// are finished (replayed or kept, failed or skipped); it includes InFlight.
 type JobCounts struct {
 	Matched   int `json:"matched"`
 	Replayed  int `json:"replayed"`
+	Kept      int `json:"kept"`
 	Failed    int `json:"failed"`
 	Skipped   int `json:"skipped"`
 	InFlight  int `json:"inFlight"`
@@ -179,10 +187,13 @@ type JobCounts struct {
 
 // JobStatus is a bulk replay job as the API shows it.
 type JobStatus struct {
-	ID     string `json:"jobId"`
-	State  string `json:"state"`
-	Prefix string `json:"prefix"`
-	Rate   int    `json:"rate"`
+	ID    string `json:"jobId"`
+	State string `json:"state"`
+	// Op is JobOpReplay or JobOpKeep; TTLSeconds is a keep job's TTL.
+	Op         string `json:"op"`
+	TTLSeconds int64  `json:"ttlSeconds,omitempty"`
+	Prefix     string `json:"prefix"`
+	Rate       int    `json:"rate"`
 	JobCounts
 	// Truncated: more keys matched than a job takes; run another job for
 	// the rest once this one is done.
@@ -208,7 +219,34 @@ const (
 	AuditBulkEnd    = "bulk-end"
 	AuditBulkCancel = "bulk-cancel"
 	AuditBulkDryRun = "bulk-dry-run"
+	AuditKeep       = "keep"
 )
+
+// Bulk job operations.
+const (
+	JobOpReplay = "replay"
+	JobOpKeep   = "keep"
+)
+
+// Keep asks the DLQ actor to extend the time to live of one entry (and of
+// its metadata) to TTL from now, never shortening it, so an entry that
+// cannot be replayed yet is not lost to its expiry. Answered with a
+// KeepResult.
+type Keep struct {
+	Key    string
+	TTL    time.Duration
+	Caller Caller
+}
+
+// KeepResult answers Keep: Status is ReplayDone, ReplayNotFound,
+// ReplayStoreFailed, ReplayInvalid or ReplayUnavailable; TTL is the
+// entry's time to live after (0: the entry has no expiry).
+type KeepResult struct {
+	Key    string
+	Status ReplayStatus
+	Err    string
+	TTL    time.Duration
+}
 
 // AuditRecord is one entry of the audit trail, stored as JSON.
 type AuditRecord struct {
@@ -227,4 +265,10 @@ type AuditRecord struct {
 	Caller  Caller     `json:"caller"`
 	Counts  *JobCounts `json:"counts,omitempty"`
 	Rate    int        `json:"rate,omitempty"`
+	// Op is set on bulk records of keep jobs (JobOpKeep); TTLSeconds on
+	// keep records.
+	Op         string `json:"op,omitempty"`
+	TTLSeconds int64  `json:"ttlSeconds,omitempty"`
+	// Filter describes the filter of a bulk job or dry run, if any.
+	Filter string `json:"filter,omitempty"`
 }
