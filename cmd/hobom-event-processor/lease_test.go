@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -37,7 +36,7 @@ func TestThreeInstancesShareTheLeasesAndTakeOverFromAKilledHolder(t *testing.T) 
 	for i := range 3 {
 		in := &instance{id: fmt.Sprintf("inst-%d", i), out: &bytes.Buffer{}, exited: make(chan error, 1)}
 		in.cmd = exec.Command(binary)
-		in.cmd.Env = append(os.Environ(),
+		in.cmd.Env = testenv.ChildEnv(
 			"HOBOM_GRPC_ADDR="+backend.Addr(),
 			"HOBOM_KAFKA_BROKER="+strings.Join(kafka.Addrs(), ","),
 			"HOBOM_REDIS_ADDR="+redis.Addr(),

@@ -44,7 +44,7 @@ func runBinary(t *testing.T, env []string, args ...string) (int, string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binary, args...)
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = testenv.ChildEnv(env...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
@@ -170,7 +170,7 @@ func TestSIGTERMDuringALargeBatchResolvesEveryEventAndExits0(t *testing.T) {
 	backend.SetFault(fakebackend.MarkSent, fakebackend.Fault{Delay: 2 * time.Millisecond})
 
 	cmd := exec.Command(binary)
-	cmd.Env = append(os.Environ(),
+	cmd.Env = testenv.ChildEnv(
 		"HOBOM_GRPC_ADDR="+backend.Addr(),
 		"HOBOM_KAFKA_BROKER="+strings.Join(kafka.Addrs(), ","),
 		"HOBOM_REDIS_ADDR="+redis.Addr(),

@@ -195,11 +195,6 @@ func Usage(out io.Writer, prog string) {
 	}
 }
 
-// FromEnv is Load over the process environment without flags.
-func FromEnv() (Config, error) {
-	return Load(flag.NewFlagSet("hobom-event-processor", flag.ContinueOnError), nil, os.Getenv, io.Discard)
-}
-
 func str(field func(*Config) *string) func(*Config, string) error {
 	return func(c *Config, v string) error { *field(c) = v; return nil }
 }
