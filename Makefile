@@ -27,7 +27,7 @@ proto: ## regenerate proto/gen from the .proto files (protoc from Debian's proto
 
 .PHONY: dev
 dev: ## one process: stand-in backend, Kafka on 127.0.0.1:9092, miniredis and the processor (Ctrl-C stops)
-	HOBOM_LOG_FORMAT=$${HOBOM_LOG_FORMAT:-console} $(GO) run -ldflags "$(LDFLAGS)" ./cmd/hobom-event-processor --embedded
+	HOBOM_LOG_FORMAT=$${HOBOM_LOG_FORMAT:-console} $(GO) run -ldflags "$(LDFLAGS)" ./cmd/hobom-dev
 
 run: build ## run against the configured backend, Kafka and Redis (see README)
 	./$(BIN)

@@ -1,5 +1,10 @@
 // Command hobom-event-processor relays transactional-outbox events from the
 // backend to Kafka and keeps failed ones in a Redis dead-letter queue.
+//
+// This is the product binary: it links the real adapters only. The
+// development mode with a stand-in backend, kfake and miniredis is the
+// separate command hobom-dev (make dev); deps_test.go checks that none of
+// those test doubles is linked here.
 package main
 
 import (
@@ -10,13 +15,9 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
-
-	"github.com/rs/zerolog"
 
 	"github.com/hobom/hobom-event-processor/infra/app"
 	"github.com/hobom/hobom-event-processor/infra/config"
-	"github.com/hobom/hobom-event-processor/infra/embedded"
 )
 
 func main() { os.Exit(run(os.Args[1:])) }
@@ -34,19 +35,14 @@ func run(args []string) int {
 		return 2
 	}
 	if cfg.Embedded {
-		cfg = embedded.Defaults(cfg)
+		fmt.Fprintln(os.Stderr, "hobom-event-processor: the embedded dev mode (--embedded, HOBOM_EMBEDDED) is not part of the product binary;\n"+
+			"run it with `make dev` or `go run ./cmd/hobom-dev`")
+		return 2
 	}
-	log := newLogger(cfg)
+	log := app.NewLogger(cfg, os.Stderr)
 	app.RouteLibraryLogs(log)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	if cfg.Embedded {
-		if err := embedded.Run(ctx, cfg, log, os.Stdout); err != nil {
-			log.Error().Err(err).Msg("embedded dev mode failed")
-			return 1
-		}
-		return 0
-	}
 	a, err := app.New(cfg, log, app.Options{})
 	if err != nil {
 		log.Error().Err(err).Msg("cannot start")
@@ -57,15 +53,4 @@ func run(args []string) int {
 		return 1
 	}
 	return 0
-}
-
-func newLogger(cfg config.Config) zerolog.Logger {
-	zerolog.TimeFieldFormat = time.RFC3339Nano
-	var log zerolog.Logger
-	if cfg.LogFormat == "console" {
-		log = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: "15:04:05.000"})
-	} else {
-		log = zerolog.New(os.Stderr)
-	}
-	return log.Level(cfg.LogLevel).With().Timestamp().Str("service", "hobom-event-processor").Logger()
 }

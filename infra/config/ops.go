@@ -45,7 +45,8 @@ type Observability struct {
 }
 
 // Dev is the embedded development mode: one process with a stand-in
-// backend, kfake and miniredis (infra/embedded).
+// backend, kfake and miniredis (infra/embedded). Only cmd/hobom-dev runs
+// it; the product binary refuses Embedded.
 type Dev struct {
 	Embedded bool
 	// DevEventRate is the events per second the stand-in backend makes
@@ -102,7 +103,7 @@ func opsSettings() []setting {
 		{"ready-interval", "HOBOM_READY_INTERVAL", "5s", "how often /ready probes the backend, Kafka and Redis (100ms..10m)", false, durIn(100*time.Millisecond, 10*time.Minute, func(c *Config) *time.Duration { return &c.ReadyInterval })},
 		{"ready-timeout", "HOBOM_READY_TIMEOUT", "2s", "timeout of one /ready probe (10ms..1m, at most the ready interval)", false, durIn(10*time.Millisecond, time.Minute, func(c *Config) *time.Duration { return &c.ReadyTimeout })},
 		{"dlq-sample-interval", "HOBOM_DLQ_SAMPLE_INTERVAL", "30s", "how often the DLQ size metric is sampled with SCAN (100ms..1h)", false, durIn(100*time.Millisecond, time.Hour, func(c *Config) *time.Duration { return &c.DLQSampleInterval })},
-		{"embedded", "HOBOM_EMBEDDED", "false", "dev mode: run a stand-in backend, Kafka (kfake) and Redis (miniredis unless HOBOM_REDIS_ADDR is set) in this process", false, boolean(func(c *Config) *bool { return &c.Embedded })},
+		{"embedded", "HOBOM_EMBEDDED", "false", "dev mode, only in hobom-dev (make dev): a stand-in backend, Kafka (kfake) and Redis (miniredis unless HOBOM_REDIS_ADDR is set) in one process", false, boolean(func(c *Config) *bool { return &c.Embedded })},
 		{"dev-event-rate", "HOBOM_DEV_EVENT_RATE", "2", "embedded mode: events per second the stand-in backend makes (0..10000; 0: none)", false, rate(func(c *Config) *float64 { return &c.DevEventRate }, 10000)},
 		{"dev-fail-rate", "HOBOM_DEV_FAIL_RATE", "0", "embedded mode: share of publish attempts that fail, 0..1, so the DLQ fills", false, rate(func(c *Config) *float64 { return &c.DevFailRate }, 1)},
 		{"dev-kafka-port", "HOBOM_DEV_KAFKA_PORT", "9092", "embedded mode: port of Kafka on 127.0.0.1", false, func(c *Config, v string) error {

@@ -1,4 +1,4 @@
-// Package embedded is the development mode (`make dev`, `--embedded`): one
+// Package embedded is the development mode (`make dev`, the command cmd/hobom-dev): one
 // process runs the stand-in outbox backend making a steady trickle of
 // MESSAGE and HOBOM_LOG events, an in-memory Kafka (kfake) on a fixed
 // loopback port that kcat can read, miniredis as the DLQ (unless

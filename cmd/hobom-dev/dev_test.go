@@ -2,9 +2,11 @@ package main_test
 
 import (
 	"bufio"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -15,13 +17,33 @@ import (
 	"github.com/hobom/hobom-event-processor/infra/testenv"
 )
 
-// TestEmbeddedStartsPrintsTheBannerAndStopsOnInterrupt is `make dev` as a
+// binary is hobom-dev built once for these tests.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "hobom-dev-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "hobom-dev")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// TestDevStartsPrintsTheBannerAndStopsOnInterrupt is `make dev` as a
 // newcomer sees it: the banner on stdout, a working API, and Ctrl-C
-// (SIGINT) ending the process with status 0.
-func TestEmbeddedStartsPrintsTheBannerAndStopsOnInterrupt(t *testing.T) {
+// (SIGINT) ending the process with status 0. --embedded, which the dev
+// mode was once started with, is still accepted.
+func TestDevStartsPrintsTheBannerAndStopsOnInterrupt(t *testing.T) {
 	kafkaPort := testenv.FreePort(t)
 	cmd := exec.Command(binary, "--embedded")
-	cmd.Env = append(os.Environ(),
+	cmd.Env = testenv.ChildEnv(
 		"HOBOM_HTTP_ADDR=127.0.0.1:0",
 		"HOBOM_DEV_KAFKA_PORT="+strconv.Itoa(kafkaPort),
 		"HOBOM_DEV_EVENT_RATE=20",
