@@ -46,9 +46,12 @@ type DLQ struct {
 	engine *actor.Engine
 	self   *actor.PID
 	work   *workQueue
-	// memq writes the publisher's memory of unmarked events one at a
-	// time, so a Forget never overtakes the Remember it undoes.
+	// memq writes the publisher's memory of unmarked events, one write at
+	// a time so that a Forget never overtakes the Remember it undoes;
+	// requests that come meanwhile wait in memOps and go together in the
+	// next write (one pipelined round trip for many events).
 	memq    *workQueue
+	memOps  []memRequest
 	drainTo *actor.PID
 }
 
@@ -84,9 +87,9 @@ func (d *DLQ) Receive(c *actor.Context) {
 	case messages.DeadLetter:
 		d.onDeadLetter(m)
 	case messages.RememberUnmarked:
-		d.writeMemory(m.EventID, func(ctx context.Context) error { return d.memory.Remember(ctx, m.EventID, m.Unmarked) })
+		d.writeMemory(memRequest{op: UnmarkedOp{EventIDs: m.EventIDs, Unmarked: m.Unmarked}, replyTo: m.ReplyTo})
 	case messages.ForgetUnmarked:
-		d.writeMemory(m.EventID, func(ctx context.Context) error { return d.memory.Forget(ctx, m.EventID) })
+		d.writeMemory(memRequest{op: UnmarkedOp{Forget: true, EventIDs: m.EventIDs}})
 	case workDone:
 		switch m.q {
 		case d.work:
@@ -99,9 +102,7 @@ func (d *DLQ) Receive(c *actor.Context) {
 			}
 		case d.memq:
 			d.memq.done()
-			if r := m.result.(memoryWritten); r.err != nil {
-				d.log.Warn().Err(r.err).Str("eventId", r.eventID).Msg("memory of an unmarked event not written: a restart may publish it again")
-			}
+			d.onMemoryWritten(m.result.(memoryWritten))
 		case d.replay.queue:
 			d.replay.queue.done()
 			d.onAdminWork(m.result)
@@ -118,23 +119,60 @@ func (d *DLQ) Receive(c *actor.Context) {
 	}
 }
 
-type memoryWritten struct {
-	eventID string
-	err     error
+type memRequest struct {
+	op      UnmarkedOp
+	replyTo *actor.PID
 }
 
-// writeMemory persists the publisher's memory of unmarked events; it is a
-// best effort (a lost write costs at most a duplicate publish), so one try.
-func (d *DLQ) writeMemory(id string, write func(ctx context.Context) error) {
+type memoryWritten struct {
+	reqs []memRequest
+	err  error
+}
+
+// writeMemory queues a write of the publisher's memory of unmarked events
+// and starts it unless one is in flight. It is a best effort (a lost write
+// costs at most a duplicate publish), so one try.
+func (d *DLQ) writeMemory(r memRequest) {
 	if d.memory == nil {
+		d.onMemoryWritten(memoryWritten{reqs: []memRequest{r}})
 		return
 	}
-	timeout := d.cfg.Write.Timeout
+	d.memOps = append(d.memOps, r)
+	d.flushMemory()
+}
+
+func (d *DLQ) flushMemory() {
+	if !d.memq.idle() || len(d.memOps) == 0 {
+		return
+	}
+	reqs := d.memOps
+	d.memOps = nil
+	memory, timeout := d.memory, d.cfg.Write.Timeout
 	d.memq.push(func() any {
+		ops := make([]UnmarkedOp, len(reqs))
+		for i, r := range reqs {
+			ops[i] = r.op
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
-		return memoryWritten{eventID: id, err: write(ctx)}
+		return memoryWritten{reqs: reqs, err: memory.Write(ctx, ops)}
 	})
+}
+
+func (d *DLQ) onMemoryWritten(w memoryWritten) {
+	if w.err != nil {
+		n := 0
+		for _, r := range w.reqs {
+			n += len(r.op.EventIDs)
+		}
+		d.log.Warn().Err(w.err).Int("events", n).Msg("memory of published-but-unmarked events not written: a crash before their marks would publish them again")
+	}
+	for _, r := range w.reqs {
+		if r.replyTo != nil {
+			d.engine.Send(r.replyTo, messages.Remembered{EventIDs: r.op.EventIDs, Err: w.err})
+		}
+	}
+	d.flushMemory()
 }
 
 func (d *DLQ) onDeadLetter(m messages.DeadLetter) {
@@ -184,7 +222,7 @@ func (d *DLQ) onStored(r deadLettered) {
 }
 
 func (d *DLQ) checkDrained() {
-	if d.drainTo == nil || !d.work.idle() || !d.memq.idle() || !d.replay.queue.idle() {
+	if d.drainTo == nil || !d.work.idle() || !d.memq.idle() || len(d.memOps) > 0 || !d.replay.queue.idle() {
 		return
 	}
 	d.log.Info().Msg("drained")

@@ -79,13 +79,24 @@ type DeadLetterAdmin interface {
 }
 
 // UnmarkedStore persists the publisher's memory of published-but-unmarked
-// events across restarts (infra/redisdlq). The publisher loads it when it
-// starts; only the DLQ actor writes it.
+// events (infra/redisdlq): an event is remembered as soon as Kafka acked its
+// record, before its SENT mark is tried, and forgotten once the mark is
+// taken. The publisher looks up every batch in it, so that a restart, or
+// another instance taking the event type over, only marks what was
+// published already. Only the DLQ actor writes it.
 type UnmarkedStore interface {
-	Remember(ctx context.Context, eventID string, u messages.Unmarked) error
-	Forget(ctx context.Context, eventID string) error
-	// Load returns at most limit remembered events.
-	Load(ctx context.Context, limit int) (map[string]messages.Unmarked, error)
+	// Write applies ops in order, in one round trip.
+	Write(ctx context.Context, ops []UnmarkedOp) error
+	// Lookup returns the remembered entries among ids, in one round trip.
+	Lookup(ctx context.Context, ids []string) (map[string]messages.Unmarked, error)
+}
+
+// UnmarkedOp remembers Unmarked for each of EventIDs or, with Forget, drops
+// them.
+type UnmarkedOp struct {
+	Forget   bool
+	EventIDs []string
+	Unmarked messages.Unmarked
 }
 
 // Producer writes records to Kafka asynchronously; *kgo.Client implements

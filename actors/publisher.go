@@ -29,8 +29,12 @@ type PublisherConfig struct {
 	// Mark bounds each SENT mark; MarkConcurrency bounds marks in flight.
 	Mark            RetryPolicy
 	MarkConcurrency int
-	// UnmarkedMemory bounds how many published-but-unmarked ids are kept.
+	// UnmarkedMemory bounds how many published-but-unmarked ids are kept
+	// in this process (Redis keeps them all, for a day).
 	UnmarkedMemory int
+	// Lookup bounds the read of the memory before a batch is published;
+	// when it fails the batch is published without it.
+	Lookup time.Duration
 	// Producer is the producer record header, "hobom-event-processor/<version>".
 	Producer string
 }
@@ -63,10 +67,15 @@ type Publisher struct {
 	// the backend did not take, so the next poll retries only the mark
 	// instead of publishing again.
 	unmarked map[string]messages.Unmarked
-	// loading holds batches back until the persisted memory is loaded, so
-	// that a restart does not publish again what it should only mark.
-	loading bool
-	held    []messages.PublishBatch
+	// acked and taken gather the events whose records Kafka acked (to be
+	// remembered before their marks) and whose SENT marks were taken (to be
+	// forgotten), until a memFlush sends each group to the DLQ actor in one
+	// message; remembering holds the acked events until it answers.
+	acked       []string
+	taken       []string
+	flushQueued bool
+	forgetTimer *time.Timer
+	remembering map[string]struct{}
 	// atDLQ holds the events handed to the DLQ actor and not answered yet.
 	atDLQ   map[string]struct{}
 	drainTo *actor.PID
@@ -104,12 +113,17 @@ type (
 		from   *Publisher
 		record uint64
 	}
-	unmarkedLoaded struct {
-		from    *Publisher
-		entries map[string]messages.Unmarked
-		err     error
+	lookedUp struct {
+		from   *Publisher
+		batch  *pubBatch
+		events []*messages.Event
+		found  map[string]messages.Unmarked
+		err    error
 	}
-	markResult struct {
+	memFlush struct{ from *Publisher }
+	// forgetFlush sends the taken marks' forgets, gathered for forgetDelay.
+	forgetFlush struct{ from *Publisher }
+	markResult  struct {
 		eventID string
 		err     error
 		tries   int
@@ -119,6 +133,9 @@ type (
 
 // NewPublisher returns the producer of the publisher actor.
 func NewPublisher(producer Producer, outbox Outbox, memory UnmarkedStore, lease Lease, dlq *actor.PID, cfg PublisherConfig, log zerolog.Logger, m Metrics) actor.Producer {
+	if cfg.Lookup <= 0 {
+		cfg.Lookup = 2 * time.Second
+	}
 	return func() actor.Receiver {
 		return &Publisher{
 			cfg: cfg, producer: producer, outbox: outbox, memory: memory, lease: lease, dlq: dlq, metrics: orNop(m), now: time.Now,
@@ -128,6 +145,8 @@ func NewPublisher(producer Producer, outbox Outbox, memory UnmarkedStore, lease 
 			marks:    newWorkQueue(cfg.MarkConcurrency),
 			unmarked: make(map[string]messages.Unmarked),
 			atDLQ:    make(map[string]struct{}),
+
+			remembering: make(map[string]struct{}),
 		}
 	}
 }
@@ -137,17 +156,24 @@ func (p *Publisher) Receive(c *actor.Context) {
 	case actor.Started:
 		p.engine, p.self = c.Engine(), c.PID()
 		p.marks.bind(p.engine, p.self)
-		p.load()
 	case messages.PublishBatch:
-		if p.loading {
-			p.held = append(p.held, m)
-			return
-		}
 		p.onBatch(m)
-	case unmarkedLoaded:
+	case lookedUp:
 		if m.from == p {
-			p.onLoaded(m)
+			p.onLookedUp(m)
 		}
+	case memFlush:
+		if m.from == p {
+			p.flushQueued = false
+			p.flushAcked()
+		}
+	case forgetFlush:
+		if m.from == p {
+			p.forgetTimer = nil
+			p.flushTaken()
+		}
+	case messages.Remembered:
+		p.onRemembered(m)
 	case produced:
 		if m.from == p {
 			p.onProduced(m)
@@ -172,6 +198,9 @@ func (p *Publisher) Receive(c *actor.Context) {
 		p.log.Info().Int("events", len(p.events)).Int("records", len(p.records)).Msg("draining")
 		p.checkDrained()
 	case actor.Stopped:
+		if p.forgetTimer != nil {
+			p.forgetTimer.Stop()
+		}
 		if n := len(p.events); n > 0 {
 			p.log.Warn().Int("events", n).Msg("stopped with events in flight; they stay PENDING or published-but-unmarked and are retried by the next run")
 		}
@@ -181,7 +210,7 @@ func (p *Publisher) Receive(c *actor.Context) {
 func (p *Publisher) onBatch(m messages.PublishBatch) {
 	b := &pubBatch{id: m.BatchID, replyTo: m.ReplyTo, fence: m.Fence, route: m.Route, eventType: m.Route.EventType, pending: len(m.Events), start: p.now()}
 	b.resolved.BatchID = m.BatchID
-	var logs []*messages.Event
+	events := make([]*messages.Event, 0, len(m.Events))
 	for i := range m.Events {
 		e := &m.Events[i]
 		switch {
@@ -194,23 +223,81 @@ func (p *Publisher) onBatch(m messages.PublishBatch) {
 			continue
 		}
 		p.events[e.EventID] = b
+		events = append(events, e)
+	}
+	if p.memory == nil || len(events) == 0 {
+		p.dispatch(b, events)
+		return
+	}
+	p.lookUp(b, events)
+}
+
+// lookUp reads the memory of published-but-unmarked events for a batch off
+// the actor's goroutine: what this process, an earlier run or another
+// instance published but did not mark is only marked. The batch's events
+// are in p.events meanwhile, so a later batch sees them busy.
+func (p *Publisher) lookUp(b *pubBatch, events []*messages.Event) {
+	ids := make([]string, 0, len(events))
+	for _, e := range events {
+		if _, ok := p.unmarked[e.EventID]; !ok {
+			ids = append(ids, e.EventID)
+		}
+	}
+	if len(ids) == 0 {
+		p.dispatch(b, events)
+		return
+	}
+	memory, timeout, engine, self := p.memory, p.cfg.Lookup, p.engine, p.self
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		found, err := memory.Lookup(ctx, ids)
+		engine.Send(self, lookedUp{from: p, batch: b, events: events, found: found, err: err})
+	}()
+}
+
+func (p *Publisher) onLookedUp(m lookedUp) {
+	if m.err != nil {
+		// Without it this batch may publish again what it should only
+		// mark: a duplicate, never a loss.
+		p.log.Warn().Err(m.err).Str("eventType", m.batch.eventType).Int("events", len(m.events)).
+			Msg("could not read the memory of published-but-unmarked events; publishing the batch without it")
+	}
+	if len(m.found) > 0 {
+		p.log.Info().Str("eventType", m.batch.eventType).Int("events", len(m.found)).
+			Msg("events published before but not marked: their marks are retried, they are not published again")
+	}
+	for id, u := range m.found {
+		if _, ok := p.unmarked[id]; !ok {
+			p.unmarked[id] = u
+		}
+	}
+	p.dispatch(m.batch, m.events)
+}
+
+// dispatch sends each event of a batch its way: a mark only when it was
+// published (or dead-lettered) before, the DLQ when it cannot be encoded,
+// else a Kafka record.
+func (p *Publisher) dispatch(b *pubBatch, events []*messages.Event) {
+	var logs []*messages.Event
+	for _, e := range events {
 		if u, ok := p.unmarked[e.EventID]; ok {
-			p.retryMark(m.Route, e.EventID, u)
+			p.retryMark(b.route, e.EventID, u)
 			continue
 		}
 		if e.Defect != "" {
-			p.deadLetter(m.Route, e.EventID, p.defectValue(m.Route, e), "bad input: "+e.Defect, 0)
+			p.deadLetter(b.route, e.EventID, p.defectValue(b.route, e), "bad input: "+e.Defect, 0)
 			continue
 		}
-		switch m.Route.Encoding {
+		switch b.route.Encoding {
 		case messages.EncodingLogArray:
 			logs = append(logs, e)
 		default:
-			p.encodeMessage(m.Route, e)
+			p.encodeMessage(b.route, e)
 		}
 	}
 	if len(logs) > 0 {
-		p.encodeLogs(m.Route, logs)
+		p.encodeLogs(b.route, logs)
 	}
 	p.maybeAnswer(b)
 }
@@ -245,43 +332,6 @@ func (p *Publisher) defectValue(route messages.Route, e *messages.Event) []byte 
 		}
 	}
 	return value
-}
-
-// load reads the persisted memory off the actor's goroutine; batches wait.
-func (p *Publisher) load() {
-	if p.memory == nil {
-		return
-	}
-	p.loading = true
-	memory, limit, engine, self := p.memory, p.cfg.UnmarkedMemory, p.engine, p.self
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		entries, err := memory.Load(ctx, limit)
-		engine.Send(self, unmarkedLoaded{from: p, entries: entries, err: err})
-	}()
-}
-
-func (p *Publisher) onLoaded(m unmarkedLoaded) {
-	if m.err != nil {
-		// Without it a restart may publish again what it should only mark:
-		// a duplicate, never a loss.
-		p.log.Warn().Err(m.err).Msg("could not load the memory of published-but-unmarked events; going on without it")
-	}
-	for id, u := range m.entries {
-		if _, ok := p.unmarked[id]; !ok {
-			p.unmarked[id] = u
-		}
-	}
-	if len(m.entries) > 0 {
-		p.log.Info().Int("events", len(m.entries)).Msg("loaded published-but-unmarked events: their marks are retried, they are not published again")
-	}
-	p.loading = false
-	held := p.held
-	p.held = nil
-	for _, b := range held {
-		p.onBatch(b)
-	}
 }
 
 func (p *Publisher) encodeMessage(route messages.Route, e *messages.Event) {
@@ -397,8 +447,13 @@ func (p *Publisher) onProduced(m produced) {
 	if m.err == nil {
 		delete(p.records, f.id)
 		for _, ev := range f.events {
-			p.markSent(ev.EventID)
+			if p.memory == nil {
+				p.markSent(ev.EventID)
+				continue
+			}
+			p.acked = append(p.acked, ev.EventID)
 		}
+		p.queueFlush()
 		return
 	}
 	if f.attempt < p.cfg.Attempts {
@@ -457,7 +512,7 @@ func (p *Publisher) markSent(id string) {
 func (p *Publisher) onMarked(m markResult) {
 	p.metrics.MarkDone(messages.StatusSent, m.took, m.err)
 	if errors.Is(m.err, errFenced) {
-		p.log.Warn().Str("eventId", m.eventID).Msg("published, but the lease moved to another instance: not marking (it will publish the event again)")
+		p.log.Warn().Str("eventId", m.eventID).Msg("published, but the lease moved to another instance: not marking (the new holder finds the event in the memory and marks it)")
 		p.resolve(m.eventID, messages.OutcomeUnmarked)
 		return
 	}
@@ -468,7 +523,7 @@ func (p *Publisher) onMarked(m markResult) {
 		p.resolve(m.eventID, messages.OutcomeUnmarked)
 		return
 	}
-	p.forget(m.eventID)
+	p.forget(m.eventID, true)
 	p.resolve(m.eventID, messages.OutcomeSent)
 }
 
@@ -483,15 +538,21 @@ func (p *Publisher) onDeadLettered(m messages.DeadLetterResult) {
 			p.remember(m.EventID, messages.Unmarked{Status: messages.StatusFailed, Reason: m.Reason, At: p.now()})
 		}
 	case messages.OutcomeFailed, messages.OutcomeDeferred:
-		p.forget(m.EventID)
+		_, remembered := p.unmarked[m.EventID]
+		p.forget(m.EventID, remembered)
 	}
 	p.resolve(m.EventID, m.Outcome)
 }
 
 // onDLQLost gives up on the events the crashed DLQ actor held: they are
 // left PENDING (their entry may or may not be written; writing it again is
-// idempotent) and come back with the next poll.
+// idempotent) and come back with the next poll. Events waiting for their
+// memory write are marked without knowing whether it was written.
 func (p *Publisher) onDLQLost() {
+	for id := range p.remembering {
+		delete(p.remembering, id)
+		p.markSent(id)
+	}
 	if len(p.atDLQ) > 0 {
 		p.log.Warn().Int("events", len(p.atDLQ)).Msg("DLQ actor crashed; its events stay PENDING for the next poll")
 	}
@@ -506,7 +567,7 @@ func (p *Publisher) onDLQLost() {
 func (p *Publisher) remember(id string, u messages.Unmarked) {
 	p.unmarked[id] = u
 	if p.memory != nil {
-		p.engine.Send(p.dlq, messages.RememberUnmarked{EventID: id, Unmarked: u})
+		p.engine.Send(p.dlq, messages.RememberUnmarked{EventIDs: []string{id}, Unmarked: u})
 	}
 	if len(p.unmarked) <= p.cfg.UnmarkedMemory {
 		return
@@ -521,15 +582,72 @@ func (p *Publisher) remember(id string, u messages.Unmarked) {
 	delete(p.unmarked, oldest)
 }
 
-// forget drops an id whose mark was taken; only remembered ids cost a
-// Redis write.
-func (p *Publisher) forget(id string) {
-	if _, ok := p.unmarked[id]; !ok {
+// forget drops an id whose mark was taken, and its Redis entry when it
+// has one. The Redis writes are gathered for forgetDelay: marks complete one
+// by one, and an entry forgotten late costs nothing (the event is not
+// PENDING any more, so it is not fetched).
+func (p *Publisher) forget(id string, remembered bool) {
+	delete(p.unmarked, id)
+	if p.memory == nil || !remembered {
 		return
 	}
-	delete(p.unmarked, id)
-	if p.memory != nil {
-		p.engine.Send(p.dlq, messages.ForgetUnmarked{EventID: id})
+	p.taken = append(p.taken, id)
+	if p.forgetTimer == nil {
+		engine, self := p.engine, p.self
+		p.forgetTimer = time.AfterFunc(forgetDelay, func() { engine.Send(self, forgetFlush{from: p}) })
+	}
+}
+
+// forgetDelay is how long the forgets of taken marks are gathered before
+// they go to Redis in one write.
+const forgetDelay = 50 * time.Millisecond
+
+// queueFlush makes sure a memFlush follows. It goes behind the messages
+// already in the inbox (the acks of one produce response come as one burst
+// of promises), so one flush carries them all: one Redis round trip for
+// many events.
+func (p *Publisher) queueFlush() {
+	if p.flushQueued {
+		return
+	}
+	p.flushQueued = true
+	p.engine.Send(p.self, memFlush{from: p})
+}
+
+// flushAcked asks the DLQ actor to remember the acked events, which are
+// marked once it answers.
+func (p *Publisher) flushAcked() {
+	if len(p.acked) > 0 {
+		for _, id := range p.acked {
+			p.remembering[id] = struct{}{}
+		}
+		p.engine.Send(p.dlq, messages.RememberUnmarked{EventIDs: p.acked,
+			Unmarked: messages.Unmarked{Status: messages.StatusSent, At: p.now()}, ReplyTo: p.self})
+		p.acked = nil
+	}
+}
+
+// flushTaken asks the DLQ actor to forget the events whose marks were
+// taken.
+func (p *Publisher) flushTaken() {
+	if len(p.taken) > 0 {
+		p.engine.Send(p.dlq, messages.ForgetUnmarked{EventIDs: p.taken})
+		p.taken = nil
+	}
+}
+
+// onRemembered marks the events whose memory write is done. A failed write
+// does not hold the marks back: it only widens the window in which a crash
+// publishes them again.
+func (p *Publisher) onRemembered(m messages.Remembered) {
+	for _, id := range m.EventIDs {
+		if _, ok := p.remembering[id]; !ok {
+			continue // marked when the DLQ actor crashed
+		}
+		delete(p.remembering, id)
+		if p.events[id] != nil {
+			p.markSent(id)
+		}
 	}
 }
 
@@ -563,6 +681,12 @@ func (p *Publisher) checkDrained() {
 	if p.drainTo == nil || len(p.events) > 0 || len(p.records) > 0 || !p.marks.idle() {
 		return
 	}
+	if p.forgetTimer != nil {
+		p.forgetTimer.Stop()
+		p.forgetTimer = nil
+	}
+	p.flushTaken() // the DLQ actor drains after the publisher: it writes them
+
 	p.log.Info().Msg("drained")
 	p.engine.Send(p.drainTo, messages.Drained{From: p.self})
 	p.drainTo = nil

@@ -135,15 +135,26 @@ type Unmarked struct {
 }
 
 // RememberUnmarked asks the DLQ actor, the only writer to Redis, to persist
-// an Unmarked.
+// Unmarked for each of EventIDs. The DLQ actor writes whatever memory
+// requests are queued in one pipelined round trip, in the order they came.
+// When ReplyTo is set it answers Remembered once the write is done or failed.
 type RememberUnmarked struct {
-	EventID string
+	EventIDs []string
 	Unmarked
+	ReplyTo *actor.PID
 }
 
-// ForgetUnmarked asks the DLQ actor to drop a persisted Unmarked once its
-// mark was taken.
-type ForgetUnmarked struct{ EventID string }
+// Remembered answers RememberUnmarked. Err is the Redis error when the
+// write failed: the events are then not remembered, and a crash before their
+// marks would publish them again (a duplicate, never a loss).
+type Remembered struct {
+	EventIDs []string
+	Err      error
+}
+
+// ForgetUnmarked asks the DLQ actor to drop persisted Unmarked entries once
+// their marks were taken.
+type ForgetUnmarked struct{ EventIDs []string }
 
 // Drain asks an actor to finish what it holds and answer Drained; it takes
 // no new work from pollers after the supervisor stopped them.

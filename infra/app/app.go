@@ -230,7 +230,7 @@ func TreeConfig(cfg config.Config, routes []messages.Route) actors.TreeConfig {
 		Publisher: actors.PublisherConfig{
 			Attempts: cfg.PublishAttempts, Backoff: cfg.PublishBackoff, MaxRecordBytes: maxRecordBytes,
 			MaxInflightRecords: maxInflightRecords, Mark: mark, MarkConcurrency: cfg.MarkConcurrency, UnmarkedMemory: 100_000,
-			Producer: producerName(),
+			Lookup: 2 * time.Second, Producer: producerName(),
 		},
 		DLQ: actors.DLQConfig{
 			TTL:   cfg.DLQTTL,

@@ -434,7 +434,8 @@ func TestARestartRetriesTheMarkOfAPublishedEventWithoutPublishingAgain(t *testin
 	e.backend.Add(message("m-1", messages.MessagePayload{Title: "t"}))
 	rdb := e.redis.Client(t)
 	testenv.Eventually(t, 30*time.Second, "the unmarked event remembered in Redis", func() bool {
-		return rdb.Exists(context.Background(), "hobom:unmarked:m-1").Val() == 1
+		found, err := redisdlq.NewUnmarked(rdb).Lookup(context.Background(), []string{"m-1"})
+		return err == nil && len(found) == 1
 	})
 	e.stop(t)
 	if n := e.kafka.Count(t, "hobom.messages", 200*time.Millisecond); n != 1 {
@@ -456,7 +457,8 @@ func TestARestartRetriesTheMarkOfAPublishedEventWithoutPublishingAgain(t *testin
 		t.Errorf("%d records after the restart, want 1: the restart must only retry the mark", n)
 	}
 	testenv.Eventually(t, 10*time.Second, "the memory forgotten once marked", func() bool {
-		return rdb.Exists(context.Background(), "hobom:unmarked:m-1").Val() == 0
+		found, err := redisdlq.NewUnmarked(rdb).Lookup(context.Background(), []string{"m-1"})
+		return err == nil && len(found) == 0
 	})
 }
 

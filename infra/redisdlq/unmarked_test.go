@@ -3,9 +3,13 @@ package redisdlq
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
+	"github.com/hobom/hobom-event-processor/actors"
 	"github.com/hobom/hobom-event-processor/infra/testenv"
 	"github.com/hobom/hobom-event-processor/messages"
 )
@@ -15,38 +19,107 @@ func TestUnmarkedMemoryRoundTrip(t *testing.T) {
 	c := testenv.Redis(t).Client(t)
 	m := NewUnmarked(c)
 	at := time.UnixMilli(time.Now().UnixMilli())
-	if err := m.Remember(ctx, "e1", messages.Unmarked{Status: messages.StatusSent, At: at}); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Remember(ctx, "e2", messages.Unmarked{Status: messages.StatusFailed, Reason: "kafka: a|b", At: at}); err != nil {
-		t.Fatal(err)
-	}
+	sent := messages.Unmarked{Status: messages.StatusSent, At: at}
+	var bulk []string
 	for i := range 2500 {
-		if err := m.Remember(ctx, fmt.Sprintf("bulk-%d", i), messages.Unmarked{Status: messages.StatusSent, At: at}); err != nil {
-			t.Fatal(err)
-		}
+		bulk = append(bulk, fmt.Sprintf("bulk-%d", i))
 	}
-	c.Set(ctx, UnmarkedPrefix+"junk", "nonsense", 0)
-	got, err := m.Load(ctx, 1_000_000)
+	err := m.Write(ctx, []actors.UnmarkedOp{
+		{EventIDs: []string{"e1", "gone"}, Unmarked: sent},
+		{EventIDs: []string{"e2"}, Unmarked: messages.Unmarked{Status: messages.StatusFailed, Reason: "kafka: a|b", At: at}},
+		{EventIDs: bulk, Unmarked: sent},
+		{Forget: true, EventIDs: []string{"gone"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	today, _ := m.days()
+	c.HSet(ctx, today, "junk", "nonsense")
+	got, err := m.Lookup(ctx, append([]string{"e1", "e2", "gone", "junk", "never"}, bulk...))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(got) != 2502 {
-		t.Fatalf("loaded %d, want 2502 (junk skipped)", len(got))
+		t.Fatalf("found %d, want 2502 (gone forgotten, junk and never skipped)", len(got))
 	}
 	if u := got["e2"]; u.Status != messages.StatusFailed || u.Reason != "kafka: a|b" || !u.At.Equal(at) {
 		t.Errorf("e2 = %+v", u)
 	}
-	if ttl := c.TTL(ctx, UnmarkedPrefix+"e1").Val(); ttl < 23*time.Hour {
-		t.Errorf("TTL %v, want a day", ttl)
+	if ttl := c.TTL(ctx, today).Val(); ttl < 47*time.Hour {
+		t.Errorf("TTL %v of today's hash, want two days", ttl)
 	}
-	if err := m.Forget(ctx, "e1"); err != nil {
+	// More keys than one DEL takes.
+	if err := m.Write(ctx, []actors.UnmarkedOp{{Forget: true, EventIDs: append([]string{"e1"}, bulk...)}}); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := m.Load(ctx, 10); len(got) != 10 {
-		t.Errorf("limit not honoured: %d", len(got))
+	got, err = m.Lookup(ctx, append([]string{"e1", "e2"}, bulk...))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if n := c.Exists(ctx, UnmarkedPrefix+"e1").Val(); n != 0 {
-		t.Error("e1 not forgotten")
+	if len(got) != 1 || got["e2"].Status != messages.StatusFailed {
+		t.Errorf("after forgetting, found %v, want only e2", got)
+	}
+}
+
+// roundTrips counts the calls a go-redis client makes to the server: one
+// per command outside a pipeline, one per pipeline.
+type roundTrips struct{ n atomic.Int64 }
+
+func (*roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (r *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error { r.n.Add(1); return next(ctx, cmd) }
+}
+func (r *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error { r.n.Add(1); return next(ctx, cmds) }
+}
+
+func TestUnmarkedMemoryKeepsAnEventRememberedLateYesterdayForAtLeastADay(t *testing.T) {
+	ctx := context.Background()
+	c := testenv.Redis(t).Client(t)
+	m := NewUnmarked(c)
+	yesterday := time.Date(2026, 11, 29, 23, 59, 0, 0, time.UTC)
+	m.now = func() time.Time { return yesterday }
+	sent := messages.Unmarked{Status: messages.StatusSent, At: yesterday}
+	if err := m.Write(ctx, []actors.UnmarkedOp{{EventIDs: []string{"late", "later"}, Unmarked: sent}}); err != nil {
+		t.Fatal(err)
+	}
+	m.now = func() time.Time { return yesterday.Add(2 * time.Minute) } // the next UTC day
+	got, err := m.Lookup(ctx, []string{"late", "later"})
+	if err != nil || len(got) != 2 {
+		t.Fatalf("the next day: found %v (%v), want both", got, err)
+	}
+	if err := m.Write(ctx, []actors.UnmarkedOp{{Forget: true, EventIDs: []string{"late"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := m.Lookup(ctx, []string{"late", "later"}); len(got) != 1 || got["later"].Status != messages.StatusSent {
+		t.Errorf("after forgetting late: %v, want only later", got)
+	}
+}
+
+func TestUnmarkedMemoryTakesOneRoundTripPerCallForThousandsOfEvents(t *testing.T) {
+	ctx := context.Background()
+	c := testenv.Redis(t).Client(t)
+	rt := &roundTrips{}
+	c.AddHook(rt)
+	if err := c.Ping(ctx).Err(); err != nil { // the connection's handshake is not ours to count
+		t.Fatal(err)
+	}
+	rt.n.Store(0)
+	m := NewUnmarked(c)
+	ids := make([]string, 2000)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("rt-%d", i)
+	}
+	if err := m.Write(ctx, []actors.UnmarkedOp{{EventIDs: ids, Unmarked: messages.Unmarked{Status: messages.StatusSent, At: time.Now()}}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := m.Lookup(ctx, ids); err != nil || len(got) != len(ids) {
+		t.Fatalf("lookup: %d found, %v", len(got), err)
+	}
+	if err := m.Write(ctx, []actors.UnmarkedOp{{Forget: true, EventIDs: ids}}); err != nil {
+		t.Fatal(err)
+	}
+	if n := rt.n.Load(); n != 3 {
+		t.Errorf("%d round trips to remember, look up and forget 2,000 events, want 3", n)
 	}
 }
