@@ -4,7 +4,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/hobom/hobom-event-processor/infra/app.Version=$(VERSION)
 BIN     := bin/hobom-event-processor
 
-.PHONY: help build test test-short vet proto run clean
+.PHONY: help build test test-short vet lint proto run clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -20,7 +20,15 @@ test-short: ## the quick tests only
 
 vet: ## go vet and gofmt
 	$(GO) vet ./...
-	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (echo "gofmt -l:"; gofmt -l $$(git ls-files '*.go'); exit 1)
+
+# staticcheck by exact version (v0.8.x is the first to read Go 1.26 code);
+# go run fetches it through the module proxy, checked against sum.golang.org.
+# Its checks are in staticcheck.conf.
+STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+lint: vet ## go vet, gofmt and staticcheck (what CI runs before make test)
+	$(STATICCHECK) ./...
 
 proto: ## regenerate proto/gen from the .proto files (protoc from Debian's protobuf-compiler)
 	./proto/gen.sh

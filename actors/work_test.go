@@ -12,7 +12,6 @@ import (
 // every result on a channel.
 type queueOwner struct {
 	q       *workQueue
-	jobs    []func() any
 	results chan any
 }
 

@@ -266,8 +266,7 @@ func TestSplitsLogBatchesBelowOneMegabyte(t *testing.T) {
 }
 
 func TestKafkaDownDeadLettersAndMarksFailed(t *testing.T) {
-	var e *env
-	e = newEnv(t, func(c *config.Config) {
+	e := newEnv(t, func(c *config.Config) {
 		c.KafkaBrokers = []string{closedAddr(t)}
 		c.KafkaWriteTimeout = time.Second
 	}, app.Options{})
@@ -306,8 +305,7 @@ func TestKafkaDownDeadLettersAndMarksFailed(t *testing.T) {
 }
 
 func TestRedisDownKeepsEventPendingUntilItsDLQEntryIsWritten(t *testing.T) {
-	var e *env
-	e = newEnv(t, func(c *config.Config) {
+	e := newEnv(t, func(c *config.Config) {
 		c.KafkaBrokers = []string{closedAddr(t)}
 		c.KafkaWriteTimeout = time.Second
 	}, app.Options{})
