@@ -2,12 +2,13 @@ package main_test
 
 import (
 	"bytes"
-	"os"
 	"os/exec"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hobom/hobom-event-processor/infra/testenv"
 )
 
 // syncBuffer is an output buffer the test may read while the process
@@ -43,7 +44,7 @@ func startProc(t *testing.T, id string, env ...string) *proc {
 	t.Helper()
 	p := &proc{id: id, out: &syncBuffer{}, exited: make(chan error, 1)}
 	p.cmd = exec.Command(binary)
-	p.cmd.Env = append(append(os.Environ(), "HOBOM_HTTP_ADDR=127.0.0.1:0", "HOBOM_INSTANCE_ID="+id), env...)
+	p.cmd.Env = testenv.ChildEnv(append([]string{"HOBOM_HTTP_ADDR=127.0.0.1:0", "HOBOM_INSTANCE_ID=" + id}, env...)...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
