@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"math/rand/v2"
 	"time"
 
 	"github.com/anthdm/hollywood/actor"
@@ -131,8 +132,32 @@ func (p RetryPolicy) run(fn func(ctx context.Context) error) (tries int, err err
 
 // doubling is the wait before try n+1 (n counts from 1): base after the
 // first try, twice as long after each later one, never above limit (0: no
-// limit). Every backoff of the actors is this one.
+// limit), less a random share of up to jitterShare. Every backoff of the
+// actors is this one, the pollers' regular interval included.
+//
+// The jitter spreads actors that would otherwise act in step: up to 10,000
+// pollers spawned at the same instant would send their finds in bursts
+// forever, and the retries of a burst of failed marks would hit the backend
+// together again. It only shortens a wait, so every documented interval and
+// backoff stays an upper bound (the load test's latency target relies on
+// the 5 s poll interval being one).
 func doubling(base, limit time.Duration, n int) time.Duration {
+	return jitter(exponential(base, limit, n))
+}
+
+// jitterShare is the largest share of a wait that doubling takes off.
+const jitterShare = 0.2
+
+// jitter returns d less a uniformly random part of up to jitterShare of it.
+func jitter(d time.Duration) time.Duration {
+	if span := time.Duration(float64(d) * jitterShare); span > 0 {
+		d -= rand.N(span + 1)
+	}
+	return d
+}
+
+// exponential is doubling without the jitter.
+func exponential(base, limit time.Duration, n int) time.Duration {
 	d := base
 	for i := 1; i < n && (limit <= 0 || d < limit); i++ {
 		d *= 2

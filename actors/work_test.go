@@ -93,8 +93,23 @@ func TestDoubling(t *testing.T) {
 		{5 * time.Second, time.Minute, 1000, time.Minute},
 		{5 * time.Second, time.Second, 3, time.Second},
 	} {
-		if got := doubling(c.base, c.limit, c.n); got != c.want {
-			t.Errorf("doubling(%v, %v, %d) = %v, want %v", c.base, c.limit, c.n, got, c.want)
+		if got := exponential(c.base, c.limit, c.n); got != c.want {
+			t.Errorf("exponential(%v, %v, %d) = %v, want %v", c.base, c.limit, c.n, got, c.want)
 		}
+		// The jitter takes up to a fifth off, never adds, and spreads.
+		lo, hi := c.want, time.Duration(0)
+		for range 1000 {
+			got := doubling(c.base, c.limit, c.n)
+			lo, hi = min(lo, got), max(hi, got)
+		}
+		if lo < c.want*4/5 || hi > c.want {
+			t.Errorf("doubling(%v, %v, %d) in [%v, %v], want within [%v, %v]", c.base, c.limit, c.n, lo, hi, c.want*4/5, c.want)
+		}
+		if hi-lo < c.want/10 {
+			t.Errorf("doubling(%v, %v, %d) spread over only [%v, %v]: no jitter", c.base, c.limit, c.n, lo, hi)
+		}
+	}
+	if got := doubling(0, 0, 3); got != 0 {
+		t.Errorf("doubling(0, 0, 3) = %v, want 0", got)
 	}
 }
