@@ -15,6 +15,7 @@ import (
 
 	"github.com/hobom/hobom-event-processor/actors"
 	"github.com/hobom/hobom-event-processor/httpapi"
+	"github.com/hobom/hobom-event-processor/httpapi/console"
 	"github.com/hobom/hobom-event-processor/infra/config"
 	"github.com/hobom/hobom-event-processor/infra/health"
 	"github.com/hobom/hobom-event-processor/infra/kafka"
@@ -149,6 +150,9 @@ func (o *observability) handler(api http.Handler, apiKey string) http.Handler {
 	mux.Handle("GET /ready", o.health.Handler(func(r *http.Request) bool {
 		return apiKey != "" && httpapi.KeyMatches(r, apiKey)
 	}))
+	c := console.Handler()
+	mux.Handle("GET "+console.Path, c)
+	mux.Handle("GET "+console.Path+"/", c)
 	mux.Handle("/", api)
 	return mux
 }

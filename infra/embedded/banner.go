@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/hobom/hobom-event-processor/httpapi"
+	"github.com/hobom/hobom-event-processor/httpapi/console"
 )
 
 // PrintBanner tells where each part listens and gives commands to try.
@@ -40,7 +41,15 @@ func (d *Dev) PrintBanner(w io.Writer) {
 	p("  kafka      %-22s kfake; topics %s", d.kafkaAddr, strings.Join(topics(), ", "))
 	p("  redis      %-22s DLQ (%s)", d.redisAddr, redisKind)
 	p("  http       %-22s management API, /health /ready /metrics", base)
+	p("  console    %s", base+console.Path)
 	p("  failures   %s", fail)
+	p("")
+	p("Open the DLQ console in a browser: %s", base+console.Path)
+	if cfg.InternalAPIKey != "" {
+		p("  log in with the API key (HOBOM_INTERNAL_API_KEY)")
+	} else {
+		p("  the API is open in dev mode: log in with any key")
+	}
 	p("")
 	p("Try:")
 	p("  curl -s %s/health", base)

@@ -20,6 +20,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/hobom/hobom-event-processor/httpapi/console"
 	"github.com/hobom/hobom-event-processor/infra/config"
 	"github.com/hobom/hobom-event-processor/infra/embedded"
 	"github.com/hobom/hobom-event-processor/infra/testenv"
@@ -295,6 +296,14 @@ func TestBannerCommandsWork(t *testing.T) {
 		if !strings.Contains(banner, want) {
 			t.Errorf("banner lacks %q:\n%s", want, banner)
 		}
+	}
+	// The console's address is printed and serves the page.
+	consoleURL := d.BaseURL() + console.Path
+	if !strings.Contains(banner, "Open the DLQ console in a browser: "+consoleURL) {
+		t.Errorf("banner lacks the console's URL %s:\n%s", consoleURL, banner)
+	}
+	if code, body := do(t, http.MethodGet, consoleURL); code != 200 || !strings.Contains(body, `id="login-form"`) {
+		t.Errorf("GET %s: %d %.200s", consoleURL, code, body)
 	}
 	re := regexp.MustCompile(`(?m)^  curl -s( -X POST)? (http://\S+)$`)
 	cmds := re.FindAllStringSubmatch(banner, -1)
