@@ -111,7 +111,14 @@ func (l logger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
 		ev = l.log.Error()
 	}
 	for i := 0; i+1 < len(keyvals); i += 2 {
-		ev = ev.Interface(fmt.Sprint(keyvals[i]), keyvals[i+1])
+		key := fmt.Sprint(keyvals[i])
+		// zerolog's Interface writes an error as {} (it marshals the
+		// struct); errors go as their text.
+		if err, ok := keyvals[i+1].(error); ok {
+			ev = ev.AnErr(key, err)
+			continue
+		}
+		ev = ev.Interface(key, keyvals[i+1])
 	}
 	ev.Msg(msg)
 }
