@@ -32,8 +32,10 @@ type DLQConfig struct {
 // Redis, so a failed event is never lost between the two systems.
 //
 // It also serves the management API (dlq_replay.go): replays, discards,
-// bulk replay jobs and the audit trail, so that every write to Redis goes
-// through this one actor.
+// bulk replay jobs and the audit trail, so that every write to the DLQ keys,
+// their metadata, locks and audit trail goes through this one actor. (Other
+// Redis keys have other writers: the publisher writes its memory of
+// unmarked events, the pollers' lease adapter the leases.)
 type DLQ struct {
 	cfg     DLQConfig
 	store   DeadLetterStore

@@ -9,7 +9,7 @@ import (
 	"github.com/hobom/hobom-event-processor/messages"
 )
 
-// Outbox is the backend's outbox as the actors use it (CONTRACT.md §1).
+// Outbox is the backend's outbox as the actors use it (docs/contract.md §1).
 // Implemented over gRPC by infra/outbox.
 type Outbox interface {
 	// Find returns the rows of eventType with status through the route's
@@ -30,7 +30,7 @@ type DeadLetterMeta struct {
 	FailedAt  time.Time
 }
 
-// DeadLetterStore is the Redis dead-letter queue (CONTRACT.md §3). Only the
+// DeadLetterStore is the Redis dead-letter queue (docs/contract.md §3). Only the
 // DLQ actor writes through it.
 type DeadLetterStore interface {
 	// Put stores value under key with ttl, and meta where old readers do not

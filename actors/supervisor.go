@@ -108,7 +108,7 @@ type Tree struct {
 	publisher  *actor.PID
 
 	// The first Stop stops the tree; later ones wait for its outcome, as
-	// a second poison of the same actors would hang (HOLLYWOOD.md).
+	// a second poison of the same actors would hang (docs/engine-notes.md).
 	stopOnce sync.Once
 	stopped  chan struct{}
 	stopErr  error
@@ -291,7 +291,7 @@ func (s *Supervisor) tellDependents(ch *child) {
 	}
 }
 
-// poison stops a child once; poisoning an actor twice hangs (HOLLYWOOD.md).
+// poison stops a child once; poisoning an actor twice hangs (docs/engine-notes.md).
 func (s *Supervisor) poison(ch *child) context.Context {
 	if ch.alive {
 		ch.alive = false

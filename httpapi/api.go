@@ -1,8 +1,8 @@
-// Package httpapi is the management API of CONTRACT.md §4: health, and the
+// Package httpapi is the management API of docs/contract.md §4: health, and the
 // dead-letter queue operators list, inspect, replay, discard and audit with
 // curl. Reads go straight to the Redis store; everything that writes
 // (replays, discards, bulk jobs, audit records) is asked of the DLQ actor,
-// which owns every write to Redis.
+// which owns every write to the dead-letter queue.
 package httpapi
 
 import (
@@ -149,7 +149,7 @@ func KeyMatches(r *http.Request, key string) bool {
 	return subtle.ConstantTimeCompare(got[:], want[:]) == 1
 }
 
-// healthBody is the liveness answer, its fields in the order CONTRACT.md
+// healthBody is the liveness answer, its fields in the order docs/contract.md
 // gives them, so it is the old service's body byte for byte.
 type healthBody struct {
 	Status     string `json:"status"`

@@ -4,8 +4,8 @@ import (
 	"time"
 )
 
-// This file holds the messages of the DLQ management API (CONTRACT.md §4):
-// the HTTP handlers ask the DLQ actor, which owns every write to Redis, to
+// This file holds the messages of the DLQ management API (docs/contract.md §4):
+// the HTTP handlers ask the DLQ actor, which owns every write to the DLQ, to
 // replay, discard and bulk-replay dead letters, and to keep the audit trail.
 // The handlers send them with engine.Request; the actor answers the
 // request's sender once the work it started in the background is done.

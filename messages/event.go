@@ -1,9 +1,9 @@
 // Package messages holds the domain types that the actors exchange: outbox
 // events, the route table that says where each event type goes, the Kafka
-// record encodings of CONTRACT.md §2 and the messages sent between actors.
+// record encodings of docs/contract.md §2 and the messages sent between actors.
 package messages
 
-// Outbox statuses, plain strings on the wire (CONTRACT.md §1).
+// Outbox statuses, plain strings on the wire (docs/contract.md §1).
 const (
 	StatusPending = "PENDING"
 	StatusSent    = "SENT"

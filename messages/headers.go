@@ -8,7 +8,7 @@ import (
 )
 
 // Record header names. Consumers that ignore headers see the records of
-// CONTRACT.md §2 unchanged.
+// docs/contract.md §2 unchanged.
 const (
 	// HeaderEventID is the eventId of a message record, or the eventIds of a
 	// log record's array elements, comma-separated in array order.

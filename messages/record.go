@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// The Kafka record encodings of CONTRACT.md §2. The encoders append to a
+// The Kafka record encodings of docs/contract.md §2. The encoders append to a
 // caller-owned buffer so that a poller can reuse one buffer per batch and
 // encode without allocating; they match, byte for byte, what encoding/json
 // writes for the same documented fields (see the tests).
@@ -92,7 +92,7 @@ func AppendLogObject(dst []byte, p *LogPayload) ([]byte, error) {
 // appendLogPayload appends p as the camelCase JSON object of HoBomLogPayload:
 // fields in proto order (traceId, level, method, path, statusCode, host,
 // userId, payload, serviceType, message), each omitted when empty as
-// CONTRACT.md §2 requires (proto3 defaults are not sent). The detail goes under
+// docs/contract.md §2 requires (proto3 defaults are not sent). The detail goes under
 // payload and is omitted when nil or when all its fields are empty. With
 // every field empty the result is {}.
 func appendLogPayload(dst []byte, p *LogPayload) []byte {

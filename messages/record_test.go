@@ -17,7 +17,7 @@ import (
 
 // The reference encodings: the documented record shapes written as Go types
 // for encoding/json, whose struct field order and omitempty tags state the
-// key order and omission rules of CONTRACT.md §2. The hand-written encoders
+// key order and omission rules of docs/contract.md §2. The hand-written encoders
 // must produce the same bytes.
 
 type refMessage struct {

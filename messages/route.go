@@ -38,7 +38,7 @@ type Route struct {
 	Encoding  Encoding
 }
 
-// DefaultRoutes is the route table of CONTRACT.md §2 and §3.
+// DefaultRoutes is the route table of docs/contract.md §2 and §3.
 func DefaultRoutes() []Route {
 	return []Route{
 		{EventType: EventTypeMessage, Find: FindMessageOutbox, Topic: "hobom.messages", DLQPrefix: "dlq:menu:", Encoding: EncodingMessage},

@@ -1,4 +1,4 @@
-// Package proto_test pins the generated code to CONTRACT.md §1, so that an
+// Package proto_test pins the generated code to docs/contract.md §1, so that an
 // edit of a .proto file that would break the wire with the backend fails
 // the build's tests, not production.
 package proto_test

@@ -1,6 +1,6 @@
 // Command loadtest measures the processor end to end against a stand-in
 // backend, kfake and Redis on loopback and prints one table of figures,
-// ceilings and targets (issue 5). The logic is in infra/loadtest.
+// ceilings and targets. The logic is in infra/loadtest.
 package main
 
 import (

@@ -36,7 +36,7 @@ func TestPanickingPollerIsRestartedAndTheRestKeepRunning(t *testing.T) {
 	engine := e.app.Engine()
 	msgPoller := e.app.Tree().Poller(messages.EventTypeMessage)
 	// Far more panics than hollywood's own restart limit (3), which would
-	// crash the process (HOLLYWOOD.md).
+	// crash the process (docs/engine-notes.md).
 	for i := range 10 {
 		engine.Send(msgPoller, boom{})
 		id := fmt.Sprintf("log-%d", i)

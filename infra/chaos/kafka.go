@@ -16,7 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// Topics the processor writes (CONTRACT.md §2).
+// Topics the processor writes (docs/contract.md §2).
 const (
 	topicMessages = "hobom.messages"
 	topicLogs     = "hobom.logs"

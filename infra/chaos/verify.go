@@ -21,7 +21,7 @@ import (
 	"github.com/hobom/hobom-event-processor/messages"
 )
 
-// apiBase is the management API's base path (CONTRACT.md §4).
+// apiBase is the management API's base path (docs/contract.md §4).
 const apiBase = "/hobom-event-processor/internal/api/v1"
 
 // kafkaView is what the topics hold, per event id.

@@ -1,5 +1,5 @@
 // Package config loads the processor's settings from flags, the environment
-// (names of CONTRACT.md §5) and documented defaults, in that order of
+// (names of docs/contract.md §5) and documented defaults, in that order of
 // precedence, into one Config.
 package config
 

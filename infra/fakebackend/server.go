@@ -1,5 +1,5 @@
 // Package fakebackend is an in-memory stand-in for hobom-backend's outbox
-// gRPC services (CONTRACT.md §1), served on a real listener. Integration
+// gRPC services (docs/contract.md §1), served on a real listener. Integration
 // tests, the load test and the dev mode run the processor against it; its
 // fault knobs make the backend slow or failing on demand.
 package fakebackend

@@ -1,4 +1,4 @@
-// Package loadtest measures the processor end to end (issue 5): it runs the
+// Package loadtest measures the processor end to end: it runs the
 // stand-in backend and kfake on loopback, Redis, and the processor's actor
 // tree (app.New) in this process, drives backlogs and an offered load
 // through it, and reports throughput, latency, memory and CPU against
@@ -125,7 +125,8 @@ func QuickOptions() Options {
 	return o
 }
 
-// Targets of issue 5.
+// Targets the processor is held to; the README's Performance section
+// lists each with its figure.
 const (
 	targetMarkRatio     = 0.5
 	targetLatencySlack  = 50 * time.Millisecond

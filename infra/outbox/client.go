@@ -1,5 +1,5 @@
 // Package outbox is the gRPC client of the backend's transactional outbox
-// (CONTRACT.md §1). It implements actors.Outbox.
+// (docs/contract.md §1). It implements actors.Outbox.
 package outbox
 
 import (

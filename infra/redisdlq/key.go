@@ -9,7 +9,7 @@ import (
 )
 
 const (
-	// KeyPrefix starts every DLQ key (CONTRACT.md §3). Keys outside it are
+	// KeyPrefix starts every DLQ key (docs/contract.md §3). Keys outside it are
 	// never read, listed or deleted here, so the management API cannot be
 	// used to reach other Redis data.
 	KeyPrefix = "dlq:"

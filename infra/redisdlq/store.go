@@ -1,4 +1,4 @@
-// Package redisdlq is the Redis dead-letter queue (CONTRACT.md §3).
+// Package redisdlq is the Redis dead-letter queue (docs/contract.md §3).
 //
 // A dead letter's value lives at its key ("dlq:menu:<eventId>",
 // "dlq:log:<eventId>") as a plain string holding nothing but the JSON, exactly

@@ -13,7 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// ContractTopics returns the topics the processor writes (CONTRACT.md §2).
+// ContractTopics returns the topics the processor writes (docs/contract.md §2).
 // Kafka seeds them so that a producer that does not ask for auto-creation
 // (franz-go does not by default) works against the fake as against the real
 // cluster.

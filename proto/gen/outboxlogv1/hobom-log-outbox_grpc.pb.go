@@ -1,4 +1,4 @@
-// The log outbox find rpc of hobom-backend (CONTRACT.md §1). Names and field
+// The log outbox find rpc of hobom-backend (docs/contract.md §1). Names and field
 // numbers are the backend's: note QueryResult's order differs from the
 // message outbox's.
 
