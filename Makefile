@@ -27,8 +27,10 @@ vet: ## go vet and gofmt
 # Its checks are in staticcheck.conf.
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-lint: vet ## go vet, gofmt and staticcheck (what CI runs before make test)
+lint: vet ## go vet, gofmt, staticcheck and self-contained docs (what CI runs before make test)
 	$(STATICCHECK) ./...
+	@! git grep -nE '\.\./shared|CONTRACT\.md|HOLLYWOOD\.md|[Ii]ssues? #?[0-9]+' -- . ':!Makefile' \
+		|| (echo "the lines above point outside the repository or name an issue: point into docs/ instead"; exit 1)
 
 proto: ## regenerate proto/gen from the .proto files (protoc from Debian's protobuf-compiler)
 	./proto/gen.sh
