@@ -6,11 +6,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/anthdm/hollywood/actor"
 	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/hobom/hobom-event-processor/messages"
@@ -69,8 +71,13 @@ type ReplayConfig struct {
 	// AbortAfterFailures stops a job after that many failed replays in a
 	// row, e.g. while Kafka is down (10).
 	AbortAfterFailures int
-	// MaxJobErrors bounds the errors a job's status lists (20).
+	// MaxJobErrors bounds the errors a job's status lists, and the invalid
+	// keys it lists (20).
 	MaxJobErrors int
+	// MaxValueBytes is the largest value a replay publishes (990,000, below
+	// Kafka's default record limit); a larger one is ReplayTooLarge and is
+	// not even read.
+	MaxValueBytes int
 }
 
 func (c ReplayConfig) withDefaults() ReplayConfig {
@@ -98,6 +105,7 @@ func (c ReplayConfig) withDefaults() ReplayConfig {
 	def(&c.JobInflight, 8)
 	def(&c.AbortAfterFailures, 10)
 	def(&c.MaxJobErrors, 20)
+	def(&c.MaxValueBytes, 990_000)
 	return c
 }
 
@@ -142,14 +150,17 @@ type bulkJob struct {
 	ttl       time.Duration // a keep job's
 	tickArmed bool
 	inflight  int
-	failRun   int // failed replays in a row
+	failRun   int // replays failed by an outage in a row
 }
 
 // Results of the replay queue's jobs and timer messages.
 type (
 	adminDone struct {
-		op      string // "replay" or "discard"
-		res     messages.ReplayResult
+		op  string // "replay" or "discard"
+		res messages.ReplayResult
+		// detail is what failed, for the log only: it may name addresses
+		// that res.Err, which the caller sees, must not.
+		detail  string
 		target  messages.ReplayTarget
 		caller  messages.Caller
 		reason  string
@@ -236,6 +247,8 @@ func (d *DLQ) check(key string, t *messages.ReplayTarget) *messages.ReplayResult
 		return &messages.ReplayResult{Key: key, Status: messages.ReplayUnavailable, Err: "replays are not configured"}
 	case !strings.HasPrefix(key, "dlq:"):
 		return &messages.ReplayResult{Key: key, Status: messages.ReplayInvalid, Err: "not a DLQ key"}
+	case !d.ownsKey(key):
+		return &messages.ReplayResult{Key: key, Status: messages.ReplayInvalid, Err: "not a DLQ key of this service (" + d.prefixList() + ")"}
 	}
 	if t == nil {
 		return nil
@@ -251,43 +264,86 @@ func (d *DLQ) check(key string, t *messages.ReplayTarget) *messages.ReplayResult
 	return nil
 }
 
+// ownsKey reports whether key is under a route's DLQ prefix, in its
+// current or its legacy doubled-colon form.
+func (d *DLQ) ownsKey(key string) bool {
+	for p := range d.replay.routes {
+		if strings.HasPrefix(key, p) && len(key) > len(p) {
+			return true
+		}
+	}
+	return false
+}
+
+func (d *DLQ) prefixList() string {
+	ps := make([]string, 0, len(d.replay.routes))
+	for p := range d.replay.routes {
+		ps = append(ps, p)
+	}
+	slices.Sort(ps)
+	return strings.Join(ps, ", ")
+}
+
 func (d *DLQ) onReplay(m messages.Replay, replyTo *actor.PID) {
 	if res := d.check(m.Target.Key, &m.Target); res != nil {
 		d.answer(replyTo, *res)
 		return
 	}
-	d.startReplay(m.Target, m.Caller, "", replyTo)
+	d.startReplay(m.Target, m.Caller, "", m.Force, replyTo)
 }
 
-func (d *DLQ) startReplay(t messages.ReplayTarget, caller messages.Caller, jobID string, replyTo *actor.PID) {
+func (d *DLQ) startReplay(t messages.ReplayTarget, caller messages.Caller, jobID string, force bool, replyTo *actor.PID) {
 	admin, producer, cfg, log := d.replay.admin, d.replay.producer, d.cfg.Replay, d.log
 	d.replay.queue.push(func() any {
 		start := time.Now()
 		r := adminDone{op: messages.AuditReplay, target: t, caller: caller, jobID: jobID, replyTo: replyTo}
-		r.res, r.tried, r.produced = replayOne(admin, producer, cfg, log, t)
+		o := replayOne(admin, producer, cfg, log, t, force)
+		r.res, r.tried, r.produced, r.detail = o.res, o.tried, o.produced, o.detail
 		r.took = time.Since(start)
 		r.auditErr = writeAudit(admin, cfg, messages.AuditRecord{
 			Time: time.Now().UTC(), Action: messages.AuditReplay, Key: t.Key, EventID: t.EventID, Topic: t.Route.Topic,
 			JobID: jobID, Outcome: r.res.Status.String(), Error: r.res.Err, Caller: caller,
+			Forced: force, RefusedBecause: o.refusedBecause,
 		})
 		return r
 	})
 }
 
+// replayOutcome is what replayOne did. tried says a produce was attempted,
+// produced that it succeeded; detail is the underlying error for the log;
+// refusedBecause is why the value failed CheckValue (a forced replay
+// publishes it all the same).
+type replayOutcome struct {
+	res            messages.ReplayResult
+	tried          bool
+	produced       bool
+	detail         string
+	refusedBecause string
+}
+
+// Texts of the outage errors callers see; the underlying error, which may
+// name addresses, goes to the log only.
+const (
+	errRedisUnavailable = "redis unavailable; retry later"
+	errKafkaUnavailable = "kafka unavailable or did not take the record in time; retry later"
+)
+
 // replayOne runs one replay on a work goroutine; see the top of the file.
-// tried says a produce was attempted, produced that it succeeded.
-func replayOne(admin DeadLetterAdmin, producer Producer, cfg ReplayConfig, log zerolog.Logger, t messages.ReplayTarget) (res messages.ReplayResult, tried, produced bool) {
-	res = messages.ReplayResult{Key: t.Key, Topic: t.Route.Topic}
-	fail := func(s messages.ReplayStatus, format string, args ...any) (messages.ReplayResult, bool, bool) {
-		res.Status, res.Err = s, fmt.Sprintf(format, args...)
-		return res, tried, produced
+func replayOne(admin DeadLetterAdmin, producer Producer, cfg ReplayConfig, log zerolog.Logger, t messages.ReplayTarget, force bool) (o replayOutcome) {
+	o.res = messages.ReplayResult{Key: t.Key, Topic: t.Route.Topic}
+	fail := func(s messages.ReplayStatus, msg string, cause error) replayOutcome {
+		o.res.Status, o.res.Err = s, msg
+		if cause != nil {
+			o.detail = cause.Error()
+		}
+		return o
 	}
 	token, ok, err := lock(admin, cfg, t.Key)
 	switch {
 	case err != nil:
-		return fail(messages.ReplayStoreFailed, "lock: %v", err)
+		return fail(messages.ReplayStoreFailed, errRedisUnavailable, fmt.Errorf("lock: %w", err))
 	case !ok:
-		return fail(messages.ReplayBusy, "another replay or discard of %s is running", t.Key)
+		return fail(messages.ReplayBusy, "another replay or discard of "+t.Key+" is running", nil)
 	}
 	stop := keepLocked(admin, cfg, log, t.Key, token)
 	release := func() {
@@ -300,18 +356,29 @@ func replayOne(admin DeadLetterAdmin, producer Producer, cfg ReplayConfig, log z
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.RedisTimeout)
-	value, found, err := admin.Value(ctx, t.Key)
+	value, size, found, err := admin.Value(ctx, t.Key, cfg.MaxValueBytes)
 	cancel()
 	switch {
+	case errors.Is(err, ErrWrongType):
+		release()
+		return fail(messages.ReplayWrongType, t.Key+" holds another Redis type than a string, so it is no dead letter; discard it (DELETE) or remove it with redis-cli", nil)
 	case err != nil:
 		release()
-		return fail(messages.ReplayStoreFailed, "read: %v", err)
+		return fail(messages.ReplayStoreFailed, errRedisUnavailable, fmt.Errorf("read: %w", err))
 	case !found:
 		release()
-		return fail(messages.ReplayNotFound, "no DLQ entry at %s", t.Key)
-	case messages.IsUnencodable(value):
+		return fail(messages.ReplayNotFound, "no DLQ entry at "+t.Key, nil)
+	case value == nil && size > cfg.MaxValueBytes:
 		release()
-		return fail(messages.ReplayInvalid, "the entry holds no record, only why the event could not be encoded; fix the event at its source and discard the entry")
+		return fail(messages.ReplayTooLarge, fmt.Sprintf("the value is %d bytes, more than the %d a Kafka record takes; fix or discard the entry", size, cfg.MaxValueBytes), nil)
+	}
+	if err := messages.CheckValue(t.Route.Encoding, value); err != nil {
+		if !force {
+			release()
+			return fail(messages.ReplayBadValue, err.Error()+"; fix the entry or discard it, or replay it with force=true to publish it as it is", nil)
+		}
+		o.refusedBecause = err.Error()
+		log.Warn().Str("key", t.Key).Str("refusedBecause", err.Error()).Msg("forced replay: publishing a value that is not a record of its topic")
 	}
 
 	rec := &kgo.Record{Topic: t.Route.Topic, Value: value,
@@ -321,18 +388,22 @@ func replayOne(admin DeadLetterAdmin, producer Producer, cfg ReplayConfig, log z
 	} else {
 		rec.Key = []byte(t.EventID)
 	}
-	tried = true
+	o.tried = true
 	pctx, pcancel := context.WithTimeout(context.Background(), cfg.ProduceTimeout)
 	acked := make(chan error, 1)
 	producer.Produce(pctx, rec, func(_ *kgo.Record, err error) { acked <- err })
 	err = <-acked
 	pcancel()
-	if err != nil {
+	switch {
+	case errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge):
 		release()
-		return fail(messages.ReplayKafkaFailed, "kafka: %v", err)
+		return fail(messages.ReplayTooLarge, "kafka refused the record as too large; fix or discard the entry", err)
+	case err != nil:
+		release()
+		return fail(messages.ReplayKafkaFailed, errKafkaUnavailable, err)
 	}
-	produced = true
-	res.Partition, res.Offset = rec.Partition, rec.Offset
+	o.produced = true
+	o.res.Partition, o.res.Offset = rec.Partition, rec.Offset
 
 	if _, err := cfg.Delete.run(func(ctx context.Context) error {
 		_, err := admin.Delete(ctx, t.Key)
@@ -341,11 +412,11 @@ func replayOne(admin DeadLetterAdmin, producer Producer, cfg ReplayConfig, log z
 		// Keep the lock until it expires: a replay started right away
 		// would publish the entry again.
 		stop()
-		return fail(messages.ReplayNotRemoved, "published to %s, but the DLQ entry could not be removed: %v", t.Route.Topic, err)
+		return fail(messages.ReplayNotRemoved, "published to "+t.Route.Topic+", but redis was unavailable to remove the DLQ entry; discard it once redis is back", err)
 	}
 	release()
-	res.Status = messages.ReplayDone
-	return res, tried, produced
+	o.res.Status = messages.ReplayDone
+	return o
 }
 
 // lock takes the replay lock of key once: a retried SET NX whose first
@@ -400,11 +471,11 @@ func (d *DLQ) onDiscard(m messages.Discard, replyTo *actor.PID) {
 		d.answer(replyTo, *res)
 		return
 	}
-	admin, cfg := d.replay.admin, d.cfg.Replay
+	admin, cfg, log := d.replay.admin, d.cfg.Replay, d.log
 	d.replay.queue.push(func() any {
 		start := time.Now()
 		r := adminDone{op: messages.AuditDiscard, target: messages.ReplayTarget{Key: m.Key}, caller: m.Caller, reason: m.Reason, replyTo: replyTo}
-		r.res = discardOne(admin, cfg, m.Key)
+		r.res = discardOne(admin, cfg, log, m.Key)
 		r.took = time.Since(start)
 		r.auditErr = writeAudit(admin, cfg, messages.AuditRecord{
 			Time: time.Now().UTC(), Action: messages.AuditDiscard, Key: m.Key,
@@ -414,12 +485,13 @@ func (d *DLQ) onDiscard(m messages.Discard, replyTo *actor.PID) {
 	})
 }
 
-func discardOne(admin DeadLetterAdmin, cfg ReplayConfig, key string) messages.ReplayResult {
+func discardOne(admin DeadLetterAdmin, cfg ReplayConfig, log zerolog.Logger, key string) messages.ReplayResult {
 	res := messages.ReplayResult{Key: key}
 	token, ok, err := lock(admin, cfg, key)
 	switch {
 	case err != nil:
-		res.Status, res.Err = messages.ReplayStoreFailed, "lock: "+err.Error()
+		res.Status, res.Err = messages.ReplayStoreFailed, errRedisUnavailable
+		log.Warn().Err(err).Str("key", key).Msg("discard: lock failed")
 		return res
 	case !ok:
 		res.Status, res.Err = messages.ReplayBusy, "a replay or discard of "+key+" is running"
@@ -437,7 +509,8 @@ func discardOne(admin DeadLetterAdmin, cfg ReplayConfig, key string) messages.Re
 	})
 	switch {
 	case err != nil:
-		res.Status, res.Err = messages.ReplayStoreFailed, "delete: "+err.Error()
+		res.Status, res.Err = messages.ReplayStoreFailed, errRedisUnavailable
+		log.Warn().Err(err).Str("key", key).Msg("discard: delete failed")
 	case !existed:
 		res.Status, res.Err = messages.ReplayNotFound, "no DLQ entry at "+key
 	default:
@@ -476,7 +549,7 @@ func (d *DLQ) onAdminDone(r adminDone) {
 	if r.res.Status != messages.ReplayDone {
 		ev = d.log.Warn()
 	}
-	ev.Str("op", r.op).Str("key", r.target.Key).Str("outcome", r.res.Status.String()).Str("error", r.res.Err).
+	ev.Str("op", r.op).Str("key", r.target.Key).Str("outcome", r.res.Status.String()).Str("error", r.res.Err).Str("detail", r.detail).
 		Str("caller", r.caller.Addr).Str("operator", r.caller.Operator).Str("reason", r.reason).Str("jobId", r.jobID).
 		Dur("took", r.took).Msg("DLQ " + r.op)
 	if r.op == messages.AuditKeep {
@@ -580,7 +653,7 @@ func (d *DLQ) onBulk(m messages.BulkReplay, replyTo *actor.PID) {
 	j := &bulkJob{
 		status: messages.JobStatus{
 			ID: newJobID(), State: messages.JobRunning, Op: m.Op, Prefix: m.Prefix, Rate: m.Rate, Truncated: m.Truncated,
-			Caller: m.Caller, CreatedAt: now.UTC(), Errors: []messages.JobError{},
+			Caller: m.Caller, CreatedAt: now.UTC(), Errors: []messages.JobError{}, InvalidKeys: []messages.JobError{},
 		},
 		interval: time.Second / time.Duration(m.Rate),
 		nextAt:   now,
@@ -591,8 +664,8 @@ func (d *DLQ) onBulk(m messages.BulkReplay, replyTo *actor.PID) {
 	}
 	j.status.Matched = len(m.Targets) + len(m.Invalid)
 	for _, inv := range m.Invalid {
-		j.status.Failed++
-		j.addError(inv.Key, inv.Err, d.cfg.Replay.MaxJobErrors)
+		j.status.Invalid++
+		j.addInvalid(inv.Key, inv.Err, d.cfg.Replay.MaxJobErrors)
 	}
 	for _, t := range m.Targets {
 		target := &t
@@ -600,8 +673,8 @@ func (d *DLQ) onBulk(m messages.BulkReplay, replyTo *actor.PID) {
 			target = nil // a keep needs no route
 		}
 		if res := d.check(t.Key, target); res != nil {
-			j.status.Failed++
-			j.addError(t.Key, res.Err, d.cfg.Replay.MaxJobErrors)
+			j.status.Invalid++
+			j.addInvalid(t.Key, res.Err, d.cfg.Replay.MaxJobErrors)
 			continue
 		}
 		j.targets = append(j.targets, t)
@@ -654,7 +727,7 @@ func (d *DLQ) pumpJob(j *bulkJob) {
 		if j.status.Op == messages.JobOpKeep {
 			d.startKeep(t.Key, j.ttl, j.status.Caller, j.status.ID, nil)
 		} else {
-			d.startReplay(t, j.status.Caller, j.status.ID, nil)
+			d.startReplay(t, j.status.Caller, j.status.ID, false, nil)
 		}
 	}
 	if j.status.State == messages.JobRunning && j.next >= len(j.targets) && j.inflight == 0 {
@@ -684,13 +757,19 @@ func (d *DLQ) onJobReplayed(j *bulkJob, res messages.ReplayResult) {
 		// someone else: nothing to do for this job.
 		j.status.Skipped++
 		j.failRun = 0
+	case messages.ReplayInvalid, messages.ReplayBadValue, messages.ReplayWrongType, messages.ReplayTooLarge:
+		// A problem of the entry itself: left alone, listed, and the job
+		// goes on. It says nothing about Redis or Kafka being down, so it
+		// neither counts toward an abort nor clears a run of outages.
+		j.status.Invalid++
+		j.addInvalid(res.Key, res.Status.String()+": "+res.Err, d.cfg.Replay.MaxJobErrors)
 	default:
 		j.status.Failed++
 		j.failRun++
 		j.addError(res.Key, res.Status.String()+": "+res.Err, d.cfg.Replay.MaxJobErrors)
 	}
 	if j.status.State == messages.JobRunning && j.failRun >= d.cfg.Replay.AbortAfterFailures {
-		d.endJob(j, messages.JobAborted, fmt.Sprintf("%d replays failed in a row; last: %s", j.failRun, res.Err), j.status.Caller)
+		d.endJob(j, messages.JobAborted, fmt.Sprintf("%d replays failed in a row (Redis or Kafka unavailable); last: %s", j.failRun, res.Err), j.status.Caller)
 		return
 	}
 	d.pumpJob(j)
@@ -736,10 +815,16 @@ func (j *bulkJob) addError(key, err string, limit int) {
 	}
 }
 
+func (j *bulkJob) addInvalid(key, err string, limit int) {
+	if len(j.status.InvalidKeys) < limit {
+		j.status.InvalidKeys = append(j.status.InvalidKeys, messages.JobError{Key: key, Err: err})
+	}
+}
+
 func (j *bulkJob) counts() *messages.JobCounts {
 	c := j.status.JobCounts
 	c.InFlight = j.inflight
-	c.Remaining = c.Matched - c.Replayed - c.Kept - c.Failed - c.Skipped
+	c.Remaining = c.Matched - c.Replayed - c.Kept - c.Failed - c.Skipped - c.Invalid
 	return &c
 }
 
@@ -748,6 +833,7 @@ func (j *bulkJob) snapshot() messages.JobStatus {
 	s := j.status
 	s.JobCounts = *j.counts()
 	s.Errors = append([]messages.JobError{}, j.status.Errors...)
+	s.InvalidKeys = append([]messages.JobError{}, j.status.InvalidKeys...)
 	if j.status.EndedAt != nil {
 		t := *j.status.EndedAt
 		s.EndedAt = &t

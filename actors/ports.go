@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -50,14 +51,21 @@ type Lease interface {
 	Valid(ctx context.Context, name string, token int64) (bool, error)
 }
 
+// ErrWrongType is wrapped by DeadLetterAdmin.Value's error for a key that
+// holds a Redis hash, list or other non-string: no dead letter of ours.
+var ErrWrongType = errors.New("the key holds another Redis type than a string")
+
 // DeadLetterAdmin is what the DLQ actor needs beyond Put to replay and
 // discard entries for the management API, and to keep its audit trail.
 // Implemented over Redis by infra/redisdlq; only the DLQ actor writes
 // through it.
 type DeadLetterAdmin interface {
-	// Value returns the bytes stored at key, unchanged; found is false
-	// when the key holds nothing.
-	Value(ctx context.Context, key string) (value []byte, found bool, err error)
+	// Value returns the bytes stored at key, unchanged, and their size;
+	// found is false when the key holds nothing. A value larger than max
+	// bytes is not read: value is nil and size says how large it is. A key
+	// holding another Redis type than a string returns an error wrapping
+	// ErrWrongType.
+	Value(ctx context.Context, key string, max int) (value []byte, size int, found bool, err error)
 	// Delete removes the entry at key and its metadata and reports whether
 	// a value was there.
 	Delete(ctx context.Context, key string) (bool, error)

@@ -10,6 +10,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -59,13 +60,27 @@ type Options struct {
 	Routes []messages.Route
 	// ActorTimeout bounds the wait for the DLQ actor (DefaultActorTimeout).
 	ActorTimeout time.Duration
+	// MaxInspectBytes bounds what GET /dlq/{key} reads of a value
+	// (DefaultMaxInspectBytes); a larger value is shown truncated.
+	MaxInspectBytes int
+	// MaxValueBytes is the largest value a replay publishes
+	// (DefaultMaxValueBytes): a larger entry is not replayable.
+	MaxValueBytes int
 }
+
+const (
+	// DefaultMaxInspectBytes bounds GET /dlq/{key}'s read of a value.
+	DefaultMaxInspectBytes = 4 << 20
+	// DefaultMaxValueBytes is the replay's size limit, below Kafka's
+	// default record limit of about 1 MB.
+	DefaultMaxValueBytes = 990_000
+)
 
 type api struct {
 	opts     Options
 	log      zerolog.Logger
 	keyHash  [sha256.Size]byte
-	byPrefix map[string]messages.Route // by DLQ prefix
+	fam      families // the routes by DLQ prefix
 }
 
 // New returns the API's handler.
@@ -76,12 +91,15 @@ func New(opts Options) http.Handler {
 	if opts.ActorTimeout <= 0 {
 		opts.ActorTimeout = DefaultActorTimeout
 	}
-	a := &api{opts: opts, log: opts.Log.With().Str("component", "httpapi").Logger(), byPrefix: map[string]messages.Route{}}
+	if opts.MaxInspectBytes <= 0 {
+		opts.MaxInspectBytes = DefaultMaxInspectBytes
+	}
+	if opts.MaxValueBytes <= 0 {
+		opts.MaxValueBytes = DefaultMaxValueBytes
+	}
+	a := &api{opts: opts, log: opts.Log.With().Str("component", "httpapi").Logger(), fam: newFamilies(opts.Routes)}
 	if opts.APIKey != "" {
 		a.keyHash = sha256.Sum256([]byte(opts.APIKey))
-	}
-	for _, r := range opts.Routes {
-		a.byPrefix[r.DLQPrefix] = r
 	}
 	return a.router()
 }
@@ -97,7 +115,7 @@ func (a *api) router() *httprouter.Router {
 		writeError(w, http.StatusMethodNotAllowed, "method not allowed")
 	})
 	r.PanicHandler = func(w http.ResponseWriter, req *http.Request, v any) {
-		a.log.Error().Interface("panic", v).Str("method", req.Method).Str("path", req.URL.Path).Msg("handler panicked")
+		a.log.Error().Str("panic", fmt.Sprint(v)).Str("method", req.Method).Str("path", req.URL.Path).Msg("handler panicked")
 		writeError(w, http.StatusInternalServerError, "internal error")
 	}
 	mount(r, a.routeTable(), a.wrap)
@@ -178,5 +196,5 @@ func bodyError(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusRequestEntityTooLarge, "request body too large")
 		return
 	}
-	writeError(w, http.StatusBadRequest, "unreadable request body: "+err.Error())
+	writeError(w, http.StatusBadRequest, "unreadable request body")
 }

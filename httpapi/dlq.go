@@ -9,10 +9,12 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/hobom/hobom-event-processor/actors"
 	"github.com/hobom/hobom-event-processor/infra/redisdlq"
 	"github.com/hobom/hobom-event-processor/messages"
 )
@@ -31,11 +33,22 @@ const (
 // an actor engine.
 const errNotConfigured = "DLQ API not configured"
 
-// storeFailed answers a failed Redis read: 503, logged.
+// storeFailed answers a failed Redis read: 503 "redis unavailable", the
+// error itself (addresses, socket names) to the log only. A key of another
+// Redis type is the entry's problem: 409.
 func (a *api) storeFailed(w http.ResponseWriter, op string, err error) {
+	if errors.Is(err, actors.ErrWrongType) {
+		writeError(w, http.StatusConflict, errWrongTypeText)
+		return
+	}
 	a.log.Error().Err(err).Msg(op)
-	writeError(w, http.StatusServiceUnavailable, "redis: "+err.Error())
+	writeError(w, http.StatusServiceUnavailable, errRedisUnavailable)
 }
+
+const (
+	errRedisUnavailable = "redis unavailable; retry later"
+	errWrongTypeText    = "the key holds another Redis type than a string, so it is no dead letter; discard it (DELETE) or remove it with redis-cli"
+)
 
 func (a *api) storeReady(w http.ResponseWriter) bool {
 	if a.opts.Store == nil {
@@ -66,7 +79,7 @@ func caller(r *http.Request) (messages.Caller, error) {
 // As with SCAN, a key may show on two pages, and keys written or deleted
 // during the listing may or may not show.
 func (a *api) list(w http.ResponseWriter, r *http.Request, _ params) {
-	q, err := parseListQuery(r.URL.RawQuery)
+	q, err := parseListQuery(r.URL.RawQuery, a.fam)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
@@ -103,7 +116,7 @@ func (a *api) list(w http.ResponseWriter, r *http.Request, _ params) {
 		}
 		fresh := keys[:0]
 		for _, k := range keys {
-			if !seen[k] {
+			if !seen[k] && a.fam.owns(k) {
 				seen[k] = true
 				fresh = append(fresh, k)
 			}
@@ -163,14 +176,22 @@ type entryMeta struct {
 	// ValueIsJSON is false for a value that is not JSON; item is then the
 	// value as a string.
 	ValueIsJSON bool `json:"valueIsJson"`
-	// Replayable: a route has the key's prefix.
-	Replayable bool `json:"replayable"`
+	// Replayable: a replay would publish the value: it is a record of its
+	// topic (messages.CheckValue) and small enough for Kafka. Otherwise
+	// NotReplayableBecause says why; a forced replay publishes it anyway
+	// unless it is too large.
+	Replayable           bool   `json:"replayable"`
+	NotReplayableBecause string `json:"notReplayableBecause,omitempty"`
+	// Size is the value's length in bytes; Truncated says item holds only
+	// its first MaxInspectBytes bytes (as a string).
+	Size      int  `json:"size"`
+	Truncated bool `json:"truncated"`
 }
 
 // get answers GET /dlq/{key}: the stored JSON, object or array, as item.
 func (a *api) get(w http.ResponseWriter, r *http.Request, p params) {
 	key := p["key"]
-	prefix, eventID, err := redisdlq.ParseKey(key)
+	eventID, route, err := a.fam.key(key)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
@@ -180,7 +201,7 @@ func (a *api) get(w http.ResponseWriter, r *http.Request, p params) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
 	defer cancel()
-	e, err := a.opts.Store.Get(ctx, key)
+	e, err := a.opts.Store.Inspect(ctx, key, a.opts.MaxInspectBytes)
 	switch {
 	case errors.Is(err, redisdlq.ErrNotFound):
 		writeError(w, http.StatusNotFound, "DLQ entry not found: "+key)
@@ -189,11 +210,12 @@ func (a *api) get(w http.ResponseWriter, r *http.Request, p params) {
 		a.storeFailed(w, "get", err)
 		return
 	}
-	route, routed := a.byPrefix[prefix]
 	m := entryMeta{
 		EventType: e.Meta.EventType, EventID: eventID, Topic: e.Meta.Topic, Reason: e.Meta.Reason,
-		Legacy: strings.HasPrefix(key, prefix+":"), HasMeta: e.HasMeta, Replayable: routed,
+		Legacy: strings.HasPrefix(key, route.DLQPrefix+":"), HasMeta: e.HasMeta, Size: e.Size, Truncated: e.Truncated,
 	}
+	m.NotReplayableBecause = a.valueProblem(route, e.Value, e.Size)
+	m.Replayable = m.NotReplayableBecause == ""
 	if e.Meta.EventID != "" {
 		m.EventID = e.Meta.EventID
 	}
@@ -217,21 +239,30 @@ func (a *api) get(w http.ResponseWriter, r *http.Request, p params) {
 		m.TTLSeconds = &s
 	}
 	var item any = json.RawMessage(e.Value)
-	if m.ValueIsJSON = json.Valid(e.Value); !m.ValueIsJSON {
+	if m.ValueIsJSON = !e.Truncated && json.Valid(e.Value); !m.ValueIsJSON {
 		item = string(e.Value)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"item": item, "meta": m})
 }
 
+// valueProblem says why a value of size bytes (value holding all of it,
+// or its first bytes) would not be replayed to route's topic; "" when it
+// would.
+func (a *api) valueProblem(route messages.Route, value []byte, size int) string {
+	if size > a.opts.MaxValueBytes {
+		return fmt.Sprintf("the value is %d bytes, more than the %d a Kafka record takes", size, a.opts.MaxValueBytes)
+	}
+	if err := messages.CheckValue(route.Encoding, value); err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
 // target resolves a key to what a replay needs.
 func (a *api) target(key string) (messages.ReplayTarget, error) {
-	prefix, eventID, err := redisdlq.ParseKey(key)
+	eventID, route, err := a.fam.key(key)
 	if err != nil {
 		return messages.ReplayTarget{}, err
-	}
-	route, ok := a.byPrefix[prefix]
-	if !ok {
-		return messages.ReplayTarget{}, fmt.Errorf("no route has the DLQ prefix %q, so there is no topic to replay %s to", prefix, key)
 	}
 	return messages.ReplayTarget{Key: key, EventID: eventID, Route: route}, nil
 }
@@ -246,7 +277,7 @@ func askError(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}
-	writeError(w, http.StatusGatewayTimeout, err.Error())
+	writeError(w, http.StatusGatewayTimeout, "the DLQ actor did not answer in time; the operation may still complete: see GET "+BasePath+"/dlq/audit")
 }
 
 // errGone says the caller went away or the server is shutting down while
@@ -308,6 +339,12 @@ func statusOf(s messages.ReplayStatus) int {
 		return http.StatusBadGateway
 	case messages.ReplayInvalid:
 		return http.StatusBadRequest
+	case messages.ReplayBadValue:
+		return http.StatusUnprocessableEntity
+	case messages.ReplayWrongType:
+		return http.StatusConflict
+	case messages.ReplayTooLarge:
+		return http.StatusRequestEntityTooLarge
 	case messages.ReplayNotRemoved:
 		return http.StatusInternalServerError
 	default: // store failed, unavailable
@@ -325,7 +362,7 @@ func (a *api) askReplayResult(ctx context.Context, w http.ResponseWriter, msg an
 	}
 	rr, ok := res.(messages.ReplayResult)
 	if !ok {
-		writeError(w, http.StatusInternalServerError, fmt.Sprintf("unexpected answer %T from the DLQ actor", res))
+		a.unexpected(w, res)
 		return messages.ReplayResult{}, false
 	}
 	if rr.Status != messages.ReplayDone {
@@ -338,8 +375,16 @@ func (a *api) askReplayResult(ctx context.Context, w http.ResponseWriter, msg an
 // retry answers POST /dlq/retry/{key}: the DLQ actor publishes the stored
 // bytes with the original record key to the route's topic, deletes the
 // entry, and marks the event SENT in the background.
+//
+// A value that is not a record of its topic is refused (422) and kept;
+// ?force=true publishes it all the same, and the audit record says so.
 func (a *api) retry(w http.ResponseWriter, r *http.Request, p params) {
 	t, err := a.target(p["key"])
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	force, err := parseRetryQuery(r.URL.RawQuery)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
@@ -349,7 +394,7 @@ func (a *api) retry(w http.ResponseWriter, r *http.Request, p params) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	rr, ok := a.askReplayResult(r.Context(), w, messages.Replay{Target: t, Caller: c})
+	rr, ok := a.askReplayResult(r.Context(), w, messages.Replay{Target: t, Caller: c, Force: force})
 	if !ok {
 		return
 	}
@@ -364,7 +409,7 @@ func (a *api) retry(w http.ResponseWriter, r *http.Request, p params) {
 // required; it is logged and audited.
 func (a *api) discard(w http.ResponseWriter, r *http.Request, p params) {
 	key := p["key"]
-	if _, _, err := redisdlq.ParseKey(key); err != nil {
+	if _, _, err := a.fam.key(key); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
@@ -384,7 +429,7 @@ func (a *api) discard(w http.ResponseWriter, r *http.Request, p params) {
 			Reason string `json:"reason"`
 		}
 		if err := json.Unmarshal(body, &b); err != nil {
-			writeError(w, http.StatusBadRequest, `body must be JSON like {"reason":"..."}: `+err.Error())
+			writeError(w, http.StatusBadRequest, `body must be JSON like {"reason":"..."}`)
 			return
 		}
 		reason = b.Reason
@@ -414,7 +459,7 @@ func (a *api) discard(w http.ResponseWriter, r *http.Request, p params) {
 // replayed (dryRun=true, synchronously, nothing published) or starts a job
 // in the DLQ actor and answers 202 with its status.
 func (a *api) bulk(w http.ResponseWriter, r *http.Request, _ params) {
-	q, err := parseBulkQuery(r.URL.RawQuery)
+	q, err := parseBulkQuery(r.URL.RawQuery, a.fam)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
@@ -434,11 +479,14 @@ func (a *api) bulk(w http.ResponseWriter, r *http.Request, _ params) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
 	defer cancel()
+	// Another family's keys are not ours to replay, and not counted; keys
+	// of our families that do not parse are invalid entries.
 	keys, err := a.opts.Store.ListFiltered(ctx, q.Prefix, f, MaxBulkKeys+1)
 	if err != nil {
 		a.storeFailed(w, "bulk: list", err)
 		return
 	}
+	keys = slices.DeleteFunc(keys, func(k string) bool { return !a.fam.under(k) })
 	truncated := len(keys) > MaxBulkKeys
 	sort.Strings(keys)
 	if truncated {
@@ -454,20 +502,68 @@ func (a *api) bulk(w http.ResponseWriter, r *http.Request, _ params) {
 		m.Targets = append(m.Targets, t)
 	}
 	if q.DryRun {
-		a.dryRun(w, m, len(keys))
+		a.dryRun(ctx, w, m, len(keys))
 		return
 	}
 	a.startJob(r.Context(), w, m)
 }
 
-func (a *api) dryRun(w http.ResponseWriter, m messages.BulkReplay, matched int) {
+// unexpected answers an answer of the DLQ actor of the wrong type: a bug,
+// logged with the type; the body names none.
+func (a *api) unexpected(w http.ResponseWriter, res any) {
+	a.log.Error().Str("type", fmt.Sprintf("%T", res)).Msg("unexpected answer from the DLQ actor")
+	writeError(w, http.StatusInternalServerError, "internal error")
+}
+
+// dryRunBatch is how many values a dry run reads in one round trip: each
+// is at most MaxValueBytes, so a batch holds at most a few MB.
+const dryRunBatch = 8
+
+// dryRun answers what a bulk replay would do: the keys it would replay,
+// and under invalid the keys it would leave alone with the reason (a value
+// that is not a record of its topic, a wrong Redis type, too large). Each
+// value is read (at most MaxValueBytes of it) and checked as a replay
+// would; nothing is published.
+func (a *api) dryRun(ctx context.Context, w http.ResponseWriter, m messages.BulkReplay, matched int) {
 	keys := make([]string, 0, len(m.Targets))
-	for _, t := range m.Targets {
-		keys = append(keys, t.Key)
-	}
 	invalid := make([]map[string]string, 0, len(m.Invalid))
 	for _, inv := range m.Invalid {
-		invalid = append(invalid, map[string]string{"key": inv.Key, "error": inv.Err})
+		invalid = append(invalid, map[string]string{"key": inv.Key, "error": inv.Err, "status": messages.ReplayInvalid.String()})
+	}
+	if m.Op == messages.JobOpKeep {
+		// A keep publishes nothing: no value to check.
+		for _, t := range m.Targets {
+			keys = append(keys, t.Key)
+		}
+	}
+	for i := 0; i < len(m.Targets) && m.Op != messages.JobOpKeep; i += dryRunBatch {
+		batch := m.Targets[i:min(i+dryRunBatch, len(m.Targets))]
+		names := make([]string, len(batch))
+		for j, t := range batch {
+			names[j] = t.Key
+		}
+		vals, err := a.opts.Store.Values(ctx, names, a.opts.MaxValueBytes)
+		if err != nil {
+			a.storeFailed(w, "bulk dry run: read", err)
+			return
+		}
+		for j, t := range batch {
+			v := vals[j]
+			switch {
+			case errors.Is(v.Err, actors.ErrWrongType):
+				invalid = append(invalid, map[string]string{"key": t.Key, "error": errWrongTypeText, "status": messages.ReplayWrongType.String()})
+			case !v.Found:
+				// Gone since the listing: a replay would skip it.
+			case v.Size > a.opts.MaxValueBytes:
+				invalid = append(invalid, map[string]string{"key": t.Key, "error": a.valueProblem(t.Route, nil, v.Size), "status": messages.ReplayTooLarge.String()})
+			default:
+				if why := a.valueProblem(t.Route, v.Value, v.Size); why != "" {
+					invalid = append(invalid, map[string]string{"key": t.Key, "error": why, "status": messages.ReplayBadValue.String()})
+					continue
+				}
+				keys = append(keys, t.Key)
+			}
+		}
 	}
 	op, auditOp, ttlSeconds := m.Op, m.Op, int64(m.TTL/time.Second)
 	if op == "" {
@@ -524,7 +620,7 @@ func (a *api) jobCall(ctx context.Context, w http.ResponseWriter, id string, msg
 	case messages.JobNotFound:
 		writeError(w, http.StatusNotFound, "job not found: "+id+" (jobs are kept in the memory of the process that runs them)")
 	default:
-		writeError(w, http.StatusInternalServerError, fmt.Sprintf("unexpected answer %T from the DLQ actor", res))
+		a.unexpected(w, res)
 	}
 }
 

@@ -556,7 +556,7 @@ func TestReplayWithKafkaDownAnswers5xxAndKeepsTheEntry(t *testing.T) {
 	if !strings.Contains(r.errText(t), "kafka") {
 		t.Errorf("error %q does not name Kafka", r.errText(t))
 	}
-	v, found, err := s.store.Value(context.Background(), "dlq:menu:m-1")
+	v, _, found, err := s.store.Value(context.Background(), "dlq:menu:m-1", 1<<20)
 	if err != nil || !found || string(v) != msgValue {
 		t.Fatalf("entry after a failed replay: %q %v %v", v, found, err)
 	}
@@ -655,7 +655,7 @@ func TestConcurrentReplaysFromTwoProcessesPublishOnce(t *testing.T) {
 	outcomes := map[int]int{}
 	for i := range keys {
 		key := fmt.Sprintf("dlq:menu:c-%02d", i)
-		s.put(t, key, fmt.Sprintf(`{"n":%d}`, i), actors.DeadLetterMeta{})
+		s.put(t, key, fmt.Sprintf(`{"type":"MAIL_MESSAGE","title":"n%d","body":"b","recipient":"r"}`, i), actors.DeadLetterMeta{})
 		var wg sync.WaitGroup
 		statuses := make([]int, 4)
 		start := make(chan struct{})
@@ -757,7 +757,7 @@ func TestBulkReplayKeepsItsRate(t *testing.T) {
 	p := s.start(t, nil)
 	const n, rate = 20, 10
 	for i := range n {
-		s.put(t, fmt.Sprintf("dlq:menu:b-%02d", i), fmt.Sprintf(`{"n":%d}`, i), actors.DeadLetterMeta{})
+		s.put(t, fmt.Sprintf("dlq:menu:b-%02d", i), fmt.Sprintf(`{"type":"MAIL_MESSAGE","title":"n%d","body":"b","recipient":"r"}`, i), actors.DeadLetterMeta{})
 	}
 	s.put(t, "dlq:log:other", logValue, actors.DeadLetterMeta{}) // another prefix: left alone
 
@@ -809,10 +809,14 @@ func TestBulkReplayCancelDryRunAndBadRequests(t *testing.T) {
 	p := s.start(t, nil)
 	const n = 30
 	for i := range n {
-		s.put(t, fmt.Sprintf("dlq:menu:k-%02d", i), fmt.Sprintf(`{"n":%d}`, i), actors.DeadLetterMeta{})
+		s.put(t, fmt.Sprintf("dlq:menu:k-%02d", i), fmt.Sprintf(`{"type":"MAIL_MESSAGE","title":"n%d","body":"b","recipient":"r"}`, i), actors.DeadLetterMeta{})
 	}
-	if err := s.rc.Set(context.Background(), "dlq:weird", "x", time.Hour).Err(); err != nil {
-		t.Fatal(err)
+	// Another family's key is left out; an unparseable key of ours is
+	// listed as invalid.
+	for _, k := range []string{"dlq:weird", "dlq:menu:::weird"} {
+		if err := s.rc.Set(context.Background(), k, "x", time.Hour).Err(); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	// Dry run: what would be replayed, nothing published.
@@ -827,7 +831,7 @@ func TestBulkReplayCancelDryRunAndBadRequests(t *testing.T) {
 	if err := json.Unmarshal(r.raw, &dry); err != nil {
 		t.Fatal(err)
 	}
-	if !dry.DryRun || dry.Matched != n+1 || len(dry.Keys) != n || len(dry.Invalid) != 1 || dry.Invalid[0]["key"] != "dlq:weird" || dry.Keys[0] != "dlq:menu:k-00" {
+	if !dry.DryRun || dry.Matched != n+1 || len(dry.Keys) != n || len(dry.Invalid) != 1 || dry.Invalid[0]["key"] != "dlq:menu:::weird" || dry.Keys[0] != "dlq:menu:k-00" {
 		t.Fatalf("dry run %s", r.raw)
 	}
 	if c := s.kafka.Count(t, "hobom.messages", 200*time.Millisecond); c != 0 {

@@ -83,17 +83,18 @@ func parseQuery(raw string, known ...string) (url.Values, error) {
 	return v, nil
 }
 
-// parseListQuery parses prefix (default "dlq:", must be a DLQ prefix),
+// parseListQuery parses prefix (default "dlq:", must be "dlq:" or start
+// with a route's DLQ prefix),
 // limit (1..MaxPageLimit, default DefaultPageLimit) and cursor (a
 // nextCursor from an earlier page; empty or absent starts over).
-func parseListQuery(raw string) (listQuery, error) {
+func parseListQuery(raw string, fam families) (listQuery, error) {
 	v, err := parseQuery(raw, "prefix", "limit", "cursor")
 	if err != nil {
 		return listQuery{}, err
 	}
 	q := listQuery{Prefix: redisdlq.KeyPrefix, Limit: DefaultPageLimit}
 	if p := v.Get("prefix"); p != "" {
-		if err := redisdlq.ValidPrefix(p); err != nil {
+		if err := fam.prefix(p); err != nil {
 			return listQuery{}, badQuery("prefix: %v", err)
 		}
 		q.Prefix = p
@@ -110,9 +111,9 @@ func parseListQuery(raw string) (listQuery, error) {
 	return q, nil
 }
 
-// parseBulkQuery parses prefix (required, a DLQ prefix), rate (1..MaxRate,
-// default DefaultRate) and dryRun (a boolean, default false).
-func parseBulkQuery(raw string) (bulkQuery, error) {
+// parseBulkQuery parses prefix (required, as for parseListQuery), rate
+// (1..MaxRate, default DefaultRate) and dryRun (a boolean, default false).
+func parseBulkQuery(raw string, fam families) (bulkQuery, error) {
 	v, err := parseQuery(raw, "prefix", "rate", "dryRun")
 	if err != nil {
 		return bulkQuery{}, err
@@ -121,7 +122,7 @@ func parseBulkQuery(raw string) (bulkQuery, error) {
 	if q.Prefix == "" {
 		return bulkQuery{}, badQuery(`prefix is required (for every entry say prefix=dlq:)`)
 	}
-	if err := redisdlq.ValidPrefix(q.Prefix); err != nil {
+	if err := fam.prefix(q.Prefix); err != nil {
 		return bulkQuery{}, badQuery("prefix: %v", err)
 	}
 	if _, ok := v["rate"]; ok {
@@ -129,16 +130,34 @@ func parseBulkQuery(raw string) (bulkQuery, error) {
 			return bulkQuery{}, err
 		}
 	}
-	if _, ok := v["dryRun"]; ok {
-		switch v.Get("dryRun") {
-		case "true", "1":
-			q.DryRun = true
-		case "false", "0":
-		default:
-			return bulkQuery{}, badQuery("dryRun must be true or false")
-		}
+	if q.DryRun, err = parseBool(v, "dryRun"); err != nil {
+		return bulkQuery{}, err
 	}
 	return q, nil
+}
+
+// parseBool parses an optional boolean parameter: true or 1, false or 0.
+func parseBool(v url.Values, name string) (bool, error) {
+	if _, ok := v[name]; !ok {
+		return false, nil
+	}
+	switch v.Get(name) {
+	case "true", "1":
+		return true, nil
+	case "false", "0":
+		return false, nil
+	}
+	return false, badQuery("%s must be true or false", name)
+}
+
+// parseRetryQuery parses POST /dlq/retry/{key}'s force (a boolean,
+// default false): publish a value that is not a record of its topic.
+func parseRetryQuery(raw string) (force bool, err error) {
+	v, err := parseQuery(raw, "force")
+	if err != nil {
+		return false, err
+	}
+	return parseBool(v, "force")
 }
 
 // parseAuditQuery parses limit (1..MaxAuditLimit, default

@@ -15,6 +15,9 @@ import (
 	"github.com/hobom/hobom-event-processor/messages"
 )
 
+// testFam is the default route table's families.
+var testFam = newFamilies(messages.DefaultRoutes())
+
 func TestParseListQuery(t *testing.T) {
 	ok := []struct {
 		raw  string
@@ -30,38 +33,38 @@ func TestParseListQuery(t *testing.T) {
 		{"unknown=1&x", listQuery{Prefix: "dlq:", Limit: DefaultPageLimit}},
 	}
 	for _, c := range ok {
-		got, err := parseListQuery(c.raw)
+		got, err := parseListQuery(c.raw, testFam)
 		if err != nil || got != c.want {
 			t.Errorf("parseListQuery(%q) = %+v, %v; want %+v", c.raw, got, err, c.want)
 		}
 	}
 	for _, raw := range []string{
-		"prefix=other:", "prefix=dlq", "prefix=dlq:*", "prefix=dlq:%5B", "prefix=dlq:%00", "prefix=dlq:%ff",
+		"prefix=other:", "prefix=dlq", "prefix=dlq:*", "prefix=dlq:other:", "prefix=dlq:m", "prefix=dlq:menu", "prefix=dlq:logs:", "prefix=dlq:%5B", "prefix=dlq:%00", "prefix=dlq:%ff",
 		"limit=0", "limit=10001", "limit=-1", "limit=+1", "limit=1.5", "limit=", "limit=%201", "limit=1e3", "limit=9999999999",
 		"cursor=-1", "cursor=abc", "cursor=18446744073709551616", "cursor=123456789012345678901", "cursor=0x10",
 		"limit=1&limit=2", "prefix=dlq:&prefix=dlq:", "cursor=1&cursor=1",
 		"%zz", "prefix=" + strings.Repeat("a", MaxQueryBytes),
 	} {
-		if q, err := parseListQuery(raw); err == nil || !errors.Is(err, errBadQuery) {
+		if q, err := parseListQuery(raw, testFam); err == nil || !errors.Is(err, errBadQuery) {
 			t.Errorf("parseListQuery(%q) = %+v, %v; want a bad query error", raw, q, err)
 		}
 	}
 }
 
 func TestParseBulkAndAuditQuery(t *testing.T) {
-	q, err := parseBulkQuery("prefix=dlq:menu:")
+	q, err := parseBulkQuery("prefix=dlq:menu:", testFam)
 	if err != nil || q != (bulkQuery{Prefix: "dlq:menu:", Rate: DefaultRate}) {
 		t.Errorf("defaults: %+v %v", q, err)
 	}
-	q, err = parseBulkQuery("prefix=dlq:&rate=1000&dryRun=true")
+	q, err = parseBulkQuery("prefix=dlq:&rate=1000&dryRun=true", testFam)
 	if err != nil || q != (bulkQuery{Prefix: "dlq:", Rate: 1000, DryRun: true}) {
 		t.Errorf("all given: %+v %v", q, err)
 	}
 	for _, raw := range []string{
-		"", "prefix=", "rate=5", "prefix=x:", "prefix=dlq:?", "prefix=dlq:&rate=0", "prefix=dlq:&rate=1001",
+		"", "prefix=", "rate=5", "prefix=x:", "prefix=dlq:?", "prefix=dlq:other:", "prefix=dlq:me", "prefix=dlq:&rate=0", "prefix=dlq:&rate=1001",
 		"prefix=dlq:&rate=", "prefix=dlq:&dryRun=yes", "prefix=dlq:&dryRun=", "prefix=dlq:&rate=1&rate=2",
 	} {
-		if q, err := parseBulkQuery(raw); err == nil {
+		if q, err := parseBulkQuery(raw, testFam); err == nil {
 			t.Errorf("parseBulkQuery(%q) = %+v; want an error", raw, q)
 		}
 	}
@@ -106,7 +109,7 @@ func FuzzListQuery(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
-		q, err := parseListQuery(raw)
+		q, err := parseListQuery(raw, testFam)
 		if err != nil {
 			if !errors.Is(err, errBadQuery) {
 				t.Fatalf("parseListQuery(%q): error %v does not wrap errBadQuery", raw, err)
@@ -147,7 +150,7 @@ func FuzzBulkQuery(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
-		q, err := parseBulkQuery(raw)
+		q, err := parseBulkQuery(raw, testFam)
 		if err != nil {
 			if !errors.Is(err, errBadQuery) {
 				t.Fatalf("parseBulkQuery(%q): error %v does not wrap errBadQuery", raw, err)
@@ -176,6 +179,10 @@ func checkPrefix(t *testing.T, raw, prefix string) {
 	if p, err := redisdlq.PrefixPattern(prefix); err != nil || p != prefix+"*" {
 		t.Fatalf("prefix %q makes the pattern %q, %v", prefix, p, err)
 	}
+	// Only this service's families: dlq: (all of them) or under one.
+	if prefix != "dlq:" && !strings.HasPrefix(prefix, "dlq:menu:") && !strings.HasPrefix(prefix, "dlq:log:") {
+		t.Fatalf("query %q gave the prefix %q, outside dlq:menu: and dlq:log:", raw, prefix)
+	}
 }
 
 // FuzzKeyPath sends arbitrary keys through the router to GET, POST retry
@@ -185,16 +192,13 @@ func checkPrefix(t *testing.T, raw, prefix string) {
 // every other key is a 400 before anything is asked of Redis or the actor.
 func FuzzKeyPath(f *testing.F) {
 	for _, s := range []string{
-		"dlq:menu:e1", "dlq:menu::e1", "dlq:log:e1", "dlq:menu:::e1", "dlq:unknown:e1", "dlq:", "dlq::e1",
+		"dlq:menu:e1", "dlq:menu::e1", "dlq:log:e1", "dlq:menu:::e1", "dlq:unknown:e1", "dlq:", "dlq::e1", "dlq:other:x", "dlq:log::x",
 		"session:1", "audit", "jobs", "dlq:menu:a/b", "dlq:menu:%2F", "dlq:menu:e\n1", "dlq:menu:e\xff",
 		"hobom:dlqmeta:dlq:menu:e1", "dlq:menu:" + strings.Repeat("e", 510), "..", "",
 	} {
 		f.Add(s)
 	}
-	a := &api{byPrefix: map[string]messages.Route{}}
-	for _, r := range messages.DefaultRoutes() {
-		a.byPrefix[r.DLQPrefix] = r
-	}
+	a := &api{fam: testFam}
 	h := New(Options{Log: zerolog.Nop()})
 	f.Fuzz(func(t *testing.T, key string) {
 		tg, err := a.target(key)
@@ -203,7 +207,7 @@ func FuzzKeyPath(f *testing.F) {
 			if !ok || tg.Key != key || tg.EventID == "" || (rest != tg.EventID && rest != ":"+tg.EventID) || len(key) > redisdlq.MaxKeyLen {
 				t.Fatalf("target(%q) = %+v", key, tg)
 			}
-			if _, known := a.byPrefix[tg.Route.DLQPrefix]; !known {
+			if _, known := a.fam[tg.Route.DLQPrefix]; !known {
 				t.Fatalf("target(%q) has an unknown route %+v", key, tg.Route)
 			}
 		}
@@ -230,7 +234,9 @@ func FuzzKeyPath(f *testing.F) {
 	})
 }
 
+// redisdlqValid: a DLQ key of this service's families (dlq:menu:,
+// dlq:log: and their legacy forms).
 func redisdlqValid(key string) bool {
-	_, _, err := redisdlq.ParseKey(key)
-	return err == nil
+	prefix, _, err := redisdlq.ParseKey(key)
+	return err == nil && (prefix == "dlq:menu:" || prefix == "dlq:log:")
 }

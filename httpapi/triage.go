@@ -6,6 +6,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -132,7 +133,7 @@ func (a *api) details(ctx context.Context, keys []string) ([]entryInfo, error) {
 		}
 		e := entryInfo{Key: in.Key, EventType: in.EventType, ReasonClass: in.Class, Reason: in.Reason}
 		if e.EventType == "" {
-			e.EventType = a.byPrefix[in.Prefix].EventType
+			e.EventType = a.fam[in.Prefix].EventType
 		}
 		if !in.LastFailedAt.IsZero() {
 			t := in.LastFailedAt
@@ -158,7 +159,7 @@ func (a *api) summary(w http.ResponseWriter, r *http.Request, _ params) {
 	}
 	prefix := redisdlq.KeyPrefix
 	if p := v.Get("prefix"); p != "" {
-		if err := redisdlq.ValidPrefix(p); err != nil {
+		if err := a.fam.prefix(p); err != nil {
 			writeError(w, http.StatusBadRequest, badQuery("prefix: %v", err).Error())
 			return
 		}
@@ -170,7 +171,7 @@ func (a *api) summary(w http.ResponseWriter, r *http.Request, _ params) {
 	ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
 	defer cancel()
 	sum, err := a.opts.Store.Summarize(ctx, prefix, redisdlq.SummaryLimits{MaxKeys: summaryMaxKeys, MaxTime: summaryMaxTime},
-		func(p string) string { return a.byPrefix[p].EventType })
+		func(p string) string { return a.fam[p].EventType })
 	if err != nil {
 		a.storeFailed(w, "summary", err)
 		return
@@ -196,7 +197,7 @@ func keepTTL(v url.Values) (time.Duration, error) {
 // audited.
 func (a *api) keep(w http.ResponseWriter, r *http.Request, p params) {
 	key := p["key"]
-	if _, _, err := redisdlq.ParseKey(key); err != nil {
+	if _, _, err := a.fam.key(key); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
@@ -252,7 +253,7 @@ func (a *api) bulkKeep(w http.ResponseWriter, r *http.Request, _ params) {
 	if _, ok := v["dryRun"]; ok {
 		raw.Set("dryRun", v.Get("dryRun"))
 	}
-	q, err := parseBulkQuery(raw.Encode())
+	q, err := parseBulkQuery(raw.Encode(), a.fam)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
@@ -289,6 +290,7 @@ func (a *api) bulkKeep(w http.ResponseWriter, r *http.Request, _ params) {
 		a.storeFailed(w, "bulk keep: list", err)
 		return
 	}
+	keys = slices.DeleteFunc(keys, func(k string) bool { return !a.fam.owns(k) })
 	truncated := len(keys) > MaxBulkKeys
 	sort.Strings(keys)
 	if truncated {
@@ -300,7 +302,7 @@ func (a *api) bulkKeep(w http.ResponseWriter, r *http.Request, _ params) {
 		m.Targets = append(m.Targets, messages.ReplayTarget{Key: k})
 	}
 	if q.DryRun {
-		a.dryRun(w, m, len(keys))
+		a.dryRun(ctx, w, m, len(keys))
 		return
 	}
 	a.startJob(r.Context(), w, m)

@@ -32,6 +32,9 @@ type ReplayTarget struct {
 type Replay struct {
 	Target ReplayTarget
 	Caller Caller
+	// Force publishes a value that fails CheckValue all the same; the
+	// audit record says so and why the value was refused.
+	Force bool
 }
 
 // ReplayStatus is how a replay or a discard ended.
@@ -62,7 +65,27 @@ const (
 	// ReplayInvalid: the target does not match the route table (a key
 	// outside its route's prefix, an empty eventId).
 	ReplayInvalid
+	// ReplayBadValue: the entry's value is not a record of its topic
+	// (CheckValue); the entry is kept. Fix or discard it, or force it.
+	ReplayBadValue
+	// ReplayWrongType: the key holds a Redis type other than a string, so
+	// it is no dead letter this service wrote; the key is kept.
+	ReplayWrongType
+	// ReplayTooLarge: the value is larger than Kafka takes; the entry is
+	// kept.
+	ReplayTooLarge
 )
+
+// PerEntry reports whether s is a problem of the entry itself, which no
+// retry will fix (the operator fixes, discards or forces it), rather than
+// an outage: a bulk job skips such entries and goes on.
+func (s ReplayStatus) PerEntry() bool {
+	switch s {
+	case ReplayInvalid, ReplayBadValue, ReplayWrongType, ReplayTooLarge:
+		return true
+	}
+	return false
+}
 
 // String names the status for logs, the audit trail and job errors.
 func (s ReplayStatus) String() string {
@@ -83,6 +106,12 @@ func (s ReplayStatus) String() string {
 		return "unavailable"
 	case ReplayInvalid:
 		return "invalid"
+	case ReplayBadValue:
+		return "bad_value"
+	case ReplayWrongType:
+		return "wrong_type"
+	case ReplayTooLarge:
+		return "too_large"
 	}
 	return "unknown"
 }
@@ -109,7 +138,7 @@ type Discard struct {
 }
 
 // InvalidTarget is a key a bulk replay matched but cannot replay (it does
-// not parse, or no route has its prefix); it counts as failed.
+// not parse, or no route has its prefix); it counts as invalid.
 type InvalidTarget struct {
 	Key string
 	Err string
@@ -174,13 +203,18 @@ type JobError struct {
 }
 
 // JobCounts is a job's progress. Remaining is Matched minus the keys that
-// are finished (replayed or kept, failed or skipped); it includes InFlight.
+// are finished (replayed or kept, failed, skipped or invalid); it includes
+// InFlight. Failed counts outages (Redis or Kafka unreachable), which may
+// abort the job; Invalid counts entries the job left alone because of a
+// problem of their own (a value not of its topic, a wrong Redis type, too
+// large for Kafka).
 type JobCounts struct {
 	Matched   int `json:"matched"`
 	Replayed  int `json:"replayed"`
 	Kept      int `json:"kept"`
 	Failed    int `json:"failed"`
 	Skipped   int `json:"skipped"`
+	Invalid   int `json:"invalid"`
 	InFlight  int `json:"inFlight"`
 	Remaining int `json:"remaining"`
 }
@@ -205,6 +239,9 @@ type JobStatus struct {
 	EndReason string `json:"endReason,omitempty"`
 	// Errors are the first failures (bounded).
 	Errors []JobError `json:"errors"`
+	// InvalidKeys are the first entries left alone for a problem of their
+	// own, with the reason (bounded).
+	InvalidKeys []JobError `json:"invalidKeys"`
 }
 
 // Audit asks the DLQ actor to append a record to the audit trail
@@ -271,4 +308,9 @@ type AuditRecord struct {
 	TTLSeconds int64  `json:"ttlSeconds,omitempty"`
 	// Filter describes the filter of a bulk job or dry run, if any.
 	Filter string `json:"filter,omitempty"`
+	// Forced: a replay asked to publish the value even if it is not a
+	// record of its topic; RefusedBecause is what the check said (empty
+	// when the value passed it).
+	Forced         bool   `json:"forced,omitempty"`
+	RefusedBecause string `json:"refusedBecause,omitempty"`
 }

@@ -144,12 +144,17 @@ func New(cfg config.Config, log zerolog.Logger, opts Options) (*App, error) {
 		_ = a.tree.Stop(context.Background())
 		return nil, fmt.Errorf("http: listen on HOBOM_HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
 	}
-	// A bounded number of connections: past MaxAPIConns, new ones wait in
-	// the kernel's backlog instead of taking file descriptors the relay
-	// needs for Kafka, Redis and the backend.
-	a.ln = netutil.LimitListener(ln, MaxAPIConns)
+	// A bounded number of connections (HOBOM_HTTP_MAX_CONNS): past it, new
+	// ones wait in the kernel's backlog instead of taking file descriptors
+	// the relay needs for Kafka, Redis and the backend.
+	maxConns := cfg.HTTPMaxConns
+	if maxConns <= 0 {
+		maxConns = DefaultMaxAPIConns
+	}
+	a.ln = netutil.LimitListener(ln, maxConns)
 	api := httpapi.New(httpapi.Options{
 		Log: log, APIKey: cfg.InternalAPIKey, Store: store, Engine: a.engine, DLQ: a.tree.DLQ, Routes: routes,
+		MaxValueBytes: maxRecordBytes,
 	})
 	// Handlers' contexts end when shutdown begins, so that a handler
 	// waiting on the DLQ actor answers at once instead of holding the
@@ -180,9 +185,9 @@ func New(cfg config.Config, log zerolog.Logger, opts Options) (*App, error) {
 
 // Limits of the management API's listener.
 const (
-	// MaxAPIConns bounds the API's open connections (GET /health, /ready
-	// and /metrics included).
-	MaxAPIConns = 1024
+	// DefaultMaxAPIConns bounds the API's open connections (GET /health,
+	// /ready and /metrics included) when HOBOM_HTTP_MAX_CONNS is not set.
+	DefaultMaxAPIConns = 1024
 	// apiIdleTimeout closes keep-alive connections idle that long.
 	apiIdleTimeout = 30 * time.Second
 	// openAPIWarnEvery repeats the warning about an API without a key.
@@ -236,7 +241,7 @@ func TreeConfig(cfg config.Config, routes []messages.Route) actors.TreeConfig {
 			TTL:   cfg.DLQTTL,
 			Write: actors.RetryPolicy{Attempts: 3, Backoff: 200 * time.Millisecond, Timeout: 3 * time.Second},
 			Mark:  mark, Concurrency: 16, MaxReasonBytes: 1024,
-			Replay: actors.ReplayConfig{ProducerName: producerName()},
+			Replay: actors.ReplayConfig{ProducerName: producerName(), MaxValueBytes: maxRecordBytes},
 		},
 		RestartBackoff: 100 * time.Millisecond, MaxRestartBackoff: 30 * time.Second, StableAfter: time.Minute,
 		PollerInboxSize: 8,

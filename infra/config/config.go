@@ -30,6 +30,7 @@ type Config struct {
 	KafkaWriteTimeout time.Duration
 	RedisAddr         string
 	HTTPAddr          string
+	HTTPMaxConns      int
 	InternalAPIKey    string
 	// InternalAPIOpen: the operator chose to run the API without a key.
 	InternalAPIOpen bool
@@ -94,6 +95,7 @@ func settings() []setting {
 		{"kafka-write-timeout", "HOBOM_KAFKA_WRITE_TIMEOUT", "10s", "how long one publish attempt may take (100ms..5m)", false, durIn(100*time.Millisecond, 5*time.Minute, func(c *Config) *time.Duration { return &c.KafkaWriteTimeout })},
 		{"redis-addr", "HOBOM_REDIS_ADDR", "redis:6379", "Redis address of the dead-letter queue (host:port)", false, hostPort(false, func(c *Config) *string { return &c.RedisAddr })},
 		{"http-addr", "HOBOM_HTTP_ADDR", ":8082", "listen address of the management API ([host]:port)", false, hostPort(true, func(c *Config) *string { return &c.HTTPAddr })},
+		{"http-max-conns", "HOBOM_HTTP_MAX_CONNS", "1024", "most connections the management API holds open at once (16..65536); more wait in the listen backlog", false, intIn(16, 65536, func(c *Config) *int { return &c.HTTPMaxConns })},
 		{"internal-api-key", "HOBOM_INTERNAL_API_KEY", "", "x-api-key required by the DLQ API and the details of /ready; required outside dev mode unless HOBOM_INTERNAL_API_OPEN=true", true, apiKey},
 		{"internal-api-open", "HOBOM_INTERNAL_API_OPEN", "false", "run the management API without HOBOM_INTERNAL_API_KEY: anyone who reaches it can replay and discard (logged as a warning at start and every hour)", false, boolean(func(c *Config) *bool { return &c.InternalAPIOpen })},
 		{"poll-interval", "HOBOM_POLL_INTERVAL", "5s", "wait after an empty poll (10ms..1h)", false, durIn(10*time.Millisecond, time.Hour, func(c *Config) *time.Duration { return &c.PollInterval })},

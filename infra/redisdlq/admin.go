@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -34,21 +33,117 @@ var _ actors.DeadLetterAdmin = (*Store)(nil)
 // LockKey is the key of the replay lock of the DLQ entry at key.
 func LockKey(key string) string { return LockKeyPrefix + key }
 
-// Value returns the bytes stored at key, unchanged (actors.DeadLetterAdmin).
-// found is false when the key holds no value. Keys ParseKey rejects return
-// an error wrapping ErrInvalidKey, and Redis is not asked.
-func (s *Store) Value(ctx context.Context, key string) ([]byte, bool, error) {
+// Value returns the bytes stored at key, unchanged, and their size
+// (actors.DeadLetterAdmin). found is false when the key holds no value. A
+// value of more than max bytes is not read (value nil, size set), so a
+// huge key cannot fill the process's memory; a key holding another Redis
+// type returns an error wrapping actors.ErrWrongType. Keys ParseKey
+// rejects return an error wrapping ErrInvalidKey, and Redis is not asked.
+func (s *Store) Value(ctx context.Context, key string, max int) ([]byte, int, bool, error) {
 	if _, _, err := ParseKey(key); err != nil {
-		return nil, false, fmt.Errorf("dlq value: %w", err)
+		return nil, 0, false, fmt.Errorf("dlq value: %w", err)
 	}
-	v, err := s.c.Get(ctx, key).Bytes()
+	r, err := s.readBounded(ctx, key, max)
+	if err != nil {
+		return nil, 0, false, fmt.Errorf("dlq value %q: %w", key, err)
+	}
+	return r.value, r.size, r.found, nil
+}
+
+// bounded is a string value read with readBounded.
+type bounded struct {
+	found bool
+	size  int
+	// value is nil when size > max.
+	value []byte
+}
+
+// ValueRead is one key's result of Values.
+type ValueRead struct {
+	Found bool
+	Size  int
+	// Value is nil when Size is over the limit.
+	Value []byte
+	// Err wraps actors.ErrWrongType for a key of another Redis type.
+	Err error
+}
+
+// Values reads the keys' values as Value does, in one pipelined round
+// trip: at most max bytes each (larger ones report only their size). The
+// error is for the round trip; per-key problems are in ValueRead.Err.
+func (s *Store) Values(ctx context.Context, keys []string, max int) ([]ValueRead, error) {
+	if max < 1 {
+		return nil, fmt.Errorf("dlq values: read limit %d below one byte", max)
+	}
+	for _, k := range keys {
+		if _, _, err := ParseKey(k); err != nil {
+			return nil, fmt.Errorf("dlq values: %w", err)
+		}
+	}
+	cmds := make([]*redis.Cmd, len(keys))
+	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range keys {
+			cmds[i] = p.Eval(ctx, boundedSource, []string{k}, max)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dlq values: %w", err)
+	}
+	out := make([]ValueRead, len(keys))
+	for i, c := range cmds {
+		res, err := c.Slice()
+		if err != nil {
+			return nil, fmt.Errorf("dlq values %q: %w", keys[i], err)
+		}
+		b, err := parseBounded(res)
+		out[i] = ValueRead{Found: b.found, Size: b.size, Value: b.value, Err: err}
+	}
+	return out, nil
+}
+
+// boundedScript reads a string of at most ARGV[1] bytes: {type} for a key
+// of another type (or none), else {"string", size, value-or-false}. One
+// round trip, atomic, and a large value never leaves Redis.
+var boundedScript = redis.NewScript(boundedSource)
+
+const boundedSource = `
+local t = redis.call("TYPE", KEYS[1])["ok"]
+if t ~= "string" then return {t} end
+local n = redis.call("STRLEN", KEYS[1])
+if n > tonumber(ARGV[1]) then return {t, n, false} end
+return {t, n, redis.call("GET", KEYS[1])}`
+
+func (s *Store) readBounded(ctx context.Context, key string, max int) (bounded, error) {
+	if max < 1 {
+		return bounded{}, fmt.Errorf("read limit %d below one byte", max)
+	}
+	res, err := boundedScript.Run(ctx, s.c, []string{key}, max).Slice()
+	if err != nil {
+		return bounded{}, err
+	}
+	return parseBounded(res)
+}
+
+func parseBounded(res []any) (bounded, error) {
+	if len(res) == 0 {
+		return bounded{}, fmt.Errorf("empty reply")
+	}
+	typ, _ := res[0].(string)
 	switch {
-	case errors.Is(err, redis.Nil):
-		return nil, false, nil
-	case err != nil:
-		return nil, false, fmt.Errorf("dlq value %q: %w", key, err)
+	case typ == "none":
+		return bounded{}, nil
+	case typ != "string":
+		return bounded{}, fmt.Errorf("%w (a %s)", actors.ErrWrongType, typ)
+	case len(res) < 3:
+		return bounded{}, fmt.Errorf("unexpected reply %v", res)
 	}
-	return v, true, nil
+	n, _ := res[1].(int64)
+	b := bounded{found: true, size: int(n)}
+	if v, ok := res[2].(string); ok {
+		b.value = []byte(v)
+	}
+	return b, nil
 }
 
 // The lock scripts compare the holder's token before touching the lock, so

@@ -20,15 +20,33 @@ func TestValue(t *testing.T) {
 	if err := c.Set(ctx, "dlq:menu::e1", `[1, 2]`, 0).Err(); err != nil {
 		t.Fatal(err)
 	}
-	v, found, err := s.Value(ctx, "dlq:menu::e1")
-	if err != nil || !found || string(v) != `[1, 2]` {
-		t.Fatalf("Value = %q, %v, %v", v, found, err)
+	v, n, found, err := s.Value(ctx, "dlq:menu::e1", 1024)
+	if err != nil || !found || string(v) != `[1, 2]` || n != 6 {
+		t.Fatalf("Value = %q, %d, %v, %v", v, n, found, err)
 	}
-	if v, found, err := s.Value(ctx, "dlq:menu:none"); err != nil || found || v != nil {
+	if v, _, found, err := s.Value(ctx, "dlq:menu:none", 1024); err != nil || found || v != nil {
 		t.Fatalf("Value of a missing key = %q, %v, %v", v, found, err)
 	}
-	if _, _, err := s.Value(ctx, "session:1"); !errors.Is(err, redisdlq.ErrInvalidKey) {
+	if _, _, _, err := s.Value(ctx, "session:1", 1024); !errors.Is(err, redisdlq.ErrInvalidKey) {
 		t.Fatalf("Value of a non-DLQ key: %v", err)
+	}
+	// Larger than the limit: the size, not the bytes.
+	if v, n, found, err := s.Value(ctx, "dlq:menu::e1", 5); err != nil || !found || v != nil || n != 6 {
+		t.Fatalf("Value over the limit = %q, %d, %v, %v", v, n, found, err)
+	}
+	// An empty value is found, and empty.
+	if err := c.Set(ctx, "dlq:menu:empty", "", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if v, n, found, err := s.Value(ctx, "dlq:menu:empty", 5); err != nil || !found || v == nil || len(v) != 0 || n != 0 {
+		t.Fatalf("Value of an empty string = %q, %d, %v, %v", v, n, found, err)
+	}
+	// A hash is no dead letter.
+	if err := c.HSet(ctx, "dlq:menu:h", "f", "v").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := s.Value(ctx, "dlq:menu:h", 5); !errors.Is(err, actors.ErrWrongType) {
+		t.Fatalf("Value of a hash: %v; want ErrWrongType", err)
 	}
 }
 
@@ -150,7 +168,7 @@ func TestGetFailsWhileRedisIsDown(t *testing.T) {
 	if e, err := s.Get(ctx, "dlq:menu:e1"); err == nil || errors.Is(err, redisdlq.ErrNotFound) {
 		t.Fatalf("Get with Redis down = %+v, %v; want a connection error", e, err)
 	}
-	if _, _, err := s.Value(ctx, "dlq:menu:e1"); err == nil {
+	if _, _, _, err := s.Value(ctx, "dlq:menu:e1", 1024); err == nil {
 		t.Fatal("Value with Redis down succeeded")
 	}
 }

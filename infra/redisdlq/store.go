@@ -78,6 +78,10 @@ type Entry struct {
 	HasMeta bool
 	// TTL is the value's remaining time to live; 0 if it has no expiry.
 	TTL time.Duration
+	// Size is the whole value's length in bytes; Truncated says Value
+	// holds only its first bytes (Inspect).
+	Size      int
+	Truncated bool
 }
 
 // Put stores value at key for ttl and meta in the key's metadata hash with
@@ -184,22 +188,87 @@ func (s *Store) Get(ctx context.Context, key string) (Entry, error) {
 	if ttl := ttlCmd.Val(); ttl > 0 {
 		e.TTL = ttl
 	}
-	if m := metaCmd.Val(); len(m) > 0 {
-		e.HasMeta = true
-		e.Meta = actors.DeadLetterMeta{
-			EventType: m[fieldEventType],
-			EventID:   m[fieldEventID],
-			Topic:     m[fieldTopic],
-			Reason:    m[fieldReason],
-		}
-		if n, err := strconv.Atoi(m[fieldAttempts]); err == nil {
-			e.Meta.Attempts = n
-		}
-		e.FirstFailedAt = parseTime(m[fieldFirstFailedAt])
-		e.LastFailedAt = parseTime(m[fieldLastFailedAt])
-		e.Meta.FailedAt = e.LastFailedAt
-	}
+	e.Size = len(value)
+	e.setMeta(metaCmd.Val())
 	return e, nil
+}
+
+// inspectScript reads what Inspect returns in one atomic round trip:
+// {type} for a key that is no string (or none), else {"string", size, the
+// first ARGV[1] bytes, the metadata hash as a flat list, PTTL}.
+var inspectScript = redis.NewScript(`
+local t = redis.call("TYPE", KEYS[1])["ok"]
+if t ~= "string" then return {t} end
+local n = redis.call("STRLEN", KEYS[1])
+local v
+if n > tonumber(ARGV[1]) then
+	v = redis.call("GETRANGE", KEYS[1], 0, tonumber(ARGV[1]) - 1)
+else
+	v = redis.call("GET", KEYS[1])
+end
+return {t, n, v, redis.call("HGETALL", KEYS[2]), redis.call("PTTL", KEYS[1])}`)
+
+// Inspect is Get for operators: it reads at most max bytes of the value,
+// so that inspecting a huge entry costs no more than max bytes of memory.
+// Entry.Size is the whole value's size and Entry.Truncated says Value holds
+// only its first max bytes. A key holding another Redis type returns an
+// error wrapping actors.ErrWrongType.
+func (s *Store) Inspect(ctx context.Context, key string, max int) (Entry, error) {
+	prefix, eventID, err := ParseKey(key)
+	if err != nil {
+		return Entry{}, fmt.Errorf("dlq inspect: %w", err)
+	}
+	if max < 1 {
+		return Entry{}, fmt.Errorf("dlq inspect %q: read limit %d below one byte", key, max)
+	}
+	res, err := inspectScript.Run(ctx, s.c, []string{key, MetaKey(key)}, max).Slice()
+	if err != nil {
+		return Entry{}, fmt.Errorf("dlq inspect %q: %w", key, err)
+	}
+	typ, _ := res[0].(string)
+	switch {
+	case typ == "none":
+		return Entry{}, fmt.Errorf("dlq inspect %q: %w", key, ErrNotFound)
+	case typ != "string":
+		return Entry{}, fmt.Errorf("dlq inspect %q: %w (a %s)", key, actors.ErrWrongType, typ)
+	case len(res) < 5:
+		return Entry{}, fmt.Errorf("dlq inspect %q: unexpected reply", key)
+	}
+	size, _ := res[1].(int64)
+	value, _ := res[2].(string)
+	e := Entry{Key: key, Prefix: prefix, EventID: eventID, Value: []byte(value), Size: int(size), Truncated: int(size) > max}
+	if ttl, _ := res[4].(int64); ttl > 0 {
+		e.TTL = time.Duration(ttl) * time.Millisecond
+	}
+	flat, _ := res[3].([]any)
+	m := make(map[string]string, len(flat)/2)
+	for i := 0; i+1 < len(flat); i += 2 {
+		k, _ := flat[i].(string)
+		v, _ := flat[i+1].(string)
+		m[k] = v
+	}
+	e.setMeta(m)
+	return e, nil
+}
+
+// setMeta fills the entry from its metadata hash m (nothing when empty).
+func (e *Entry) setMeta(m map[string]string) {
+	if len(m) == 0 {
+		return
+	}
+	e.HasMeta = true
+	e.Meta = actors.DeadLetterMeta{
+		EventType: m[fieldEventType],
+		EventID:   m[fieldEventID],
+		Topic:     m[fieldTopic],
+		Reason:    m[fieldReason],
+	}
+	if n, err := strconv.Atoi(m[fieldAttempts]); err == nil {
+		e.Meta.Attempts = n
+	}
+	e.FirstFailedAt = parseTime(m[fieldFirstFailedAt])
+	e.LastFailedAt = parseTime(m[fieldLastFailedAt])
+	e.Meta.FailedAt = e.LastFailedAt
 }
 
 // parseTime reads a stored RFC 3339 time; it returns the zero time for an
