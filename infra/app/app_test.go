@@ -344,8 +344,8 @@ func TestUnencodableEventGetsADLQEntryWithTheReason(t *testing.T) {
 		t.Fatal(err)
 	}
 	res.Body.Close()
-	if res.StatusCode != http.StatusBadRequest {
-		t.Errorf("replay of a placeholder answered %d, want 400", res.StatusCode)
+	if res.StatusCode != http.StatusUnprocessableEntity {
+		t.Errorf("replay of a placeholder answered %d, want 422 (the entry's own problem)", res.StatusCode)
 	}
 	if n := e.kafka.Count(t, "hobom.messages", 200*time.Millisecond); n != 0 {
 		t.Errorf("%d records in Kafka after refusing the replay", n)
