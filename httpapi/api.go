@@ -77,10 +77,10 @@ const (
 )
 
 type api struct {
-	opts     Options
-	log      zerolog.Logger
-	keyHash  [sha256.Size]byte
-	fam      families // the routes by DLQ prefix
+	opts    Options
+	log     zerolog.Logger
+	keyHash [sha256.Size]byte
+	fam     families // the routes by DLQ prefix
 }
 
 // New returns the API's handler.
