@@ -304,7 +304,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	if len(recs) != 1 || string(recs[0].Key) != "msg-3" || !strings.Contains(string(recs[0].Value), "Order 3 shipped") {
 		t.Fatalf("Kafka after the replay: %d records %v", len(recs), recs)
 	}
-	if _, found, _ := w.store.Value(context.Background(), "dlq:menu:msg-3"); found {
+	if _, _, found, _ := w.store.Value(context.Background(), "dlq:menu:msg-3", 1<<20); found {
 		t.Error("the replayed entry is still in Redis")
 	}
 	testenv.Eventually(t, 10*time.Second, "msg-3 SENT", func() bool {
@@ -334,7 +334,7 @@ func TestConsoleInABrowser(t *testing.T) {
 		t.Errorf("%d records in Kafka after the job, want 7", c)
 	}
 	for _, k := range []string{"dlq:menu:enc-1", "dlq:menu::legacy-1", "dlq:log:big-0"} {
-		if _, found, _ := w.store.Value(context.Background(), k); !found {
+		if _, _, found, _ := w.store.Value(context.Background(), k, 1<<20); !found {
 			t.Errorf("%s is gone, though the filter left it out", k)
 		}
 	}
