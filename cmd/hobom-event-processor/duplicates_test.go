@@ -61,17 +61,12 @@ func (w *world) seed(prefix string, n int) []string {
 // checking often, so that a fault lands close to that point.
 func (w *world) waitSent(t *testing.T, n int, timeout time.Duration) int {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		got := w.backend.Count(messages.EventTypeMessage, messages.StatusSent)
-		if got >= n {
-			return got
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d MESSAGE events SENT after %v, want %d", got, timeout, n)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	var got int
+	testenv.EventuallyEvery(t, timeout, time.Millisecond, fmt.Sprintf("%d MESSAGE events SENT", n), func() bool {
+		got = w.backend.Count(messages.EventTypeMessage, messages.StatusSent)
+		return got >= n
+	})
+	return got
 }
 
 // deliveries counts, per event id, the records in hobom.messages and fails

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -59,7 +60,8 @@ type drainCrash struct{}
 // crashSeen tells when the supervisor has handled a child's crash: it
 // counts the restart in the same step.
 type crashSeen struct {
-	dlq atomic.Bool
+	once sync.Once
+	dlq  chan struct{} // closed at the DLQ actor's first restart
 }
 
 func (m *crashSeen) PollDone(string, time.Duration, int, error) {}
@@ -71,14 +73,14 @@ func (m *crashSeen) Replayed(string)                            {}
 
 func (m *crashSeen) ChildRestarted(child string) {
 	if child == "dlq" {
-		m.dlq.Store(true)
+		m.once.Do(func() { close(m.dlq) })
 	}
 }
 
 func TestShutdownFinishesWhenTheDLQActorCrashesDuringTheDrain(t *testing.T) {
 	var armed atomic.Bool
 	var e *env
-	seen := &crashSeen{}
+	seen := &crashSeen{dlq: make(chan struct{})}
 	mw := func(next actor.ReceiveFunc) actor.ReceiveFunc {
 		return func(c *actor.Context) {
 			switch c.Message().(type) {
@@ -87,8 +89,9 @@ func TestShutdownFinishesWhenTheDLQActorCrashesDuringTheDrain(t *testing.T) {
 					// The supervisor learns of the DLQ actor's crash before the
 					// publisher reports that it drained.
 					c.Engine().Send(e.app.Tree().DLQ(), drainCrash{})
-					for deadline := time.Now().Add(5 * time.Second); !seen.dlq.Load() && time.Now().Before(deadline); {
-						time.Sleep(time.Millisecond)
+					select {
+					case <-seen.dlq:
+					case <-time.After(5 * time.Second):
 					}
 				}
 			case drainCrash:
@@ -102,7 +105,9 @@ func TestShutdownFinishesWhenTheDLQActorCrashesDuringTheDrain(t *testing.T) {
 	testenv.Eventually(t, 20*time.Second, "m-1 SENT", allStatus(e, messages.StatusSent, "m-1"))
 	start := time.Now()
 	e.stop(t) // fails the test if the shutdown times out
-	if !seen.dlq.Load() {
+	select {
+	case <-seen.dlq:
+	default:
 		t.Fatal("the DLQ actor did not crash during the drain")
 	}
 	if took := time.Since(start); took > 5*time.Second {

@@ -2,7 +2,6 @@ package fakebackend_test
 
 import (
 	"context"
-	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/hobom/hobom-event-processor/infra/fakebackend"
+	"github.com/hobom/hobom-event-processor/infra/testenv"
 	"github.com/hobom/hobom-event-processor/messages"
 	"github.com/hobom/hobom-event-processor/proto/gen/outboxlogv1"
 	"github.com/hobom/hobom-event-processor/proto/gen/outboxmessagev1"
@@ -288,13 +288,9 @@ func TestCloseCutsOffSlowCalls(t *testing.T) {
 		_, err := c.msg.FindOutboxByEventTypeAndStatusUseCase(ctx(t), &outboxmessagev1.Request{})
 		errc <- err
 	}()
-	deadline := time.Now().Add(5 * time.Second)
-	for srv.Calls(fakebackend.FindMessages) == 0 { // wait until the call is in flight
-		if time.Now().After(deadline) {
-			t.Fatal("call never reached the server")
-		}
-		runtime.Gosched()
-	}
+	testenv.EventuallyEvery(t, 5*time.Second, time.Millisecond, "the call in flight at the server", func() bool {
+		return srv.Calls(fakebackend.FindMessages) > 0
+	})
 	began := time.Now()
 	srv.Close()
 	if took := time.Since(began); took > 3*time.Second {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/hobom/hobom-event-processor/infra/fakebackend"
 	"github.com/hobom/hobom-event-processor/infra/outbox"
+	"github.com/hobom/hobom-event-processor/infra/testenv"
 	"github.com/hobom/hobom-event-processor/messages"
 )
 
@@ -75,13 +76,7 @@ func TestMarkManyUnimplemented(t *testing.T) {
 		t.Errorf("s1 is %s after a refused batch", ev.Status)
 	}
 	e.srv.SetBatchMarks(true)
-	deadline := time.Now().Add(5 * time.Second)
-	for !e.cli.BatchMarks() {
-		if time.Now().After(deadline) {
-			t.Fatal("BatchMarks never turned true again")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.Eventually(t, 5*time.Second, "BatchMarks true again", e.cli.BatchMarks)
 	if _, err := e.cli.MarkMany(ctx(t), []string{"s1"}, nil); err != nil {
 		t.Fatalf("after the backend's upgrade: %v", err)
 	}

@@ -50,14 +50,22 @@ func waitUntil(timeout, interval time.Duration, cond func() (bool, error)) error
 
 // Eventually polls cond every 10 ms until it holds, and fails the test
 // when timeout passes first: tests wait for conditions, never for fixed
-// sleeps.
+// sleeps. It is the tests' one wait loop.
 func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	EventuallyEvery(t, timeout, 10*time.Millisecond, what, cond)
+}
+
+// EventuallyEvery is Eventually polling every interval, for a test that
+// must act close to the moment cond becomes true (inject a fault just
+// after the first events are SENT).
+func EventuallyEvery(t testing.TB, timeout, interval time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out after %v waiting for %s", timeout, what)
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(interval)
 	}
 }
