@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/anthdm/hollywood/actor"
@@ -29,11 +30,27 @@ type PollerConfig struct {
 	// polls, renewed every third of the TTL; LeaseOwner names this process.
 	LeaseTTL   time.Duration
 	LeaseOwner string
+	// InFlightShare > 0 caps the events this poller has at the publisher
+	// at once: its share of the process's global budget (MaxInFlight
+	// divided among the pollers by the supervisor), so memory is bounded
+	// by the budget, not by event types × find limit.
+	InFlightShare int
+	// MaxInFlight is the global budget the supervisor divides; the poller
+	// itself reads only InFlightShare.
+	MaxInFlight int
 }
 
+// maxBatches is how many batches a poller keeps at the publisher at once:
+// the next find runs while the previous batch is produced and marked.
+const maxBatches = 2
+
 // Poller fetches the PENDING events of one route and hands them to the
-// publisher, one batch at a time: it does not fetch again until the batch
-// is resolved, which is the flow control the unbounded inboxes lack.
+// publisher in batches, at most maxBatches (and InFlightShare events) at a
+// time: it does not fetch more until a batch is resolved, which is the
+// flow control the unbounded inboxes lack. A find that runs while batches
+// are in flight returns their rows too (they are still PENDING): the
+// poller drops the ids it has in flight, and those of a batch resolved
+// while the find ran, so no event is handed over twice.
 type Poller struct {
 	route     messages.Route
 	outbox    Outbox
@@ -51,11 +68,11 @@ type Poller struct {
 	seq        uint64
 	finding    bool
 	cancelFind context.CancelFunc
-	batch      uint64 // id of the batch at the publisher, 0 when none
-	batchSize  int
-	batchStart time.Time
+	batches    map[uint64]*pollBatch // at the publisher, or resolved while a find ran
+	open       int                   // batches not resolved yet
+	inFlight   map[string]uint64     // event ids of batches, by batch
+	events     int                   // events of unresolved batches
 	failures   int
-	batchTimer *time.Timer
 	timer      *time.Timer
 	timerGen   uint64
 
@@ -75,10 +92,20 @@ func NewPoller(route messages.Route, outbox Outbox, lease Lease, publisher *acto
 	return func() actor.Receiver {
 		return &Poller{
 			route: route, outbox: outbox, lease: lease, publisher: publisher, cfg: cfg, metrics: orNop(m),
-			log: log.With().Str("actor", "poller").Str("eventType", route.EventType).Logger(),
-			seq: rand.Uint64() >> 1,
+			log:      log.With().Str("actor", "poller").Str("eventType", route.EventType).Logger(),
+			seq:      rand.Uint64() >> 1,
+			batches:  map[uint64]*pollBatch{},
+			inFlight: map[string]uint64{},
 		}
 	}
+}
+
+// pollBatch is a batch handed to the publisher.
+type pollBatch struct {
+	ids      []string
+	start    time.Time
+	timer    *time.Timer
+	resolved bool // kept only to filter the find that was running
 }
 
 type (
@@ -118,8 +145,10 @@ func (p *Poller) Receive(c *actor.Context) {
 		if p.timer != nil {
 			p.timer.Stop()
 		}
-		if p.batchTimer != nil {
-			p.batchTimer.Stop()
+		for _, b := range p.batches {
+			if b.timer != nil {
+				b.timer.Stop()
+			}
 		}
 		if p.leaseTimer != nil {
 			p.leaseTimer.Stop()
@@ -128,7 +157,7 @@ func (p *Poller) Receive(c *actor.Context) {
 			p.cancelFind() // a find has no side effects: cutting it short is safe
 		}
 	case pollTick:
-		if m.gen == p.timerGen && !p.finding && p.batch == 0 && p.held {
+		if m.gen == p.timerGen && p.canFind() {
 			p.find()
 		}
 	case findDone:
@@ -136,25 +165,62 @@ func (p *Poller) Receive(c *actor.Context) {
 	case messages.BatchResolved:
 		p.onResolved(m)
 	case messages.PeerLost:
-		if p.batch != 0 {
-			p.log.Warn().Uint64("batch", p.batch).Msg("publisher crashed holding this batch; polling again after a pause")
-			p.batch = 0
+		if p.open > 0 {
+			p.log.Warn().Int("batches", p.open).Msg("publisher crashed holding this poller's batches; polling again after a pause")
+			p.dropBatches()
 			p.backoff()
 		}
 	case batchTimeout:
-		if m.batch == p.batch && p.batch != 0 {
-			p.log.Error().Uint64("batch", p.batch).Int("events", p.batchSize).Dur("waited", time.Since(p.batchStart)).
+		if b := p.batches[m.batch]; b != nil && !b.resolved {
+			p.log.Error().Uint64("batch", m.batch).Int("events", len(b.ids)).Dur("waited", time.Since(b.start)).
 				Msg("batch not resolved in time; polling again (events still in flight are not published twice)")
-			p.batch = 0
+			p.dropBatches()
 			p.backoff()
 		}
 	}
 }
 
+// canFind says whether a find may start now: none running, the lease
+// held, fewer than maxBatches batches out and room in the share.
+func (p *Poller) canFind() bool {
+	return !p.finding && p.held && p.open < maxBatches && (p.cfg.InFlightShare <= 0 || p.events < p.cfg.InFlightShare)
+}
+
+// findLimit is the limit of the next find: the rows it may hand over
+// (bounded by the find limit and the share left), plus the rows in flight,
+// which the backend returns first because they are still PENDING.
+func (p *Poller) findLimit() int {
+	want := p.cfg.FindLimit
+	if p.cfg.InFlightShare > 0 {
+		room := p.cfg.InFlightShare - p.events
+		if want <= 0 || room < want {
+			want = room
+		}
+	}
+	if want <= 0 {
+		return 0 // all (an old backend returns all anyway)
+	}
+	return want + p.events
+}
+
+// dropBatches forgets every batch (the publisher lost them, or one timed
+// out): the publisher never publishes an event twice at once, so the next
+// find may hand their events over again.
+func (p *Poller) dropBatches() {
+	for id, b := range p.batches {
+		if b.timer != nil {
+			b.timer.Stop()
+		}
+		delete(p.batches, id)
+	}
+	clear(p.inFlight)
+	p.open, p.events = 0, 0
+}
+
 func (p *Poller) find() {
 	p.seq++
 	p.finding = true
-	seq, route, limit := p.seq, p.route, p.cfg.FindLimit
+	seq, route, limit := p.seq, p.route, p.findLimit()
 	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.FindTimeout)
 	p.cancelFind = cancel
 	engine, self, outbox := p.engine, p.self, p.outbox
@@ -171,46 +237,92 @@ func (p *Poller) onFound(m findDone) {
 		return
 	}
 	p.finding, p.cancelFind = false, nil
-	p.metrics.PollDone(p.route.EventType, m.took, len(m.events), m.err)
 	if m.err == nil {
 		p.metrics.OldestPending(p.route.EventType, oldestPendingAge(m.events, time.Now()))
+	}
+	// Rows of batches in flight, or resolved while this find ran (the
+	// backend may have answered before their marks), are not new.
+	events := m.events
+	if len(p.inFlight) > 0 {
+		events = slices.DeleteFunc(events, func(e messages.Event) bool { _, ok := p.inFlight[e.EventID]; return ok })
+	}
+	p.metrics.PollDone(p.route.EventType, m.took, len(events), m.err)
+	for id, b := range p.batches {
+		if b.resolved {
+			p.forgetBatch(id, b)
+		}
 	}
 	if m.err != nil {
 		p.log.Warn().Err(m.err).Int("failures", p.failures+1).Msg("find pending events failed")
 		p.backoff()
 		return
 	}
-	if len(m.events) == 0 {
-		p.failures = 0
+	if len(events) == 0 {
+		if p.open > 0 {
+			return // the next resolution polls again
+		}
+		if len(m.events) == 0 {
+			p.failures = 0
+		}
 		p.schedule(p.cfg.Interval)
 		return
 	}
 	if !p.held {
 		// The lease was lost while the find ran: the events belong to the
 		// new holder now, and publishing them here would duplicate them.
-		p.log.Info().Int("events", len(m.events)).Msg("lease lost during the find; leaving the events to the new holder")
+		p.log.Info().Int("events", len(events)).Msg("lease lost during the find; leaving the events to the new holder")
 		return
 	}
-	p.batch, p.batchSize, p.batchStart = m.seq, len(m.events), time.Now()
-	p.log.Debug().Uint64("batch", p.batch).Int("events", len(m.events)).Dur("took", m.took).Msg("fetched pending events")
-	batch := messages.PublishBatch{BatchID: p.batch, Route: p.route, Events: m.events, ReplyTo: p.self}
+	id := m.seq
+	b := &pollBatch{ids: make([]string, 0, len(events)), start: time.Now()}
+	for i := range events {
+		if e := events[i].EventID; e != "" {
+			b.ids = append(b.ids, e)
+			p.inFlight[e] = id
+		}
+	}
+	p.batches[id] = b
+	p.open++
+	p.events += len(events)
+	p.log.Debug().Uint64("batch", id).Int("events", len(events)).Dur("took", m.took).Msg("fetched pending events")
+	batch := messages.PublishBatch{BatchID: id, Route: p.route, Events: events, ReplyTo: p.self}
 	if p.cfg.LeaseTTL > 0 {
 		batch.Fence = messages.Fence{Name: p.route.EventType, Token: p.token}
 	}
 	p.engine.Send(p.publisher, batch)
 	if p.cfg.BatchTimeout > 0 {
-		id, engine, self := p.batch, p.engine, p.self
-		p.batchTimer = time.AfterFunc(p.cfg.BatchTimeout, func() { engine.Send(self, batchTimeout{batch: id}) })
+		engine, self := p.engine, p.self
+		b.timer = time.AfterFunc(p.cfg.BatchTimeout, func() { engine.Send(self, batchTimeout{batch: id}) })
 	}
+	// Find the next batch while this one is produced and marked.
+	p.failures = 0
+	p.schedule(0)
+}
+
+// forgetBatch drops a batch and its ids from the filter.
+func (p *Poller) forgetBatch(id uint64, b *pollBatch) {
+	for _, e := range b.ids {
+		if p.inFlight[e] == id {
+			delete(p.inFlight, e)
+		}
+	}
+	delete(p.batches, id)
 }
 
 func (p *Poller) onResolved(m messages.BatchResolved) {
-	if m.BatchID != p.batch || p.batch == 0 {
+	b := p.batches[m.BatchID]
+	if b == nil || b.resolved {
 		return
 	}
-	p.batch = 0
-	if p.batchTimer != nil {
-		p.batchTimer.Stop()
+	if b.timer != nil {
+		b.timer.Stop()
+	}
+	p.open--
+	p.events -= len(b.ids)
+	if p.finding {
+		b.resolved = true // its ids still filter the find that is running
+	} else {
+		p.forgetBatch(m.BatchID, b)
 	}
 	ev := p.log.Info()
 	if !m.AllResolved() {
@@ -223,7 +335,7 @@ func (p *Poller) onResolved(m messages.BatchResolved) {
 		Int("unmarked", m.Counts[messages.OutcomeUnmarked]).
 		Int("busy", m.Counts[messages.OutcomeBusy]).
 		Int("skipped", m.Counts[messages.OutcomeSkipped]).
-		Dur("took", time.Since(p.batchStart)).
+		Dur("took", time.Since(b.start)).
 		Msg("batch resolved")
 	trouble := m.Counts[messages.OutcomeDeferred] + m.Counts[messages.OutcomeUnmarked] + m.Counts[messages.OutcomeBusy]
 	progress := m.Counts[messages.OutcomeSent] + m.Counts[messages.OutcomeFailed]
@@ -238,7 +350,7 @@ func (p *Poller) onResolved(m messages.BatchResolved) {
 		// limit, so fetch again at once.
 		p.failures = 0
 		p.schedule(0)
-	default:
+	case p.open == 0 && !p.finding:
 		// Only rows that cannot be processed (logged): they come back with
 		// every find, so wait the interval, but they are no outage.
 		p.failures = 0

@@ -213,8 +213,14 @@ func (s *Supervisor) start() {
 	s.tree.dlq, s.tree.publisher = s.dlq.pid, s.pub.pid
 	s.tree.mu.Unlock()
 	start := time.Now()
+	pc := s.cfg.Poller
+	if pc.MaxInFlight > 0 && len(s.cfg.Routes) > 0 {
+		// Equal shares of the global budget: memory is bounded by it, and
+		// no event type can starve the others.
+		pc.InFlightShare = max(1, pc.MaxInFlight/len(s.cfg.Routes))
+	}
 	for _, r := range s.cfg.Routes {
-		ch := s.add("poller:"+r.EventType, "poller", r.EventType, NewPoller(r, s.deps.Outbox, s.deps.Lease, s.pub.pid, s.cfg.Poller, s.deps.Log, s.deps.Metrics),
+		ch := s.add("poller:"+r.EventType, "poller", r.EventType, NewPoller(r, s.deps.Outbox, s.deps.Lease, s.pub.pid, pc, s.deps.Log, s.deps.Metrics),
 			actor.WithInboxSize(max(s.cfg.PollerInboxSize, 4)))
 		s.pollers = append(s.pollers, ch)
 		s.spawn(ch)

@@ -100,6 +100,7 @@ func New(cfg config.Config, log zerolog.Logger, opts Options) (*App, error) {
 	}
 	a.outbox, err = outbox.Dial(outbox.Config{
 		Addr: cfg.GRPCAddr, APIKey: cfg.GRPCAPIKey, MaxRecvBytes: cfg.GRPCMaxRecvBytes, CallTimeout: cfg.GRPCTimeout, TLS: sec.grpc,
+		MarkConns: cfg.MarkConns,
 	}, log)
 	if err != nil {
 		return nil, err
@@ -229,6 +230,7 @@ func TreeConfig(cfg config.Config, routes []messages.Route) actors.TreeConfig {
 		Poller: actors.PollerConfig{
 			LeaseTTL: cfg.LeaseTTL, LeaseOwner: cfg.InstanceID,
 			Interval: cfg.PollInterval, MaxBackoff: cfg.PollMaxBackoff, FindLimit: cfg.FindLimit, FindTimeout: cfg.GRPCTimeout,
+			MaxInFlight: cfg.MaxInFlight,
 			// Long enough for every publish attempt, the DLQ write and the marks.
 			BatchTimeout: time.Duration(cfg.PublishAttempts)*(cfg.KafkaWriteTimeout+cfg.PublishBackoff<<cfg.PublishAttempts) + 2*time.Minute,
 		},

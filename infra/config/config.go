@@ -40,6 +40,11 @@ type Config struct {
 	PublishAttempts int
 	PublishBackoff  time.Duration
 	MarkConcurrency int
+	// MarkConns is how many gRPC connections carry the marks.
+	MarkConns int
+	// MaxInFlight is the global budget of events held at once, shared
+	// equally by the pollers.
+	MaxInFlight     int
 	DLQTTL          time.Duration
 	ShutdownTimeout time.Duration
 	LeaseTTL        time.Duration
@@ -104,6 +109,8 @@ func settings() []setting {
 		{"publish-attempts", "HOBOM_PUBLISH_ATTEMPTS", "3", "publish attempts before an event goes to the DLQ (1..10)", false, intIn(1, 10, func(c *Config) *int { return &c.PublishAttempts })},
 		{"publish-backoff", "HOBOM_PUBLISH_BACKOFF", "200ms", "wait before the second publish attempt, doubling after (1ms..10s)", false, durIn(time.Millisecond, 10*time.Second, func(c *Config) *time.Duration { return &c.PublishBackoff })},
 		{"mark-concurrency", "HOBOM_MARK_CONCURRENCY", "32", "mark rpcs in flight at once (1..1024)", false, intIn(1, 1024, func(c *Config) *int { return &c.MarkConcurrency })},
+		{"grpc-mark-conns", "HOBOM_GRPC_MARK_CONNS", "2", "gRPC connections carrying the mark rpcs, round robin (1..16)", false, intIn(1, 16, func(c *Config) *int { return &c.MarkConns })},
+		{"max-in-flight", "HOBOM_MAX_IN_FLIGHT", "20000", "events held at once across all pollers, shared equally (100..10000000); bounds memory whatever the number of event types", false, intIn(100, 10_000_000, func(c *Config) *int { return &c.MaxInFlight })},
 		{"dlq-ttl", "HOBOM_DLQ_TTL", "72h", "how long a DLQ entry is kept (1m..720h)", false, durIn(time.Minute, 720*time.Hour, func(c *Config) *time.Duration { return &c.DLQTTL })},
 		{"lease-ttl", "HOBOM_LEASE_TTL", "0s", "with several instances: each event type's poller holds a Redis lease of this TTL (0s: off, for a single instance; else 300ms..10m)", false, func(c *Config, v string) error {
 			d, err := time.ParseDuration(v)

@@ -1,0 +1,78 @@
+package app_test
+
+import (
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hobom/hobom-event-processor/infra/app"
+	"github.com/hobom/hobom-event-processor/infra/config"
+	"github.com/hobom/hobom-event-processor/infra/fakebackend"
+	"github.com/hobom/hobom-event-processor/infra/testenv"
+	"github.com/hobom/hobom-event-processor/messages"
+	"github.com/hobom/hobom-event-processor/proto/gen/outboxlogv1"
+	"github.com/hobom/hobom-event-processor/proto/gen/outboxmessagev1"
+)
+
+// TestPollersShareTheBudgetAndHandOverEachEventOnce drains two backlogs
+// with a small global in-flight budget and slow marks, so that each
+// poller's next find runs while its previous batch is still being marked:
+// no find asks for more than the poller's share, and every event reaches
+// Kafka exactly once although the overlapping finds return rows in flight.
+func TestPollersShareTheBudgetAndHandOverEachEventOnce(t *testing.T) {
+	const perType, budget, findLimit = 400, 100, 40
+	share := budget / 2 // two pollers
+	var mu sync.Mutex
+	var maxLimit int32
+	var finds int
+	note := func(limit int32) {
+		mu.Lock()
+		defer mu.Unlock()
+		finds++
+		maxLimit = max(maxLimit, limit)
+	}
+	e := newEnv(t, func(c *config.Config) {
+		c.MaxInFlight, c.FindLimit = budget, findLimit
+		c.PollInterval = 20 * time.Millisecond
+	}, app.Options{})
+	e.backend.SetHook(fakebackend.FindMessages, func(req any) error { note(req.(*outboxmessagev1.Request).GetLimit()); return nil })
+	e.backend.SetHook(fakebackend.FindLogs, func(req any) error { note(req.(*outboxlogv1.Request).GetLimit()); return nil })
+	e.backend.SetFault(fakebackend.MarkSent, fakebackend.Fault{Delay: 2 * time.Millisecond})
+	e.backend.Seed(messages.EventTypeMessage, perType, nil)
+	e.backend.Seed(messages.EventTypeHoBomLog, perType, nil)
+
+	testenv.Eventually(t, 60*time.Second, "every event SENT", func() bool {
+		return e.backend.Count(messages.EventTypeMessage, messages.StatusSent) == perType &&
+			e.backend.Count(messages.EventTypeHoBomLog, messages.StatusSent) == perType
+	})
+	mu.Lock()
+	if maxLimit > int32(share) || maxLimit == 0 {
+		t.Errorf("largest find limit %d, want 1..%d (the poller's share of %d)", maxLimit, share, budget)
+	}
+	mu.Unlock()
+
+	seen := map[string]int{}
+	for _, r := range e.kafka.ReadTopic(t, "hobom.messages", perType, 10*time.Second) {
+		seen[string(r.Key)]++
+	}
+	logs := 0
+	for _, r := range e.kafka.ReadAll(t, "hobom.logs", time.Second) {
+		for _, h := range r.Headers {
+			if h.Key == messages.HeaderEventID {
+				for _, id := range strings.Split(string(h.Value), ",") {
+					seen[id]++
+					logs++
+				}
+			}
+		}
+	}
+	if len(seen) != 2*perType || logs != perType {
+		t.Errorf("%d distinct events and %d log events in Kafka, want %d and %d", len(seen), logs, 2*perType, perType)
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Errorf("event %s is %d times in Kafka", id, n)
+		}
+	}
+}
