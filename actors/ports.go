@@ -21,6 +21,19 @@ type Outbox interface {
 	MarkFailed(ctx context.Context, eventID, errorMessage string) error
 }
 
+// BatchMarker is an optional extension of Outbox (infra/outbox implements
+// it): many marks in one call of the backend's batch rpc. The publisher
+// uses it while BatchMarks is true and marks one event per call otherwise.
+type BatchMarker interface {
+	// BatchMarks reports whether the backend is believed to implement the
+	// batch rpc (it is asked again now and then after UNIMPLEMENTED).
+	BatchMarks() bool
+	// MarkMany marks sent SENT and failed FAILED and returns the ids the
+	// backend does not know. An error wrapping ErrBatchUnsupported means
+	// nothing was marked and one call per event is needed.
+	MarkMany(ctx context.Context, sent []string, failed []messages.FailedMark) (unknown []string, err error)
+}
+
 // DeadLetterMeta is what the DLQ keeps about an entry beside its value.
 type DeadLetterMeta struct {
 	EventType string

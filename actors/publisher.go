@@ -63,6 +63,11 @@ type Publisher struct {
 	waiting    []*recordFlight // ready, held back by MaxInflightRecords
 	producing  int
 	marks      *workQueue
+	// batcher is the outbox's batch-mark extension, nil without one;
+	// toMark are acked ids waiting for a batch call (marks.go).
+	batcher    BatchMarker
+	toMark     []markItem
+	batchCalls int
 	// unmarked remembers events whose last step succeeded but whose mark
 	// the backend did not take, so the next poll retries only the mark
 	// instead of publishing again.
@@ -136,9 +141,11 @@ func NewPublisher(producer Producer, outbox Outbox, memory UnmarkedStore, lease 
 	if cfg.Lookup <= 0 {
 		cfg.Lookup = 2 * time.Second
 	}
+	batcher, _ := outbox.(BatchMarker)
 	return func() actor.Receiver {
 		return &Publisher{
-			cfg: cfg, producer: producer, outbox: outbox, memory: memory, lease: lease, dlq: dlq, metrics: orNop(m), now: time.Now,
+			batcher: batcher,
+			cfg:     cfg, producer: producer, outbox: outbox, memory: memory, lease: lease, dlq: dlq, metrics: orNop(m), now: time.Now,
 			log:      log.With().Str("actor", "publisher").Logger(),
 			events:   make(map[string]*pubBatch),
 			records:  make(map[uint64]*recordFlight),
@@ -185,7 +192,13 @@ func (p *Publisher) Receive(c *actor.Context) {
 	case workDone:
 		if m.q == p.marks {
 			p.marks.done()
-			p.onMarked(m.result.(markResult))
+			switch r := m.result.(type) {
+			case markResult:
+				p.onMarked(r)
+			case batchMarkResult:
+				p.onBatchMarked(r)
+			}
+			p.flushMarks()
 		}
 	case messages.PeerLost:
 		if m.Peer == "dlq" {
@@ -489,11 +502,20 @@ func (p *Publisher) deadLetter(route messages.Route, id string, value []byte, re
 var errFenced = errors.New("lease tenure ended; mark left to the new holder")
 
 func (p *Publisher) markSent(id string) {
-	outbox, lease, policy := p.outbox, p.lease, p.cfg.Mark
 	var fence messages.Fence
 	if b := p.events[id]; b != nil {
 		fence = b.fence
 	}
+	if p.batchMarks() {
+		p.queueMark(id, fence)
+		return
+	}
+	p.markOne(id, fence)
+}
+
+// markOne marks one event SENT with its own rpc.
+func (p *Publisher) markOne(id string, fence messages.Fence) {
+	outbox, lease, policy := p.outbox, p.lease, p.cfg.Mark
 	p.marks.push(func() any {
 		start := time.Now()
 		if fence.Active() && lease != nil {
@@ -678,7 +700,7 @@ func (p *Publisher) maybeAnswer(b *pubBatch) {
 }
 
 func (p *Publisher) checkDrained() {
-	if p.drainTo == nil || len(p.events) > 0 || len(p.records) > 0 || !p.marks.idle() {
+	if p.drainTo == nil || len(p.events) > 0 || len(p.records) > 0 || !p.marks.idle() || len(p.toMark) > 0 {
 		return
 	}
 	if p.forgetTimer != nil {

@@ -1,6 +1,7 @@
 package messages
 
 import (
+	"errors"
 	"time"
 
 	"github.com/anthdm/hollywood/actor"
@@ -185,3 +186,7 @@ type FailedMark struct {
 	EventID      string
 	ErrorMessage string
 }
+
+// ErrBatchUnsupported says the backend does not implement the optional
+// batch-mark rpc (it answered UNIMPLEMENTED): mark one event per call.
+var ErrBatchUnsupported = errors.New("the backend does not implement batch marks")

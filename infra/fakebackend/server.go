@@ -41,9 +41,10 @@ type Options struct {
 	// TLS, when set, serves over TLS with this configuration (its
 	// certificate), to test the processor's HOBOM_GRPC_TLS.
 	TLS *tls.Config
-	// NoBatchMarks makes the optional batch-mark rpc answer UNIMPLEMENTED,
-	// as a backend without the extension does (see SetBatchMarks).
-	NoBatchMarks bool
+	// BatchMarks serves the optional batch-mark rpc. Without it the rpc
+	// answers UNIMPLEMENTED, as hobom-backend does today (see
+	// SetBatchMarks).
+	BatchMarks bool
 }
 
 // Server is a running fake backend. Its methods are safe for concurrent use.
@@ -77,7 +78,7 @@ func Start(opts Options) (*Server, error) {
 		knobs:  newKnobs(),
 		served: make(chan struct{}),
 	}
-	s.noBatch.Store(opts.NoBatchMarks)
+	s.noBatch.Store(!opts.BatchMarks)
 	serverOpts := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(s.intercept),
 		// gRPC's protobuf codec plus the test-only wire hooks.
@@ -207,7 +208,7 @@ func (s *Server) ClearFaults() { s.knobs.clearFaults() }
 // fn runs on the server's goroutines and must be safe for concurrent use.
 func (s *Server) SetHook(rpc RPC, fn func(req any) error) { s.knobs.setHook(rpc, fn) }
 
-// SetBatchMarks turns the optional batch-mark rpc on (the default) or off;
+// SetBatchMarks turns the optional batch-mark rpc on or off (the default);
 // off, it answers UNIMPLEMENTED like a backend without the extension.
 func (s *Server) SetBatchMarks(on bool) { s.noBatch.Store(!on) }
 

@@ -2,7 +2,6 @@ package outbox
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -16,7 +15,7 @@ import (
 
 // ErrBatchUnsupported says the backend does not implement the optional
 // batch-mark rpc (it answered UNIMPLEMENTED): mark one event per call.
-var ErrBatchUnsupported = errors.New("outbox: the backend does not implement batch marks")
+var ErrBatchUnsupported = messages.ErrBatchUnsupported
 
 // MaxBatchMarks is the most ids MarkMany sends in one call; the rpc's
 // documentation promises the backend no more than that.

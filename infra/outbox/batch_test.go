@@ -16,7 +16,7 @@ import (
 // the backend does not know back, over two mark connections and with an
 // api key the backend checks.
 func TestMarkMany(t *testing.T) {
-	e := setup(t, fakebackend.Options{APIKey: "k"}, func(c *outbox.Config) { c.APIKey, c.MarkConns = "k", 2 })
+	e := setup(t, fakebackend.Options{APIKey: "k", BatchMarks: true}, func(c *outbox.Config) { c.APIKey, c.MarkConns = "k", 2 })
 	e.srv.Add(
 		messages.Event{EventID: "s1", EventType: messages.EventTypeMessage},
 		messages.Event{EventID: "s2", EventType: messages.EventTypeMessage},
@@ -63,7 +63,7 @@ func TestMarkMany(t *testing.T) {
 // UNIMPLEMENTED turns BatchMarks off, and it is asked again after the
 // recheck interval, when it may have been upgraded.
 func TestMarkManyUnimplemented(t *testing.T) {
-	e := setup(t, fakebackend.Options{NoBatchMarks: true}, func(c *outbox.Config) { c.BatchRecheck = 300 * time.Millisecond })
+	e := setup(t, fakebackend.Options{}, func(c *outbox.Config) { c.BatchRecheck = 300 * time.Millisecond })
 	e.srv.Add(messages.Event{EventID: "s1", EventType: messages.EventTypeMessage})
 	_, err := e.cli.MarkMany(ctx(t), []string{"s1"}, nil)
 	if !errors.Is(err, outbox.ErrBatchUnsupported) {
