@@ -32,7 +32,7 @@ func run(args []string) int {
 	asJSON := fs.Bool("json", false, "print the report as JSON instead of the table")
 	scenarios := fs.String("scenarios", strings.Join(loadtest.AllScenarios, ","), "comma-separated scenarios to run")
 	events := fs.Int("events", 0, "backlog of each relay scenario and of the produce ceilings")
-	markEvents := fs.Int("mark-events", 0, "bare mark rpcs of the mark ceiling")
+	sweepWindow := fs.Duration("sweep-window", 0, "how long each point of the ceiling sweeps runs")
 	pollInterval := fs.Duration("poll-interval", 0, "poll interval of the backlog scenarios (latency and pollers use HOBOM_POLL_INTERVAL, 5s)")
 	rate := fs.Int("latency-rate", 0, "offered load of the latency scenario, events/s")
 	latencyDur := fs.Duration("latency-duration", 0, "how long the load is offered")
@@ -58,7 +58,9 @@ func run(args []string) int {
 	}
 	opts.Scenarios = split(*scenarios)
 	setInt(&opts.Events, *events)
-	setInt(&opts.MarkCeilingEvents, *markEvents)
+	if *sweepWindow > 0 {
+		opts.SweepWindow = *sweepWindow
+	}
 	setInt(&opts.LatencyRate, *rate)
 	setInt(&opts.PollerEvents, *pollerEvents)
 	setInt(&opts.DrainEvents, *drain)

@@ -35,6 +35,11 @@ func (s *WorldService) Count(spec CountSpec, n *int) (err error) {
 	return err
 }
 
+func (s *WorldService) Progress(spec CountSpec, out *Progress) (err error) {
+	*out, err = s.w.Progress(spec)
+	return err
+}
+
 func (s *WorldService) Calls(_ Empty, out *Calls) (err error) { *out, err = s.w.Calls(); return err }
 
 func (s *WorldService) StartLatency(spec LatencySpec, _ *Empty) error { return s.w.StartLatency(spec) }
@@ -127,6 +132,11 @@ func (w *remoteWorld) Seed(spec SeedSpec) error { return w.call("Seed", spec, &E
 
 func (w *remoteWorld) Count(spec CountSpec) (n int, err error) {
 	err = w.call("Count", spec, &n)
+	return
+}
+
+func (w *remoteWorld) Progress(spec CountSpec) (p Progress, err error) {
+	err = w.call("Progress", spec, &p)
 	return
 }
 

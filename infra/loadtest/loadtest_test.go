@@ -22,9 +22,15 @@ func TestMain(m *testing.M) {
 func smokeOptions(t *testing.T) Options {
 	o := QuickOptions()
 	o.Events = 400
-	o.MarkCeilingEvents = 400
+	o.SweepInFlight = []int{1, 8}
+	o.SweepConns = []int{1, 2}
+	o.SweepWindow = 100 * time.Millisecond
+	o.ProduceClients = []int{1}
+	o.ProduceLingers = []time.Duration{0}
 	o.LatencyRate = 200
 	o.LatencyDuration = time.Second
+	o.BatchEvents = 500
+	o.BudgetTypes, o.BudgetPerType, o.BudgetWindow = 10, 20, time.Second
 	o.EventTypes = []int{5}
 	o.PollerEvents = 50
 	o.IdleWindow = 300 * time.Millisecond

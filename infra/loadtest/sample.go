@@ -246,3 +246,10 @@ func perEventMicros(d time.Duration, n int) float64 {
 	}
 	return float64(d.Nanoseconds()) / 1e3 / float64(n)
 }
+
+// allocs is the bytes and objects this process allocated so far.
+func allocs() (bytes, objects uint64) {
+	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}, {Name: "/gc/heap/allocs:objects"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64(), s[1].Value.Uint64()
+}

@@ -83,6 +83,10 @@ type BackendSpec struct {
 	// IgnoreLimit makes the backend behave like an old one: the find limit
 	// the processor sends is dropped and every matching row is returned.
 	IgnoreLimit bool
+	// BatchMarks serves the optional batch-mark rpc; without it the
+	// backend answers UNIMPLEMENTED, as the production backend does today,
+	// and the processor marks one event per call.
+	BatchMarks bool
 }
 
 // SeedSpec adds PerType PENDING rows to each type of Types. With IDPrefix
@@ -103,7 +107,13 @@ type CountSpec struct {
 // Calls are the backend's rpc counters.
 type Calls struct {
 	Find, MarkSent, MarkFailed int64
+	// MarkMany counts batch-mark calls; BatchSent the ids they marked SENT.
+	MarkMany, BatchSent int64
 }
+
+// Sent is every SENT mark the backend applied or was asked for, single
+// and batched.
+func (c Calls) Sent() int64 { return c.MarkSent + c.BatchSent }
 
 // LatencySpec starts the offered-load generator: Rate MESSAGE events per
 // second for Duration, each created with its creation time as CreatedAt and
@@ -124,8 +134,17 @@ type LatencyResult struct {
 	// long-polling fetch that the broker answers when the record is
 	// appended, i.e. when the producer is acked; sorted ascending.
 	Latencies []time.Duration
+	// SentLatencies are creation → the backend's sentAt of the events
+	// marked SENT, sorted ascending.
+	SentLatencies []time.Duration
 	// AchievedRate is the generator's actual rate.
 	AchievedRate float64
+}
+
+// Progress is how far the types of a CountSpec got: the fewest rows of one
+// type with the status, how many types have none, and the total.
+type Progress struct {
+	Min, Zero, Total int
 }
 
 // ProcUsage is a process's resource use, for context in the report.
@@ -143,6 +162,7 @@ type World interface {
 	NewBackend(BackendSpec) (string, error)
 	Seed(SeedSpec) error
 	Count(CountSpec) (int, error)
+	Progress(CountSpec) (Progress, error)
 	Calls() (Calls, error)
 	StartLatency(LatencySpec) error
 	// LatencyResult waits up to wait for every generated event to arrive.
@@ -190,7 +210,7 @@ func (w *localWorld) NewBackend(spec BackendSpec) (string, error) {
 		old.Close()
 	}
 	freeMemory()
-	srv, err := fakebackend.Start(fakebackend.Options{})
+	srv, err := fakebackend.Start(fakebackend.Options{BatchMarks: spec.BatchMarks})
 	if err != nil {
 		return "", err
 	}
@@ -251,16 +271,39 @@ func (w *localWorld) Count(spec CountSpec) (int, error) {
 	return n, nil
 }
 
+func (w *localWorld) Progress(spec CountSpec) (Progress, error) {
+	srv, err := w.srv()
+	if err != nil {
+		return Progress{}, err
+	}
+	p := Progress{Min: -1}
+	spec.Types.each(func(typ string) {
+		n := srv.Count(typ, spec.Status)
+		p.Total += n
+		if n == 0 {
+			p.Zero++
+		}
+		if p.Min < 0 || n < p.Min {
+			p.Min = n
+		}
+	})
+	return p, nil
+}
+
 func callsOf(s *fakebackend.Server) Calls {
+	sent, _ := s.BatchMarked()
 	return Calls{
 		Find:       s.Calls(fakebackend.FindMessages) + s.Calls(fakebackend.FindLogs),
 		MarkSent:   s.Calls(fakebackend.MarkSent),
 		MarkFailed: s.Calls(fakebackend.MarkFailed),
+		MarkMany:   s.Calls(fakebackend.MarkMany),
+		BatchSent:  sent,
 	}
 }
 
 func addCalls(a, b Calls) Calls {
-	return Calls{Find: a.Find + b.Find, MarkSent: a.MarkSent + b.MarkSent, MarkFailed: a.MarkFailed + b.MarkFailed}
+	return Calls{Find: a.Find + b.Find, MarkSent: a.MarkSent + b.MarkSent, MarkFailed: a.MarkFailed + b.MarkFailed,
+		MarkMany: a.MarkMany + b.MarkMany, BatchSent: a.BatchSent + b.BatchSent}
 }
 
 func (w *localWorld) Calls() (Calls, error) {
@@ -313,8 +356,10 @@ type latencyRun struct {
 	cancel           context.CancelFunc
 	genDone, conDone chan struct{}
 
+	srv       *fakebackend.Server
 	mu        sync.Mutex
 	generated int
+	ids       []string // generated event ids
 	genTook   time.Duration
 	seen      map[string]time.Duration // eventId → latency
 	dups      int
@@ -349,7 +394,7 @@ func (w *localWorld) StartLatency(spec LatencySpec) error {
 		cl.Close()
 		return err
 	}
-	r := &latencyRun{spec: spec, cancel: cancel, genDone: make(chan struct{}), conDone: make(chan struct{}),
+	r := &latencyRun{spec: spec, cancel: cancel, srv: srv, genDone: make(chan struct{}), conDone: make(chan struct{}),
 		seen: make(map[string]time.Duration, spec.Rate*int(spec.Duration/time.Second+1))}
 	w.mu.Lock()
 	if old := w.lat; old != nil {
@@ -403,6 +448,9 @@ func (r *latencyRun) generate(ctx context.Context, srv *fakebackend.Server) {
 			}
 			srv.Add(batch...)
 			r.mu.Lock()
+			for i := range batch {
+				r.ids = append(r.ids, batch[i].EventID)
+			}
 			r.generated = n
 			r.mu.Unlock()
 		}
@@ -476,9 +524,25 @@ func (w *localWorld) LatencyResult(wait time.Duration) (LatencyResult, error) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	r.stop()
+	// The SENT marks follow the Kafka acks; wait for them too.
+	for time.Now().Before(deadline) && r.srv.Count(messages.EventTypeMessage, messages.StatusPending) > 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	res := LatencyResult{Generated: r.generated, Seen: len(r.seen), Duplicates: r.dups}
+	for _, id := range r.ids {
+		ev, ok := r.srv.Event(id)
+		if !ok || ev.Status != messages.StatusSent {
+			continue
+		}
+		created, ok := latencyCreated([]byte(id))
+		sent, err := time.Parse(time.RFC3339Nano, ev.SentAt)
+		if ok && err == nil {
+			res.SentLatencies = append(res.SentLatencies, sent.Sub(time.Unix(0, created)))
+		}
+	}
+	slices.Sort(res.SentLatencies)
 	if r.genTook > 0 {
 		res.AchievedRate = float64(r.generated) / r.genTook.Seconds()
 	}

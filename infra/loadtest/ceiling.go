@@ -1,0 +1,289 @@
+package loadtest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/hobom/hobom-event-processor/messages"
+	"github.com/hobom/hobom-event-processor/proto/gen/outboxmessagev1"
+)
+
+// The ceilings are the most the stand-in backend and kfake do on this
+// machine, measured from outside the processor: a minimal gRPC client
+// (generated stubs, no retries, no timeouts, no actor) swept over in-flight
+// counts and connections, and a plain franz-go producer swept over clients
+// and linger. The processor's own settings never enter them: a relay is
+// reported as a ratio to the best point of the sweep.
+
+// markPoint is one point of the mark sweep.
+type markPoint struct {
+	InFlight int           `json:"inFlight"`
+	Conns    int           `json:"conns"`
+	Marks    int64         `json:"marks"`
+	Took     time.Duration `json:"tookNs"`
+	Rate     float64       `json:"rate"`
+}
+
+func (p markPoint) label() string { return fmt.Sprintf("%d in flight × %d conn", p.InFlight, p.Conns) }
+
+// markSweep measures every (in flight, connections) pair for window each,
+// each against a fresh backend seeded with enough PENDING rows, so that
+// every call is a real PENDING → SENT transition.
+func (r *runner) markSweep(ctx context.Context, inFlight, conns []int, window time.Duration) ([]markPoint, error) {
+	var out []markPoint
+	for _, c := range conns {
+		for _, f := range inFlight {
+			p, err := r.markPoint(ctx, f, c, window)
+			if err != nil {
+				return out, fmt.Errorf("mark sweep %d in flight × %d conns: %w", f, c, err)
+			}
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// markProbeRows is how many rows a sweep point seeds: more than the
+// fastest point marks in its window.
+func markProbeRows(window time.Duration) int { return max(2000, int(60_000*window.Seconds())) }
+
+func (r *runner) markPoint(ctx context.Context, inFlight, nConns int, window time.Duration) (markPoint, error) {
+	p := markPoint{InFlight: inFlight, Conns: nConns}
+	addr, err := r.world.NewBackend(BackendSpec{})
+	if err != nil {
+		return p, err
+	}
+	rows := markProbeRows(window)
+	const prefix = "sweep-"
+	if err := r.world.Seed(SeedSpec{Types: TypeSet{Names: []string{messages.EventTypeMessage}}, PerType: rows, IDPrefix: prefix}); err != nil {
+		return p, err
+	}
+	ids := make([]string, rows)
+	for i := range ids {
+		ids[i] = prefix + strconv.Itoa(i)
+	}
+	cctx := ctx
+	if r.cfg.GRPCAPIKey != "" {
+		cctx = metadata.AppendToOutgoingContext(ctx, "x-api-key", r.cfg.GRPCAPIKey)
+	}
+	clients := make([]outboxmessagev1.PatchOutboxControllerClient, nConns)
+	for i := range clients {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return p, err
+		}
+		defer conn.Close()
+		clients[i] = outboxmessagev1.NewPatchOutboxControllerClient(conn)
+		// Connect first: an unknown id answers NOT_FOUND after a round trip.
+		_, _ = clients[i].PatchOutboxMarkAsSentUseCase(cctx, &outboxmessagev1.MarkRequest{EventId: "warm-up"})
+	}
+	var next, failed atomic.Int64
+	var firstErr atomic.Value
+	deadline := time.Now().Add(window)
+	t0 := time.Now()
+	var wg sync.WaitGroup
+	for g := range inFlight {
+		cl := clients[g%nConns]
+		wg.Go(func() {
+			for time.Now().Before(deadline) {
+				i := next.Add(1) - 1
+				if i >= int64(rows) {
+					return
+				}
+				if _, err := cl.PatchOutboxMarkAsSentUseCase(cctx, &outboxmessagev1.MarkRequest{EventId: ids[i]}); err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	p.Took = time.Since(t0)
+	if f := failed.Load(); f > 0 {
+		return p, fmt.Errorf("%d mark rpcs failed, first: %v", f, firstErr.Load())
+	}
+	p.Marks = min(next.Load(), int64(rows))
+	p.Rate = float64(p.Marks) / p.Took.Seconds()
+	return p, nil
+}
+
+func bestMark(ps []markPoint) markPoint {
+	var b markPoint
+	for _, p := range ps {
+		if p.Rate > b.Rate {
+			b = p
+		}
+	}
+	return b
+}
+
+// neighbours are the best point and the in-flight counts on either side
+// of it on the same connections: the small sweep run beside each relay.
+func neighbours(best markPoint, inFlight []int) (fs []int) {
+	for i, f := range inFlight {
+		if f == best.InFlight {
+			if i > 0 {
+				fs = append(fs, inFlight[i-1])
+			}
+			fs = append(fs, f)
+			if i+1 < len(inFlight) {
+				fs = append(fs, inFlight[i+1])
+			}
+		}
+	}
+	if len(fs) == 0 {
+		fs = []int{best.InFlight}
+	}
+	return fs
+}
+
+// producePoint is one point of the produce sweep.
+type producePoint struct {
+	Clients int           `json:"clients"`
+	Linger  time.Duration `json:"lingerNs"`
+	Records int64         `json:"records"`
+	Events  int64         `json:"events"`
+	Took    time.Duration `json:"tookNs"`
+	Rate    float64       `json:"rate"` // events/s
+}
+
+func (p producePoint) label() string {
+	return fmt.Sprintf("%d client(s), linger %s", p.Clients, dur(p.Linger))
+}
+
+// produceSweep produces sets' records (cycled) for window at each point
+// through plain franz-go clients with the processor's acks, to a topic of
+// their own that is deleted afterwards (kfake keeps every record).
+func (r *runner) produceSweep(ctx context.Context, name string, sets []ceilingRecords, clients []int, lingers []time.Duration, window time.Duration) ([]producePoint, error) {
+	var out []producePoint
+	for _, c := range clients {
+		for _, l := range lingers {
+			p, err := r.producePoint(ctx, name, sets, c, l, window)
+			if err != nil {
+				return out, fmt.Errorf("produce sweep %s %d clients, linger %s: %w", name, c, l, err)
+			}
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+var sweepTopicSeq atomic.Int64
+
+func (r *runner) producePoint(ctx context.Context, name string, sets []ceilingRecords, nClients int, linger time.Duration, window time.Duration) (producePoint, error) {
+	p := producePoint{Clients: nClients, Linger: linger}
+	topic := "loadtest.ceiling." + strconv.FormatInt(sweepTopicSeq.Add(1), 10)
+	adm := kadm.NewClient(r.admin)
+	if _, err := adm.CreateTopic(ctx, -1, -1, nil, topic); err != nil {
+		return p, fmt.Errorf("create %s: %w", topic, err)
+	}
+	defer func() { _, _ = adm.DeleteTopics(context.WithoutCancel(ctx), topic) }()
+	type rec struct {
+		key, value []byte
+		headers    []kgo.RecordHeader
+		events     int
+	}
+	var recs []rec
+	add := func(x *kgo.Record) { recs = append(recs, rec{x.Key, x.Value, x.Headers, eventsOf(x)}) }
+	if len(sets) == 2 { // the mix: alternate message and log records
+		a, b := sets[0].recs, sets[1].recs
+		for i := range max(len(a), len(b)) {
+			if i < len(a) {
+				add(a[i])
+			}
+			if i < len(b) {
+				add(b[i])
+			}
+		}
+	} else {
+		for _, s := range sets {
+			for _, x := range s.recs {
+				add(x)
+			}
+		}
+	}
+	opts := []kgo.Opt{kgo.SeedBrokers(r.info.KafkaAddrs...), kgo.ProducerLinger(linger), kgo.MaxBufferedRecords(100_000), kgo.MaxBufferedBytes(32 << 20)}
+	if r.cfg.KafkaAcks == "leader" {
+		opts = append(opts, kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
+	} else {
+		opts = append(opts, kgo.RequiredAcks(kgo.AllISRAcks()))
+	}
+	cls := make([]*kgo.Client, nClients)
+	for i := range cls {
+		cl, err := kgo.NewClient(opts...)
+		if err != nil {
+			return p, err
+		}
+		defer cl.Close()
+		// Warm: metadata of the topic and a connection.
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: []byte("warm-up")}).FirstErr(); err != nil {
+			return p, fmt.Errorf("warm-up produce: %w", err)
+		}
+		cls[i] = cl
+	}
+	var acked, events, failed atomic.Int64
+	var firstErr atomic.Value
+	deadline := time.Now().Add(window)
+	t0 := time.Now()
+	var wg, inflight sync.WaitGroup
+	for g, cl := range cls {
+		wg.Go(func() {
+			for i := g; time.Now().Before(deadline); i += nClients {
+				x := recs[i%len(recs)]
+				inflight.Add(1)
+				// Produce blocks while MaxBufferedRecords are in flight.
+				cl.Produce(ctx, &kgo.Record{Topic: topic, Key: x.key, Value: x.value, Headers: x.headers}, func(_ *kgo.Record, err error) {
+					if err != nil {
+						failed.Add(1)
+						firstErr.CompareAndSwap(nil, err)
+					} else {
+						acked.Add(1)
+						events.Add(int64(x.events))
+					}
+					inflight.Done()
+				})
+			}
+		})
+	}
+	wg.Wait()
+	inflight.Wait()
+	p.Took = time.Since(t0)
+	if f := failed.Load(); f > 0 {
+		return p, fmt.Errorf("%d records failed, first: %v", f, firstErr.Load())
+	}
+	p.Records, p.Events = acked.Load(), events.Load()
+	p.Rate = float64(p.Events) / p.Took.Seconds()
+	return p, nil
+}
+
+func bestProduce(ps []producePoint) producePoint {
+	var b producePoint
+	for _, p := range ps {
+		if p.Rate > b.Rate {
+			b = p
+		}
+	}
+	return b
+}
+
+// eventsOf is the number of events a record carries: the ids of its
+// event-id header (comma-separated for a log array).
+func eventsOf(r *kgo.Record) int {
+	for _, h := range r.Headers {
+		if h.Key == messages.HeaderEventID {
+			return 1 + bytes.Count(h.Value, []byte{','})
+		}
+	}
+	return 1
+}
