@@ -175,7 +175,8 @@ func TestSIGTERMDuringALargeBatchResolvesEveryEventAndExits0(t *testing.T) {
 		"HOBOM_KAFKA_BROKER="+strings.Join(kafka.Addrs(), ","),
 		"HOBOM_REDIS_ADDR="+redis.Addr(),
 		"HOBOM_HTTP_ADDR=127.0.0.1:0",
-		"HOBOM_FIND_LIMIT=0", // the whole backlog is one batch
+		"HOBOM_FIND_LIMIT=0",         // the whole backlog is one batch
+		"HOBOM_MAX_IN_FLIGHT=100000", // above the backlog, whose share would split it
 		"HOBOM_POLL_INTERVAL=100ms",
 		"HOBOM_INTERNAL_API_KEY=test-key",
 	)
