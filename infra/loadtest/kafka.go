@@ -6,14 +6,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
-	"sync"
 	"time"
 
-	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/hobom/hobom-event-processor/infra/kafka"
 	"github.com/hobom/hobom-event-processor/messages"
 )
 
@@ -177,46 +174,4 @@ func buildLogRecords(n, perPoll, maxBytes int, producer string) ceilingRecords {
 	}
 	flush()
 	return out
-}
-
-// produceAll writes every record through a client configured as the
-// processor's (acks, buffering, timeouts) and returns how long it took
-// until the last ack.
-func produceAll(ctx context.Context, p kafka.Config, sets ...ceilingRecords) (time.Duration, error) {
-	cl, err := kafka.NewProducer(p, zerolog.Nop())
-	if err != nil {
-		return 0, err
-	}
-	defer cl.Close()
-	// Connect and load metadata first: the processor's client is warm too
-	// by the time a backlog flows.
-	if err := cl.Ping(ctx); err != nil {
-		return 0, err
-	}
-	if _, err := endOffsets(ctx, cl, TopicMessages); err != nil {
-		return 0, err
-	}
-	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		firstErr error
-	)
-	start := time.Now()
-	for _, s := range sets {
-		for _, r := range s.recs {
-			wg.Add(1)
-			cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
-				if err != nil {
-					mu.Lock()
-					if firstErr == nil {
-						firstErr = err
-					}
-					mu.Unlock()
-				}
-				wg.Done()
-			})
-		}
-	}
-	wg.Wait()
-	return time.Since(start), firstErr
 }

@@ -23,7 +23,6 @@ import (
 
 	"github.com/hobom/hobom-event-processor/infra/app"
 	"github.com/hobom/hobom-event-processor/infra/config"
-	"github.com/hobom/hobom-event-processor/infra/kafka"
 	"github.com/hobom/hobom-event-processor/messages"
 )
 
@@ -324,15 +323,6 @@ func (r *runner) processorConfig(backend string, pollInterval time.Duration) con
 		cfg.PollMaxBackoff = max(cfg.PollMaxBackoff, pollInterval)
 	}
 	return cfg
-}
-
-// kafkaConfig is the processor's producer configuration.
-func (r *runner) kafkaConfig(clientID string) kafka.Config {
-	tc := app.TreeConfig(r.cfg, nil)
-	return kafka.Config{
-		Brokers: r.cfg.KafkaBrokers, Acks: r.cfg.KafkaAcks, WriteTimeout: r.cfg.KafkaWriteTimeout,
-		MaxBufferedRecords: tc.Publisher.MaxInflightRecords, ClientID: clientID,
-	}
 }
 
 // ---- ceilings ----
