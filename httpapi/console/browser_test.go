@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -140,10 +141,19 @@ func browser(t *testing.T) context.Context {
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1360, 1500),
 	}
+	// chromedp may log while the browser shuts down; after the test it
+	// must not call t.Logf.
+	var ended atomic.Bool
+	logf := func(format string, args ...any) {
+		if !ended.Load() {
+			t.Logf(format, args...)
+		}
+	}
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelCtx := chromedp.NewContext(allocCtx, chromedp.WithLogf(t.Logf))
+	ctx, cancelCtx := chromedp.NewContext(allocCtx, chromedp.WithLogf(logf), chromedp.WithErrorf(logf))
 	deadline, cancelDeadline := context.WithTimeout(ctx, 3*time.Minute)
 	t.Cleanup(func() { cancelDeadline(); cancelCtx(); cancelAlloc() })
+	t.Cleanup(func() { ended.Store(true) }) // runs before the cancels
 	if err := chromedp.Do(deadline, chromedp.Navigate("about:blank")); err != nil {
 		t.Fatalf("starting chromium: %v", err)
 	}

@@ -155,7 +155,8 @@ async function loadList(fresh) {
   $("list-error").textContent = "";
   let body;
   try { body = await api("GET", "/dlq?" + q); } catch (e) { $("list-error").textContent = e.message; return; }
-  for (const e of body.entries || []) {
+  const entries = (body.entries || []).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  for (const e of entries) {
     const tr = row(
       td(e.key, "key"),
       td(e.eventType || ""),
