@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/anthdm/hollywood/actor"
+	"github.com/hashicorp/golang-lru/v2/simplelru"
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -70,8 +71,9 @@ type Publisher struct {
 	batchCalls int
 	// unmarked remembers events whose last step succeeded but whose mark
 	// the backend did not take, so the next poll retries only the mark
-	// instead of publishing again.
-	unmarked map[string]messages.Unmarked
+	// instead of publishing again. It holds at most UnmarkedMemory ids and
+	// forgets the least recently remembered first, in constant time.
+	unmarked *simplelru.LRU[string, messages.Unmarked]
 	// acked and taken gather the events whose records Kafka acked (to be
 	// remembered before their marks) and whose SENT marks were taken (to be
 	// forgotten), until a memFlush sends each group to the DLQ actor in one
@@ -150,7 +152,7 @@ func NewPublisher(producer Producer, outbox Outbox, memory UnmarkedStore, lease 
 			events:   make(map[string]*pubBatch),
 			records:  make(map[uint64]*recordFlight),
 			marks:    newWorkQueue(cfg.MarkConcurrency),
-			unmarked: make(map[string]messages.Unmarked),
+			unmarked: newUnmarked(cfg.UnmarkedMemory),
 			atDLQ:    make(map[string]struct{}),
 
 			remembering: make(map[string]struct{}),
@@ -252,7 +254,7 @@ func (p *Publisher) onBatch(m messages.PublishBatch) {
 func (p *Publisher) lookUp(b *pubBatch, events []*messages.Event) {
 	ids := make([]string, 0, len(events))
 	for _, e := range events {
-		if _, ok := p.unmarked[e.EventID]; !ok {
+		if !p.unmarked.Contains(e.EventID) {
 			ids = append(ids, e.EventID)
 		}
 	}
@@ -281,8 +283,8 @@ func (p *Publisher) onLookedUp(m lookedUp) {
 			Msg("events published before but not marked: their marks are retried, they are not published again")
 	}
 	for id, u := range m.found {
-		if _, ok := p.unmarked[id]; !ok {
-			p.unmarked[id] = u
+		if !p.unmarked.Contains(id) {
+			p.unmarked.Add(id, u)
 		}
 	}
 	p.dispatch(m.batch, m.events)
@@ -294,7 +296,7 @@ func (p *Publisher) onLookedUp(m lookedUp) {
 func (p *Publisher) dispatch(b *pubBatch, events []*messages.Event) {
 	var logs []*messages.Event
 	for _, e := range events {
-		if u, ok := p.unmarked[e.EventID]; ok {
+		if u, ok := p.unmarked.Peek(e.EventID); ok {
 			p.retryMark(b.route, e.EventID, u)
 			continue
 		}
@@ -560,8 +562,7 @@ func (p *Publisher) onDeadLettered(m messages.DeadLetterResult) {
 			p.remember(m.EventID, messages.Unmarked{Status: messages.StatusFailed, Reason: m.Reason, At: p.now()})
 		}
 	case messages.OutcomeFailed, messages.OutcomeDeferred:
-		_, remembered := p.unmarked[m.EventID]
-		p.forget(m.EventID, remembered)
+		p.forget(m.EventID, p.unmarked.Contains(m.EventID))
 	}
 	p.resolve(m.EventID, m.Outcome)
 }
@@ -585,23 +586,26 @@ func (p *Publisher) onDLQLost() {
 }
 
 // remember keeps an unmarked id, bounded by UnmarkedMemory: past the bound
-// the oldest entries are forgotten, which costs at most a duplicate publish.
+// the least recently remembered id is forgotten (in memory; its Redis entry
+// stays), which costs at most a duplicate publish.
 func (p *Publisher) remember(id string, u messages.Unmarked) {
-	p.unmarked[id] = u
+	p.unmarked.Add(id, u)
 	if p.memory != nil {
 		p.engine.Send(p.dlq, messages.RememberUnmarked{EventIDs: []string{id}, Unmarked: u})
 	}
-	if len(p.unmarked) <= p.cfg.UnmarkedMemory {
-		return
+}
+
+// newUnmarked returns the in-memory part of the unmarked memory, holding at
+// most size ids (at least one). An LRU from hashicorp/golang-lru rather than
+// a map scanned for its oldest entry: during a mark outage every remember
+// evicts, and a scan of up to 100,000 entries per insert on the actor's
+// goroutine stalled the publisher.
+func newUnmarked(size int) *simplelru.LRU[string, messages.Unmarked] {
+	l, err := simplelru.NewLRU[string, messages.Unmarked](max(size, 1), nil)
+	if err != nil {
+		panic(err) // only for a size below 1
 	}
-	var oldest string
-	var at time.Time
-	for k, v := range p.unmarked {
-		if oldest == "" || v.At.Before(at) {
-			oldest, at = k, v.At
-		}
-	}
-	delete(p.unmarked, oldest)
+	return l
 }
 
 // forget drops an id whose mark was taken, and its Redis entry when it
@@ -609,7 +613,7 @@ func (p *Publisher) remember(id string, u messages.Unmarked) {
 // by one, and an entry forgotten late costs nothing (the event is not
 // PENDING any more, so it is not fetched).
 func (p *Publisher) forget(id string, remembered bool) {
-	delete(p.unmarked, id)
+	p.unmarked.Remove(id)
 	if p.memory == nil || !remembered {
 		return
 	}
