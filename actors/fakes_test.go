@@ -1,0 +1,310 @@
+package actors_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/anthdm/hollywood/actor"
+	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/hobom/hobom-event-processor/actors"
+	"github.com/hobom/hobom-event-processor/messages"
+)
+
+// The actor tests run the real tree against the in-memory ports below:
+// no gRPC, Kafka or Redis, so `go test ./actors/` runs in seconds. Every
+// effect on a port is appended to one shared journal, so a test can assert
+// the order of effects across ports (the DLQ entry before the FAILED mark).
+
+var errDown = errors.New("down (injected)")
+
+// journal is the ordered list of effects on every port of one test.
+type journal struct {
+	mu      sync.Mutex
+	entries []string
+}
+
+func (j *journal) add(format string, args ...any) {
+	j.mu.Lock()
+	j.entries = append(j.entries, fmt.Sprintf(format, args...))
+	j.mu.Unlock()
+}
+
+// index returns the position of the first entry equal to e, -1 if none.
+func (j *journal) index(e string) int {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for i, x := range j.entries {
+		if x == e {
+			return i
+		}
+	}
+	return -1
+}
+
+func (j *journal) count(e string) int {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	n := 0
+	for _, x := range j.entries {
+		if x == e {
+			n++
+		}
+	}
+	return n
+}
+
+func (j *journal) String() string {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return fmt.Sprint(j.entries)
+}
+
+// memBackend is the outbox backend in memory: Find returns the PENDING
+// events of a type, marks change their status. failFinds and failMarks
+// make that many calls fail first (-1: every call).
+type memBackend struct {
+	j         *journal
+	mu        sync.Mutex
+	events    []*messages.Event
+	status    map[string]string
+	finds     int
+	failFinds int
+	failMarks int
+}
+
+func newBackend(j *journal) *memBackend { return &memBackend{j: j, status: map[string]string{}} }
+
+// add makes n MESSAGE events PENDING, ids prefix-0 .. prefix-(n-1).
+func (b *memBackend) add(prefix string, n int) []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var ids []string
+	for i := range n {
+		id := fmt.Sprintf("%s-%d", prefix, i)
+		b.events = append(b.events, &messages.Event{ID: "row-" + id, EventID: id, EventType: messages.EventTypeMessage,
+			Status: messages.StatusPending, Message: &messages.MessagePayload{Title: id, Body: "b", Recipient: "r"}})
+		b.status[id] = messages.StatusPending
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+func (b *memBackend) Find(_ context.Context, _ messages.FindRPC, eventType, status string, limit int) ([]messages.Event, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.finds++
+	if b.failFinds != 0 {
+		b.failFinds--
+		return nil, errDown
+	}
+	var out []messages.Event
+	for _, e := range b.events {
+		if e.EventType == eventType && b.status[e.EventID] == status && (limit <= 0 || len(out) < limit) {
+			out = append(out, *e)
+		}
+	}
+	return out, nil
+}
+
+func (b *memBackend) mark(id, status string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.failMarks != 0 {
+		b.failMarks--
+		return errDown
+	}
+	b.status[id] = status
+	b.j.add("mark %s %s", status, id)
+	return nil
+}
+
+func (b *memBackend) MarkSent(_ context.Context, id string) error {
+	return b.mark(id, messages.StatusSent)
+}
+func (b *memBackend) MarkFailed(_ context.Context, id, _ string) error {
+	return b.mark(id, messages.StatusFailed)
+}
+
+func (b *memBackend) statusOf(id string) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.status[id]
+}
+
+func (b *memBackend) findCount() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.finds
+}
+
+func (b *memBackend) set(f func(b *memBackend)) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	f(b)
+}
+
+// memKafka is the producer: it acks each record at once, from its own
+// goroutine as franz-go does, unless fail says the attempt fails or hold
+// is set (then promises wait until release).
+type memKafka struct {
+	j     *journal
+	mu    sync.Mutex
+	fail  func(key string, attempt int) bool
+	tries map[string]int
+	hold  bool
+	held  []func()
+}
+
+func newKafka(j *journal) *memKafka { return &memKafka{j: j, tries: map[string]int{}} }
+
+func (k *memKafka) Produce(_ context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
+	key := string(r.Key)
+	k.mu.Lock()
+	k.tries[key]++
+	attempt := k.tries[key]
+	var err error
+	if k.fail != nil && k.fail(key, attempt) {
+		err = errDown
+	} else {
+		k.j.add("record %s", key)
+	}
+	done := func() { promise(r, err) }
+	if k.hold {
+		k.held = append(k.held, done)
+		k.mu.Unlock()
+		return
+	}
+	k.mu.Unlock()
+	go done()
+}
+
+// release acks the held records and stops holding.
+func (k *memKafka) release() {
+	k.mu.Lock()
+	held := k.held
+	k.held, k.hold = nil, false
+	k.mu.Unlock()
+	for _, f := range held {
+		go f()
+	}
+}
+
+func (k *memKafka) attempts(key string) int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.tries[key]
+}
+
+// memDLQ is the dead-letter store; failPuts makes that many writes fail
+// first (-1: every write).
+type memDLQ struct {
+	j        *journal
+	mu       sync.Mutex
+	entries  map[string]actors.DeadLetterMeta
+	failPuts int
+}
+
+func newDLQ(j *journal) *memDLQ { return &memDLQ{j: j, entries: map[string]actors.DeadLetterMeta{}} }
+
+func (d *memDLQ) Put(_ context.Context, key string, _ []byte, meta actors.DeadLetterMeta, _ time.Duration) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.failPuts != 0 {
+		d.failPuts--
+		return errDown
+	}
+	d.entries[key] = meta
+	d.j.add("dlq %s", key)
+	return nil
+}
+
+func (d *memDLQ) entry(key string) (actors.DeadLetterMeta, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	m, ok := d.entries[key]
+	return m, ok
+}
+
+func (d *memDLQ) set(f func(d *memDLQ)) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	f(d)
+}
+
+// world is one tree on the in-memory ports.
+type world struct {
+	j       *journal
+	backend *memBackend
+	kafka   *memKafka
+	dlq     *memDLQ
+	tree    *actors.Tree
+	engine  *actor.Engine
+}
+
+// testConfig is a tree of the MESSAGE route with millisecond timings.
+func testConfig() actors.TreeConfig {
+	once := actors.RetryPolicy{Attempts: 1, Timeout: time.Second}
+	return actors.TreeConfig{
+		Routes: messages.DefaultRoutes()[:1],
+		Poller: actors.PollerConfig{Interval: 10 * time.Millisecond, MaxBackoff: 40 * time.Millisecond, FindLimit: 100,
+			FindTimeout: time.Second, BatchTimeout: 10 * time.Second},
+		Publisher: actors.PublisherConfig{Attempts: 3, Backoff: time.Millisecond, MaxRecordBytes: 990_000, MaxInflightRecords: 100,
+			Mark: once, MarkConcurrency: 4, UnmarkedMemory: 1000, Lookup: time.Second},
+		DLQ:            actors.DLQConfig{TTL: time.Hour, Write: once, Mark: once, Concurrency: 1, MaxReasonBytes: 1024},
+		RestartBackoff: 5 * time.Millisecond, MaxRestartBackoff: 40 * time.Millisecond, StableAfter: time.Minute, PollerInboxSize: 8,
+	}
+}
+
+// start runs a tree built from testConfig, changed by mutate, on fresh
+// in-memory ports; setup may configure the ports before the first poll.
+// The tree is stopped when the test ends.
+func start(t *testing.T, mutate func(*actors.TreeConfig), setup func(*world)) *world {
+	t.Helper()
+	j := &journal{}
+	w := &world{j: j, backend: newBackend(j), kafka: newKafka(j), dlq: newDLQ(j)}
+	if setup != nil {
+		setup(w)
+	}
+	cfg := testConfig()
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	engine, err := actor.NewEngine(actor.NewEngineConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.engine = engine
+	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.ErrorLevel)
+	w.tree, err = actors.StartTree(engine, cfg, actors.Deps{Outbox: w.backend, Producer: w.kafka, Store: w.dlq, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.stop(t) })
+	return w
+}
+
+func (w *world) stop(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := w.tree.Stop(ctx); err != nil {
+		t.Errorf("stop: %v", err)
+	}
+}
+
+func (w *world) allStatus(status string, ids ...string) func() bool {
+	return func() bool {
+		for _, id := range ids {
+			if w.backend.statusOf(id) != status {
+				return false
+			}
+		}
+		return true
+	}
+}
