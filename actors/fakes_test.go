@@ -231,12 +231,6 @@ func (d *memDLQ) entry(key string) (actors.DeadLetterMeta, bool) {
 	return m, ok
 }
 
-func (d *memDLQ) set(f func(d *memDLQ)) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	f(d)
-}
-
 // world is one tree on the in-memory ports.
 type world struct {
 	j       *journal
@@ -266,6 +260,12 @@ func testConfig() actors.TreeConfig {
 // The tree is stopped when the test ends.
 func start(t *testing.T, mutate func(*actors.TreeConfig), setup func(*world)) *world {
 	t.Helper()
+	return startWith(t, mutate, setup, nil)
+}
+
+// startWith is start with the actors' measurements sent to m.
+func startWith(t *testing.T, mutate func(*actors.TreeConfig), setup func(*world), m actors.Metrics) *world {
+	t.Helper()
 	j := &journal{}
 	w := &world{j: j, backend: newBackend(j), kafka: newKafka(j), dlq: newDLQ(j)}
 	if setup != nil {
@@ -281,7 +281,7 @@ func start(t *testing.T, mutate func(*actors.TreeConfig), setup func(*world)) *w
 	}
 	w.engine = engine
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.ErrorLevel)
-	w.tree, err = actors.StartTree(engine, cfg, actors.Deps{Outbox: w.backend, Producer: w.kafka, Store: w.dlq, Log: log})
+	w.tree, err = actors.StartTree(engine, cfg, actors.Deps{Outbox: w.backend, Producer: w.kafka, Store: w.dlq, Log: log, Metrics: m})
 	if err != nil {
 		t.Fatal(err)
 	}
