@@ -49,6 +49,10 @@ func Kafka(t testing.TB, opts ...kfake.Opt) *KafkaCluster {
 	return &KafkaCluster{c: c, addrs: c.ListenAddrs()}
 }
 
+// KafkaAt reads and writes a cluster that runs elsewhere (a broker
+// process, see BrokerProcess) with the same helpers; Cluster returns nil.
+func KafkaAt(addrs ...string) *KafkaCluster { return &KafkaCluster{addrs: addrs} }
+
 // Addrs are the brokers' host:port addresses, as given when the cluster
 // started (brokers added later with AddNode are not included).
 func (k *KafkaCluster) Addrs() []string { return append([]string(nil), k.addrs...) }
