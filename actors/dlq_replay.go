@@ -50,9 +50,11 @@ type ReplayConfig struct {
 	LockTTL time.Duration
 	// RedisTimeout bounds each Redis call of a replay (3s).
 	RedisTimeout time.Duration
-	// ProduceTimeout bounds a replay's produce call (2m); the Kafka
-	// client's own delivery timeout (HOBOM_KAFKA_WRITE_TIMEOUT) usually
-	// fails the record well before.
+	// ProduceTimeout bounds a replay's produce attempt (2m; the processor
+	// sets HOBOM_KAFKA_WRITE_TIMEOUT), so a replay answers within it even
+	// when the broker died with the record in flight. An attempt that
+	// failed with UNKNOWN_TOPIC_ID (the topic was recreated; the producer
+	// adopted the new one before reporting it) is tried once more.
 	ProduceTimeout time.Duration
 	// Delete bounds the delete after a successful publish (3 attempts,
 	// 200ms backoff, 3s each).
@@ -389,11 +391,12 @@ func replayOne(admin DeadLetterAdmin, producer Producer, cfg ReplayConfig, log z
 		rec.Key = []byte(t.EventID)
 	}
 	o.tried = true
-	pctx, pcancel := context.WithTimeout(context.Background(), cfg.ProduceTimeout)
-	acked := make(chan error, 1)
-	producer.Produce(pctx, rec, func(_ *kgo.Record, err error) { acked <- err })
-	err = <-acked
-	pcancel()
+	err = produceOnce(producer, cfg.ProduceTimeout, rec)
+	if errors.Is(err, kerr.UnknownTopicID) {
+		// A fresh record: the client filled in the failed one's producer state.
+		rec = &kgo.Record{Topic: rec.Topic, Key: rec.Key, Value: rec.Value, Headers: rec.Headers}
+		err = produceOnce(producer, cfg.ProduceTimeout, rec)
+	}
 	switch {
 	case errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge):
 		release()
@@ -417,6 +420,22 @@ func replayOne(admin DeadLetterAdmin, producer Producer, cfg ReplayConfig, log z
 	release()
 	o.res.Status = messages.ReplayDone
 	return o
+}
+
+// produceOnce produces rec and waits for its outcome, at most timeout:
+// the client fails a record whose context ended only when it looks at it
+// again, which while no broker answers may be seconds later.
+func produceOnce(producer Producer, timeout time.Duration, rec *kgo.Record) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	acked := make(chan error, 1)
+	producer.Produce(ctx, rec, func(_ *kgo.Record, err error) { acked <- err })
+	select {
+	case err := <-acked:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("produce timed out after %v: %w", timeout, ctx.Err())
+	}
 }
 
 // lock takes the replay lock of key once: a retried SET NX whose first

@@ -20,6 +20,11 @@ type PublisherConfig struct {
 	// the DLQ; Backoff is the wait before the second attempt, doubling after.
 	Attempts int
 	Backoff  time.Duration
+	// AttemptTimeout bounds one produce attempt through the context given
+	// to the producer (0: unbounded, the client's own timeout applies). With
+	// it, every event resolves within Attempts × AttemptTimeout plus the
+	// backoffs, the DLQ write and the mark, whatever Kafka does.
+	AttemptTimeout time.Duration
 	// MaxRecordBytes bounds a record value: log arrays are split below it
 	// and a single event above it goes to the DLQ instead of to Kafka.
 	MaxRecordBytes int
@@ -86,6 +91,9 @@ type Publisher struct {
 	// atDLQ holds the events handed to the DLQ actor and not answered yet.
 	atDLQ   map[string]struct{}
 	drainTo *actor.PID
+	// draining: a shutdown is under way; failed attempts are not retried
+	// and their events stay PENDING for the next run.
+	draining bool
 }
 
 type pubBatch struct {
@@ -106,15 +114,18 @@ type recordFlight struct {
 	events  []messages.Span
 	attempt int
 	sent    time.Time
+	// cancel ends the attempt in flight; nil while none is.
+	cancel context.CancelFunc
 }
 
 type (
 	// produced and retryRecord carry the instance that produced, because
 	// promises and timers of a crashed predecessor arrive at the same PID.
 	produced struct {
-		from   *Publisher
-		record uint64
-		err    error
+		from    *Publisher
+		record  uint64
+		attempt int
+		err     error
 	}
 	retryRecord struct {
 		from   *Publisher
@@ -127,7 +138,10 @@ type (
 		found  map[string]messages.Unmarked
 		err    error
 	}
-	memFlush struct{ from *Publisher }
+	// cancelInflight ends the attempts in flight when a shutdown's deadline
+	// is near.
+	cancelInflight struct{ from *Publisher }
+	memFlush       struct{ from *Publisher }
 	// forgetFlush sends the taken marks' forgets, gathered for forgetDelay.
 	forgetFlush struct{ from *Publisher }
 	markResult  struct {
@@ -209,9 +223,11 @@ func (p *Publisher) Receive(c *actor.Context) {
 	case messages.DeadLetterResult:
 		p.onDeadLettered(m)
 	case messages.Drain:
-		p.drainTo = m.ReplyTo
-		p.log.Info().Int("events", len(p.events)).Int("records", len(p.records)).Msg("draining")
-		p.checkDrained()
+		p.onDrain(m)
+	case cancelInflight:
+		if m.from == p {
+			p.cancelAttempts()
+		}
 	case actor.Stopped:
 		if p.forgetTimer != nil {
 			p.forgetTimer.Stop()
@@ -440,13 +456,36 @@ func (p *Publisher) produce(f *recordFlight) {
 	// A fresh record per attempt: the client owns a record until its
 	// promise has run and fills in partition, offset and producer state.
 	rec := &kgo.Record{Topic: f.rec.Topic, Key: f.rec.Key, Value: f.rec.Value, Headers: f.rec.Headers}
-	engine, self, id := p.engine, p.self, f.id
-	p.producer.Produce(context.Background(), rec, func(_ *kgo.Record, err error) {
-		engine.Send(self, produced{from: p, record: id, err: err})
+	ctx, cancel := context.Background(), context.CancelFunc(func() {})
+	if p.cfg.AttemptTimeout > 0 {
+		ctx, cancel = context.WithTimeout(ctx, p.cfg.AttemptTimeout)
+	}
+	f.cancel = cancel
+	engine, self, id, attempt := p.engine, p.self, f.id, f.attempt
+	p.producer.Produce(ctx, rec, func(_ *kgo.Record, err error) {
+		cancel()
+		engine.Send(self, produced{from: p, record: id, attempt: attempt, err: err})
 	})
+	if p.cfg.AttemptTimeout > 0 {
+		// The client fails a record whose context ended only when it looks
+		// at it again, which while it cannot reach a broker may be seconds
+		// later; the attempt ends at its deadline regardless, and the late
+		// promise is ignored.
+		timeout := p.cfg.AttemptTimeout
+		time.AfterFunc(timeout, func() {
+			engine.Send(self, produced{from: p, record: id, attempt: attempt,
+				err: fmt.Errorf("produce attempt timed out after %v: %w", timeout, context.DeadlineExceeded)})
+		})
+	}
 }
 
 func (p *Publisher) onProduced(m produced) {
+	f, ok := p.records[m.record]
+	if !ok || f.attempt != m.attempt || f.cancel == nil {
+		return // the attempt ended already: its deadline, or its promise, came first
+	}
+	f.cancel()
+	f.cancel = nil
 	p.producing--
 	for p.producing < p.cfg.MaxInflightRecords && len(p.waiting) > 0 {
 		next := p.waiting[0]
@@ -454,11 +493,13 @@ func (p *Publisher) onProduced(m produced) {
 		p.waiting = p.waiting[1:]
 		p.produce(next)
 	}
-	f, ok := p.records[m.record]
-	if !ok {
+	p.metrics.ProduceDone(f.route.EventType, p.now().Sub(f.sent), m.err)
+	if m.err != nil && p.draining {
+		p.log.Warn().Err(m.err).Str("topic", f.route.Topic).Int("events", len(f.events)).Int("attempt", f.attempt).
+			Msg("produce failed during shutdown; its events stay PENDING for the next run")
+		p.abandon(f)
 		return
 	}
-	p.metrics.ProduceDone(f.route.EventType, p.now().Sub(f.sent), m.err)
 	if m.err == nil {
 		delete(p.records, f.id)
 		for _, ev := range f.events {
@@ -489,6 +530,63 @@ func (p *Publisher) onProduced(m produced) {
 			value = append(append(append(one, '['), value...), ']')
 		}
 		p.deadLetter(f.route, ev.EventID, value, "kafka: "+m.err.Error(), f.attempt)
+	}
+}
+
+// onDrain starts a shutdown: records waiting for a retry or for room are
+// given up at once (their events stay PENDING), attempts in flight may
+// finish until shortly before the shutdown's deadline and are cancelled
+// then, so that the process stops in time even while Kafka hangs.
+func (p *Publisher) onDrain(m messages.Drain) {
+	p.drainTo, p.draining = m.ReplyTo, true
+	p.log.Info().Int("events", len(p.events)).Int("records", len(p.records)).Msg("draining")
+	for _, f := range p.waiting {
+		p.abandon(f)
+	}
+	p.waiting = nil
+	for _, f := range p.records {
+		if f.cancel == nil { // waiting for its retry timer
+			p.abandon(f)
+		}
+	}
+	if !m.Deadline.IsZero() && len(p.records) > 0 {
+		// Leave a quarter of the time left (at least a second) for the
+		// cancelled attempts to come back, the marks and the DLQ actor.
+		left := time.Until(m.Deadline)
+		wait := left - max(left/4, time.Second)
+		engine, self := p.engine, p.self
+		time.AfterFunc(max(wait, 0), func() { engine.Send(self, cancelInflight{from: p}) })
+	}
+	p.checkDrained()
+}
+
+// cancelAttempts ends every attempt in flight; their promises report the
+// cancellation and onProduced leaves their events PENDING. An attempt
+// cancelled after the broker wrote it is published again by the next run:
+// a duplicate, never a loss.
+func (p *Publisher) cancelAttempts() {
+	n := 0
+	for _, f := range p.records {
+		if f.cancel != nil {
+			// Ended here rather than when the client reports the
+			// cancellation, which can take seconds while no broker answers.
+			p.onProduced(produced{from: p, record: f.id, attempt: f.attempt, err: errShutdownDeadline})
+			n++
+		}
+	}
+	if n > 0 {
+		p.log.Warn().Int("records", n).Msg("shutdown deadline near: cancelled the produce attempts in flight; their events stay PENDING")
+	}
+}
+
+var errShutdownDeadline = errors.New("produce attempt cancelled: the shutdown deadline is near")
+
+// abandon drops a record without dead-lettering it: its events stay
+// PENDING and the next poll (or run) publishes them again.
+func (p *Publisher) abandon(f *recordFlight) {
+	delete(p.records, f.id)
+	for _, ev := range f.events {
+		p.resolve(ev.EventID, messages.OutcomeDeferred)
 	}
 }
 

@@ -70,6 +70,7 @@ type Supervisor struct {
 
 	stage    shutdownStage
 	doneChan chan struct{}
+	deadline time.Time // of the shutdown, passed on in Drain
 }
 
 type shutdownStage uint8
@@ -161,7 +162,8 @@ func (t *Tree) Stop(ctx context.Context) error {
 
 func (t *Tree) stop(ctx context.Context) error {
 	done := make(chan struct{})
-	t.engine.Send(t.supervisor, messages.Shutdown{Done: done})
+	deadline, _ := ctx.Deadline()
+	t.engine.Send(t.supervisor, messages.Shutdown{Done: done, Deadline: deadline})
 	select {
 	case <-done:
 	case <-ctx.Done():
@@ -191,7 +193,7 @@ func (s *Supervisor) Receive(c *actor.Context) {
 		}
 	case messages.Shutdown:
 		if s.stage == running {
-			s.doneChan = m.Done
+			s.doneChan, s.deadline = m.Done, m.Deadline
 			s.stopPollers()
 		}
 	case pollersStopped:
@@ -333,7 +335,7 @@ func (s *Supervisor) drain(ch *child) {
 		return
 	}
 	s.log.Info().Str("child", ch.name).Msg("shutdown: draining")
-	s.ctx.Engine().Send(ch.pid, messages.Drain{ReplyTo: s.self})
+	s.ctx.Engine().Send(ch.pid, messages.Drain{ReplyTo: s.self, Deadline: s.deadline})
 }
 
 func (s *Supervisor) onDrained(from *actor.PID) {

@@ -40,9 +40,10 @@ const (
 	// OutcomeFailed: publishing failed for good, the DLQ entry is written
 	// and the event is marked FAILED.
 	OutcomeFailed
-	// OutcomeDeferred: publishing failed and the DLQ entry could not be
-	// written (Redis down), so the event was left PENDING on purpose: the
-	// next poll tries it again.
+	// OutcomeDeferred: the event was left PENDING on purpose and the next
+	// poll tries it again: publishing failed and the DLQ entry could not be
+	// written (Redis down), or a shutdown cut publishing short, or Kafka was
+	// unreachable with HOBOM_KAFKA_OUTAGE=hold.
 	OutcomeDeferred
 	// OutcomeUnmarked: the event was published (or dead-lettered) but the
 	// backend did not take the mark; it is remembered, so the next poll
@@ -159,7 +160,12 @@ type ForgetUnmarked struct{ EventIDs []string }
 
 // Drain asks an actor to finish what it holds and answer Drained; it takes
 // no new work from pollers after the supervisor stopped them.
-type Drain struct{ ReplyTo *actor.PID }
+type Drain struct {
+	ReplyTo *actor.PID
+	// Deadline is when the shutdown gives up (zero: none); an actor
+	// cancels its own work in flight shortly before it.
+	Deadline time.Time
+}
 
 // Drained answers Drain.
 type Drained struct{ From *actor.PID }
@@ -179,7 +185,11 @@ type PeerLost struct{ Peer string }
 
 // Shutdown asks the supervisor to stop the tree in order; Done is closed
 // when every child has stopped.
-type Shutdown struct{ Done chan struct{} }
+type Shutdown struct {
+	Done chan struct{}
+	// Deadline is the shutdown's deadline (zero: none), passed on in Drain.
+	Deadline time.Time
+}
 
 // FailedMark is one event of a batch FAILED mark and its lastError.
 type FailedMark struct {

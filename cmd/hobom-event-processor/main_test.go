@@ -227,3 +227,79 @@ func tail(s string, n int) string {
 	}
 	return s
 }
+
+// TestSIGTERMDuringAKafkaOutageExits0WithinTheShutdownTimeout kills the
+// broker (a process of its own) and then signals the processor while 200
+// events wait for Kafka: with the default write timeout (10 s) longer than
+// the shutdown timeout (4 s), the drain cancels the attempts in flight, the
+// process exits 0 in time, and the events it could not resolve stay PENDING
+// (none is FAILED without its DLQ entry, none is lost).
+func TestSIGTERMDuringAKafkaOutageExits0WithinTheShutdownTimeout(t *testing.T) {
+	backend, err := fakebackend.Start(fakebackend.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(backend.Close)
+	broker, redis := testenv.BrokerProcess(t), testenv.Redis(t)
+	const shutdownTimeout = 4 * time.Second
+
+	cmd := exec.Command(binary)
+	cmd.Env = append(os.Environ(),
+		"HOBOM_GRPC_ADDR="+backend.Addr(),
+		"HOBOM_KAFKA_BROKER="+broker.Addr(),
+		"HOBOM_REDIS_ADDR="+redis.Addr(),
+		"HOBOM_HTTP_ADDR=127.0.0.1:0",
+		"HOBOM_POLL_INTERVAL=200ms",
+		"HOBOM_SHUTDOWN_TIMEOUT="+shutdownTimeout.String(),
+	)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+
+	backend.Seed(messages.EventTypeMessage, 10, nil)
+	testenv.Eventually(t, 30*time.Second, "traffic before the outage", func() bool {
+		return backend.Count(messages.EventTypeMessage, messages.StatusSent) == 10
+	})
+	broker.Kill()
+	backend.Seed(messages.EventTypeMessage, 100, nil)
+	backend.Seed(messages.EventTypeHoBomLog, 100, nil)
+	testenv.Eventually(t, 10*time.Second, "the events fetched", func() bool {
+		return backend.Calls(fakebackend.FindMessages) > 2 && backend.Calls(fakebackend.FindLogs) > 1
+	})
+	time.Sleep(time.Second) // well inside the first attempt
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	signalled := time.Now()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("exit: %v; output:\n%s", err, tail(out.String(), 3000))
+		}
+	case <-time.After(shutdownTimeout + 5*time.Second):
+		t.Fatalf("no exit %v after SIGTERM; output:\n%s", shutdownTimeout+5*time.Second, tail(out.String(), 3000))
+	}
+	took := time.Since(signalled)
+	if took > shutdownTimeout+time.Second {
+		t.Errorf("exit %v after SIGTERM, shutdown timeout %v", took, shutdownTimeout)
+	}
+	pending := backend.Count(messages.EventTypeMessage, messages.StatusPending) + backend.Count(messages.EventTypeHoBomLog, messages.StatusPending)
+	failed := backend.Count(messages.EventTypeMessage, messages.StatusFailed) + backend.Count(messages.EventTypeHoBomLog, messages.StatusFailed)
+	sent := backend.Count(messages.EventTypeMessage, messages.StatusSent) + backend.Count(messages.EventTypeHoBomLog, messages.StatusSent)
+	if pending+failed+sent != 210 || sent != 10 {
+		t.Errorf("after the exit: %d PENDING, %d FAILED, %d SENT; want 210 in all and only the 10 before the outage SENT", pending, failed, sent)
+	}
+	keys, err := redis.Client(t).Keys(context.Background(), "dlq:*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) < failed {
+		t.Errorf("%d FAILED events, only %d DLQ entries", failed, len(keys))
+	}
+	t.Logf("SIGTERM during a Kafka outage: exit 0 after %v (shutdown timeout %v); %d PENDING, %d FAILED", took.Round(time.Millisecond), shutdownTimeout, pending, failed)
+}

@@ -123,7 +123,7 @@ func New(cfg config.Config, log zerolog.Logger, opts Options) (*App, error) {
 	}
 	a.obs = newObservability(routes)
 	a.obs.start(a, log)
-	var producer actors.Producer = a.kafka
+	var producer actors.Producer = kafka.NewHealing(a.kafka, log)
 	if opts.WrapProducer != nil {
 		producer = opts.WrapProducer(producer)
 	}
@@ -235,7 +235,7 @@ func TreeConfig(cfg config.Config, routes []messages.Route) actors.TreeConfig {
 			BatchTimeout: time.Duration(cfg.PublishAttempts)*(cfg.KafkaWriteTimeout+cfg.PublishBackoff<<cfg.PublishAttempts) + 2*time.Minute,
 		},
 		Publisher: actors.PublisherConfig{
-			Attempts: cfg.PublishAttempts, Backoff: cfg.PublishBackoff, MaxRecordBytes: maxRecordBytes,
+			Attempts: cfg.PublishAttempts, Backoff: cfg.PublishBackoff, AttemptTimeout: cfg.KafkaWriteTimeout, MaxRecordBytes: maxRecordBytes,
 			MaxInflightRecords: maxInflightRecords, Mark: mark, MarkConcurrency: cfg.MarkConcurrency, UnmarkedMemory: 100_000,
 			Lookup: 2 * time.Second, Producer: producerName(),
 		},
@@ -243,7 +243,7 @@ func TreeConfig(cfg config.Config, routes []messages.Route) actors.TreeConfig {
 			TTL:   cfg.DLQTTL,
 			Write: actors.RetryPolicy{Attempts: 3, Backoff: 200 * time.Millisecond, Timeout: 3 * time.Second},
 			Mark:  mark, Concurrency: 16, MaxReasonBytes: 1024,
-			Replay: actors.ReplayConfig{ProducerName: producerName(), MaxValueBytes: maxRecordBytes},
+			Replay: actors.ReplayConfig{ProducerName: producerName(), MaxValueBytes: maxRecordBytes, ProduceTimeout: cfg.KafkaWriteTimeout},
 		},
 		RestartBackoff: 100 * time.Millisecond, MaxRestartBackoff: 30 * time.Second, StableAfter: time.Minute,
 		PollerInboxSize: 8,
@@ -303,7 +303,18 @@ func (a *App) Shutdown(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
-	a.closeClients()
+	// Closing waits for the clients' own work (a readiness probe, dials to
+	// a dead broker); the process does not wait for it past the deadline.
+	closed := make(chan struct{})
+	go func() {
+		a.closeClients()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-ctx.Done():
+		a.log.Warn().Msg("shutdown deadline reached while closing the clients; leaving them to the process exit")
+	}
 	err := errors.Join(errs...)
 	a.log.Info().Err(err).Dur("took", time.Since(start)).Msg("processor stopped")
 	return err

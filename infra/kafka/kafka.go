@@ -21,7 +21,8 @@ type Config struct {
 	// setting; idempotence needs acks from all in-sync replicas).
 	Acks string
 	// WriteTimeout bounds one publish attempt: a record not acked by then
-	// fails, and the publisher retries or dead-letters it.
+	// fails, and the publisher retries or dead-letters it. It holds also
+	// for a record already sent to a broker that died: see NewProducer.
 	WriteTimeout time.Duration
 	// MaxBufferedRecords must be at least the publisher's in-flight bound,
 	// so that Produce never blocks the actor.
@@ -59,6 +60,15 @@ func (s SASL) mechanism() (sasl.Mechanism, error) {
 // NewProducer returns a client ready to produce. It does not wait for the
 // brokers: an unreachable Kafka shows as failed records, which the
 // publisher retries and dead-letters.
+//
+// With acks=all the client is idempotent, and by default franz-go never
+// fails a record that may already be written: when a broker dies with a
+// produce request in flight, the record waits for that broker forever.
+// kgo.AllowIdempotentProduceCancellation lets WriteTimeout (and the
+// context of Produce) fail such a record, so every attempt ends within
+// WriteTimeout. The price is that the cancelled attempt may have landed
+// and the retry is not deduplicated by the broker: delivery is
+// at-least-once, which the event-id header already makes explicit.
 func NewProducer(cfg Config, log zerolog.Logger) (*kgo.Client, error) {
 	if len(cfg.Brokers) == 0 {
 		return nil, fmt.Errorf("kafka: no brokers")
@@ -69,6 +79,10 @@ func NewProducer(cfg Config, log zerolog.Logger) (*kgo.Client, error) {
 		kgo.ProduceRequestTimeout(cfg.WriteTimeout),
 		kgo.MaxBufferedRecords(cfg.MaxBufferedRecords),
 		kgo.AllowAutoTopicCreation(),
+		// After a failure the client refreshes metadata at most this often
+		// (5 s by default): a broker back from an outage, or a topic with
+		// a new ID, is noticed within a fraction of one attempt.
+		kgo.MetadataMinAge(min(max(cfg.WriteTimeout/4, 100*time.Millisecond), time.Second)),
 		kgo.WithLogger(logger{log.With().Str("component", "kafka").Logger()}),
 	}
 	if cfg.ClientID != "" {
@@ -78,7 +92,7 @@ func NewProducer(cfg Config, log zerolog.Logger) (*kgo.Client, error) {
 	case "leader":
 		opts = append(opts, kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
 	case "all", "":
-		opts = append(opts, kgo.RequiredAcks(kgo.AllISRAcks()))
+		opts = append(opts, kgo.RequiredAcks(kgo.AllISRAcks()), kgo.AllowIdempotentProduceCancellation())
 	default:
 		return nil, fmt.Errorf("kafka: acks %q is neither all nor leader", cfg.Acks)
 	}
@@ -100,7 +114,9 @@ func NewProducer(cfg Config, log zerolog.Logger) (*kgo.Client, error) {
 }
 
 // logger forwards the client's warnings and errors to zerolog; its info
-// and debug chatter stay out of the service log.
+// and debug chatter stay out of the service log. Errors are written as
+// their text (zerolog's Interface would marshal an error as a struct: `{}`,
+// or a whole certificate for an x509 error).
 type logger struct{ log zerolog.Logger }
 
 func (l logger) Level() kgo.LogLevel { return kgo.LogLevelWarn }

@@ -1,0 +1,114 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Healing produces through a client and adopts topics that were deleted and
+// recreated under the same name (by an operator, or by a cluster restarted
+// empty that auto-creates them again).
+//
+// franz-go keeps a produced topic's ID and fails every later record for it
+// with UNKNOWN_TOPIC_ID once the topic has a new one; it does not look the
+// topic up again until the application purges it. On that error Healing
+// purges the topic from the producer (PurgeTopicsFromProducing; the next
+// record re-adds it with fresh metadata) and only then runs the record's
+// promise, so the caller's next attempt goes to the new topic. The purge
+// runs on a goroutine of its own: it waits for the client's metadata loop,
+// which must not be blocked from a promise.
+//
+// Records that failed with UNKNOWN_TOPIC_ID together trigger one purge:
+// a record produced before the latest purge of its topic waits for that
+// purge instead of starting another, which would fail records already
+// produced to the new topic.
+type Healing struct {
+	cl  *kgo.Client
+	log zerolog.Logger
+
+	mu     sync.Mutex
+	topics map[string]*topicState
+}
+
+type topicState struct {
+	gen     uint64        // completed purges
+	purging chan struct{} // closed when the running purge is done; nil when none runs
+}
+
+// NewHealing returns a Healing producing through cl.
+func NewHealing(cl *kgo.Client, log zerolog.Logger) *Healing {
+	return &Healing{cl: cl, log: log.With().Str("component", "kafka").Logger(), topics: make(map[string]*topicState)}
+}
+
+// Produce produces r like kgo.Client.Produce. The promise runs on a client
+// goroutine, or, after an UNKNOWN_TOPIC_ID, on a goroutine that purged the
+// topic first.
+func (h *Healing) Produce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
+	gen := h.generation(r.Topic)
+	h.cl.Produce(ctx, r, func(r *kgo.Record, err error) {
+		if !errors.Is(err, kerr.UnknownTopicID) {
+			promise(r, err)
+			return
+		}
+		go func() {
+			h.heal(r.Topic, gen)
+			promise(r, err)
+		}()
+	})
+}
+
+// Purges returns how many times topic was purged, for tests and logs.
+func (h *Healing) Purges(topic string) uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if t := h.topics[topic]; t != nil {
+		return t.gen
+	}
+	return 0
+}
+
+func (h *Healing) generation(topic string) uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	t := h.topics[topic]
+	if t == nil {
+		t = &topicState{}
+		h.topics[topic] = t
+	}
+	return t.gen
+}
+
+// heal purges topic unless it was purged since gen, and returns once no
+// purge of it is running.
+func (h *Healing) heal(topic string, gen uint64) {
+	h.mu.Lock()
+	t := h.topics[topic]
+	if wait := t.purging; wait != nil || t.gen != gen {
+		h.mu.Unlock()
+		if wait != nil {
+			<-wait
+		}
+		return
+	}
+	done := make(chan struct{})
+	t.purging = done
+	h.mu.Unlock()
+
+	start := time.Now()
+	h.cl.PurgeTopicsFromProducing(topic)
+
+	h.mu.Lock()
+	t.gen++
+	t.purging = nil
+	n := t.gen
+	h.mu.Unlock()
+	close(done)
+	h.log.Warn().Str("topic", topic).Uint64("purges", n).Dur("took", time.Since(start)).
+		Msg("topic has a new ID (deleted and recreated, or the cluster restarted empty): purged it from the producer; the next attempt re-adds it")
+}
