@@ -75,7 +75,9 @@ func NewProducer(cfg Config, log zerolog.Logger) (*kgo.Client, error) {
 	}
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(cfg.Brokers...),
-		kgo.RecordDeliveryTimeout(cfg.WriteTimeout),
+		// franz-go refuses a delivery timeout below 1 s; a shorter write
+		// timeout is enforced by the caller's context and deadline.
+		kgo.RecordDeliveryTimeout(max(cfg.WriteTimeout, time.Second)),
 		kgo.ProduceRequestTimeout(cfg.WriteTimeout),
 		kgo.MaxBufferedRecords(cfg.MaxBufferedRecords),
 		kgo.AllowAutoTopicCreation(),
