@@ -244,13 +244,14 @@ func TestSIGTERMDuringAKafkaOutageExits0WithinTheShutdownTimeout(t *testing.T) {
 	const shutdownTimeout = 4 * time.Second
 
 	cmd := exec.Command(binary)
-	cmd.Env = append(os.Environ(),
+	cmd.Env = testenv.ChildEnv(
 		"HOBOM_GRPC_ADDR="+backend.Addr(),
 		"HOBOM_KAFKA_BROKER="+broker.Addr(),
 		"HOBOM_REDIS_ADDR="+redis.Addr(),
 		"HOBOM_HTTP_ADDR=127.0.0.1:0",
 		"HOBOM_POLL_INTERVAL=200ms",
 		"HOBOM_SHUTDOWN_TIMEOUT="+shutdownTimeout.String(),
+		"HOBOM_INTERNAL_API_KEY=test-key",
 	)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -262,9 +263,13 @@ func TestSIGTERMDuringAKafkaOutageExits0WithinTheShutdownTimeout(t *testing.T) {
 	t.Cleanup(func() { _ = cmd.Process.Kill() })
 
 	backend.Seed(messages.EventTypeMessage, 10, nil)
-	testenv.Eventually(t, 30*time.Second, "traffic before the outage", func() bool {
-		return backend.Count(messages.EventTypeMessage, messages.StatusSent) == 10
-	})
+	deadline := time.Now().Add(30 * time.Second)
+	for backend.Count(messages.EventTypeMessage, messages.StatusSent) < 10 {
+		if time.Now().After(deadline) {
+			t.Fatalf("traffic before the outage not SENT; output:\n%s", tail(out.String(), 3000))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	broker.Kill()
 	backend.Seed(messages.EventTypeMessage, 100, nil)
 	backend.Seed(messages.EventTypeHoBomLog, 100, nil)
