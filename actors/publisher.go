@@ -550,10 +550,10 @@ func (p *Publisher) onDrain(m messages.Drain) {
 		}
 	}
 	if !m.Deadline.IsZero() && len(p.records) > 0 {
-		// Leave a quarter of the time left (at least a second) for the
-		// cancelled attempts to come back, the marks and the DLQ actor.
+		// Leave a third of the time left (at least 1.5 s) for the marks,
+		// the DLQ actor and closing the clients.
 		left := time.Until(m.Deadline)
-		wait := left - max(left/4, time.Second)
+		wait := left - max(left/3, 1500*time.Millisecond)
 		engine, self := p.engine, p.self
 		time.AfterFunc(max(wait, 0), func() { engine.Send(self, cancelInflight{from: p}) })
 	}

@@ -310,10 +310,14 @@ func (a *App) Shutdown(ctx context.Context) error {
 		a.closeClients()
 		close(closed)
 	}()
+	wait := time.Second
+	if d, ok := ctx.Deadline(); ok {
+		wait = min(wait, time.Until(d))
+	}
 	select {
 	case <-closed:
-	case <-ctx.Done():
-		a.log.Warn().Msg("shutdown deadline reached while closing the clients; leaving them to the process exit")
+	case <-time.After(wait):
+		a.log.Warn().Dur("waited", wait).Msg("clients still closing (a dead broker, a readiness probe in flight); leaving them to the process exit")
 	}
 	err := errors.Join(errs...)
 	a.log.Info().Err(err).Dur("took", time.Since(start)).Msg("processor stopped")
