@@ -158,6 +158,12 @@ func (p *Poller) Receive(c *actor.Context) {
 		}
 	case pollTick:
 		if m.gen == p.timerGen && p.canFind() {
+			if !p.fenceHeld() {
+				// Held, but not renewed in time: nothing is fetched until
+				// a renewal moves the deadline.
+				p.schedule(p.cfg.Interval)
+				return
+			}
 			p.find()
 		}
 	case findDone:
@@ -273,6 +279,14 @@ func (p *Poller) onFound(m findDone) {
 		p.log.Info().Int("events", len(events)).Msg("lease lost during the find; leaving the events to the new holder")
 		return
 	}
+	if !p.fenceHeld() {
+		p.log.Warn().Int("events", len(events)).Int64("token", p.token).
+			Msg("lease past its local deadline during the find (not renewed in time): not publishing")
+		if p.open == 0 {
+			p.schedule(p.cfg.Interval)
+		}
+		return
+	}
 	id := m.seq
 	b := &pollBatch{ids: make([]string, 0, len(events)), start: time.Now()}
 	for i := range events {
@@ -376,6 +390,16 @@ func (p *Poller) schedule(d time.Duration) {
 	}
 	engine, self := p.engine, p.self
 	p.timer = time.AfterFunc(d, func() { engine.Send(self, pollTick{gen: gen}) })
+}
+
+// fenceHeld reports whether this poller may hand a batch on: always without
+// leases, else while its tenure's local deadline (last renewal + TTL -
+// margin, see Lease) has not passed. It asks no one.
+func (p *Poller) fenceHeld() bool {
+	if p.cfg.LeaseTTL <= 0 {
+		return true
+	}
+	return fenceHeld(p.lease, messages.Fence{Name: p.route.EventType, Token: p.token})
 }
 
 // leaseOp acquires the lease, or renews it while held, off the actor's

@@ -55,7 +55,10 @@ type DeadLetterStore interface {
 
 // Lease is a per-event-type lease shared by several processor instances,
 // so that one polls a type at a time (infra/redislease). The fencing token
-// names one tenure; Valid tells a holder that was deposed not to mark.
+// names one tenure. Valid is the self-fencing check made before every
+// find's batch, publish and mark try: it must answer without I/O (it runs
+// inside Receive), from a local deadline that passes before the lease can
+// expire in Redis, and treat anything unknown as not held.
 type Lease interface {
 	Acquire(ctx context.Context, name, owner string, ttl time.Duration) (token int64, ok bool, err error)
 	// Renew returns false when the lease was lost or should be given up.

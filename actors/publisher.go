@@ -110,6 +110,7 @@ type pubBatch struct {
 type recordFlight struct {
 	id      uint64
 	route   messages.Route
+	fence   messages.Fence
 	rec     *kgo.Record
 	events  []messages.Span
 	attempt int
@@ -324,11 +325,11 @@ func (p *Publisher) dispatch(b *pubBatch, events []*messages.Event) {
 		case messages.EncodingLogArray:
 			logs = append(logs, e)
 		default:
-			p.encodeMessage(b.route, e)
+			p.encodeMessage(b.route, b.fence, e)
 		}
 	}
 	if len(logs) > 0 {
-		p.encodeLogs(b.route, logs)
+		p.encodeLogs(b.route, b.fence, logs)
 	}
 	p.maybeAnswer(b)
 }
@@ -365,7 +366,7 @@ func (p *Publisher) defectValue(route messages.Route, e *messages.Event) []byte 
 	return value
 }
 
-func (p *Publisher) encodeMessage(route messages.Route, e *messages.Event) {
+func (p *Publisher) encodeMessage(route messages.Route, fence messages.Fence, e *messages.Event) {
 	value, err := messages.AppendMessageValue(nil, e.Message, p.now())
 	if err != nil {
 		p.deadLetter(route, e.EventID, messages.AppendUnencodable(nil, e.EventID, e.EventType, err.Error()), "encode: "+err.Error(), 0)
@@ -376,7 +377,7 @@ func (p *Publisher) encodeMessage(route messages.Route, e *messages.Event) {
 		return
 	}
 	p.enqueue(&recordFlight{
-		route: route,
+		route: route, fence: fence,
 		rec: &kgo.Record{Topic: route.Topic, Key: []byte(e.EventID), Value: value,
 			Headers: messages.RecordHeaders(route.EventType, p.cfg.Producer, "", []byte(e.EventID))},
 		events: []messages.Span{{EventID: e.EventID, Lo: 0, Hi: len(value)}},
@@ -390,7 +391,7 @@ func (p *Publisher) tooLarge(n int) string {
 // encodeLogs writes the log events of one poll as JSON arrays, starting a
 // new record whenever the next element would push it over MaxRecordBytes
 // (the old service lost whole batches to Kafka's 1 MB limit).
-func (p *Publisher) encodeLogs(route messages.Route, events []*messages.Event) {
+func (p *Publisher) encodeLogs(route messages.Route, fence messages.Fence, events []*messages.Event) {
 	var (
 		obj   []byte
 		err   error
@@ -403,7 +404,7 @@ func (p *Publisher) encodeLogs(route messages.Route, events []*messages.Event) {
 			return
 		}
 		value, ids, spans := b.Take()
-		p.enqueue(&recordFlight{route: route, events: spans, rec: &kgo.Record{
+		p.enqueue(&recordFlight{route: route, fence: fence, events: spans, rec: &kgo.Record{
 			Topic: route.Topic, Key: messages.LogRecordKey(nil, p.now()), Value: value,
 			Headers: messages.RecordHeaders(route.EventType, p.cfg.Producer, trace, ids),
 		}})
@@ -450,6 +451,17 @@ func (p *Publisher) enqueue(f *recordFlight) {
 }
 
 func (p *Publisher) produce(f *recordFlight) {
+	if !p.fenceHeld(f.fence) {
+		// Past the lease's local deadline: publish nothing. The events
+		// stay PENDING for whoever holds the lease next.
+		delete(p.records, f.id)
+		p.log.Warn().Str("topic", f.route.Topic).Int("events", len(f.events)).Int64("token", f.fence.Token).
+			Msg("lease tenure past its deadline: not publishing; the events stay PENDING")
+		for _, ev := range f.events {
+			p.resolve(ev.EventID, messages.OutcomeDeferred)
+		}
+		return
+	}
 	f.attempt++
 	f.sent = p.now()
 	p.producing++
@@ -598,8 +610,22 @@ func (p *Publisher) deadLetter(route messages.Route, id string, value []byte, re
 }
 
 // errFenced says a mark was not made because the poller's lease tenure
-// ended: another instance owns the event type now and resolves the event.
+// ended or passed its local deadline: another instance may own the event
+// type now and resolves the event.
 var errFenced = errors.New("lease tenure ended; mark left to the new holder")
+
+// fenceHeld is the self-fencing check made before every produce and every
+// mark try: true without leases, else only while the tenure is this
+// instance's and its local deadline has not passed. It asks no one.
+func fenceHeld(lease Lease, fence messages.Fence) bool {
+	if !fence.Active() || lease == nil {
+		return true
+	}
+	ok, err := lease.Valid(context.Background(), fence.Name, fence.Token)
+	return err == nil && ok
+}
+
+func (p *Publisher) fenceHeld(fence messages.Fence) bool { return fenceHeld(p.lease, fence) }
 
 func (p *Publisher) markSent(id string) {
 	var fence messages.Fence
@@ -618,15 +644,12 @@ func (p *Publisher) markOne(id string, fence messages.Fence) {
 	outbox, lease, policy := p.outbox, p.lease, p.cfg.Mark
 	p.marks.push(func() any {
 		start := time.Now()
-		if fence.Active() && lease != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), policy.Timeout)
-			ok, err := lease.Valid(ctx, fence.Name, fence.Token)
-			cancel()
-			if err == nil && !ok {
-				return markResult{eventID: id, err: errFenced, took: time.Since(start)}
+		tries, err := policy.run(func(ctx context.Context) error {
+			if !fenceHeld(lease, fence) {
+				return errFenced // checked before every try: a retry may come after the deadline
 			}
-		}
-		tries, err := policy.run(func(ctx context.Context) error { return outbox.MarkSent(ctx, id) })
+			return outbox.MarkSent(ctx, id)
+		})
 		return markResult{eventID: id, err: err, tries: tries, took: time.Since(start)}
 	})
 }

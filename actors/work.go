@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"time"
 
@@ -113,7 +114,8 @@ type RetryPolicy struct {
 	Timeout  time.Duration // for each try
 }
 
-// run calls fn until it succeeds or the attempts are spent and returns the
+// run calls fn until it succeeds, the attempts are spent or fn says it is
+// fenced (errFenced: no later try may write either) and returns the
 // last error and the number of tries. Each try gets a fresh context from
 // context.Background: a call in flight is never cut short by shutdown, which
 // waits for it instead (the old service cancelled calls under itself).
@@ -123,7 +125,7 @@ func (p RetryPolicy) run(fn func(ctx context.Context) error) (tries int, err err
 		ctx, cancel := context.WithTimeout(context.Background(), p.Timeout)
 		err = fn(ctx)
 		cancel()
-		if err == nil || tries >= attempts {
+		if err == nil || tries >= attempts || errors.Is(err, errFenced) {
 			return tries, err
 		}
 		time.Sleep(doubling(p.Backoff, 0, tries))

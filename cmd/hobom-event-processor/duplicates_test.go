@@ -1,9 +1,11 @@
 package main_test
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -133,5 +135,104 @@ func TestSIGKILLMidBatchThenRestartRepublishesAtMostOnePercent(t *testing.T) {
 	if dups > dupBudget(batch) {
 		t.Errorf("%d of %d events published twice, budget %d\nfirst:\n%s\nsecond:\n%s", dups, batch, dupBudget(batch),
 			tail(first.out.String(), 3000), tail(second.out.String(), 3000))
+	}
+}
+
+// leaseHolder waits until one of procs holds eventType's lease and
+// returns it.
+func (w *world) leaseHolder(t *testing.T, eventType string, procs ...*proc) *proc {
+	t.Helper()
+	rdb := w.redis.Client(t)
+	var holder *proc
+	testenv.Eventually(t, 20*time.Second, eventType+"'s lease held by one of the instances", func() bool {
+		v, _ := rdb.Get(context.Background(), "hobom:lease:"+eventType).Result()
+		owner, _, _ := strings.Cut(v, "|")
+		for _, p := range procs {
+			if p.id == owner {
+				holder = p
+				return true
+			}
+		}
+		return false
+	})
+	return holder
+}
+
+// marksBy counts the mark rpcs the backend received from an instance.
+func (w *world) marksBy(id string) int64 {
+	return w.backend.CallsBy(fakebackend.MarkSent, id) + w.backend.CallsBy(fakebackend.MarkFailed, id) +
+		w.backend.CallsBy(fakebackend.MarkMany, id)
+}
+
+// leaseWorld starts two instances with leases of ttl, seeds batch MESSAGE
+// events once the MESSAGE lease is held, and returns the holder and the
+// other instance. Marks are slowed (5 ms each) so that the batch is still
+// being marked when the fault comes.
+func leaseWorld(t *testing.T, ttl time.Duration, batch int) (w *world, ids []string, holder, other *proc) {
+	w = newWorld(t)
+	a := startProc(t, "inst-a", w.env("HOBOM_LEASE_TTL="+ttl.String())...)
+	b := startProc(t, "inst-b", w.env("HOBOM_LEASE_TTL="+ttl.String())...)
+	holder = w.leaseHolder(t, messages.EventTypeMessage, a, b)
+	other = a
+	if holder == a {
+		other = b
+	}
+	w.backend.SetFault(fakebackend.MarkSent, fakebackend.Fault{Delay: 5 * time.Millisecond})
+	ids = w.seed("lease", batch)
+	return w, ids, holder, other
+}
+
+func TestSIGKILLOfALeaseHolderMidBatchTheNewHolderRepublishesAtMostOnePercent(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the processor as child processes")
+	}
+	const ttl, batch = 2 * time.Second, 3000
+	w, ids, holder, other := leaseWorld(t, ttl, batch)
+	atKill := w.waitSent(t, 300, 30*time.Second)
+	holder.kill(t)
+	killed := time.Now()
+	w.waitSent(t, batch, 60*time.Second)
+	t.Logf("SIGKILL of %s with %d of %d SENT; %s marked the rest %v later (lease TTL %v)",
+		holder.id, atKill, batch, other.id, time.Since(killed).Round(time.Millisecond), ttl)
+	other.stop(t)
+	dups := w.deliveries(t, ids)
+	t.Logf("republished after the takeover: %d of %d (budget %d)", dups, batch, dupBudget(batch))
+	if dups > dupBudget(batch) {
+		t.Errorf("%d of %d events published twice, budget %d\n%s", dups, batch, dupBudget(batch), tail(other.out.String(), 3000))
+	}
+}
+
+func TestALeaseHolderPausedPastItsTTLResumesWithoutASingleMark(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the processor as child processes")
+	}
+	const ttl, batch = 2 * time.Second, 3000
+	w, ids, holder, other := leaseWorld(t, ttl, batch)
+	atStop := w.waitSent(t, 300, 30*time.Second)
+	if err := holder.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	time.Sleep(200 * time.Millisecond) // rpcs the holder sent before the pause reach the backend
+	before := w.marksBy(holder.id)
+	w.waitSent(t, batch, 60*time.Second)
+	t.Logf("SIGSTOP of %s with %d of %d SENT; %s marked the rest %v later (lease TTL %v)",
+		holder.id, atStop, batch, other.id, time.Since(stopped).Round(time.Millisecond), ttl)
+	// The pause outlasts the lease by far: the holder's local deadline
+	// passed long ago when it resumes.
+	time.Sleep(time.Until(stopped.Add(3 * ttl)))
+	if err := holder.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * ttl) // what the resumed process would do, it does now
+	if n := w.marksBy(holder.id) - before; n != 0 {
+		t.Errorf("the deposed holder %s made %d mark rpcs after its pause, want 0\n%s", holder.id, n, tail(holder.out.String(), 3000))
+	}
+	holder.stop(t)
+	other.stop(t)
+	dups := w.deliveries(t, ids)
+	t.Logf("republished: %d of %d (budget %d)", dups, batch, dupBudget(batch))
+	if dups > dupBudget(batch) {
+		t.Errorf("%d of %d events published twice, budget %d", dups, batch, dupBudget(batch))
 	}
 }

@@ -99,7 +99,7 @@ func New(cfg config.Config, log zerolog.Logger, opts Options) (*App, error) {
 		return nil, err
 	}
 	a.outbox, err = outbox.Dial(outbox.Config{
-		Addr: cfg.GRPCAddr, APIKey: cfg.GRPCAPIKey, MaxRecvBytes: cfg.GRPCMaxRecvBytes, CallTimeout: cfg.GRPCTimeout, TLS: sec.grpc,
+		Addr: cfg.GRPCAddr, APIKey: cfg.GRPCAPIKey, Instance: cfg.InstanceID, MaxRecvBytes: cfg.GRPCMaxRecvBytes, CallTimeout: cfg.GRPCTimeout, TLS: sec.grpc,
 		MarkConns: cfg.MarkConns,
 	}, log)
 	if err != nil {

@@ -48,10 +48,31 @@ type knobs struct {
 	findMessages, findLogs, markSent, markFailed, markMany atomic.Int64
 	// batchSent and batchFailed count the ids applied by MarkMany calls.
 	batchSent, batchFailed atomic.Int64
+
+	// byCaller counts the calls of each rpc per caller, named by the
+	// x-hobom-instance metadata the processor sends ("" when absent).
+	byCaller map[callerKey]int64
+}
+
+type callerKey struct {
+	rpc    RPC
+	caller string
+}
+
+func (k *knobs) countCaller(rpc RPC, caller string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.byCaller[callerKey{rpc, caller}]++
+}
+
+func (k *knobs) callsBy(rpc RPC, caller string) int64 {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.byCaller[callerKey{rpc, caller}]
 }
 
 func newKnobs() *knobs {
-	return &knobs{faults: map[RPC]*Fault{}, hooks: map[RPC]func(req any) error{}, wireHooks: map[RPC]func([]byte) []byte{}}
+	return &knobs{byCaller: map[callerKey]int64{}, faults: map[RPC]*Fault{}, hooks: map[RPC]func(req any) error{}, wireHooks: map[RPC]func([]byte) []byte{}}
 }
 
 func (k *knobs) counter(rpc RPC) *atomic.Int64 {

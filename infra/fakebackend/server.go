@@ -131,6 +131,12 @@ func (s *Server) intercept(ctx context.Context, req any, info *grpc.UnaryServerI
 		return nil, status.Errorf(codes.Unimplemented, "fakebackend: unknown method %s", info.FullMethod)
 	}
 	s.knobs.counter(rpc).Add(1)
+	md, _ := metadata.FromIncomingContext(ctx)
+	caller := ""
+	if v := md.Get(CallerHeader); len(v) > 0 {
+		caller = v[0]
+	}
+	s.knobs.countCaller(rpc, caller)
 	if rpc == MarkMany && s.noBatch.Load() {
 		// What any gRPC server answers for a method it does not have.
 		return nil, status.Errorf(codes.Unimplemented, "unknown service outbox.batch.BatchPatchOutboxController")
@@ -217,6 +223,15 @@ func (s *Server) SetBatchMarks(on bool) { s.noBatch.Store(!on) }
 func (s *Server) BatchMarked() (sent, failed int64) {
 	return s.knobs.batchSent.Load(), s.knobs.batchFailed.Load()
 }
+
+// CallerHeader is the metadata that names the calling processor instance
+// (infra/outbox.InstanceHeader).
+const CallerHeader = "x-hobom-instance"
+
+// CallsBy is how many calls of rpc the server received from caller, the
+// processor instance named by its x-hobom-instance metadata ("" for calls
+// without it), failed ones included.
+func (s *Server) CallsBy(rpc RPC, caller string) int64 { return s.knobs.callsBy(rpc, caller) }
 
 // Calls is how many calls of rpc the server received, failed ones included.
 func (s *Server) Calls(rpc RPC) int64 {

@@ -29,6 +29,10 @@ const (
 
 	// apiKeyHeader is the metadata key newer backends require.
 	apiKeyHeader = "x-api-key"
+	// InstanceHeader names the calling processor instance on every call
+	// (HOBOM_INSTANCE_ID), for the backend's logs; a backend that does not
+	// know it ignores it.
+	InstanceHeader = "x-hobom-instance"
 )
 
 // Config says how to reach the backend.
@@ -38,6 +42,9 @@ type Config struct {
 	// APIKey is sent as x-api-key metadata on every call when not empty
 	// (HOBOM_GRPC_API_KEY).
 	APIKey string
+	// Instance is sent as InstanceHeader metadata on every call when not
+	// empty.
+	Instance string
 	// MaxRecvBytes caps one response; 0 means DefaultMaxRecvBytes.
 	MaxRecvBytes int
 	// CallTimeout bounds each rpc; 0 means DefaultCallTimeout.
@@ -127,9 +134,16 @@ func Dial(cfg Config, log zerolog.Logger) (*Client, error) {
 		// instead of failing a whole find (see codec).
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(c.maxRecvBytes), grpc.ForceCodecV2(codec{})),
 	}
+	md := map[string]string{}
 	if cfg.APIKey != "" {
+		md[apiKeyHeader] = cfg.APIKey
+	}
+	if cfg.Instance != "" {
+		md[InstanceHeader] = cfg.Instance
+	}
+	if len(md) > 0 {
 		// Once per connection rather than a metadata context per call.
-		opts = append(opts, grpc.WithPerRPCCredentials(apiKeyCreds{md: map[string]string{apiKeyHeader: cfg.APIKey}}))
+		opts = append(opts, grpc.WithPerRPCCredentials(apiKeyCreds{md: md}))
 	}
 	for range markConns {
 		conn, err := grpc.NewClient(cfg.Addr, opts...)
@@ -180,8 +194,9 @@ func (c *Client) callContext(ctx context.Context) (context.Context, context.Canc
 
 func noCancel() {}
 
-// apiKeyCreds sends the x-api-key metadata newer backends require on every
-// call, over plaintext too (the backend is reached inside the cluster).
+// apiKeyCreds sends the x-api-key metadata newer backends require (and the
+// instance's name) on every call, over plaintext too (the backend is
+// reached inside the cluster).
 type apiKeyCreds struct{ md map[string]string }
 
 func (a apiKeyCreds) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {

@@ -367,3 +367,23 @@ func TestFindRepairsInvalidUTF8AndMarksTheEvent(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestEveryCallNamesTheInstance(t *testing.T) {
+	e := setup(t, fakebackend.Options{APIKey: "k"}, func(c *outbox.Config) { c.APIKey, c.Instance = "k", "inst-7" })
+	e.srv.Add(messages.Event{EventID: "e1", EventType: messages.EventTypeMessage, Message: &messages.MessagePayload{Title: "t"}})
+	if _, err := e.cli.Find(ctx(t), messages.FindMessageOutbox, messages.EventTypeMessage, messages.StatusPending, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.cli.MarkSent(ctx(t), "e1"); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.srv.CallsBy(fakebackend.MarkSent, "inst-7"); n != 1 {
+		t.Errorf("%d SENT marks counted for inst-7, want 1", n)
+	}
+	if n := e.srv.CallsBy(fakebackend.FindMessages, "inst-7"); n != 1 {
+		t.Errorf("%d finds counted for inst-7, want 1", n)
+	}
+	if n := e.srv.CallsBy(fakebackend.MarkSent, ""); n != 0 {
+		t.Errorf("%d SENT marks without a caller", n)
+	}
+}

@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -69,47 +68,58 @@ return 0`)
 )
 
 // Leases implements actors.Lease on Redis.
+//
+// Self-fencing: the backend cannot check a fencing token, so a holder
+// fences itself. Each lease held has a local deadline on the monotonic
+// clock: the start of its last successful acquisition or renewal plus the
+// TTL minus a margin (FenceMargin). Redis expires the lease no sooner than
+// TTL after the command ran, which is after that start, so while the local
+// deadline has not passed no other instance can hold the lease. Valid
+// answers from this deadline alone, without Redis: past it, or after a
+// failed renewal outlived it, the tenure is not held.
 type Leases struct {
 	rdb redis.UniversalClient
-	// validFor caches a positive fencing check: a mark rpc per event must
-	// not cost a Redis round trip each. A holder deposed within this window
-	// may still mark; the window is far below any lease TTL.
-	validFor time.Duration
 
 	// total is the number of leases the instances share (event types).
 	total int
 
-	mu    sync.Mutex
-	valid map[string]validity
-	held  map[string]bool
+	mu   sync.Mutex
+	held map[string]tenure
 }
 
-type validity struct {
+// tenure is a lease this instance holds: its token and local deadline.
+type tenure struct {
 	token int64
-	at    time.Time
+	until time.Time // has a monotonic reading: immune to wall-clock steps
 }
+
+// FenceMargin is how long before the TTL's end, counted from the start of
+// the last successful renewal, a holder stops publishing and marking: a
+// fifth of the TTL (3 s of 15 s). It covers the drift between this host's
+// clock rate and Redis's, and a write already past its check when the
+// deadline passes.
+func FenceMargin(ttl time.Duration) time.Duration { return ttl / 5 }
 
 // New returns leases on rdb for total event types.
 func New(rdb redis.UniversalClient, total int) *Leases {
-	return &Leases{rdb: rdb, total: max(total, 1), validFor: 250 * time.Millisecond,
-		valid: make(map[string]validity), held: make(map[string]bool)}
+	return &Leases{rdb: rdb, total: max(total, 1), held: make(map[string]tenure)}
 }
 
 // heldCount is how many leases this instance holds besides name.
 func (l *Leases) heldCount(name string) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.held[name] {
+	if _, ok := l.held[name]; ok {
 		return len(l.held) - 1
 	}
 	return len(l.held)
 }
 
-func (l *Leases) setHeld(name string, held bool) {
+func (l *Leases) setHeld(name string, t tenure, held bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if held {
-		l.held[name] = true
+		l.held[name] = t
 	} else {
 		delete(l.held, name)
 	}
@@ -122,6 +132,7 @@ func (l *Leases) Acquire(ctx context.Context, name, owner string, ttl time.Durat
 	if strings.Contains(owner, "|") {
 		return 0, false, fmt.Errorf("lease %s: owner %q contains '|'", name, owner)
 	}
+	start := time.Now()
 	n, err := acquireScript.Run(ctx, l.rdb, []string{leasePrefix + name, fencePrefix + name, instancesKey},
 		owner, ttl.Milliseconds(), l.heldCount(name), l.total).Int64()
 	if err != nil {
@@ -130,7 +141,7 @@ func (l *Leases) Acquire(ctx context.Context, name, owner string, ttl time.Durat
 	if n < 0 {
 		return 0, false, nil
 	}
-	l.setHeld(name, true)
+	l.setHeld(name, tenure{token: n, until: start.Add(ttl - FenceMargin(ttl))}, true)
 	return n, true, nil
 }
 
@@ -138,6 +149,7 @@ func (l *Leases) Acquire(ctx context.Context, name, owner string, ttl time.Durat
 // lease was lost, or when owner holds more than its share and should give
 // this one up (Release) so that another instance takes it.
 func (l *Leases) Renew(ctx context.Context, name, owner string, token int64, ttl time.Duration) (bool, error) {
+	start := time.Now()
 	share, err := renewScript.Run(ctx, l.rdb, []string{leasePrefix + name, instancesKey},
 		owner, ttl.Milliseconds(), token, l.total).Int64()
 	if err != nil {
@@ -149,42 +161,30 @@ func (l *Leases) Renew(ctx context.Context, name, owner string, token int64, ttl
 		delete(l.held, name) // decided here, under the lock, so only one lease yields
 		return false, nil
 	}
+	if t, ok := l.held[name]; ok && t.token == token {
+		t.until = start.Add(ttl - FenceMargin(ttl))
+		l.held[name] = t
+	}
 	return true, nil
 }
 
 // Release gives the lease up if owner holds it, so another instance takes
 // over at once instead of after the TTL.
 func (l *Leases) Release(ctx context.Context, name, owner string) error {
-	l.setHeld(name, false)
+	l.setHeld(name, tenure{}, false)
 	if err := releaseScript.Run(ctx, l.rdb, []string{leasePrefix + name}, owner).Err(); err != nil && !errors.Is(err, redis.Nil) {
 		return fmt.Errorf("lease %s: release: %w", name, err)
 	}
 	return nil
 }
 
-// Valid reports whether token is still the current tenure of name: the
-// fencing check made before marking events.
-func (l *Leases) Valid(ctx context.Context, name string, token int64) (bool, error) {
+// Valid reports whether token is this instance's current tenure of name
+// and its local deadline has not passed: the fencing check made before
+// every publish and every mark try. It asks no one (ctx is unused): a
+// holder that cannot renew (Redis down) stops at its deadline.
+func (l *Leases) Valid(_ context.Context, name string, token int64) (bool, error) {
 	l.mu.Lock()
-	v, ok := l.valid[name]
+	t, ok := l.held[name]
 	l.mu.Unlock()
-	if ok && v.token == token && time.Since(v.at) < l.validFor {
-		return true, nil
-	}
-	cur, err := l.rdb.Get(ctx, leasePrefix+name).Result()
-	if errors.Is(err, redis.Nil) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("lease %s: check: %w", name, err)
-	}
-	i := strings.LastIndexByte(cur, '|')
-	got, perr := strconv.ParseInt(cur[i+1:], 10, 64)
-	if i < 0 || perr != nil || got != token {
-		return false, nil
-	}
-	l.mu.Lock()
-	l.valid[name] = validity{token: token, at: time.Now()}
-	l.mu.Unlock()
-	return true, nil
+	return ok && t.token == token && time.Now().Before(t.until), nil
 }

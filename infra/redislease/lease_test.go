@@ -12,7 +12,6 @@ func TestLeaseLifecycle(t *testing.T) {
 	ctx := context.Background()
 	srv := testenv.Redis(t)
 	a, b := New(srv.Client(t), 2), New(srv.Client(t), 2)
-	a.validFor = 0 // no cache: see every change at once
 
 	tokA, ok, err := a.Acquire(ctx, "MESSAGE", "a", time.Second)
 	if err != nil || !ok {
@@ -116,5 +115,33 @@ func TestReacquiringOwnLeaseKeepsTheTenure(t *testing.T) {
 	second, ok2, _ := l.Acquire(ctx, "MESSAGE", "a", time.Second)
 	if !ok || !ok2 || first != second {
 		t.Fatalf("tokens %d, %d: a restarted poller of the same instance must keep the tenure", first, second)
+	}
+}
+
+func TestAHolderFencesItselfAtItsLocalDeadlineEvenWithRedisDown(t *testing.T) {
+	ctx := context.Background()
+	srv := testenv.Redis(t)
+	l := New(srv.Client(t), 1)
+	const ttl = time.Second
+	start := time.Now()
+	tok, ok, err := l.Acquire(ctx, "MESSAGE", "a", ttl)
+	if err != nil || !ok {
+		t.Fatalf("acquire: %v %v", ok, err)
+	}
+	if ok, _ := l.Valid(ctx, "MESSAGE", tok); !ok {
+		t.Fatal("a fresh tenure not valid")
+	}
+	srv.Stop()
+	if ok, err := l.Renew(ctx, "MESSAGE", "a", tok, ttl); ok || err == nil {
+		t.Fatalf("renew with Redis down: %v %v, want an error", ok, err)
+	}
+	// Past the deadline (start + TTL - margin) the tenure is not held,
+	// whatever Redis says (it says nothing: it is down).
+	time.Sleep(time.Until(start.Add(ttl - FenceMargin(ttl))))
+	if ok, _ := l.Valid(ctx, "MESSAGE", tok); ok {
+		t.Fatalf("tenure still valid %v after its last renewal, TTL %v", time.Since(start), ttl)
+	}
+	if ok, _ := l.Valid(ctx, "MESSAGE", tok+1); ok {
+		t.Fatal("another token valid")
 	}
 }
