@@ -86,21 +86,16 @@ func (p *Publisher) pushBatchMark(items []markItem) {
 	p.marks.push(func() any {
 		start := time.Now()
 		res := batchMarkResult{items: items}
-		if fence := items[0].fence; fence.Active() && lease != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), policy.Timeout)
-			ok, err := lease.Valid(ctx, fence.Name, fence.Token)
-			cancel()
-			if err == nil && !ok {
-				res.fenced, res.took = true, time.Since(start)
-				return res
-			}
-		}
+		fence := items[0].fence
 		ids := make([]string, len(items))
 		for i, it := range items {
 			ids[i] = it.id
 		}
 		// One context per try of the whole batch.
 		res.tries, res.err = policy.run(func(ctx context.Context) error {
+			if !fenceHeld(lease, fence) {
+				return errFenced // checked before every try: a retry may come after the deadline
+			}
 			var err error
 			res.unknown, err = batcher.MarkMany(ctx, ids, nil)
 			if errors.Is(err, messages.ErrBatchUnsupported) {
@@ -109,6 +104,9 @@ func (p *Publisher) pushBatchMark(items []markItem) {
 			}
 			return err
 		})
+		if errors.Is(res.err, errFenced) {
+			res.fenced, res.err = true, nil
+		}
 		res.took = time.Since(start)
 		return res
 	})

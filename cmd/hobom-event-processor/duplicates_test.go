@@ -95,16 +95,18 @@ func (w *world) deliveries(t *testing.T, ids []string) (dups int) {
 	return dups
 }
 
-// failEveryThirdMark makes every third SENT mark rpc fail, so that marks
-// lag behind Kafka's acks and are retried.
+// failEveryThirdMark makes every third SENT mark call fail (single or
+// batch), so that marks lag behind Kafka's acks and are retried.
 func failEveryThirdMark(b *fakebackend.Server) {
 	var n atomic.Int64
-	b.SetHook(fakebackend.MarkSent, func(any) error {
+	hook := func(any) error {
 		if n.Add(1)%3 == 0 {
-			return status.Error(codes.Unavailable, "every third mark fails")
+			return status.Error(codes.Unavailable, "every third mark call fails")
 		}
 		return nil
-	})
+	}
+	b.SetHook(fakebackend.MarkSent, hook)
+	b.SetHook(fakebackend.MarkMany, hook)
 }
 
 // dupBudget is the duplicates allowed when a process dies in the middle of
@@ -166,8 +168,8 @@ func (w *world) marksBy(id string) int64 {
 
 // leaseWorld starts two instances with leases of ttl, seeds batch MESSAGE
 // events once the MESSAGE lease is held, and returns the holder and the
-// other instance. Marks are slowed (5 ms each) so that the batch is still
-// being marked when the fault comes.
+// other instance. Marks are slowed (5 ms a single mark, 100 ms a batch
+// call) so that the batch is still being marked when the fault comes.
 func leaseWorld(t *testing.T, ttl time.Duration, batch int) (w *world, ids []string, holder, other *proc) {
 	w = newWorld(t)
 	a := startProc(t, "inst-a", w.env("HOBOM_LEASE_TTL="+ttl.String())...)
@@ -178,6 +180,7 @@ func leaseWorld(t *testing.T, ttl time.Duration, batch int) (w *world, ids []str
 		other = b
 	}
 	w.backend.SetFault(fakebackend.MarkSent, fakebackend.Fault{Delay: 5 * time.Millisecond})
+	w.backend.SetFault(fakebackend.MarkMany, fakebackend.Fault{Delay: 100 * time.Millisecond})
 	ids = w.seed("lease", batch)
 	return w, ids, holder, other
 }
