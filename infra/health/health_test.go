@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hobom/hobom-event-processor/infra/health"
+	"github.com/hobom/hobom-event-processor/infra/testenv"
 )
 
 // switchable is a probe whose answer the test sets.
@@ -48,6 +49,10 @@ func TestReadyFollowsTheProbes(t *testing.T) {
 	c := health.Start(health.Options{Interval: time.Hour, Timeout: time.Second, OnResult: func(string, bool) { results.Add(1) }},
 		health.Probe{Name: "redis", Check: a.check}, health.Probe{Name: "kafka", Check: b.check})
 	defer c.Stop()
+	// The checker probes at once on its own goroutine; wait for that round
+	// so that, with an interval of an hour, the rounds below are the only
+	// ones (it used to land after a.set and count a second failure).
+	testenv.Eventually(t, 10*time.Second, "the checker's first round", func() bool { return results.Load() >= 2 })
 	c.CheckNow()
 	if code, r := get(t, c); code != 200 || r.Status != "ready" || len(r.Down) != 0 || !r.Checks["redis"].Up || r.Checks["kafka"].LastOKAt == nil {
 		t.Fatalf("all up: %d %+v", code, r)
