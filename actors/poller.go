@@ -35,6 +35,11 @@ type PollerConfig struct {
 	// divided among the pollers by the supervisor), so memory is bounded
 	// by the budget, not by event types × find limit.
 	InFlightShare int
+	// Hold (HOBOM_KAFKA_OUTAGE=hold): no find while Kafka.Reachable is
+	// false; the poller backs off and looks again.
+	Hold bool
+	// Kafka is set by the supervisor from Deps.Kafka.
+	Kafka KafkaHealth
 	// MaxInFlight is the global budget the supervisor divides; the poller
 	// itself reads only InFlightShare.
 	MaxInFlight int
@@ -157,15 +162,21 @@ func (p *Poller) Receive(c *actor.Context) {
 			p.cancelFind() // a find has no side effects: cutting it short is safe
 		}
 	case pollTick:
-		if m.gen == p.timerGen && p.canFind() {
-			if !p.fenceHeld() {
-				// Held, but not renewed in time: nothing is fetched until
-				// a renewal moves the deadline.
-				p.schedule(p.cfg.Interval)
-				return
-			}
-			p.find()
+		if m.gen != p.timerGen || !p.canFind() {
+			return
 		}
+		if !p.fenceHeld() {
+			// Held, but not renewed in time: nothing is fetched until
+			// a renewal moves the deadline.
+			p.schedule(p.cfg.Interval)
+			return
+		}
+		if p.cfg.Hold && p.cfg.Kafka != nil && !p.cfg.Kafka.Reachable() {
+			p.log.Debug().Msg("no kafka broker answers: not fetching (HOBOM_KAFKA_OUTAGE=hold)")
+			p.backoff()
+			return
+		}
+		p.find()
 	case findDone:
 		p.onFound(m)
 	case messages.BatchResolved:

@@ -130,6 +130,19 @@ type Producer interface {
 	Produce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error))
 }
 
+// KafkaHealth says whether any Kafka broker answers (infra/kafka.Reach).
+// The publisher reports each produce attempt's outcome; with
+// HOBOM_KAFKA_OUTAGE=hold, the publisher keeps the events of a record that
+// failed for want of a broker PENDING instead of dead-lettering them, and
+// the pollers do not fetch while no broker answers.
+type KafkaHealth interface {
+	Reachable() bool
+	Observe(err error)
+	// Unreachable says err means no broker took the request (as opposed
+	// to a broker rejecting the record).
+	Unreachable(err error) bool
+}
+
 // Metrics receives what the actors measure. Labels stay low-cardinality:
 // event types and outcomes, never ids. A nil Metrics is allowed.
 type Metrics interface {

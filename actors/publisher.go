@@ -25,6 +25,14 @@ type PublisherConfig struct {
 	// it, every event resolves within Attempts × AttemptTimeout plus the
 	// backoffs, the DLQ write and the mark, whatever Kafka does.
 	AttemptTimeout time.Duration
+	// Hold (HOBOM_KAFKA_OUTAGE=hold): a record whose last attempt failed
+	// because no broker answered (Kafka.Unreachable) leaves its events
+	// PENDING instead of dead-lettering them. Records a broker rejected
+	// are dead-lettered in both modes.
+	Hold bool
+	// Kafka is told every attempt's outcome (nil: nobody); set by the
+	// supervisor from Deps.Kafka.
+	Kafka KafkaHealth
 	// MaxRecordBytes bounds a record value: log arrays are split below it
 	// and a single event above it goes to the DLQ instead of to Kafka.
 	MaxRecordBytes int
@@ -506,6 +514,9 @@ func (p *Publisher) onProduced(m produced) {
 		p.produce(next)
 	}
 	p.metrics.ProduceDone(f.route.EventType, p.now().Sub(f.sent), m.err)
+	if p.cfg.Kafka != nil && !errors.Is(m.err, errShutdownDeadline) {
+		p.cfg.Kafka.Observe(m.err)
+	}
 	if m.err != nil && p.draining {
 		p.log.Warn().Err(m.err).Str("topic", f.route.Topic).Int("events", len(f.events)).Int("attempt", f.attempt).
 			Msg("produce failed during shutdown; its events stay PENDING for the next run")
@@ -530,6 +541,12 @@ func (p *Publisher) onProduced(m produced) {
 			Dur("retryIn", wait).Msg("produce failed; retrying")
 		engine, self, id := p.engine, p.self, f.id
 		time.AfterFunc(wait, func() { engine.Send(self, retryRecord{from: p, record: id}) })
+		return
+	}
+	if p.cfg.Hold && p.cfg.Kafka != nil && p.cfg.Kafka.Unreachable(m.err) {
+		p.log.Warn().Err(m.err).Str("topic", f.route.Topic).Int("events", len(f.events)).Int("attempts", f.attempt).
+			Msg("no kafka broker answers; HOBOM_KAFKA_OUTAGE=hold leaves the events PENDING until one does")
+		p.abandon(f)
 		return
 	}
 	delete(p.records, f.id)

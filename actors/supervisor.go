@@ -44,7 +44,10 @@ type Deps struct {
 	// events across restarts; nil keeps it in the process only.
 	Memory UnmarkedStore
 	// Lease is used when TreeConfig.Poller.LeaseTTL > 0.
-	Lease   Lease
+	Lease Lease
+	// Kafka, when set, is told every produce attempt's outcome; the
+	// pollers and the publisher consult it when their Hold is set.
+	Kafka   KafkaHealth
 	Metrics Metrics
 	Log     zerolog.Logger
 }
@@ -209,13 +212,16 @@ func (s *Supervisor) start() {
 	s.dlq = s.add("dlq", "dlq", "0", NewDLQ(s.deps.Store, s.deps.Memory, s.deps.Outbox, s.cfg.DLQ, s.deps.Log, s.deps.Metrics,
 		ReplayDeps{Admin: s.deps.Admin, Producer: s.deps.Producer, Routes: s.cfg.Routes}))
 	s.spawn(s.dlq)
-	s.pub = s.add("publisher", "publisher", "0", NewPublisher(s.deps.Producer, s.deps.Outbox, s.deps.Memory, s.deps.Lease, s.dlq.pid, s.cfg.Publisher, s.deps.Log, s.deps.Metrics))
+	pubc := s.cfg.Publisher
+	pubc.Kafka = s.deps.Kafka
+	s.pub = s.add("publisher", "publisher", "0", NewPublisher(s.deps.Producer, s.deps.Outbox, s.deps.Memory, s.deps.Lease, s.dlq.pid, pubc, s.deps.Log, s.deps.Metrics))
 	s.spawn(s.pub)
 	s.tree.mu.Lock()
 	s.tree.dlq, s.tree.publisher = s.dlq.pid, s.pub.pid
 	s.tree.mu.Unlock()
 	start := time.Now()
 	pc := s.cfg.Poller
+	pc.Kafka = s.deps.Kafka
 	if pc.MaxInFlight > 0 && len(s.cfg.Routes) > 0 {
 		// Equal shares of the global budget: memory is bounded by it, and
 		// no event type can starve the others.

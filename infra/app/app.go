@@ -59,6 +59,7 @@ type App struct {
 	http   *http.Server
 	ln     net.Listener
 	obs    *observability     // /metrics and /ready
+	reach  *kafka.Reach       // whether a broker answers (HOBOM_KAFKA_OUTAGE)
 	leases *redislease.Leases // nil when leases are off
 	// stopWarn ends the hourly warning about an open API.
 	stopWarn     chan struct{}
@@ -130,7 +131,8 @@ func New(cfg config.Config, log zerolog.Logger, opts Options) (*App, error) {
 	tc := TreeConfig(cfg, routes)
 	tc.ChildMiddleware = withFaultInjection(opts.ChildMiddleware, log) // HOBOM_FAULT_PANIC_EVERY: chaos suite only
 	store := redisdlq.New(a.redis)
-	deps := actors.Deps{Outbox: a.outbox, Producer: producer, Store: store, Admin: store, Memory: redisdlq.NewUnmarked(a.redis), Metrics: a.obs.actorMetrics(opts.Metrics), Log: log}
+	a.reach = kafka.NewReach(a.kafka, cfg.ReadyTimeout, log, a.obs.metrics.KafkaReachable)
+	deps := actors.Deps{Kafka: a.reach, Outbox: a.outbox, Producer: producer, Store: store, Admin: store, Memory: redisdlq.NewUnmarked(a.redis), Metrics: a.obs.actorMetrics(opts.Metrics), Log: log}
 	if cfg.LeaseTTL > 0 {
 		a.leases = redislease.New(a.redis, len(routes))
 		deps.Lease = a.leases
@@ -230,12 +232,12 @@ func TreeConfig(cfg config.Config, routes []messages.Route) actors.TreeConfig {
 		Poller: actors.PollerConfig{
 			LeaseTTL: cfg.LeaseTTL, LeaseOwner: cfg.InstanceID,
 			Interval: cfg.PollInterval, MaxBackoff: cfg.PollMaxBackoff, FindLimit: cfg.FindLimit, FindTimeout: cfg.GRPCTimeout,
-			MaxInFlight: cfg.MaxInFlight,
+			MaxInFlight: cfg.MaxInFlight, Hold: cfg.KafkaOutage == "hold",
 			// Long enough for every publish attempt, the DLQ write and the marks.
 			BatchTimeout: time.Duration(cfg.PublishAttempts)*(cfg.KafkaWriteTimeout+cfg.PublishBackoff<<cfg.PublishAttempts) + 2*time.Minute,
 		},
 		Publisher: actors.PublisherConfig{
-			Attempts: cfg.PublishAttempts, Backoff: cfg.PublishBackoff, AttemptTimeout: cfg.KafkaWriteTimeout, MaxRecordBytes: maxRecordBytes,
+			Attempts: cfg.PublishAttempts, Backoff: cfg.PublishBackoff, AttemptTimeout: cfg.KafkaWriteTimeout, Hold: cfg.KafkaOutage == "hold", MaxRecordBytes: maxRecordBytes,
 			MaxInflightRecords: maxInflightRecords, Mark: mark, MarkConcurrency: cfg.MarkConcurrency, UnmarkedMemory: 100_000,
 			Lookup: 2 * time.Second, Producer: producerName(),
 		},
@@ -326,6 +328,9 @@ func (a *App) Shutdown(ctx context.Context) error {
 
 func (a *App) closeClients() {
 	a.obs.stop()
+	if a.reach != nil {
+		a.reach.Close()
+	}
 	if a.kafka != nil {
 		a.kafka.Close()
 	}

@@ -28,6 +28,9 @@ type Config struct {
 	KafkaBrokers      []string
 	KafkaAcks         string
 	KafkaWriteTimeout time.Duration
+	// KafkaOutage is "dlq" (events Kafka cannot take go to the DLQ) or
+	// "hold" (while no broker answers they stay PENDING).
+	KafkaOutage string
 	RedisAddr         string
 	HTTPAddr          string
 	HTTPMaxConns      int
@@ -98,6 +101,13 @@ func settings() []setting {
 			return nil
 		}},
 		{"kafka-write-timeout", "HOBOM_KAFKA_WRITE_TIMEOUT", "10s", "how long one publish attempt may take (100ms..5m)", false, durIn(100*time.Millisecond, 5*time.Minute, func(c *Config) *time.Duration { return &c.KafkaWriteTimeout })},
+		{"kafka-outage", "HOBOM_KAFKA_OUTAGE", "dlq", "while no Kafka broker answers (down, hung, TLS or SASL login refused): dlq sends events to the DLQ after their attempts; hold keeps them PENDING, stops fetching and resumes by itself", false, func(c *Config, v string) error {
+			if v != "dlq" && v != "hold" {
+				return fmt.Errorf("%q is neither dlq nor hold", v)
+			}
+			c.KafkaOutage = v
+			return nil
+		}},
 		{"redis-addr", "HOBOM_REDIS_ADDR", "redis:6379", "Redis address of the dead-letter queue (host:port)", false, hostPort(false, func(c *Config) *string { return &c.RedisAddr })},
 		{"http-addr", "HOBOM_HTTP_ADDR", ":8082", "listen address of the management API ([host]:port)", false, hostPort(true, func(c *Config) *string { return &c.HTTPAddr })},
 		{"http-max-conns", "HOBOM_HTTP_MAX_CONNS", "1024", "most connections the management API holds open at once (16..65536); more wait in the listen backlog", false, intIn(16, 65536, func(c *Config) *int { return &c.HTTPMaxConns })},

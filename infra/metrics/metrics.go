@@ -81,6 +81,7 @@ type Metrics struct {
 	mark          *prometheus.HistogramVec
 	restarts      *prometheus.CounterVec
 	dependencyUp  *prometheus.GaugeVec
+	kafkaUp       prometheus.Gauge
 
 	dlqEntries       *prometheus.GaugeVec
 	dlqExpiring      *prometheus.GaugeVec
@@ -131,6 +132,8 @@ func New(o Options) *Metrics {
 		prometheus.ExponentialBuckets(0.001, 2, 16))
 	m.restarts = f.counter("actor_restarts_total", "Crashes of the actor tree's children, each followed by a restart.", []string{"child"})
 	m.dependencyUp = f.gauge("dependency_up", "1 when the last readiness probe of the dependency (backend, kafka, redis) succeeded.", []string{"dependency"})
+	m.kafkaUp = f.plainGauge("kafka_reachable", "1 while a Kafka broker answers the producer; 0 from a produce attempt no broker took until a probe gets an answer.")
+	m.kafkaUp.Set(1)
 	m.dlqEntries = f.gauge("dlq_entries", "DLQ entries by key prefix, sampled with SCAN (approximate while Redis rehashes).", []string{"prefix"})
 	m.dlqExpiring = newExpiringGauge(f)
 	m.dlqSampleErrors = f.plainCounter("dlq_sample_errors_total", "DLQ size samples that failed.")
@@ -265,6 +268,16 @@ func (m *Metrics) DependencyUp(name string, up bool) {
 		v = 1
 	}
 	m.dependencyUp.WithLabelValues(name).Set(v)
+}
+
+// KafkaReachable records whether a Kafka broker answers the producer
+// (infra/kafka.Reach).
+func (m *Metrics) KafkaReachable(up bool) {
+	v := 0.0
+	if up {
+		v = 1
+	}
+	m.kafkaUp.Set(v)
 }
 
 func (m *Metrics) addBacklog(t string, n int) {
