@@ -30,11 +30,11 @@ type Config struct {
 	KafkaWriteTimeout time.Duration
 	// KafkaOutage is "dlq" (events Kafka cannot take go to the DLQ) or
 	// "hold" (while no broker answers they stay PENDING).
-	KafkaOutage string
-	RedisAddr         string
-	HTTPAddr          string
-	HTTPMaxConns      int
-	InternalAPIKey    string
+	KafkaOutage    string
+	RedisAddr      string
+	HTTPAddr       string
+	HTTPMaxConns   int
+	InternalAPIKey string
 	// InternalAPIOpen: the operator chose to run the API without a key.
 	InternalAPIOpen bool
 	PollInterval    time.Duration
