@@ -237,7 +237,7 @@ func TestEntryProblemsAre4xxAndDoNotAbortBulkJobs(t *testing.T) {
 func TestInspectReadsABoundedPrefixOfAHugeValue(t *testing.T) {
 	s := newStack(t)
 	p := s.start(t, nil)
-	const size = 24 << 20
+	const size = 8 << 20
 	if err := s.rc.Set(context.Background(), "dlq:menu:huge", strings.Repeat("a", size), time.Hour).Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -302,11 +302,11 @@ func TestTheAPIHoldsABoundedNumberOfConnections(t *testing.T) {
 	s := newStack(t)
 	p := s.start(t, func(c *config.Config) { c.HTTPMaxConns = 16 })
 	host := strings.TrimPrefix(p.base, "http://")
-	// 64 idle connections that never send a request: the first 16 are
+	// 24 idle connections that never send a request: the first 16 are
 	// accepted, the rest wait in the backlog until the 5 s header timeout
 	// closes the first ones.
 	var conns []net.Conn
-	for range 64 {
+	for range 24 {
 		c, err := net.Dial("tcp", host)
 		if err != nil {
 			t.Fatal(err)
@@ -322,15 +322,15 @@ func TestTheAPIHoldsABoundedNumberOfConnections(t *testing.T) {
 	// not accepted at once.
 	if res, err := (&http.Client{Timeout: time.Second}).Get(p.base + "/health"); err == nil {
 		res.Body.Close()
-		t.Fatal("/health answered at once while 64 idle connections were open: no cap on connections")
+		t.Fatal("/health answered at once while 24 idle connections were open: no cap on connections")
 	}
 	// And it is answered once the server's read-header timeout (5 s) closes
 	// idle connections and the waiting ones get their turn.
 	start := time.Now()
 	res, err := (&http.Client{Timeout: 60 * time.Second}).Get(p.base + "/health")
 	if err != nil {
-		t.Fatalf("/health behind 64 idle connections: %v", err)
+		t.Fatalf("/health behind 24 idle connections: %v", err)
 	}
 	res.Body.Close()
-	t.Logf("/health answered after %v behind 64 idle connections (cap 16)", time.Since(start).Round(time.Millisecond))
+	t.Logf("/health answered after %v behind 24 idle connections (cap 16)", time.Since(start).Round(time.Millisecond))
 }
