@@ -48,6 +48,9 @@ DURATION ?= 2m
 chaos: ## fault-injection suite, 2 minutes (SEED=n reruns a schedule, DURATION=5m)
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/ ./cmd/hobom-event-processor ./cmd/chaos
 	./bin/chaos -seed $(SEED) -duration $(DURATION) -binary $(BIN)
+	@echo "Kafka outages, full form: the broker process SIGKILLed for 60 s, in dlq and in hold mode"
+	@mkdir -p bin; HOBOM_TEST_OUTAGE=60s $(GO) test -count=1 -v -run 'TestBrokerKilledWithRecordsInFlight|TestHoldMode' ./infra/app >bin/outage.log 2>&1; \
+	  s=$$?; grep -E '^(--- |ok|FAIL)|outage_test' bin/outage.log; echo "(full log: bin/outage.log)"; exit $$s
 
 .PHONY: loadtest
 LOADTEST_FLAGS ?=

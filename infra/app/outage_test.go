@@ -7,10 +7,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/hobom/hobom-event-processor/infra/app"
 	"github.com/hobom/hobom-event-processor/infra/brokerproc"
@@ -124,6 +127,16 @@ func resolved(e *env, ids []string) func() bool {
 	}
 }
 
+// outageLength is how long a test keeps the broker down: short in
+// `go test`, HOBOM_TEST_OUTAGE (e.g. 60s) in the full form `make chaos`
+// runs.
+func outageLength(short time.Duration) time.Duration {
+	if d, err := time.ParseDuration(os.Getenv("HOBOM_TEST_OUTAGE")); err == nil && d > short {
+		return d
+	}
+	return short
+}
+
 // outageEnv is a processor against a broker process, with test-sized
 // timings: write timeout 1 s, 3 attempts, backoff 20 ms.
 func outageEnv(t *testing.T, mutate func(*config.Config)) (*env, *brokerproc.Broker, *fetchClock) {
@@ -220,6 +233,12 @@ func TestBrokerKilledWithRecordsInFlightEveryEventResolvesWithinTheBound(t *test
 	broker.Kill()
 	killed := time.Now()
 	during := clock.add(e.backend, "during", 10)
+	// The full form (make chaos) keeps the broker down longer and creates
+	// events all along.
+	for i := 0; time.Since(killed) < outageLength(0); i++ {
+		time.Sleep(5 * time.Second)
+		during = append(during, clock.add(e.backend, fmt.Sprintf("during%02d", i), 2)...)
+	}
 
 	all := append(append([]string{}, inflight...), during...)
 	testenv.Eventually(t, 3*bound+5*time.Second, "every event resolved during the outage", resolved(e, all))
@@ -383,7 +402,7 @@ func TestHoldModeKeepsEventsPendingWhileNoBrokerAnswersAndResumesByItself(t *tes
 	})
 	// Longer than every attempt of the events in flight: they would be
 	// dead-lettered by now with HOBOM_KAFKA_OUTAGE=dlq.
-	time.Sleep(resolutionBound(e.cfg, time.Second))
+	time.Sleep(outageLength(resolutionBound(e.cfg, time.Second)))
 	upAt := time.Now()
 	all := append(append([]string{}, inflight...), during...)
 	for _, id := range all {
@@ -412,4 +431,31 @@ func TestHoldModeKeepsEventsPendingWhileNoBrokerAnswersAndResumesByItself(t *tes
 	t.Logf("hold: %d events in flight at the kill and %d made while down stayed PENDING for %v with 0 fetched and 0 dead-lettered; "+
 		"all SENT %v after the empty restart; end: %d SENT, %d FAILED, %d FAILED and in Kafka",
 		len(inflight), len(during), upAt.Sub(downAt).Round(time.Millisecond), resumed.Round(time.Millisecond), sent, failed, both)
+}
+
+// TestHoldModeCountsARefusedSASLLoginAsUnreachable: with a wrong Kafka
+// password, hold keeps the events PENDING (dlq would dead-letter the whole
+// backlog within the bound) and the gauge says no broker answers.
+func TestHoldModeCountsARefusedSASLLoginAsUnreachable(t *testing.T) {
+	k := testenv.Kafka(t, kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-256", "hobom", "right"))
+	e := newEnv(t, func(c *config.Config) {
+		c.KafkaBrokers = k.Addrs()
+		c.KafkaSASLMechanism, c.KafkaSASLUser, c.KafkaSASLPassword = "SCRAM-SHA-256", "hobom", "wrong"
+		c.KafkaWriteTimeout = time.Second
+		c.KafkaOutage = "hold"
+	}, app.Options{})
+	e.backend.Add(message("sasl-1", messages.MessagePayload{Title: "t", Body: "b", Recipient: "r"}))
+	base := "http://" + e.app.HTTPAddr()
+	testenv.Eventually(t, 15*time.Second, "hobom_kafka_reachable 0", func() bool {
+		_, b := get(t, base+"/metrics")
+		return strings.Contains(b, "\nhobom_kafka_reachable 0\n")
+	})
+	time.Sleep(resolutionBound(e.cfg, time.Second))
+	if s := status(e, "sasl-1"); s != messages.StatusPending {
+		t.Errorf("sasl-1 is %s with a refused login in hold mode, want PENDING", s)
+	}
+	keys, err := e.redis.Client(t).Keys(context.Background(), "dlq:*").Result()
+	if err != nil || len(keys) != 0 {
+		t.Errorf("DLQ with a refused login in hold mode: %v %v, want empty", keys, err)
+	}
 }
