@@ -97,10 +97,8 @@ func NewPoller(route messages.Route, outbox Outbox, lease Lease, publisher *acto
 	return func() actor.Receiver {
 		return &Poller{
 			route: route, outbox: outbox, lease: lease, publisher: publisher, cfg: cfg, metrics: orNop(m),
-			log:      log.With().Str("actor", "poller").Str("eventType", route.EventType).Logger(),
-			seq:      rand.Uint64() >> 1,
-			batches:  map[uint64]*pollBatch{},
-			inFlight: map[string]uint64{},
+			log: log.With().Str("actor", "poller").Str("eventType", route.EventType).Logger(),
+			seq: rand.Uint64() >> 1,
 		}
 	}
 }
@@ -299,6 +297,9 @@ func (p *Poller) onFound(m findDone) {
 		return
 	}
 	id := m.seq
+	if p.batches == nil { // made on first use: most pollers of a large tree idle
+		p.batches, p.inFlight = map[uint64]*pollBatch{}, map[string]uint64{}
+	}
 	b := &pollBatch{ids: make([]string, 0, len(events)), start: time.Now()}
 	for i := range events {
 		if e := events[i].EventID; e != "" {

@@ -27,7 +27,7 @@ func (r *runner) budget(ctx context.Context) error {
 	defer func() { _, _ = r.world.NewBackend(BackendSpec{}) }()
 	types := TypeSet{Synthetic: n}
 	r.progress("budget: seeding %s event types × %s events", count(n), count(per))
-	if err := r.world.Seed(SeedSpec{Types: types, PerType: per}); err != nil {
+	if err := r.world.Seed(SeedSpec{Types: types, PerType: per, SharedPayload: true}); err != nil {
 		return err
 	}
 	freeMemory()
