@@ -35,6 +35,9 @@ func run(args []string) int {
 	sweepWindow := fs.Duration("sweep-window", 0, "how long each point of the ceiling sweeps runs")
 	pollInterval := fs.Duration("poll-interval", 0, "poll interval of the backlog scenarios (latency and pollers use HOBOM_POLL_INTERVAL, 5s)")
 	rate := fs.Int("latency-rate", 0, "offered load of the latency scenario, events/s")
+	batchEvents := fs.Int("batch-events", 0, "backlog of the batch-mark relay")
+	budgetTypes := fs.Int("budget-types", 0, "event types of the budget scenario")
+	budgetPer := fs.Int("budget-per-type", 0, "pending events of each type of the budget scenario")
 	latencyDur := fs.Duration("latency-duration", 0, "how long the load is offered")
 	eventTypes := fs.String("event-types", "", "comma-separated counts N of synthetic event types (poller actors) to run, e.g. 1,100,10000")
 	pollerEvents := fs.Int("poller-events", 0, "backlog spread over the N synthetic types for the throughput with N pollers")
@@ -62,6 +65,9 @@ func run(args []string) int {
 		opts.SweepWindow = *sweepWindow
 	}
 	setInt(&opts.LatencyRate, *rate)
+	setInt(&opts.BatchEvents, *batchEvents)
+	setInt(&opts.BudgetTypes, *budgetTypes)
+	setInt(&opts.BudgetPerType, *budgetPer)
 	setInt(&opts.PollerEvents, *pollerEvents)
 	setInt(&opts.DrainEvents, *drain)
 	setInt(&opts.OldBackendEvents, *old)
