@@ -838,7 +838,9 @@ func (r *runner) pollers(ctx context.Context) error {
 		}
 		r.report.add(spawn)
 		r.report.add(heap)
-		r.report.add(cpu)
+		if idle.Window > 0 {
+			r.report.add(cpu)
+		}
 
 		per := max(1, r.opts.PollerEvents/n)
 		res, err := r.runRelay(ctx, relaySpec{name: fmt.Sprintf("%d pollers", n), routes: append(messages.DefaultRoutes(), SyntheticRoutes(n)...),
