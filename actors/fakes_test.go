@@ -95,6 +95,17 @@ func (b *memBackend) add(prefix string, n int) []string {
 	return ids
 }
 
+// addWithoutEventID makes one PENDING MESSAGE row that has no eventId:
+// the publisher cannot process it, so it stays PENDING and every find
+// returns it again.
+func (b *memBackend) addWithoutEventID(row string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.events = append(b.events, &messages.Event{ID: row, EventType: messages.EventTypeMessage,
+		Status: messages.StatusPending, Message: &messages.MessagePayload{Title: row, Body: "b", Recipient: "r"}})
+	b.status[""] = messages.StatusPending // statuses are kept by eventId
+}
+
 func (b *memBackend) Find(_ context.Context, _ messages.FindRPC, eventType, status string, limit int) ([]messages.Event, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -309,7 +309,10 @@ func (p *Poller) onFound(m findDone) {
 	}
 	p.batches[id] = b
 	p.open++
-	p.events += len(events)
+	// Only rows with an eventId count against the share: onResolved takes
+	// off len(b.ids), and a row without one stays PENDING and comes back
+	// with every find, so counting it would leak share until finds stop.
+	p.events += len(b.ids)
 	p.log.Debug().Uint64("batch", id).Int("events", len(events)).Dur("took", m.took).Msg("fetched pending events")
 	batch := messages.PublishBatch{BatchID: id, Route: p.route, Events: events, ReplyTo: p.self}
 	if p.cfg.LeaseTTL > 0 {

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hobom/hobom-event-processor/actors"
 	"github.com/hobom/hobom-event-processor/infra/testenv"
 	"github.com/hobom/hobom-event-processor/messages"
 )
@@ -48,4 +49,19 @@ func TestPollerBacksOffWhileTheFindFails(t *testing.T) {
 	w.backend.set(func(b *memBackend) { b.failFinds = 0 })
 	ids := w.backend.add("e", 2)
 	testenv.EventuallyEvery(t, wait, time.Millisecond, "events SENT once the backend answers", w.allStatus(messages.StatusSent, ids...))
+}
+
+// TestPollerKeepsRelayingPastARowWithoutEventID: a row without an eventId
+// stays PENDING and comes back with every find; it must not use up the
+// poller's share of the in-flight budget, or the poller would stop finding
+// for good after MaxInFlight polls.
+func TestPollerKeepsRelayingPastARowWithoutEventID(t *testing.T) {
+	const share = 5
+	w := start(t, func(c *actors.TreeConfig) { c.Poller.MaxInFlight = share }, func(w *world) {
+		w.backend.addWithoutEventID("row-without-id")
+	})
+	// Well past the share: each find returns the row again.
+	testenv.EventuallyEvery(t, wait, time.Millisecond, "finds past the share", func() bool { return w.backend.findCount() > 3*share })
+	ids := w.backend.add("e", 2)
+	testenv.EventuallyEvery(t, wait, time.Millisecond, "later events SENT", w.allStatus(messages.StatusSent, ids...))
 }
