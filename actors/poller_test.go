@@ -1,6 +1,7 @@
 package actors_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -9,23 +10,44 @@ import (
 	"github.com/hobom/hobom-event-processor/messages"
 )
 
-// TestPollerDoesNotFetchWhileItsBatchIsInFlight is the flow control the
-// unbounded inboxes lack: no find until every event of the batch is
-// resolved, then polling resumes.
-func TestPollerDoesNotFetchWhileItsBatchIsInFlight(t *testing.T) {
+// TestPollerKeepsAtMostTwoBatchesInFlight is the flow control the
+// unbounded inboxes lack. The poller finds once more while a batch is in
+// flight (the overlap), so it holds at most two batches at the publisher;
+// with both out it does not find again until one resolves, and the rows
+// still in flight, which every find returns while they are PENDING, are
+// never handed over twice.
+func TestPollerKeepsAtMostTwoBatchesInFlight(t *testing.T) {
+	const limit, batches = 3, 2 // the find limit; the poller's maxBatches
 	var ids []string
-	w := start(t, nil, func(w *world) {
-		ids = w.backend.add("e", 3)
+	w := start(t, func(c *actors.TreeConfig) { c.Poller.FindLimit = limit }, func(w *world) {
+		ids = w.backend.add("e", (batches+1)*limit)
 		w.kafka.hold = true // Kafka takes the records and does not answer
 	})
-	testenv.EventuallyEvery(t, wait, time.Millisecond, "the batch produced", func() bool { return w.j.count("record e-2") == 1 })
-	finds := w.backend.findCount()
+	last := fmt.Sprintf("record e-%d", batches*limit-1)
+	testenv.EventuallyEvery(t, wait, time.Millisecond, "two batches produced", func() bool {
+		return w.backend.findCount() >= batches && w.j.count(last) == 1
+	})
 	time.Sleep(20 * testConfig().Poller.Interval) // twenty poll intervals
-	if got := w.backend.findCount(); got != finds {
-		t.Fatalf("%d finds while the batch was in flight, want none", got-finds)
+	if got := w.backend.findCount(); got != batches {
+		t.Fatalf("%d finds with %d batches in flight, want %d (one per batch, none beyond)", got, batches, batches)
+	}
+	for i, id := range ids {
+		want := 1
+		if i >= batches*limit {
+			want = 0 // beyond the two batches: not fetched yet
+		}
+		if n := w.j.count("record " + id); n != want {
+			t.Fatalf("%s produced %d times with %d batches in flight, want %d; journal %s", id, n, batches, want, w.j)
+		}
 	}
 	w.kafka.release()
-	testenv.EventuallyEvery(t, wait, time.Millisecond, "the batch SENT", w.allStatus(messages.StatusSent, ids...))
+	testenv.EventuallyEvery(t, wait, time.Millisecond, "every event SENT", w.allStatus(messages.StatusSent, ids...))
+	for _, id := range ids {
+		if n := w.j.count("record " + id); n != 1 {
+			t.Fatalf("%s produced %d times, want once; journal %s", id, n, w.j)
+		}
+	}
+	finds := w.backend.findCount()
 	testenv.EventuallyEvery(t, wait, time.Millisecond, "polling resumed", func() bool { return w.backend.findCount() > finds })
 }
 
