@@ -19,7 +19,6 @@ import (
 	"net"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,9 +33,11 @@ const mainPackage = "github.com/hobom/hobom-event-processor/infra/brokerproc/kfa
 // `go build`, so it needs the go tool and the module's sources (tests and
 // `make chaos` have both); the build cache makes a rebuild take a moment.
 func Build(ctx context.Context, dir string) (string, error) {
+	// `go test` puts its own GOROOT/bin first on PATH, so the go tool of
+	// the running toolchain is found there.
 	gotool, err := exec.LookPath("go")
 	if err != nil {
-		gotool = filepath.Join(runtime.GOROOT(), "bin", "go")
+		return "", fmt.Errorf("brokerproc: the go tool is not on PATH: %w", err)
 	}
 	bin := filepath.Join(dir, "kfakebroker")
 	cmd := exec.CommandContext(ctx, gotool, "build", "-o", bin, mainPackage)
