@@ -45,7 +45,7 @@ run: build ## run against the configured backend, Kafka and Redis (see README)
 .PHONY: chaos
 SEED     ?= 0
 DURATION ?= 2m
-chaos: ## fault-injection suite, 2 minutes (SEED=n reruns a schedule, DURATION=5m)
+chaos: ## fault-injection suite, 2 minutes (SEED=n reruns a schedule, DURATION=5m), then 60 s Kafka outages in dlq and hold mode (2.5 minutes)
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/ ./cmd/hobom-event-processor ./cmd/chaos
 	./bin/chaos -seed $(SEED) -duration $(DURATION) -binary $(BIN)
 	@echo "Kafka outages, full form: the broker process SIGKILLed for 60 s, in dlq and in hold mode"
