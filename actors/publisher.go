@@ -125,6 +125,9 @@ type recordFlight struct {
 	sent    time.Time
 	// cancel ends the attempt in flight; nil while none is.
 	cancel context.CancelFunc
+	// deadline ends the attempt at AttemptTimeout; stopped when the
+	// attempt ends first, so no stray message follows every ack.
+	deadline *time.Timer
 }
 
 type (
@@ -492,7 +495,7 @@ func (p *Publisher) produce(f *recordFlight) {
 		// later; the attempt ends at its deadline regardless, and the late
 		// promise is ignored.
 		timeout := p.cfg.AttemptTimeout
-		time.AfterFunc(timeout, func() {
+		f.deadline = time.AfterFunc(timeout, func() {
 			engine.Send(self, produced{from: p, record: id, attempt: attempt,
 				err: fmt.Errorf("produce attempt timed out after %v: %w", timeout, context.DeadlineExceeded)})
 		})
@@ -506,6 +509,10 @@ func (p *Publisher) onProduced(m produced) {
 	}
 	f.cancel()
 	f.cancel = nil
+	if f.deadline != nil {
+		f.deadline.Stop()
+		f.deadline = nil
+	}
 	p.producing--
 	for p.producing < p.cfg.MaxInflightRecords && len(p.waiting) > 0 {
 		next := p.waiting[0]
@@ -613,6 +620,10 @@ var errShutdownDeadline = errors.New("produce attempt cancelled: the shutdown de
 // abandon drops a record without dead-lettering it: its events stay
 // PENDING and the next poll (or run) publishes them again.
 func (p *Publisher) abandon(f *recordFlight) {
+	if f.deadline != nil {
+		f.deadline.Stop()
+		f.deadline = nil
+	}
 	delete(p.records, f.id)
 	for _, ev := range f.events {
 		p.resolve(ev.EventID, messages.OutcomeDeferred)

@@ -1,0 +1,97 @@
+package actors
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/anthdm/hollywood/actor"
+	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/hobom/hobom-event-processor/messages"
+)
+
+// ackAtOnce acks every record at once, from its own goroutine.
+type ackAtOnce struct{}
+
+func (ackAtOnce) Produce(_ context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
+	go promise(r, nil)
+}
+
+// markCounter is an outbox that only counts SENT marks.
+type markCounter struct {
+	mu   sync.Mutex
+	sent int
+}
+
+func (o *markCounter) Find(context.Context, messages.FindRPC, string, string, int) ([]messages.Event, error) {
+	return nil, nil
+}
+func (o *markCounter) MarkSent(context.Context, string) error {
+	o.mu.Lock()
+	o.sent++
+	o.mu.Unlock()
+	return nil
+}
+func (o *markCounter) MarkFailed(context.Context, string, string) error { return nil }
+func (o *markCounter) count() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.sent
+}
+
+// TestProduceAttemptTimerStopsWhenTheAttemptEnds: an attempt acked in time
+// leaves no deadline timer behind, so the publisher's inbox sees exactly
+// one produced message per attempt, not a second one AttemptTimeout later.
+func TestProduceAttemptTimerStopsWhenTheAttemptEnds(t *testing.T) {
+	const events, timeout = 20, 200 * time.Millisecond
+	engine, err := actor.NewEngine(actor.NewEngineConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen atomic.Int64
+	count := func(next actor.ReceiveFunc) actor.ReceiveFunc {
+		return func(c *actor.Context) {
+			if _, ok := c.Message().(produced); ok {
+				seen.Add(1)
+			}
+			next(c)
+		}
+	}
+	outbox := &markCounter{}
+	cfg := PublisherConfig{Attempts: 1, Backoff: time.Millisecond, AttemptTimeout: timeout, MaxRecordBytes: 990_000,
+		MaxInflightRecords: 100, Mark: RetryPolicy{Attempts: 1, Timeout: time.Second}, MarkConcurrency: 4, UnmarkedMemory: 1000, Lookup: time.Second}
+	resolved := make(chan messages.BatchResolved, 1)
+	reply := engine.SpawnFunc(func(c *actor.Context) {
+		if m, ok := c.Message().(messages.BatchResolved); ok {
+			resolved <- m
+		}
+	}, "reply")
+	dlq := engine.SpawnFunc(func(*actor.Context) {}, "dlq")
+	pub := engine.Spawn(NewPublisher(ackAtOnce{}, outbox, nil, nil, dlq, cfg, zerolog.Nop(), nil), "publisher", actor.WithMiddleware(count))
+	t.Cleanup(func() { <-engine.Poison(pub).Done() })
+
+	batch := messages.PublishBatch{BatchID: 1, Route: messages.DefaultRoutes()[0], ReplyTo: reply}
+	for i := range events {
+		id := string(rune('a'+i)) + "-event"
+		batch.Events = append(batch.Events, messages.Event{ID: "row-" + id, EventID: id, EventType: messages.EventTypeMessage,
+			Status: messages.StatusPending, Message: &messages.MessagePayload{Title: id, Body: "b", Recipient: "r"}})
+	}
+	engine.Send(pub, batch)
+	select {
+	case m := <-resolved:
+		if m.Counts[messages.OutcomeSent] != events {
+			t.Fatalf("batch resolved with %v, want %d SENT", m.Counts, events)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("batch not resolved; %d marks", outbox.count())
+	}
+	acks := seen.Load()
+	time.Sleep(3 * timeout) // well past every attempt's deadline
+	if late := seen.Load() - acks; late != 0 {
+		t.Fatalf("%d produced messages after the %d acks: deadline timers of finished attempts still fired", late, acks)
+	}
+}
