@@ -3,6 +3,8 @@ package main_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -238,4 +240,58 @@ func TestALeaseHolderPausedPastItsTTLResumesWithoutASingleMark(t *testing.T) {
 	if dups > dupBudget(batch) {
 		t.Errorf("%d of %d events published twice, budget %d", dups, batch, dupBudget(batch))
 	}
+}
+
+func TestTwoInstancesWithDefaultSettingsShareTheWorkInsteadOfDoublingIt(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the processor as child processes")
+	}
+	w := newWorld(t)
+	a := startProc(t, "inst-a", w.env()...) // HOBOM_LEASE_TTL unset: the default
+	b := startProc(t, "inst-b", w.env()...)
+	w.leaseHolder(t, messages.EventTypeMessage, a, b)
+	const batch = 3000
+	ids := w.seed("default", batch)
+	w.waitSent(t, batch, 60*time.Second)
+	a.stop(t)
+	b.stop(t)
+	dups := w.deliveries(t, ids)
+	t.Logf("two instances, default settings: %d of %d published twice; mark rpcs %s %d, %s %d",
+		dups, batch, a.id, w.marksBy(a.id), b.id, w.marksBy(b.id))
+	if dups > 0 {
+		t.Errorf("%d of %d events published twice by two instances with default settings, want 0", dups, batch)
+	}
+}
+
+func TestAnInstanceWithLeasesOffThatSeesAnotherSaysSo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the processor as child processes")
+	}
+	w := newWorld(t)
+	port := testenv.FreePort(t)
+	off := startProc(t, "inst-off", w.env("HOBOM_LEASE_TTL=0s", "HOBOM_READY_INTERVAL=200ms", "HOBOM_READY_TIMEOUT=200ms", fmt.Sprintf("HOBOM_HTTP_ADDR=127.0.0.1:%d", port))...)
+	startProc(t, "inst-on", w.env("HOBOM_READY_INTERVAL=200ms", "HOBOM_READY_TIMEOUT=200ms")...)
+	get := func(path string) string {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d%s", port, path))
+		if err != nil {
+			return ""
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return string(body)
+	}
+	defer func() {
+		if t.Failed() {
+			t.Logf("/ready: %s\n%s", get("/ready"), tail(off.out.String(), 2000))
+		}
+	}()
+	testenv.Eventually(t, 20*time.Second, "/ready warns about the other instance", func() bool {
+		return strings.Contains(get("/ready"), `"warnings":["leases are off`)
+	})
+	testenv.Eventually(t, 10*time.Second, "hobom_unleased_peers 1 in /metrics", func() bool {
+		return strings.Contains(get("/metrics"), "\nhobom_unleased_peers 1\n")
+	})
+	testenv.Eventually(t, 10*time.Second, "an error logged", func() bool {
+		return strings.Contains(off.out.String(), `"level":"error"`) && strings.Contains(off.out.String(), "inst-on")
+	})
 }

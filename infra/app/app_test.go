@@ -308,6 +308,7 @@ func TestRedisDownKeepsEventPendingUntilItsDLQEntryIsWritten(t *testing.T) {
 	e := newEnv(t, func(c *config.Config) {
 		c.KafkaBrokers = []string{closedAddr(t)}
 		c.KafkaWriteTimeout = time.Second
+		c.LeaseTTL = 0 // one instance: with leases, Redis down means no polling at all
 	}, app.Options{})
 	e.redis.Stop()
 	e.backend.Add(message("m-1", messages.MessagePayload{Title: "t", Body: "b", Recipient: "r"}))

@@ -21,6 +21,7 @@ import (
 	"github.com/hobom/hobom-event-processor/infra/kafka"
 	"github.com/hobom/hobom-event-processor/infra/metrics"
 	"github.com/hobom/hobom-event-processor/infra/redisdlq"
+	"github.com/hobom/hobom-event-processor/infra/redislease"
 	"github.com/hobom/hobom-event-processor/messages"
 )
 
@@ -105,9 +106,10 @@ func redisOptions(cfg config.Config, t *tls.Config) *redis.Options {
 
 // observability is /metrics, /ready and what feeds them.
 type observability struct {
-	metrics *metrics.Metrics
-	health  *health.Checker
-	sampler *metrics.DLQSampler
+	metrics   *metrics.Metrics
+	health    *health.Checker
+	sampler   *metrics.DLQSampler
+	heartbeat *redislease.Heartbeat
 }
 
 func newObservability(routes []messages.Route) *observability {
@@ -125,9 +127,18 @@ func (o *observability) actorMetrics(extra actors.Metrics) actors.Metrics {
 func (o *observability) start(a *App, log zerolog.Logger) {
 	cfg := a.cfg
 	o.sampler = o.metrics.StartDLQSampler(redisdlq.New(a.redis), cfg.DLQSampleInterval, log)
+	// Every instance announces itself, so that one running with leases off
+	// learns that it is not alone (an error every minute, /ready, metrics).
+	o.heartbeat = redislease.StartHeartbeat(a.redis, cfg.InstanceID, cfg.LeaseTTL > 0, cfg.ReadyInterval, log, o.metrics.Peers)
 	hlog := log.With().Str("component", "ready").Logger()
 	o.health = health.Start(health.Options{
 		Interval: cfg.ReadyInterval, Timeout: cfg.ReadyTimeout, OnResult: o.metrics.DependencyUp,
+		Warnings: func() []string {
+			if w := o.heartbeat.Warning(); w != "" {
+				return []string{w}
+			}
+			return nil
+		},
 		OnChange: func(name string, up bool, err string) {
 			if up {
 				hlog.Info().Str("dependency", name).Msg("dependency up")
@@ -166,6 +177,9 @@ func (o *observability) stop() {
 	}
 	if o.sampler != nil {
 		o.sampler.Stop()
+	}
+	if o.heartbeat != nil {
+		o.heartbeat.Stop()
 	}
 }
 

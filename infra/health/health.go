@@ -36,6 +36,10 @@ type Options struct {
 	// probe's error: the place for the details /ready shows only to
 	// callers with the API key.
 	OnChange func(name string, up bool, err string)
+	// Warnings, when set, lists conditions /ready shows (to every caller)
+	// without turning it unavailable: the processor works, but an
+	// operator must act (another instance running with leases off).
+	Warnings func() []string
 	// Now replaces time.Now (tests).
 	Now func() time.Time
 }
@@ -83,6 +87,9 @@ type Report struct {
 	Status string           `json:"status"` // "ready" or "unavailable"
 	Down   []string         `json:"down"`
 	Checks map[string]Check `json:"checks"`
+	// Warnings are conditions an operator must fix that do not stop the
+	// processor from working (Options.Warnings).
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Start probes every dependency at once and then every Interval, until
@@ -255,6 +262,9 @@ func (c *Checker) Report() Report {
 	if len(r.Down) > 0 {
 		r.Status = "unavailable"
 	}
+	if c.opts.Warnings != nil {
+		r.Warnings = c.opts.Warnings()
+	}
 	return r
 }
 
@@ -264,9 +274,10 @@ func (c *Checker) Ready() bool { return c.Report().Status == "ready" }
 // Summary is the body of /ready for callers without the API key: up or
 // down per dependency, no error text (it may name addresses and sockets).
 type Summary struct {
-	Status string              `json:"status"`
-	Down   []string            `json:"down"`
-	Checks map[string]UpOrDown `json:"checks"`
+	Status   string              `json:"status"`
+	Down     []string            `json:"down"`
+	Checks   map[string]UpOrDown `json:"checks"`
+	Warnings []string            `json:"warnings,omitempty"`
 }
 
 // UpOrDown is one dependency in a Summary.
@@ -276,7 +287,7 @@ type UpOrDown struct {
 
 // Summary is the current state without details.
 func (r Report) Summary() Summary {
-	s := Summary{Status: r.Status, Down: r.Down, Checks: make(map[string]UpOrDown, len(r.Checks))}
+	s := Summary{Status: r.Status, Down: r.Down, Checks: make(map[string]UpOrDown, len(r.Checks)), Warnings: r.Warnings}
 	for name, ch := range r.Checks {
 		s.Checks[name] = UpOrDown{Up: ch.Up}
 	}

@@ -82,6 +82,8 @@ type Metrics struct {
 	restarts      *prometheus.CounterVec
 	dependencyUp  *prometheus.GaugeVec
 	kafkaUp       prometheus.Gauge
+	peers         prometheus.Gauge
+	unleasedPeers prometheus.Gauge
 
 	dlqEntries       *prometheus.GaugeVec
 	dlqExpiring      *prometheus.GaugeVec
@@ -134,6 +136,8 @@ func New(o Options) *Metrics {
 	m.dependencyUp = f.gauge("dependency_up", "1 when the last readiness probe of the dependency (backend, kafka, redis) succeeded.", []string{"dependency"})
 	m.kafkaUp = f.plainGauge("kafka_reachable", "1 while a Kafka broker answers the producer; 0 from a produce attempt no broker took until a probe gets an answer.")
 	m.kafkaUp.Set(1)
+	m.peers = f.plainGauge("peer_instances", "Other processor instances whose heartbeat this one saw in Redis at its last beat.")
+	m.unleasedPeers = f.plainGauge("unleased_peers", "1 when this instance runs with leases off (HOBOM_LEASE_TTL=0s) and sees another live instance: both publish every event.")
 	m.dlqEntries = f.gauge("dlq_entries", "DLQ entries by key prefix, sampled with SCAN (approximate while Redis rehashes).", []string{"prefix"})
 	m.dlqExpiring = newExpiringGauge(f)
 	m.dlqSampleErrors = f.plainCounter("dlq_sample_errors_total", "DLQ size samples that failed.")
@@ -319,4 +323,15 @@ func (f factory) plainGauge(name, help string) prometheus.Gauge {
 	g := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: Namespace, Name: name, Help: help})
 	f.reg.MustRegister(g)
 	return g
+}
+
+// Peers records a heartbeat's view: other live instances, and whether
+// that is unsafe (leases off here).
+func (m *Metrics) Peers(n int, unsafe bool) {
+	m.peers.Set(float64(n))
+	if unsafe {
+		m.unleasedPeers.Set(1)
+	} else {
+		m.unleasedPeers.Set(0)
+	}
 }

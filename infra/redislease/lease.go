@@ -188,3 +188,57 @@ func (l *Leases) Valid(_ context.Context, name string, token int64) (bool, error
 	l.mu.Unlock()
 	return ok && t.token == token && time.Now().Before(t.until), nil
 }
+
+// KeepAlive renews every lease this instance holds every ttl/3 until the
+// returned stop is called, without giving any up for the fair share. The
+// pollers renew their own leases while they run; a shutdown stops them
+// first and then lets the publisher drain what they fetched, which can
+// outlast the lease: KeepAlive keeps the tenures (and their local
+// deadlines) current meanwhile, so the drain's marks are not fenced.
+func (l *Leases) KeepAlive(owner string, ttl time.Duration) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(ttl / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			l.mu.Lock()
+			held := make(map[string]int64, len(l.held))
+			for name, tn := range l.held {
+				held[name] = tn.token
+			}
+			l.mu.Unlock()
+			for name, token := range held {
+				ctx, cancel := context.WithTimeout(context.Background(), ttl/3)
+				start := time.Now()
+				share, err := renewScript.Run(ctx, l.rdb, []string{leasePrefix + name, instancesKey},
+					owner, ttl.Milliseconds(), token, l.total).Int64()
+				cancel()
+				if err != nil {
+					continue // the deadline stays where it is
+				}
+				l.mu.Lock()
+				if tn, ok := l.held[name]; ok && tn.token == token {
+					if share == 0 {
+						delete(l.held, name)
+					} else {
+						tn.until = start.Add(ttl - FenceMargin(ttl))
+						l.held[name] = tn
+					}
+				}
+				l.mu.Unlock()
+			}
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() { close(done) })
+		<-finished
+	}
+}
