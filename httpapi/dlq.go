@@ -344,7 +344,9 @@ func statusOf(s messages.ReplayStatus) int {
 	case messages.ReplayWrongType:
 		return http.StatusConflict
 	case messages.ReplayTooLarge:
-		return http.StatusRequestEntityTooLarge
+		// A property of the stored entry, like a bad value; 413 would tell
+		// the client to send a smaller request, and the request is empty.
+		return http.StatusUnprocessableEntity
 	case messages.ReplayNotRemoved:
 		return http.StatusInternalServerError
 	default: // store failed, unavailable

@@ -209,7 +209,7 @@ func TestEntryProblemsAre4xxAndDoNotAbortBulkJobs(t *testing.T) {
 	}
 	wantStatus(t, "inspect of a hash", p.get("/dlq/"+esc("dlq:menu:h-00")), http.StatusConflict)
 	r = p.post("/dlq/retry/" + esc("dlq:menu:h-big"))
-	wantStatus(t, "replay of a value too large", r, http.StatusRequestEntityTooLarge)
+	wantStatus(t, "replay of a value too large", r, http.StatusUnprocessableEntity)
 	if m := p.get("/dlq/" + esc("dlq:menu:h-big")).json(t)["meta"].(map[string]any); m["replayable"] != false {
 		t.Errorf("inspect of a value too large: %v", m)
 	}
