@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"fmt"
 	"math"
 	"net/http"
 	"net/url"
@@ -223,7 +222,7 @@ func (a *api) keep(w http.ResponseWriter, r *http.Request, p params) {
 	}
 	kr, ok := res.(messages.KeepResult)
 	if !ok {
-		writeError(w, http.StatusInternalServerError, fmt.Sprintf("unexpected answer %T from the DLQ actor", res))
+		a.unexpected(w, res)
 		return
 	}
 	if kr.Status != messages.ReplayDone {
@@ -330,6 +329,6 @@ func (a *api) startJob(ctx context.Context, w http.ResponseWriter, m messages.Bu
 		}
 		writeError(w, status, res.Err)
 	default:
-		writeError(w, http.StatusInternalServerError, fmt.Sprintf("unexpected answer %T from the DLQ actor", res))
+		a.unexpected(w, res)
 	}
 }
