@@ -77,6 +77,7 @@ func TestBadConfigurationExitsWithStatus2(t *testing.T) {
 		{"HOBOM_INTERNAL_API_KEY=secret ", "HOBOM_INTERNAL_API_KEY"},
 		{"HOBOM_HTTP_ADDR=bogus", "HOBOM_HTTP_ADDR"},
 		{"HOBOM_PUBLISH_ATTEMPTS=60", "HOBOM_PUBLISH_ATTEMPTS"},
+		{"HOBOM_INSTANCE_ID=pod|7", "HOBOM_INSTANCE_ID"}, // the lease refuses '|' in an owner
 	} {
 		// A key, so that the only fault is the one under test (the key
 		// case overrides it).

@@ -130,7 +130,7 @@ func settings() []setting {
 			c.LeaseTTL = d
 			return nil
 		}},
-		{"instance-id", "HOBOM_INSTANCE_ID", "", "this instance's name in leases (empty: hostname-pid; at most 128 printable characters)", false, printable(128, func(c *Config) *string { return &c.InstanceID })},
+		{"instance-id", "HOBOM_INSTANCE_ID", "", "this instance's name in leases (empty: hostname-pid; at most 128 printable characters, no '|')", false, instanceID},
 		{"shutdown-timeout", "HOBOM_SHUTDOWN_TIMEOUT", "30s", "how long a shutdown may take to finish in-flight events (1s..10m)", false, durIn(time.Second, 10*time.Minute, func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
 		{"log-level", "HOBOM_LOG_LEVEL", "info", "trace, debug, info, warn or error", false, func(c *Config, v string) error {
 			l, ok := logLevels[v]
@@ -291,6 +291,16 @@ func apiKey(c *Config, v string) error {
 	}
 	c.InternalAPIKey = v
 	return nil
+}
+
+// instanceID sets HOBOM_INSTANCE_ID: printable, and without '|', which
+// the lease records use as a separator and refuse in an owner (an instance
+// named with one would start, report ready and never hold a lease).
+func instanceID(c *Config, v string) error {
+	if strings.Contains(v, "|") {
+		return errors.New("holds '|', which lease owners cannot contain")
+	}
+	return printable(128, func(c *Config) *string { return &c.InstanceID })(c, v)
 }
 
 // printable sets a free-text setting of at most max bytes of printable

@@ -69,6 +69,7 @@ func TestOpsValidation(t *testing.T) {
 		{map[string]string{"HOBOM_KAFKA_SASL_MECHANISM": "GSSAPI"}, "HOBOM_KAFKA_SASL_MECHANISM"},
 		{map[string]string{"HOBOM_KAFKA_SASL_MECHANISM": "PLAIN", "HOBOM_KAFKA_SASL_USER": "u"}, "HOBOM_KAFKA_SASL_PASSWORD"},
 		{map[string]string{"HOBOM_READY_TIMEOUT": "10s"}, "HOBOM_READY_TIMEOUT"},
+		{map[string]string{"HOBOM_INSTANCE_ID": "pod|7"}, "HOBOM_INSTANCE_ID"},
 	} {
 		_, err := load(t, c.env)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
