@@ -107,7 +107,7 @@ func TestWithoutAPIKeyTheProcessRefusesToStart(t *testing.T) {
 func TestEveryLogLineIsJSON(t *testing.T) {
 	closed := func() string { return fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)) }
 	cmd := exec.Command(binary)
-	cmd.Env = append(os.Environ(),
+	cmd.Env = testenv.ChildEnv(
 		"HOBOM_GRPC_ADDR="+closed(), "HOBOM_KAFKA_BROKER="+closed(), "HOBOM_REDIS_ADDR="+closed(),
 		"HOBOM_HTTP_ADDR=127.0.0.1:0", "HOBOM_INTERNAL_API_OPEN=true", "HOBOM_INTERNAL_API_KEY=",
 		"HOBOM_POLL_INTERVAL=50ms", "HOBOM_POLL_MAX_BACKOFF=200ms", "HOBOM_READY_INTERVAL=200ms", "HOBOM_READY_TIMEOUT=100ms",
@@ -254,8 +254,8 @@ func TestSIGTERMDuringAKafkaOutageExits0WithinTheShutdownTimeout(t *testing.T) {
 		"HOBOM_SHUTDOWN_TIMEOUT="+shutdownTimeout.String(),
 		"HOBOM_INTERNAL_API_KEY=test-key",
 	)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	out := &syncBuffer{} // read while the child still writes, on the failure paths
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
