@@ -481,18 +481,9 @@ func (a *api) bulk(w http.ResponseWriter, r *http.Request, _ params) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
 	defer cancel()
-	// Another family's keys are not ours to replay, and not counted; keys
-	// of our families that do not parse are invalid entries.
-	keys, err := a.opts.Store.ListFiltered(ctx, q.Prefix, f, MaxBulkKeys+1)
-	if err != nil {
-		a.storeFailed(w, "bulk: list", err)
+	keys, truncated, ok := a.bulkKeys(ctx, w, "bulk", q.Prefix, f)
+	if !ok {
 		return
-	}
-	keys = slices.DeleteFunc(keys, func(k string) bool { return !a.fam.under(k) })
-	truncated := len(keys) > MaxBulkKeys
-	sort.Strings(keys)
-	if truncated {
-		keys = keys[:MaxBulkKeys]
 	}
 	m := messages.BulkReplay{Prefix: q.Prefix, Rate: q.Rate, Caller: c, Truncated: truncated, Filter: describeFilter(f)}
 	for _, k := range keys {
@@ -508,6 +499,27 @@ func (a *api) bulk(w http.ResponseWriter, r *http.Request, _ params) {
 		return
 	}
 	a.startJob(r.Context(), w, m)
+}
+
+// bulkKeys lists the keys a bulk job (replay or keep) under prefix and f
+// acts on, sorted, at most MaxBulkKeys (truncated says more matched).
+// Another family's keys are not ours and are left out, not counted; keys
+// under one of our families are all kept, so that those that do not parse
+// reach the job as invalid entries an operator sees. ok is false when the
+// listing failed and w is answered.
+func (a *api) bulkKeys(ctx context.Context, w http.ResponseWriter, op, prefix string, f redisdlq.Filter) (keys []string, truncated, ok bool) {
+	keys, err := a.opts.Store.ListFiltered(ctx, prefix, f, MaxBulkKeys+1)
+	if err != nil {
+		a.storeFailed(w, op+": list", err)
+		return nil, false, false
+	}
+	keys = slices.DeleteFunc(keys, func(k string) bool { return !a.fam.under(k) })
+	truncated = len(keys) > MaxBulkKeys
+	sort.Strings(keys)
+	if truncated {
+		keys = keys[:MaxBulkKeys]
+	}
+	return keys, truncated, true
 }
 
 // unexpected answers an answer of the DLQ actor of the wrong type: a bug,

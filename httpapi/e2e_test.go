@@ -837,6 +837,16 @@ func TestBulkReplayCancelDryRunAndBadRequests(t *testing.T) {
 	if c := s.kafka.Count(t, "hobom.messages", 200*time.Millisecond); c != 0 {
 		t.Fatalf("dry run published %d records", c)
 	}
+	// A bulk keep lists the same keys by the same rule.
+	r = p.post("/dlq/keep?prefix=dlq:&dryRun=true")
+	wantStatus(t, "keep dry run", r, http.StatusOK)
+	dry.Keys, dry.Invalid = nil, nil
+	if err := json.Unmarshal(r.raw, &dry); err != nil {
+		t.Fatal(err)
+	}
+	if dry.Matched != n+1 || len(dry.Keys) != n || len(dry.Invalid) != 1 || dry.Invalid[0]["key"] != "dlq:menu:::weird" {
+		t.Fatalf("keep dry run %s", r.raw)
+	}
 
 	// Cancel: replays stop, the rest stays in Redis.
 	r = p.post("/dlq/retry?prefix=dlq:menu:k-&rate=5")

@@ -5,8 +5,6 @@ import (
 	"math"
 	"net/http"
 	"net/url"
-	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -284,20 +282,17 @@ func (a *api) bulkKeep(w http.ResponseWriter, r *http.Request, _ params) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
 	defer cancel()
-	keys, err := a.opts.Store.ListFiltered(ctx, q.Prefix, f, MaxBulkKeys+1)
-	if err != nil {
-		a.storeFailed(w, "bulk keep: list", err)
+	keys, truncated, ok := a.bulkKeys(ctx, w, "bulk keep", q.Prefix, f)
+	if !ok {
 		return
-	}
-	keys = slices.DeleteFunc(keys, func(k string) bool { return !a.fam.owns(k) })
-	truncated := len(keys) > MaxBulkKeys
-	sort.Strings(keys)
-	if truncated {
-		keys = keys[:MaxBulkKeys]
 	}
 	m := messages.BulkReplay{Prefix: q.Prefix, Rate: q.Rate, Caller: c, Truncated: truncated,
 		Op: messages.JobOpKeep, TTL: ttl, Filter: describeFilter(f)}
 	for _, k := range keys {
+		if _, _, err := a.fam.key(k); err != nil {
+			m.Invalid = append(m.Invalid, messages.InvalidTarget{Key: k, Err: err.Error()})
+			continue
+		}
 		m.Targets = append(m.Targets, messages.ReplayTarget{Key: k})
 	}
 	if q.DryRun {
