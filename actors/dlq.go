@@ -55,6 +55,12 @@ type DLQ struct {
 	memq    *workQueue
 	memOps  []memRequest
 	drainTo *actor.PID
+	// auditLog writes the audit trail and keeps what Redis refused
+	// (dlq_audit.go); auditArmed says a flush is armed or running,
+	// auditRound counts the flushes without progress (for the backoff).
+	auditLog   *auditLog
+	auditArmed bool
+	auditRound int
 }
 
 type deadLettered struct {
@@ -68,9 +74,14 @@ type deadLettered struct {
 // API's replays need; without its Admin or Producer they are refused.
 func NewDLQ(store DeadLetterStore, memory UnmarkedStore, outbox Outbox, cfg DLQConfig, log zerolog.Logger, m Metrics, rd ReplayDeps) actor.Producer {
 	cfg.Replay = cfg.Replay.withDefaults()
+	var audit *auditLog
+	if rd.Admin != nil {
+		audit = newAuditLog(rd.Admin, cfg.Replay.RedisTimeout, cfg.Replay.AuditBacklog, m)
+	}
 	return func() actor.Receiver {
 		return &DLQ{
-			cfg: cfg, store: store, memory: memory, outbox: outbox, metrics: orNop(m),
+			auditLog: audit,
+			cfg:      cfg, store: store, memory: memory, outbox: outbox, metrics: orNop(m),
 			log:    log.With().Str("actor", "dlq").Logger(),
 			work:   newWorkQueue(cfg.Concurrency),
 			memq:   newWorkQueue(1),
@@ -86,6 +97,7 @@ func (d *DLQ) Receive(c *actor.Context) {
 		d.work.bind(d.engine, d.self)
 		d.memq.bind(d.engine, d.self)
 		d.replay.queue.bind(d.engine, d.self)
+		d.kickAudit() // a backlog left by a crashed predecessor
 	case messages.DeadLetter:
 		d.onDeadLetter(m)
 	case messages.RememberUnmarked:
@@ -101,6 +113,7 @@ func (d *DLQ) Receive(c *actor.Context) {
 				d.onStored(r)
 			default:
 				d.onAdminWork(r)
+				d.kickAudit()
 			}
 		case d.memq:
 			d.memq.done()
@@ -108,6 +121,7 @@ func (d *DLQ) Receive(c *actor.Context) {
 		case d.replay.queue:
 			d.replay.queue.done()
 			d.onAdminWork(m.result)
+			d.kickAudit()
 		default:
 			return // a job of a crashed predecessor; the publisher gave up on it
 		}

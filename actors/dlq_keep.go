@@ -31,7 +31,7 @@ func (d *DLQ) onKeep(m messages.Keep, replyTo *actor.PID) {
 }
 
 func (d *DLQ) startKeep(key string, ttl time.Duration, caller messages.Caller, jobID string, replyTo *actor.PID) {
-	admin, cfg := d.replay.admin, d.cfg.Replay
+	admin, cfg, audit := d.replay.admin, d.cfg.Replay, d.auditLog
 	d.replay.queue.push(func() any {
 		start := time.Now()
 		r := adminDone{op: messages.AuditKeep, target: messages.ReplayTarget{Key: key}, caller: caller, jobID: jobID, replyTo: replyTo}
@@ -51,7 +51,7 @@ func (d *DLQ) startKeep(key string, ttl time.Duration, caller messages.Caller, j
 			r.res.Status = messages.ReplayDone
 		}
 		r.took = time.Since(start)
-		r.auditErr = writeAudit(admin, cfg, messages.AuditRecord{
+		r.auditErr = writeAudit(audit, messages.AuditRecord{
 			Time: time.Now().UTC(), Action: messages.AuditKeep, Key: key, JobID: jobID,
 			Outcome: r.res.Status.String(), Error: r.res.Err, Caller: caller, TTLSeconds: int64(r.keptTTL / time.Second),
 		})

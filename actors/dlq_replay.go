@@ -80,6 +80,10 @@ type ReplayConfig struct {
 	// Kafka's default record limit); a larger one is ReplayTooLarge and is
 	// not even read.
 	MaxValueBytes int
+	// AuditBacklog is how many audit records Redis refused are kept in
+	// memory until it takes them (10,000); when full the oldest is dropped
+	// and counted (hobom_audit_dropped_total).
+	AuditBacklog int
 }
 
 func (c ReplayConfig) withDefaults() ReplayConfig {
@@ -108,6 +112,7 @@ func (c ReplayConfig) withDefaults() ReplayConfig {
 	def(&c.AbortAfterFailures, 10)
 	def(&c.MaxJobErrors, 20)
 	def(&c.MaxValueBytes, 990_000)
+	def(&c.AuditBacklog, 10_000)
 	return c
 }
 
@@ -216,6 +221,10 @@ func (d *DLQ) receiveAdmin(c *actor.Context) {
 		d.onCancel(m, c)
 	case messages.Audit:
 		d.audit(m.Record)
+	case auditFlush:
+		if m.from == d {
+			d.onAuditFlush()
+		}
 	case retryReplayMark:
 		if m.from == d {
 			if d.replay.draining {
@@ -295,14 +304,14 @@ func (d *DLQ) onReplay(m messages.Replay, replyTo *actor.PID) {
 }
 
 func (d *DLQ) startReplay(t messages.ReplayTarget, caller messages.Caller, jobID string, force bool, replyTo *actor.PID) {
-	admin, producer, cfg, log := d.replay.admin, d.replay.producer, d.cfg.Replay, d.log
+	admin, producer, cfg, log, audit := d.replay.admin, d.replay.producer, d.cfg.Replay, d.log, d.auditLog
 	d.replay.queue.push(func() any {
 		start := time.Now()
 		r := adminDone{op: messages.AuditReplay, target: t, caller: caller, jobID: jobID, replyTo: replyTo}
 		o := replayOne(admin, producer, cfg, log, t, force)
 		r.res, r.tried, r.produced, r.detail = o.res, o.tried, o.produced, o.detail
 		r.took = time.Since(start)
-		r.auditErr = writeAudit(admin, cfg, messages.AuditRecord{
+		r.auditErr = writeAudit(audit, messages.AuditRecord{
 			Time: time.Now().UTC(), Action: messages.AuditReplay, Key: t.Key, EventID: t.EventID, Topic: t.Route.Topic,
 			JobID: jobID, Outcome: r.res.Status.String(), Error: r.res.Err, Caller: caller,
 			Forced: force, RefusedBecause: o.refusedBecause,
@@ -479,10 +488,13 @@ func keepLocked(admin DeadLetterAdmin, cfg ReplayConfig, log zerolog.Logger, key
 	}
 }
 
-func writeAudit(admin DeadLetterAdmin, cfg ReplayConfig, rec messages.AuditRecord) error {
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.RedisTimeout)
-	defer cancel()
-	return admin.Audit(ctx, rec)
+// writeAudit writes rec through the actor's audit log: at once, or kept in
+// memory behind records Redis refused (dlq_audit.go). Called from jobs.
+func writeAudit(l *auditLog, rec messages.AuditRecord) error {
+	if l == nil {
+		return nil
+	}
+	return l.write(rec)
 }
 
 func (d *DLQ) onDiscard(m messages.Discard, replyTo *actor.PID) {
@@ -490,13 +502,13 @@ func (d *DLQ) onDiscard(m messages.Discard, replyTo *actor.PID) {
 		d.answer(replyTo, *res)
 		return
 	}
-	admin, cfg, log := d.replay.admin, d.cfg.Replay, d.log
+	admin, cfg, log, audit := d.replay.admin, d.cfg.Replay, d.log, d.auditLog
 	d.replay.queue.push(func() any {
 		start := time.Now()
 		r := adminDone{op: messages.AuditDiscard, target: messages.ReplayTarget{Key: m.Key}, caller: m.Caller, reason: m.Reason, replyTo: replyTo}
 		r.res = discardOne(admin, cfg, log, m.Key)
 		r.took = time.Since(start)
-		r.auditErr = writeAudit(admin, cfg, messages.AuditRecord{
+		r.auditErr = writeAudit(audit, messages.AuditRecord{
 			Time: time.Now().UTC(), Action: messages.AuditDiscard, Key: m.Key,
 			Outcome: r.res.Status.String(), Error: r.res.Err, Reason: m.Reason, Caller: m.Caller,
 		})
@@ -546,8 +558,10 @@ func (d *DLQ) onAdminWork(result any) {
 		d.onAdminDone(r)
 	case auditDone:
 		if r.err != nil {
-			d.log.Error().Err(r.err).Msg("audit record not written")
+			d.log.Warn().Err(r.err).Msg("audit record not written yet; kept in memory until Redis takes it")
 		}
+	case auditFlushed:
+		d.onAuditFlushed(r)
 	case markedSent:
 		d.onMarkedSent(r)
 	}
@@ -555,7 +569,7 @@ func (d *DLQ) onAdminWork(result any) {
 
 func (d *DLQ) onAdminDone(r adminDone) {
 	if r.auditErr != nil {
-		d.log.Error().Err(r.auditErr).Str("key", r.target.Key).Str("op", r.op).Msg("audit record not written")
+		d.log.Warn().Err(r.auditErr).Str("key", r.target.Key).Str("op", r.op).Msg("audit record not written yet; kept in memory until Redis takes it")
 	}
 	if r.op == messages.AuditReplay && r.tried {
 		var err error
@@ -628,8 +642,8 @@ func (d *DLQ) audit(rec messages.AuditRecord) {
 	if rec.Time.IsZero() {
 		rec.Time = time.Now().UTC()
 	}
-	admin, cfg := d.replay.admin, d.cfg.Replay
-	d.work.push(func() any { return auditDone{err: writeAudit(admin, cfg, rec)} })
+	audit := d.auditLog
+	d.work.push(func() any { return auditDone{err: writeAudit(audit, rec)} })
 }
 
 func newJobID() string {

@@ -156,6 +156,10 @@ type Metrics interface {
 	OldestPending(eventType string, age time.Duration)
 	// Replayed counts a DLQ entry the management API replayed to Kafka.
 	Replayed(eventType string)
+	// AuditPending is how many audit records wait in memory for Redis.
+	AuditPending(n int)
+	// AuditDropped counts an audit record dropped from a full backlog.
+	AuditDropped()
 }
 
 type nopMetrics struct{}
@@ -167,6 +171,8 @@ func (nopMetrics) MarkDone(string, time.Duration, error)      {}
 func (nopMetrics) Replayed(string)                            {}
 func (nopMetrics) ChildRestarted(string)                      {}
 func (nopMetrics) OldestPending(string, time.Duration)        {}
+func (nopMetrics) AuditPending(int)                           {}
+func (nopMetrics) AuditDropped()                              {}
 
 func orNop(m Metrics) Metrics {
 	if m == nil {

@@ -27,6 +27,8 @@ func (r *restarts) ProduceDone(string, time.Duration, error)   {}
 func (r *restarts) MarkDone(string, time.Duration, error)      {}
 func (r *restarts) OldestPending(string, time.Duration)        {}
 func (r *restarts) Replayed(string)                            {}
+func (r *restarts) AuditPending(int)                           {}
+func (r *restarts) AuditDropped()                              {}
 func (r *restarts) ChildRestarted(child string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -235,6 +235,20 @@ func (t teeMetrics) OldestPending(eventType string, age time.Duration) {
 	}
 }
 
+func (t teeMetrics) AuditPending(n int) {
+	t.prom.AuditPending(n)
+	if t.extra != nil {
+		t.extra.AuditPending(n)
+	}
+}
+
+func (t teeMetrics) AuditDropped() {
+	t.prom.AuditDropped()
+	if t.extra != nil {
+		t.extra.AuditDropped()
+	}
+}
+
 func (t teeMetrics) Replayed(eventType string) {
 	t.prom.Replayed(eventType)
 	if t.extra != nil {

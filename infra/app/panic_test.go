@@ -70,6 +70,8 @@ func (m *crashSeen) ProduceDone(string, time.Duration, error)   {}
 func (m *crashSeen) MarkDone(string, time.Duration, error)      {}
 func (m *crashSeen) OldestPending(string, time.Duration)        {}
 func (m *crashSeen) Replayed(string)                            {}
+func (m *crashSeen) AuditPending(int)                           {}
+func (m *crashSeen) AuditDropped()                              {}
 
 func (m *crashSeen) ChildRestarted(child string) {
 	if child == "dlq" {

@@ -54,6 +54,8 @@ func (c *counters) MarkDone(_ string, _ time.Duration, err error) {
 
 func (c *counters) ChildRestarted(string) { c.restarts.Add(1) }
 func (c *counters) Replayed(string)       {}
+func (c *counters) AuditPending(int)      {}
+func (c *counters) AuditDropped()         {}
 
 func (c *counters) OldestPending(string, time.Duration) {}
 

@@ -91,6 +91,9 @@ type Metrics struct {
 	dlqSampleSeconds prometheus.Gauge
 	dlqSampledAt     prometheus.Gauge
 
+	auditPending prometheus.Gauge
+	auditDropped prometheus.Counter
+
 	// mu guards backlog, which inFlight mirrors: the events fetched and
 	// not resolved yet, by event type.
 	mu      sync.Mutex
@@ -142,6 +145,8 @@ func New(o Options) *Metrics {
 	m.dlqExpiring = newExpiringGauge(f)
 	m.dlqSampleErrors = f.plainCounter("dlq_sample_errors_total", "DLQ size samples that failed.")
 	m.dlqSampleSeconds = f.plainGauge("dlq_sample_duration_seconds", "Duration of the last DLQ size sample.")
+	m.auditPending = f.plainGauge("audit_pending", "DLQ audit records Redis refused, kept in memory until it takes them (in order).")
+	m.auditDropped = f.plainCounter("audit_dropped_total", "DLQ audit records dropped because the in-memory backlog was full (oldest first).")
 	m.dlqSampledAt = f.plainGauge("dlq_sampled_timestamp_seconds", "Unix time of the last successful DLQ size sample.")
 
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: Namespace, Name: "build_info",
@@ -258,6 +263,12 @@ func (m *Metrics) ChildRestarted(child string) {
 func (m *Metrics) OldestPending(eventType string, age time.Duration) {
 	m.oldestPending.WithLabelValues(m.eventType(eventType)).Set(age.Seconds())
 }
+
+// AuditPending sets how many audit records wait in memory for Redis.
+func (m *Metrics) AuditPending(n int) { m.auditPending.Set(float64(n)) }
+
+// AuditDropped counts an audit record dropped from a full backlog.
+func (m *Metrics) AuditDropped() { m.auditDropped.Inc() }
 
 // Replayed counts a DLQ entry of eventType replayed to Kafka; the
 // management API calls it after a successful replay.
