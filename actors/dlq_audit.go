@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hobom/hobom-event-processor/messages"
@@ -37,6 +38,9 @@ type auditLog struct {
 	mu      sync.Mutex
 	backlog []messages.AuditRecord
 	dropped uint64
+	// size mirrors len(backlog) so that the actor reads it from Receive
+	// without waiting for a write that holds mu.
+	size atomic.Int64
 }
 
 func newAuditLog(admin DeadLetterAdmin, timeout time.Duration, limit int, m Metrics) *auditLog {
@@ -70,6 +74,7 @@ func (l *auditLog) queue(rec messages.AuditRecord) {
 		l.metrics.AuditDropped()
 	}
 	l.backlog = append(l.backlog, rec)
+	l.size.Store(int64(len(l.backlog)))
 	l.metrics.AuditPending(len(l.backlog))
 }
 
@@ -96,6 +101,7 @@ func (l *auditLog) flush() (written, remaining int, err error) {
 	if len(l.backlog) == 0 {
 		l.backlog = nil // let a drained backlog's array go
 	}
+	l.size.Store(int64(len(l.backlog)))
 	l.metrics.AuditPending(len(l.backlog))
 	if err != nil {
 		err = fmt.Errorf("audit backlog: %d records still pending: %w", len(l.backlog), err)
@@ -103,12 +109,9 @@ func (l *auditLog) flush() (written, remaining int, err error) {
 	return written, len(l.backlog), err
 }
 
-// pending is the backlog's length.
-func (l *auditLog) pending() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.backlog)
-}
+// pending is the backlog's length; it never waits for mu, so Receive may
+// call it.
+func (l *auditLog) pending() int { return int(l.size.Load()) }
 
 // Audit backlog messages of the DLQ actor.
 type (
