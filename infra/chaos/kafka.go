@@ -229,9 +229,10 @@ func (k *kafkaWorld) reapply() error {
 // keep ends the watcher's generation before records are destroyed: it
 // stops appends (every produce request answered NOT_ENOUGH_REPLICAS, which
 // the client retries; a paused broker is continued first), catches up with
-// the end offsets, keeps what it read and stops. why names the fault. The
+// the end offsets, keeps what it read of the topics to be destroyed and
+// stops. why names the fault. The
 // caller destroys, then calls rewatch and re-applies the knobs.
-func (k *kafkaWorld) keep(why string) {
+func (k *kafkaWorld) keep(why string, topics ...string) {
 	k.mu.Lock()
 	k.destroyed = append(k.destroyed, why)
 	k.mu.Unlock()
@@ -248,7 +249,7 @@ func (k *kafkaWorld) keep(why string) {
 		_ = k.b.Command(fmt.Sprintf("produce-error %d 1", kerr.NotEnoughReplicas.Code), commandTimeout)
 		k.watch.catchUp(5 * time.Second)
 	}
-	counts, n := k.watch.close()
+	counts, n := k.watch.close(topics...)
 	k.mu.Lock()
 	for id, c := range counts {
 		k.lost[id] += c
@@ -273,7 +274,7 @@ func (k *kafkaWorld) rewatch() error {
 func (k *kafkaWorld) kill(why string) {
 	k.op.Lock()
 	defer k.op.Unlock()
-	k.keep(why)
+	k.keep(why, topicMessages, topicLogs)
 	k.mu.Lock()
 	k.paused = false
 	k.mu.Unlock()
@@ -290,7 +291,7 @@ func (k *kafkaWorld) restart() error {
 
 func (k *kafkaWorld) restartLocked() error {
 	if k.b.Running() {
-		k.keep("restart empty")
+		k.keep("restart empty", topicMessages, topicLogs)
 	}
 	if err := k.b.Restart(); err != nil {
 		return err
@@ -311,7 +312,7 @@ func (k *kafkaWorld) restartLocked() error {
 func (k *kafkaWorld) recreateTopic(ctx context.Context, topic string) error {
 	k.op.Lock()
 	defer k.op.Unlock()
-	k.keep("topic " + topic + " recreated")
+	k.keep("topic "+topic+" recreated", topic)
 	defer func() {
 		if err := k.rewatch(); err != nil {
 			k.watch = nil

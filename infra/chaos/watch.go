@@ -22,8 +22,8 @@ type watcher struct {
 	done   chan struct{}
 
 	mu      sync.Mutex
-	count   map[string]int
-	records int
+	count   map[string]map[string]int  // topic → event id → records
+	records map[string]int             // topic → records
 	next    map[string]map[int32]int64 // topic → partition → next offset
 }
 
@@ -38,8 +38,10 @@ func newWatcher(addrs []string) (*watcher, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &watcher{cl: cl, cancel: cancel, done: make(chan struct{}), count: map[string]int{},
-		next: map[string]map[int32]int64{topicMessages: {}, topicLogs: {}}}
+	w := &watcher{cl: cl, cancel: cancel, done: make(chan struct{}),
+		count:   map[string]map[string]int{topicMessages: {}, topicLogs: {}},
+		records: map[string]int{},
+		next:    map[string]map[int32]int64{topicMessages: {}, topicLogs: {}}}
 	go w.run(ctx)
 	return w, nil
 }
@@ -50,9 +52,9 @@ func (w *watcher) run(ctx context.Context) {
 		fs := w.cl.PollFetches(ctx)
 		w.mu.Lock()
 		fs.EachRecord(func(r *kgo.Record) {
-			w.records++
+			w.records[r.Topic]++
 			for _, id := range recordIDs(r) {
-				w.count[id]++
+				w.count[r.Topic][id]++
 			}
 			if n := w.next[r.Topic]; n != nil && r.Offset+1 > n[r.Partition] {
 				n[r.Partition] = r.Offset + 1
@@ -87,14 +89,24 @@ func (w *watcher) catchUp(timeout time.Duration) {
 	}
 }
 
-// close stops the watcher and returns its counts per event id and records.
-func (w *watcher) close() (map[string]int, int) {
+// close stops the watcher and returns, for topics, its counts per event id
+// and its records. A generation reads each topic from the start, so what it
+// read of a topic that outlives it is read again by the next one: only the
+// destroyed topics are taken.
+func (w *watcher) close(topics ...string) (map[string]int, int) {
 	w.cancel()
 	<-w.done
 	w.cl.Close()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.count, w.records
+	out, n := map[string]int{}, 0
+	for _, t := range topics {
+		for id, c := range w.count[t] {
+			out[id] += c
+		}
+		n += w.records[t]
+	}
+	return out, n
 }
 
 // recordIDs are the event ids a record carries: a message record's key, a
