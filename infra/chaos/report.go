@@ -156,7 +156,7 @@ func (r *Report) String() string {
 	}
 	sort.Strings(causes)
 	p("duplicates in Kafka", "%d events, %d extra records (before the replay); unexplained %d", r.Duplicates, r.DuplicateRecords, len(r.Unexplained))
-	p("", "bound: %d events were in flight at a SIGKILL, SIGTERM, publisher crash or held-then-appended produce (%d counted per moment)", r.InFlightDistinct, r.InFlightSum)
+	p("", "bound: %d events were in flight at a SIGKILL, SIGTERM, publisher crash, held-then-appended produce or broker process fault (%d counted per moment)", r.InFlightDistinct, r.InFlightSum)
 	p("", "duplicated events in flight at: %s", orNone(causes))
 	p("", "+%d events duplicated by the replay (FAILED or stale DLQ entries whose record had reached Kafka)", r.DupsFromReplay)
 	list := func(label string, ids []string) {

@@ -412,6 +412,12 @@ func (r *runner) endWindow(i int) {
 	}
 }
 
+// abandonedLand names the moments of the broker process faults: attempts the
+// publisher ended at its write timeout while no broker took them keep their
+// records in the client's buffer, and those land once a broker answers
+// again, next to the retry's record (a duplicate, as documented).
+const abandonedLand = "kafka broker process fault (abandoned attempts landed later)"
+
 // errSkip marks a fault that does not apply when due.
 var errSkip = errors.New("not applicable now")
 
@@ -453,8 +459,12 @@ func (r *runner) begin(f Fault) (func(), error) {
 		if !k.b.Running() {
 			return nil, fmt.Errorf("%w: the broker is not running", errSkip)
 		}
+		start := time.Now()
 		k.kill(string(f.Kind))
-		return func() { kerr("restart the killed broker", k.restart()) }, nil
+		return func() {
+			kerr("restart the killed broker", k.restart())
+			r.moment(abandonedLand, start, time.Now().Add(2*writeTimeout))
+		}, nil
 	case KafkaRestartEmpty, KafkaTopicRecreated, KafkaHung:
 		if !k.b.Running() {
 			return nil, fmt.Errorf("%w: the broker is killed", errSkip)
@@ -462,16 +472,24 @@ func (r *runner) begin(f Fault) (func(), error) {
 		if f.Kind == KafkaTopicRecreated && k.isDown() {
 			return nil, fmt.Errorf("%w: kafka-down closes the admin client's connections too", errSkip)
 		}
+		start := time.Now()
 		switch f.Kind {
 		case KafkaRestartEmpty:
-			return func() {}, k.restart()
+			err := k.restart()
+			r.moment(abandonedLand, start, time.Now().Add(2*writeTimeout))
+			return func() {}, err
 		case KafkaTopicRecreated:
-			return func() {}, k.recreateTopic(context.Background(), f.Topic)
+			err := k.recreateTopic(context.Background(), f.Topic)
+			r.moment(abandonedLand, start, time.Now().Add(2*writeTimeout))
+			return func() {}, err
 		}
 		if err := k.pause(); err != nil {
 			return nil, err
 		}
-		return func() { kerr("resume the broker", k.resume()) }, nil
+		return func() {
+			kerr("resume the broker", k.resume())
+			r.moment(abandonedLand, start, time.Now().Add(2*writeTimeout))
+		}, nil
 	case KafkaBrokerBounce:
 		if err := k.removeNode(f.Node); err != nil {
 			return nil, err
