@@ -52,11 +52,6 @@ func (w *watcher) run(ctx context.Context) {
 		fs := w.cl.PollFetches(ctx)
 		w.mu.Lock()
 		fs.EachRecord(func(r *kgo.Record) {
-			// A consumer may read records again (a reset after a leader
-			// moved, a connection cut): an offset is counted once.
-			if n := w.next[r.Topic]; n == nil || r.Offset < n[r.Partition] {
-				return
-			}
 			w.records[r.Topic]++
 			for _, id := range recordIDs(r) {
 				w.count[r.Topic][id]++
