@@ -466,26 +466,14 @@ func (a *api) bulk(w http.ResponseWriter, r *http.Request, _ params) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	f, err := parseFilter(r.URL.RawQuery)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	c, err := caller(r)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	if !a.storeReady(w) {
-		return
-	}
 	ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
 	defer cancel()
-	keys, truncated, ok := a.bulkKeys(ctx, w, "bulk", q.Prefix, f)
+	sel, ok := a.selectBulk(ctx, w, r, "bulk", q.Prefix)
 	if !ok {
 		return
 	}
-	m := messages.BulkReplay{Prefix: q.Prefix, Rate: q.Rate, Caller: c, Truncated: truncated, Filter: describeFilter(f)}
+	keys, c := sel.keys, sel.caller
+	m := messages.BulkReplay{Prefix: q.Prefix, Rate: q.Rate, Caller: c, Truncated: sel.truncated, Filter: describeFilter(sel.filter)}
 	for _, k := range keys {
 		t, err := a.target(k)
 		if err != nil {
@@ -499,6 +487,35 @@ func (a *api) bulk(w http.ResponseWriter, r *http.Request, _ params) {
 		return
 	}
 	a.startJob(r.Context(), w, m)
+}
+
+// bulkSelection is what a bulk job (replay or keep) acts on.
+type bulkSelection struct {
+	keys      []string
+	truncated bool
+	filter    redisdlq.Filter
+	caller    messages.Caller
+}
+
+// selectBulk parses the filter and the caller of a bulk request and lists
+// the keys under prefix that match it; on false it has answered already.
+func (a *api) selectBulk(ctx context.Context, w http.ResponseWriter, r *http.Request, op, prefix string) (bulkSelection, bool) {
+	var sel bulkSelection
+	var err error
+	if sel.filter, err = parseFilter(r.URL.RawQuery); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return sel, false
+	}
+	if sel.caller, err = caller(r); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return sel, false
+	}
+	if !a.storeReady(w) {
+		return sel, false
+	}
+	var ok bool
+	sel.keys, sel.truncated, ok = a.bulkKeys(ctx, w, op, prefix, sel.filter)
+	return sel, ok
 }
 
 // bulkKeys lists the keys a bulk job (replay or keep) under prefix and f

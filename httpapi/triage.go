@@ -267,27 +267,15 @@ func (a *api) bulkKeep(w http.ResponseWriter, r *http.Request, _ params) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	f, err := parseFilter(r.URL.RawQuery)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	c, err := caller(r)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	if !a.storeReady(w) {
-		return
-	}
 	ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
 	defer cancel()
-	keys, truncated, ok := a.bulkKeys(ctx, w, "bulk keep", q.Prefix, f)
+	sel, ok := a.selectBulk(ctx, w, r, "bulk keep", q.Prefix)
 	if !ok {
 		return
 	}
-	m := messages.BulkReplay{Prefix: q.Prefix, Rate: q.Rate, Caller: c, Truncated: truncated,
-		Op: messages.JobOpKeep, TTL: ttl, Filter: describeFilter(f)}
+	keys, c := sel.keys, sel.caller
+	m := messages.BulkReplay{Prefix: q.Prefix, Rate: q.Rate, Caller: c, Truncated: sel.truncated,
+		Op: messages.JobOpKeep, TTL: ttl, Filter: describeFilter(sel.filter)}
 	for _, k := range keys {
 		if _, _, err := a.fam.key(k); err != nil {
 			m.Invalid = append(m.Invalid, messages.InvalidTarget{Key: k, Err: err.Error()})
