@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/hobom/hobom-event-processor/actors"
-	"github.com/hobom/hobom-event-processor/infra/testenv"
+	"github.com/hobom/hobom-event-processor/infra/testkit/testenv"
 	"github.com/hobom/hobom-event-processor/messages"
 )
 

@@ -11,7 +11,7 @@ import (
 )
 
 // Outbox is the backend's outbox as the actors use it (docs/contract.md §1).
-// Implemented over gRPC by infra/outbox.
+// Implemented over gRPC by infra/adapters/outbox.
 type Outbox interface {
 	// Find returns the rows of eventType with status through the route's
 	// find rpc. limit > 0 asks the backend for at most limit rows; a backend
@@ -21,7 +21,7 @@ type Outbox interface {
 	MarkFailed(ctx context.Context, eventID, errorMessage string) error
 }
 
-// BatchMarker is an optional extension of Outbox (infra/outbox implements
+// BatchMarker is an optional extension of Outbox (infra/adapters/outbox implements
 // it): many marks in one call of the backend's batch rpc. The publisher
 // uses it while BatchMarks is true and marks one event per call otherwise.
 type BatchMarker interface {
@@ -54,7 +54,7 @@ type DeadLetterStore interface {
 }
 
 // Lease is a per-event-type lease shared by several processor instances,
-// so that one polls a type at a time (infra/redislease). The fencing token
+// so that one polls a type at a time (infra/adapters/redislease). The fencing token
 // names one tenure. Valid is the self-fencing check made before every
 // find's batch, publish and mark try: it must answer without I/O (it runs
 // inside Receive), from a local deadline that passes before the lease can
@@ -73,7 +73,7 @@ var ErrWrongType = errors.New("the key holds another Redis type than a string")
 
 // DeadLetterAdmin is what the DLQ actor needs beyond Put to replay and
 // discard entries for the management API, and to keep its audit trail.
-// Implemented over Redis by infra/redisdlq; only the DLQ actor writes
+// Implemented over Redis by infra/adapters/redisdlq; only the DLQ actor writes
 // through it.
 type DeadLetterAdmin interface {
 	// Value returns the bytes stored at key, unchanged, and their size;
@@ -103,7 +103,7 @@ type DeadLetterAdmin interface {
 }
 
 // UnmarkedStore persists the publisher's memory of published-but-unmarked
-// events (infra/redisdlq): an event is remembered as soon as Kafka acked its
+// events (infra/adapters/redisdlq): an event is remembered as soon as Kafka acked its
 // record, before its SENT mark is tried, and forgotten once the mark is
 // taken. The publisher looks up every batch in it, so that a restart, or
 // another instance taking the event type over, only marks what was
@@ -130,7 +130,7 @@ type Producer interface {
 	Produce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error))
 }
 
-// KafkaHealth says whether any Kafka broker answers (infra/kafka.Reach).
+// KafkaHealth says whether any Kafka broker answers (infra/adapters/kafka.Reach).
 // The publisher reports each produce attempt's outcome; with
 // HOBOM_KAFKA_OUTAGE=hold, the publisher keeps the events of a record that
 // failed for want of a broker PENDING instead of dead-lettering them, and

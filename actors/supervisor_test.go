@@ -11,7 +11,7 @@ import (
 	"github.com/anthdm/hollywood/actor"
 
 	"github.com/hobom/hobom-event-processor/actors"
-	"github.com/hobom/hobom-event-processor/infra/testenv"
+	"github.com/hobom/hobom-event-processor/infra/testkit/testenv"
 	"github.com/hobom/hobom-event-processor/messages"
 )
 

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/hobom/hobom-event-processor/actors"
-	"github.com/hobom/hobom-event-processor/infra/redisdlq"
+	"github.com/hobom/hobom-event-processor/infra/adapters/redisdlq"
 	"github.com/hobom/hobom-event-processor/messages"
 )
 

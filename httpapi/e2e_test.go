@@ -19,11 +19,11 @@ import (
 
 	"github.com/hobom/hobom-event-processor/actors"
 	"github.com/hobom/hobom-event-processor/httpapi"
+	"github.com/hobom/hobom-event-processor/infra/adapters/redisdlq"
 	"github.com/hobom/hobom-event-processor/infra/app"
 	"github.com/hobom/hobom-event-processor/infra/config"
-	"github.com/hobom/hobom-event-processor/infra/fakebackend"
-	"github.com/hobom/hobom-event-processor/infra/redisdlq"
-	"github.com/hobom/hobom-event-processor/infra/testenv"
+	"github.com/hobom/hobom-event-processor/infra/devkit/fakebackend"
+	"github.com/hobom/hobom-event-processor/infra/testkit/testenv"
 	"github.com/hobom/hobom-event-processor/messages"
 )
 

@@ -6,7 +6,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/hobom/hobom-event-processor/infra/redisdlq"
+	"github.com/hobom/hobom-event-processor/infra/adapters/redisdlq"
 	"github.com/hobom/hobom-event-processor/messages"
 )
 

@@ -9,7 +9,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/hobom/hobom-event-processor/infra/redisdlq"
+	"github.com/hobom/hobom-event-processor/infra/adapters/redisdlq"
 )
 
 // Bounds of the query parameters. Every value is checked before it reaches

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hobom/hobom-event-processor/infra/redisdlq"
+	"github.com/hobom/hobom-event-processor/infra/adapters/redisdlq"
 	"github.com/hobom/hobom-event-processor/messages"
 )
 

@@ -1,4 +1,4 @@
-// Command chaos runs the fault-injection suite (infra/chaos) against the
+// Command chaos runs the fault-injection suite (infra/testkit/chaos) against the
 // processor: `make chaos`, or `make chaos SEED=... DURATION=...` to rerun a
 // schedule. It exits 0 when nothing was lost, 1 when the run found a
 // problem, 2 when it could not run.
@@ -16,7 +16,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/hobom/hobom-event-processor/infra/chaos"
+	"github.com/hobom/hobom-event-processor/infra/testkit/chaos"
 )
 
 func main() { os.Exit(run()) }

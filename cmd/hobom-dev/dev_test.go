@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hobom/hobom-event-processor/infra/testenv"
+	"github.com/hobom/hobom-event-processor/infra/testkit/testenv"
 )
 
 // binary is hobom-dev built once for these tests.

@@ -18,7 +18,7 @@ import (
 
 	"github.com/hobom/hobom-event-processor/infra/app"
 	"github.com/hobom/hobom-event-processor/infra/config"
-	"github.com/hobom/hobom-event-processor/infra/embedded"
+	"github.com/hobom/hobom-event-processor/infra/devkit/embedded"
 )
 
 func main() { os.Exit(run(os.Args[1:])) }

@@ -7,15 +7,15 @@ import (
 )
 
 // testDoubles are the packages that only tests and the dev mode may link:
-// the Kafka fake, the Redis emulation (with its Lua interpreter), the
-// stand-in backend, the dev mode and the test harness.
+// the Kafka fake, the Redis emulation (with its Lua interpreter), and
+// everything under infra/devkit (dev mode, stand-in backend) and
+// infra/testkit (test harness, chaos suite, load test).
 var testDoubles = []string{
 	"github.com/twmb/franz-go/pkg/kfake",
 	"github.com/alicebob/miniredis",
 	"github.com/yuin/gopher-lua",
-	"github.com/hobom/hobom-event-processor/infra/fakebackend",
-	"github.com/hobom/hobom-event-processor/infra/embedded",
-	"github.com/hobom/hobom-event-processor/infra/testenv",
+	"github.com/hobom/hobom-event-processor/infra/devkit",
+	"github.com/hobom/hobom-event-processor/infra/testkit",
 }
 
 // linkedDoubles lists the packages of testDoubles that pkg links.

@@ -14,8 +14,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/hobom/hobom-event-processor/infra/fakebackend"
-	"github.com/hobom/hobom-event-processor/infra/testenv"
+	"github.com/hobom/hobom-event-processor/infra/devkit/fakebackend"
+	"github.com/hobom/hobom-event-processor/infra/testkit/testenv"
 	"github.com/hobom/hobom-event-processor/messages"
 )
 

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hobom/hobom-event-processor/infra/testenv"
+	"github.com/hobom/hobom-event-processor/infra/testkit/testenv"
 )
 
 // syncBuffer is an output buffer the test may read while the process

@@ -1,6 +1,6 @@
 // Command loadtest measures the processor end to end against a stand-in
 // backend, kfake and Redis on loopback and prints one table of figures,
-// ceilings and targets. The logic is in infra/loadtest.
+// ceilings and targets. The logic is in infra/testkit/loadtest.
 package main
 
 import (
@@ -16,7 +16,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/hobom/hobom-event-processor/infra/loadtest"
+	"github.com/hobom/hobom-event-processor/infra/testkit/loadtest"
 )
 
 func main() {

@@ -20,11 +20,11 @@ import (
 
 	"github.com/hobom/hobom-event-processor/actors"
 	"github.com/hobom/hobom-event-processor/httpapi"
+	"github.com/hobom/hobom-event-processor/infra/adapters/kafka"
+	"github.com/hobom/hobom-event-processor/infra/adapters/outbox"
+	"github.com/hobom/hobom-event-processor/infra/adapters/redisdlq"
+	"github.com/hobom/hobom-event-processor/infra/adapters/redislease"
 	"github.com/hobom/hobom-event-processor/infra/config"
-	"github.com/hobom/hobom-event-processor/infra/kafka"
-	"github.com/hobom/hobom-event-processor/infra/outbox"
-	"github.com/hobom/hobom-event-processor/infra/redisdlq"
-	"github.com/hobom/hobom-event-processor/infra/redislease"
 	"github.com/hobom/hobom-event-processor/messages"
 )
 

@@ -15,11 +15,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/grpc/codes"
 
+	"github.com/hobom/hobom-event-processor/infra/adapters/redisdlq"
 	"github.com/hobom/hobom-event-processor/infra/app"
 	"github.com/hobom/hobom-event-processor/infra/config"
-	"github.com/hobom/hobom-event-processor/infra/fakebackend"
-	"github.com/hobom/hobom-event-processor/infra/redisdlq"
-	"github.com/hobom/hobom-event-processor/infra/testenv"
+	"github.com/hobom/hobom-event-processor/infra/devkit/fakebackend"
+	"github.com/hobom/hobom-event-processor/infra/testkit/testenv"
 	"github.com/hobom/hobom-event-processor/messages"
 )
 

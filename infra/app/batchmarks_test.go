@@ -5,8 +5,8 @@ import (
 	"time"
 
 	"github.com/hobom/hobom-event-processor/infra/app"
-	"github.com/hobom/hobom-event-processor/infra/fakebackend"
-	"github.com/hobom/hobom-event-processor/infra/testenv"
+	"github.com/hobom/hobom-event-processor/infra/devkit/fakebackend"
+	"github.com/hobom/hobom-event-processor/infra/testkit/testenv"
 	"github.com/hobom/hobom-event-processor/messages"
 )
 

@@ -11,7 +11,7 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// FaultPanicEveryEnv is fault injection for the chaos suite (infra/chaos),
+// FaultPanicEveryEnv is fault injection for the chaos suite (infra/testkit/chaos),
 // opt-in and never meant for production: when it is a positive integer N,
 // every Nth ordinary message each actor of the tree receives makes that
 // actor panic, so that supervision is exercised in a real process that the

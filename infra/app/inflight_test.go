@@ -8,8 +8,8 @@ import (
 
 	"github.com/hobom/hobom-event-processor/infra/app"
 	"github.com/hobom/hobom-event-processor/infra/config"
-	"github.com/hobom/hobom-event-processor/infra/fakebackend"
-	"github.com/hobom/hobom-event-processor/infra/testenv"
+	"github.com/hobom/hobom-event-processor/infra/devkit/fakebackend"
+	"github.com/hobom/hobom-event-processor/infra/testkit/testenv"
 	"github.com/hobom/hobom-event-processor/messages"
 	"github.com/hobom/hobom-event-processor/proto/gen/outboxlogv1"
 	"github.com/hobom/hobom-event-processor/proto/gen/outboxmessagev1"

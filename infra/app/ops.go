@@ -16,12 +16,12 @@ import (
 	"github.com/hobom/hobom-event-processor/actors"
 	"github.com/hobom/hobom-event-processor/httpapi"
 	"github.com/hobom/hobom-event-processor/httpapi/console"
+	"github.com/hobom/hobom-event-processor/infra/adapters/health"
+	"github.com/hobom/hobom-event-processor/infra/adapters/kafka"
+	"github.com/hobom/hobom-event-processor/infra/adapters/metrics"
+	"github.com/hobom/hobom-event-processor/infra/adapters/redisdlq"
+	"github.com/hobom/hobom-event-processor/infra/adapters/redislease"
 	"github.com/hobom/hobom-event-processor/infra/config"
-	"github.com/hobom/hobom-event-processor/infra/health"
-	"github.com/hobom/hobom-event-processor/infra/kafka"
-	"github.com/hobom/hobom-event-processor/infra/metrics"
-	"github.com/hobom/hobom-event-processor/infra/redisdlq"
-	"github.com/hobom/hobom-event-processor/infra/redislease"
 	"github.com/hobom/hobom-event-processor/messages"
 )
 

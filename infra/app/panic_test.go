@@ -13,10 +13,10 @@ import (
 	"github.com/anthdm/hollywood/actor"
 
 	"github.com/hobom/hobom-event-processor/actors"
+	"github.com/hobom/hobom-event-processor/infra/adapters/redisdlq"
 	"github.com/hobom/hobom-event-processor/infra/app"
 	"github.com/hobom/hobom-event-processor/infra/config"
-	"github.com/hobom/hobom-event-processor/infra/redisdlq"
-	"github.com/hobom/hobom-event-processor/infra/testenv"
+	"github.com/hobom/hobom-event-processor/infra/testkit/testenv"
 	"github.com/hobom/hobom-event-processor/messages"
 )
 

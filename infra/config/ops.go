@@ -45,7 +45,7 @@ type Observability struct {
 }
 
 // Dev is the embedded development mode: one process with a stand-in
-// backend, kfake and miniredis (infra/embedded). Only cmd/hobom-dev runs
+// backend, kfake and miniredis (infra/devkit/embedded). Only cmd/hobom-dev runs
 // it; the product binary refuses Embedded.
 type Dev struct {
 	Embedded bool

@@ -1,0 +1,206 @@
+// Package brokerproc runs a Kafka broker (kfake) as a separate process, so
+// that tests and the fault-injection suite can make Kafka fail as it fails
+// in production: SIGKILL (the port refuses connections, requests in flight
+// never get an answer), SIGSTOP (connections accepted, nothing answered),
+// and a restart on the same port with empty state (topics come back with
+// new topic IDs). Closing an in-process kfake cluster is a gentler fault:
+// it closes the connections cleanly.
+//
+// The broker is the small main in ./kfakebroker, built with the go tool
+// (Build); it is never linked into the processor.
+package brokerproc
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// mainPackage is the import path of the broker's main package.
+const mainPackage = "github.com/hobom/hobom-event-processor/infra/testkit/brokerproc/kfakebroker"
+
+// Build compiles the broker into dir and returns the binary's path. It runs
+// `go build`, so it needs the go tool and the module's sources (tests and
+// `make chaos` have both); the build cache makes a rebuild take a moment.
+func Build(ctx context.Context, dir string) (string, error) {
+	// `go test` puts its own GOROOT/bin first on PATH, so the go tool of
+	// the running toolchain is found there.
+	gotool, err := exec.LookPath("go")
+	if err != nil {
+		return "", fmt.Errorf("brokerproc: the go tool is not on PATH: %w", err)
+	}
+	bin := filepath.Join(dir, "kfakebroker")
+	cmd := exec.CommandContext(ctx, gotool, "build", "-o", bin, mainPackage)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("brokerproc: go build %s: %w\n%s", mainPackage, err, out)
+	}
+	return bin, nil
+}
+
+// Options describe the broker.
+type Options struct {
+	// Port on 127.0.0.1; 0 picks a free one. Restarts keep the port.
+	Port int
+	// Topics are created at every start, with Partitions partitions (3).
+	Topics     []string
+	Partitions int
+	// Stderr receives the broker's own output (nil: discarded).
+	Stderr io.Writer
+}
+
+// Broker is a running (or killed) broker process.
+type Broker struct {
+	bin  string
+	opts Options
+	addr string
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	exited chan struct{}
+	starts int
+}
+
+// Start starts the broker binary bin and waits until it listens.
+func Start(bin string, opts Options) (*Broker, error) {
+	if opts.Partitions <= 0 {
+		opts.Partitions = 3
+	}
+	if opts.Port == 0 {
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		opts.Port = port
+	}
+	b := &Broker{bin: bin, opts: opts, addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(opts.Port))}
+	if err := b.start(); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// Addr is the broker's host:port; it stays the same across restarts.
+func (b *Broker) Addr() string { return b.addr }
+
+// Starts counts the processes started so far (1 after Start).
+func (b *Broker) Starts() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.starts
+}
+
+func (b *Broker) start() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cmd != nil {
+		return errors.New("brokerproc: already running")
+	}
+	// The port may stay busy for a moment after a kill; retry the bind.
+	var last error
+	for try := 0; try < 50; try++ {
+		if try > 0 {
+			time.Sleep(100 * time.Millisecond)
+		}
+		cmd := exec.Command(b.bin, "-port", strconv.Itoa(b.opts.Port),
+			"-topics", strings.Join(b.opts.Topics, ","), "-partitions", strconv.Itoa(b.opts.Partitions))
+		cmd.Stderr = b.opts.Stderr
+		setDeathSignal(cmd)
+		stdin, err := cmd.StdinPipe()
+		if err != nil {
+			return fmt.Errorf("brokerproc: %w", err)
+		}
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			return fmt.Errorf("brokerproc: %w", err)
+		}
+		if err := cmd.Start(); err != nil {
+			return fmt.Errorf("brokerproc: start %s: %w", b.bin, err)
+		}
+		line, err := bufio.NewReader(stdout).ReadString('\n')
+		if err == nil && strings.HasPrefix(line, "listening ") {
+			exited := make(chan struct{})
+			go func() {
+				_, _ = io.Copy(io.Discard, stdout)
+				_ = cmd.Wait()
+				close(exited)
+			}()
+			b.cmd, b.stdin, b.exited = cmd, stdin, exited
+			b.starts++
+			return nil
+		}
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		last = fmt.Errorf("brokerproc: broker on port %d did not start (%q, %v)", b.opts.Port, line, err)
+	}
+	return last
+}
+
+// Kill sends SIGKILL and waits until the process is gone: the port refuses
+// connections from then on, and a paused broker dies without answering the
+// requests it holds. Killing a killed broker does nothing.
+func (b *Broker) Kill() {
+	b.mu.Lock()
+	cmd, exited := b.cmd, b.exited
+	b.cmd = nil
+	b.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	// No SIGCONT first: a paused broker dies without answering anything.
+	_ = cmd.Process.Kill()
+	<-exited
+}
+
+// Restart starts a fresh broker on the same port, after killing the
+// running one if any: every topic and record is gone, and the seeded
+// topics get new IDs.
+func (b *Broker) Restart() error {
+	b.Kill()
+	return b.start()
+}
+
+// Pause stops the process (SIGSTOP): connections are accepted by the
+// kernel and nothing answers. Resume continues it.
+func (b *Broker) Pause() error { return b.signal(syscall.SIGSTOP) }
+
+// Resume continues a paused broker (SIGCONT).
+func (b *Broker) Resume() error { return b.signal(syscall.SIGCONT) }
+
+func (b *Broker) signal(sig syscall.Signal) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cmd == nil {
+		return errors.New("brokerproc: not running")
+	}
+	return b.cmd.Process.Signal(sig)
+}
+
+// Running reports whether a broker process is up (it may be paused).
+func (b *Broker) Running() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.cmd != nil
+}
+
+// Close kills the broker.
+func (b *Broker) Close() { b.Kill() }
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("brokerproc: free port: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}

@@ -1,0 +1,408 @@
+package chaos
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/hobom/hobom-event-processor/infra/adapters/redisdlq"
+	"github.com/hobom/hobom-event-processor/messages"
+)
+
+// apiBase is the management API's base path (docs/contract.md §4).
+const apiBase = "/hobom-event-processor/internal/api/v1"
+
+// kafkaView is what the topics hold, per event id.
+type kafkaView struct {
+	records   int
+	count     map[string]int // records carrying each event id
+	malformed []string       // records whose key, headers and value disagree
+}
+
+// readKafka reads both topics and finds the event ids in each record: a
+// message record's key (its title must agree), a log record's event-id
+// header (the traceIds of its array elements must agree).
+func readKafka(ctx context.Context, addrs []string) (kafkaView, error) {
+	v := kafkaView{count: map[string]int{}}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	msgs, err := readTopic(ctx, addrs, topicMessages)
+	if err != nil {
+		return v, err
+	}
+	logs, err := readTopic(ctx, addrs, topicLogs)
+	if err != nil {
+		return v, err
+	}
+	v.records = len(msgs) + len(logs)
+	for _, r := range msgs {
+		var m struct {
+			Title string `json:"title"`
+		}
+		id := string(r.Key)
+		if err := json.Unmarshal(r.Value, &m); err != nil || m.Title != id || header(r, "event-id") != id {
+			v.malformed = append(v.malformed, fmt.Sprintf("%s/%d@%d key %q header %q title %q", r.Topic, r.Partition, r.Offset, id, header(r, "event-id"), m.Title))
+		}
+		v.count[id]++
+	}
+	for _, r := range logs {
+		var arr []struct {
+			TraceID string `json:"traceId"`
+		}
+		if err := json.Unmarshal(r.Value, &arr); err != nil {
+			v.malformed = append(v.malformed, fmt.Sprintf("%s/%d@%d not a JSON array: %v", r.Topic, r.Partition, r.Offset, err))
+			continue
+		}
+		var traces []string
+		for _, e := range arr {
+			traces = append(traces, e.TraceID)
+		}
+		ids := traces
+		if h := header(r, "event-id"); h != "" {
+			ids = strings.Split(h, ",")
+		}
+		if !slices.Equal(ids, traces) {
+			v.malformed = append(v.malformed, fmt.Sprintf("%s/%d@%d event-id header %q but traceIds %q", r.Topic, r.Partition, r.Offset, header(r, "event-id"), traces))
+		}
+		for _, id := range ids {
+			v.count[id]++
+		}
+	}
+	return v, nil
+}
+
+func header(r *kgo.Record, key string) string {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+func routeOf(eventType string) messages.Route {
+	for _, r := range messages.DefaultRoutes() {
+		if r.EventType == eventType {
+			return r
+		}
+	}
+	return messages.Route{}
+}
+
+// verify checks every event the generator created, replays the DLQ and
+// checks again.
+func (r *runner) verify(ctx context.Context) {
+	rep := r.rep
+	events := r.gen.all()
+	rep.Created = len(events)
+	rep.CreatedByType = map[string]int{}
+	rdb := redis.NewClient(&redis.Options{Addr: r.w.redis.Addr()})
+	defer rdb.Close()
+	store := redisdlq.New(rdb)
+
+	kv, err := readKafka(ctx, r.w.kafka.addrs)
+	if err != nil {
+		r.problem("read Kafka: %v", err)
+		return
+	}
+	rep.RecordsBeforeReplay = kv.records
+	rep.Malformed = append(rep.Malformed, kv.malformed...)
+
+	resolved := map[string]time.Time{}
+	status := map[string]string{}
+	var failedInKafka []created
+	for _, e := range events {
+		rep.CreatedByType[e.eventType]++
+		ev, ok := r.w.backend.Event(e.id)
+		if !ok {
+			rep.Missing = append(rep.Missing, e.id)
+			continue
+		}
+		status[e.id] = ev.Status
+		inKafka := kv.count[e.id] > 0
+		switch ev.Status {
+		case messages.StatusSent:
+			rep.Sent++
+			resolved[e.id] = parseTime(ev.SentAt)
+			if !inKafka {
+				rep.SentNotInKafka = append(rep.SentNotInKafka, e.id)
+			}
+		case messages.StatusFailed:
+			rep.Failed++
+			resolved[e.id] = parseTime(ev.FailedAt)
+			if inKafka {
+				rep.FailedInKafkaToo++
+				failedInKafka = append(failedInKafka, e)
+			}
+			entry, err := store.Get(ctx, routeOf(e.eventType).DLQKey(e.id))
+			switch {
+			case errors.Is(err, redisdlq.ErrNotFound):
+				rep.FailedNotInDLQ = append(rep.FailedNotInDLQ, e.id)
+			case err != nil:
+				r.problem("DLQ entry of %s: %v", e.id, err)
+			case !bytes.Contains(entry.Value, []byte(`"`+e.id+`"`)):
+				rep.Malformed = append(rep.Malformed, fmt.Sprintf("DLQ entry of %s does not hold it: %s", e.id, entry.Value))
+			}
+		default:
+			rep.PendingLeft = append(rep.PendingLeft, e.id)
+		}
+	}
+
+	// Duplicates, each of which must have been in flight at a moment that
+	// can publish twice.
+	created := map[string]time.Time{}
+	for _, e := range events {
+		created[e.id] = e.at
+	}
+	r.mu.Lock()
+	moments := append([]moment(nil), r.moments...)
+	r.mu.Unlock()
+	rep.DupCauses, rep.DupOnlyCause = map[string]int{}, map[string]int{}
+	for _, e := range events {
+		n := kv.count[e.id]
+		if n <= 1 {
+			continue
+		}
+		rep.Duplicates++
+		rep.DuplicateRecords += n - 1
+		causes := explain(created[e.id], resolved[e.id], moments)
+		if len(causes) == 0 {
+			rep.Unexplained = append(rep.Unexplained, fmt.Sprintf("%s (%d records, created %s, resolved %s)", e.id, n,
+				created[e.id].Format("15:04:05.000"), resolved[e.id].Format("15:04:05.000")))
+			continue
+		}
+		for _, c := range causes {
+			rep.DupCauses[c]++
+		}
+		if len(causes) == 1 {
+			rep.DupOnlyCause[causes[0]]++
+		}
+	}
+	r.mu.Lock()
+	kwins := append([]moment(nil), r.kafkaWindows...)
+	r.mu.Unlock()
+	rep.FailedInKafkaCauses = map[string]int{}
+	for _, e := range failedInKafka {
+		causes := explain(e.at, resolved[e.id], kwins)
+		if len(causes) == 0 {
+			causes = []string{"no Kafka fault"}
+		}
+		for _, c := range causes {
+			rep.FailedInKafkaCauses[c]++
+		}
+	}
+	inflight := map[string]bool{}
+	for _, m := range moments {
+		rep.InFlightSum += inFlight(events, resolved, m, inflight)
+	}
+	rep.InFlightDistinct = len(inflight)
+	for id := range kv.count {
+		if _, ok := created[id]; !ok {
+			rep.Malformed = append(rep.Malformed, "a record carries an event id nobody created: "+id)
+		}
+	}
+
+	keys, err := store.List(ctx, redisdlq.KeyPrefix, 0)
+	if err != nil {
+		r.problem("list the DLQ: %v", err)
+		return
+	}
+	rep.DLQEntries = len(keys)
+	for _, k := range keys {
+		_, id, err := redisdlq.ParseKey(k)
+		if err == nil && status[id] == messages.StatusSent {
+			rep.StaleDLQ++
+		}
+	}
+	r.logf("checked: %d SENT, %d FAILED, %d PENDING, %d duplicates; replaying %d DLQ entries", rep.Sent, rep.Failed, len(rep.PendingLeft), rep.Duplicates, len(keys))
+
+	r.replay(ctx, store, keys)
+	if left, err := store.List(ctx, redisdlq.KeyPrefix, 0); err != nil {
+		r.problem("list the DLQ after the replay: %v", err)
+	} else {
+		rep.DLQLeft = len(left)
+	}
+
+	after, err := readKafka(ctx, r.w.kafka.addrs)
+	if err != nil {
+		r.problem("read Kafka after the replay: %v", err)
+		return
+	}
+	rep.RecordsAfterReplay = after.records
+	for _, e := range events {
+		switch n := after.count[e.id]; {
+		case n == 0:
+			rep.MissingAfterReplay = append(rep.MissingAfterReplay, e.id)
+		case n > 1 && kv.count[e.id] <= 1:
+			rep.DupsFromReplay++
+		}
+	}
+}
+
+// explain names the kinds of moment at which an event was in flight
+// (created and not yet resolved); none for a duplicate nothing explains.
+func explain(created, resolved time.Time, moments []moment) []string {
+	const slack = 100 * time.Millisecond
+	var kinds []string
+	for _, m := range moments {
+		if !created.After(m.until.Add(slack)) && (resolved.IsZero() || !resolved.Before(m.at.Add(-slack))) && !slices.Contains(kinds, m.kind) {
+			kinds = append(kinds, m.kind)
+		}
+	}
+	return kinds
+}
+
+// inFlight counts the events created before m ended and resolved after it
+// began, the most m can publish twice, and adds them to seen.
+func inFlight(events []created, resolved map[string]time.Time, m moment, seen map[string]bool) int {
+	n := 0
+	for _, e := range events {
+		res := resolved[e.id]
+		if !e.at.After(m.until) && (res.IsZero() || !res.Before(m.at)) {
+			n++
+			seen[e.id] = true
+		}
+	}
+	return n
+}
+
+func parseTime(s string) time.Time {
+	t, _ := time.Parse(time.RFC3339Nano, s)
+	return t
+}
+
+// replay republishes every DLQ entry: through the management API's POST
+// <base>/dlq/retry/:key when the running instance serves it, else straight
+// from Redis to Kafka the way that route does (keyed by eventId, headers as
+// the publisher writes them) and deleting the entry.
+func (r *runner) replay(ctx context.Context, store *redisdlq.Store, keys []string) {
+	rep := r.rep
+	base := ""
+	if r.cur != nil {
+		base = r.cur.HTTPBase() + apiBase
+	}
+	if base != "" && apiServesDLQ(base) {
+		rep.ReplayVia = "HTTP API (POST " + apiBase + "/dlq/retry/:key)"
+		failed := r.replayHTTP(base, keys)
+		if len(failed) > 0 {
+			// What an operator does: try those again.
+			var again []string
+			for k, err := range failed {
+				again = append(again, k)
+				r.logf("replay of %s failed: %v", k, err)
+			}
+			r.logf("replay: %d of %d failed; retrying them once", len(failed), len(keys))
+			rep.ReplayRetried = len(again)
+			for k, err := range r.replayHTTP(base, again) {
+				rep.ReplayErrors = append(rep.ReplayErrors, k+": "+err.Error())
+			}
+		}
+		return
+	}
+	rep.ReplayVia = "direct: redisdlq + kgo (the HTTP API has no DLQ routes yet)"
+	cl, err := kgo.NewClient(kgo.SeedBrokers(r.w.kafka.addrs...), kgo.RecordDeliveryTimeout(10*time.Second))
+	if err != nil {
+		r.problem("replay client: %v", err)
+		return
+	}
+	defer cl.Close()
+	for _, k := range keys {
+		if err := replayDirect(ctx, store, cl, k); err != nil {
+			rep.ReplayErrors = append(rep.ReplayErrors, fmt.Sprintf("%s: %v", k, err))
+			continue
+		}
+		rep.Replayed++
+	}
+}
+
+func apiServesDLQ(base string) bool {
+	resp, err := http.Get(base + "/dlq?prefix=dlq:menu:")
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode == http.StatusOK
+}
+
+// replayHTTP posts a retry of each key and returns the failures.
+func (r *runner) replayHTTP(base string, keys []string) map[string]error {
+	var mu sync.Mutex
+	failed := map[string]error{}
+	work := make(chan string)
+	var wg sync.WaitGroup
+	client := &http.Client{Timeout: 90 * time.Second}
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range work {
+				err := postRetry(client, base, k)
+				mu.Lock()
+				if err != nil {
+					failed[k] = err
+				} else {
+					r.rep.Replayed++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, k := range keys {
+		work <- k
+	}
+	close(work)
+	wg.Wait()
+	return failed
+}
+
+func postRetry(client *http.Client, base, key string) error {
+	resp, err := client.Post(base+"/dlq/retry/"+url.PathEscape(key), "application/json", nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(body))
+	}
+	return nil
+}
+
+func replayDirect(ctx context.Context, store *redisdlq.Store, cl *kgo.Client, key string) error {
+	e, err := store.Get(ctx, key)
+	if err != nil {
+		return err
+	}
+	var route messages.Route
+	for _, rt := range messages.DefaultRoutes() {
+		if rt.DLQPrefix == e.Prefix {
+			route = rt
+		}
+	}
+	if route.Topic == "" {
+		return fmt.Errorf("no route has DLQ prefix %q", e.Prefix)
+	}
+	rec := &kgo.Record{Topic: route.Topic, Key: []byte(e.EventID), Value: e.Value,
+		Headers: messages.RecordHeaders(route.EventType, "hobom-chaos-replay", "", []byte(e.EventID))}
+	if route.Encoding == messages.EncodingLogArray {
+		rec.Key = messages.LogRecordKey(nil, time.Now())
+	}
+	if err := cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
+		return err
+	}
+	_, err = store.Delete(ctx, key)
+	return err
+}
