@@ -156,13 +156,13 @@ func outageEnv(t *testing.T, mutate func(*config.Config)) (*env, *brokerproc.Bro
 
 // checkEnd asserts that every event is SENT or FAILED with its DLQ entry,
 // that the SENT ones of since (those published after the broker's last
-// restart; the restart lost the others with its state) are in Kafka, and
+// restart or the topic's recreation; that lost the others) are in Kafka
+// as k reads it, and
 // returns how many are FAILED and also in Kafka (an attempt cancelled by
 // the write timeout that the broker had written after all).
-func checkEnd(t *testing.T, e *env, kafkaAddr string, ids, since []string) (sent, failed, both int) {
+func checkEnd(t *testing.T, e *env, k *testenv.KafkaCluster, ids, since []string) (sent, failed, both int) {
 	t.Helper()
 	inKafka := map[string]bool{}
-	k := testenv.KafkaAt(kafkaAddr)
 	for _, topic := range testenv.ContractTopics() {
 		for _, r := range k.ReadAll(t, topic, 300*time.Millisecond) {
 			for _, h := range r.Headers {
@@ -268,7 +268,7 @@ func TestBrokerKilledWithRecordsInFlightEveryEventResolvesWithinTheBound(t *test
 	testenv.Eventually(t, 20*time.Second, "events after the restart SENT", allStatus(e, messages.StatusSent, after...))
 
 	ids := append(append(append([]string{}, before...), all...), after...)
-	sent, failed, both := checkEnd(t, e, broker.Addr(), ids, after)
+	sent, failed, both := checkEnd(t, e, testenv.KafkaAt(broker.Addr()), ids, after)
 	t.Logf("broker paused then SIGKILLed with %d events in flight, %d made while down; all resolved %v after the kill; "+
 		"slowest fetch->FAILED %v (bound %v); after the empty restart %d SENT; end: %d SENT, %d FAILED, %d FAILED and in Kafka",
 		len(inflight), len(during), outage.Round(time.Millisecond), worst.Round(time.Millisecond), bound, len(after), sent, failed, both)
@@ -424,7 +424,7 @@ func TestHoldModeKeepsEventsPendingWhileNoBrokerAnswersAndResumesByItself(t *tes
 	testenv.Eventually(t, 30*time.Second, "every event SENT after the broker came back", allStatus(e, messages.StatusSent, all...))
 	resumed := time.Since(upAt)
 	testenv.Eventually(t, 10*time.Second, "hobom_kafka_reachable 1", reachable("1"))
-	sent, failed, both := checkEnd(t, e, broker.Addr(), append(append([]string{}, before...), all...), all)
+	sent, failed, both := checkEnd(t, e, testenv.KafkaAt(broker.Addr()), append(append([]string{}, before...), all...), all)
 	if failed != 0 {
 		t.Errorf("%d FAILED with HOBOM_KAFKA_OUTAGE=hold", failed)
 	}

@@ -51,7 +51,8 @@ func Build(ctx context.Context, dir string) (string, error) {
 type Options struct {
 	// Port on 127.0.0.1; 0 picks a free one. Restarts keep the port.
 	Port int
-	// Topics are created at every start, with Partitions partitions (3).
+	// Topics are created at every start, with Partitions partitions (3);
+	// a topic auto-created by a producer gets Partitions too.
 	Topics     []string
 	Partitions int
 	// Stderr receives the broker's own output (nil: discarded).

@@ -28,6 +28,7 @@ const kafkaReadAllMax = 30 * time.Second
 type KafkaCluster struct {
 	c     *kfake.Cluster
 	addrs []string
+	opts  []kgo.Opt // added to every client this value makes (TLS, SASL)
 }
 
 // Kafka starts a kfake cluster for t and closes it when t ends. Defaults: one
@@ -53,6 +54,15 @@ func Kafka(t testing.TB, opts ...kfake.Opt) *KafkaCluster {
 // process, see BrokerProcess) with the same helpers; Cluster returns nil.
 func KafkaAt(addrs ...string) *KafkaCluster { return &KafkaCluster{addrs: addrs} }
 
+// WithClientOpts returns a copy of k whose clients (Client, ReadTopic,
+// ReadAll, Count) also get opts, e.g. kgo.DialTLSConfig for a cluster that
+// serves TLS.
+func (k *KafkaCluster) WithClientOpts(opts ...kgo.Opt) *KafkaCluster {
+	c := *k
+	c.opts = append(append([]kgo.Opt(nil), k.opts...), opts...)
+	return &c
+}
+
 // Addrs are the brokers' host:port addresses, as given when the cluster
 // started (brokers added later with AddNode are not included).
 func (k *KafkaCluster) Addrs() []string { return append([]string(nil), k.addrs...) }
@@ -65,7 +75,8 @@ func (k *KafkaCluster) Cluster() *kfake.Cluster { return k.c }
 // closed when t ends; opts are appended to the seed option.
 func (k *KafkaCluster) Client(t testing.TB, opts ...kgo.Opt) *kgo.Client {
 	t.Helper()
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(k.addrs...)}, opts...)...)
+	all := append([]kgo.Opt{kgo.SeedBrokers(k.addrs...)}, k.opts...)
+	cl, err := kgo.NewClient(append(all, opts...)...)
 	if err != nil {
 		t.Fatalf("testenv: kafka client: %v", err)
 	}
@@ -76,13 +87,13 @@ func (k *KafkaCluster) Client(t testing.TB, opts ...kgo.Opt) *kgo.Client {
 // consumer is a fresh, groupless client reading topic from the start, tuned
 // to notice new records and newly created topics quickly.
 func (k *KafkaCluster) consumer(topic string) (*kgo.Client, error) {
-	cl, err := kgo.NewClient(
+	cl, err := kgo.NewClient(append([]kgo.Opt{
 		kgo.SeedBrokers(k.addrs...),
 		kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchMaxWait(100*time.Millisecond),
-		kgo.MetadataMinAge(50*time.Millisecond),
-	)
+		kgo.FetchMaxWait(100 * time.Millisecond),
+		kgo.MetadataMinAge(50 * time.Millisecond),
+	}, k.opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("consumer for %q: %w", topic, err)
 	}

@@ -26,10 +26,14 @@ import (
 func main() {
 	port := flag.Int("port", 0, "port on 127.0.0.1 (0: any free port)")
 	topics := flag.String("topics", "", "comma-separated topics created at start")
-	partitions := flag.Int("partitions", 3, "partitions of each seeded topic")
+	partitions := flag.Int("partitions", 3, "partitions of each seeded or auto-created topic")
 	flag.Parse()
 
-	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.Ports(*port), kfake.AllowAutoTopicCreation()}
+	// Topics the producer creates by itself (a seeded topic deleted and
+	// not created again yet) get the seeded partition count too: kfake's
+	// own default (10) would change the topic's layout under the test.
+	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.Ports(*port), kfake.AllowAutoTopicCreation(),
+		kfake.DefaultNumPartitions(*partitions)}
 	if *topics != "" {
 		opts = append(opts, kfake.SeedTopics(int32(*partitions), strings.Split(*topics, ",")...))
 	}

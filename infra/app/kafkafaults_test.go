@@ -1,0 +1,382 @@
+package app_test
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/hobom/hobom-event-processor/infra/adapters/redisdlq"
+	"github.com/hobom/hobom-event-processor/infra/app"
+	"github.com/hobom/hobom-event-processor/infra/config"
+	"github.com/hobom/hobom-event-processor/infra/devkit/fakebackend"
+	"github.com/hobom/hobom-event-processor/infra/testkit/testenv"
+	"github.com/hobom/hobom-event-processor/messages"
+)
+
+// Kafka faults other than a dead broker, through the whole processor: a
+// topic deleted and created again while events flow, and a broker whose
+// TLS certificate the processor does not trust.
+
+// metricSum adds the values of every series of the metric name (with any
+// labels) in a /metrics body.
+func metricSum(t *testing.T, body, name string) float64 {
+	t.Helper()
+	var sum float64
+	for _, line := range strings.Split(body, "\n") {
+		if !strings.HasPrefix(line, name+" ") && !strings.HasPrefix(line, name+"{") {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+		if err != nil {
+			t.Fatalf("metric line %q: %v", line, err)
+		}
+		sum += v
+	}
+	return sum
+}
+
+// flow creates one MESSAGE and one HOBOM_LOG event every interval until
+// stopped, and remembers when each was created.
+type flow struct {
+	mu      sync.Mutex
+	ids     []string
+	created map[string]time.Time
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+func startFlow(e *env, clock *fetchClock, interval time.Duration) *flow {
+	f := &flow{created: map[string]time.Time{}, stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(f.done)
+		for i := 0; ; i++ {
+			select {
+			case <-f.stop:
+				return
+			case <-time.After(interval):
+			}
+			// The time before Add: an event counts as created after a
+			// moment only if the backend could not have had it earlier.
+			at := time.Now()
+			ids := clock.add(e.backend, fmt.Sprintf("flow%04d", i), 1)
+			f.mu.Lock()
+			for _, id := range ids {
+				f.ids = append(f.ids, id)
+				f.created[id] = at
+			}
+			f.mu.Unlock()
+		}
+	}()
+	return f
+}
+
+func (f *flow) halt() {
+	close(f.stop)
+	<-f.done
+}
+
+// since returns the ids of kind ("-m-" or "-l-") created after at.
+func (f *flow) since(kind string, at time.Time) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, id := range f.ids {
+		if strings.Contains(id, kind) && f.created[id].After(at) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+func (f *flow) all() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.ids...)
+}
+
+// recreateDLQBudget is how many events the test lets a topic's recreation
+// send to the DLQ. The producer adopts the new topic after one failed
+// attempt (UNKNOWN_TOPIC_ID, then a purge of the topic from the client),
+// and an event has 3 attempts, so none should be dead-lettered; a loaded
+// machine is no excuse for one, as no attempt here waits for a timeout.
+const recreateDLQBudget = 0
+
+// TestTopicsRecreatedWhileEventsFlowAreAdoptedWithoutARestart deletes and
+// recreates hobom.messages and then hobom.logs with kadm, with the same
+// partition count, while events are created all along, and never restarts
+// the processor: every event ends SENT, or FAILED with its DLQ entry (at
+// most recreateDLQBudget of them); every event created after its topic came
+// back and SENT is in the new topic, read back with a consumer.
+//
+// The two topics are recreated one after the other, the second once the
+// producer has adopted the first: kfake (this version) panics in its
+// produce handler (index out of range, 00_produce.go:54) when one produce
+// request carries two topic IDs it does not know with a partition number
+// in common, since it keys its answers by the topic's name, which a v13
+// request leaves empty. The broker process would die, which a real broker
+// does not.
+func TestTopicsRecreatedWhileEventsFlowAreAdoptedWithoutARestart(t *testing.T) {
+	e, broker, clock := outageEnv(t, nil)
+	k := testenv.KafkaAt(broker.Addr())
+	adm := kadm.NewClient(k.Client(t))
+	ctx := context.Background()
+	topicOf := map[string]string{"-m-": "hobom.messages", "-l-": "hobom.logs"}
+
+	// A fresh client each time: a client answers a metadata request from
+	// what it cached, IDs included.
+	topicIDs := func() map[string]kadm.TopicDetail {
+		td, err := kadm.NewClient(k.Client(t)).ListTopics(ctx, testenv.ContractTopics()...)
+		if err != nil {
+			t.Fatalf("list topics: %v", err)
+		}
+		return td
+	}
+	before := topicIDs()
+	base := "http://" + e.app.HTTPAddr()
+	_, m0 := get(t, base+"/metrics")
+
+	f := startFlow(e, clock, 25*time.Millisecond)
+	defer func() {
+		select {
+		case <-f.stop:
+		default:
+			f.halt()
+		}
+	}()
+	testenv.Eventually(t, 20*time.Second, "the flow SENT before any recreation", func() bool {
+		ids := f.all()
+		return len(ids) >= 40 && allStatus(e, messages.StatusSent, ids[:40]...)()
+	})
+
+	type recreation struct {
+		topic        string
+		deleted, at  time.Time // delete sent; the topic back
+		autoCreated  bool      // the producer created it again first
+		adopted      time.Duration
+		firstAfterID string
+	}
+	var recs []recreation
+	for _, kind := range []string{"-m-", "-l-"} {
+		topic := topicOf[kind]
+		r := recreation{topic: topic, deleted: time.Now()}
+		dr, err := adm.DeleteTopics(ctx, topic)
+		if err == nil {
+			err = dr.Error()
+		}
+		if err != nil {
+			t.Fatalf("delete %s: %v", topic, err)
+		}
+		if _, err := adm.CreateTopic(ctx, 3, 1, nil, topic); errors.Is(err, kerr.TopicAlreadyExists) {
+			r.autoCreated = true // in the moment between the two calls
+		} else if err != nil {
+			t.Fatalf("create %s again: %v", topic, err)
+		}
+		r.at = time.Now()
+		// Adopted: an event created after the topic came back is SENT.
+		testenv.Eventually(t, 20*time.Second, topic+" adopted: an event created after its recreation SENT", func() bool {
+			for _, id := range f.since(kind, r.at) {
+				if status(e, id) == messages.StatusSent {
+					r.firstAfterID = id
+					return true
+				}
+			}
+			return false
+		})
+		r.adopted = time.Since(r.at)
+		recs = append(recs, r)
+		time.Sleep(time.Second) // traffic on the new topic before the next fault
+	}
+	f.halt()
+
+	after := topicIDs()
+	for _, topic := range testenv.ContractTopics() {
+		b, a := before[topic], after[topic]
+		if a.ID == b.ID {
+			t.Errorf("%s kept its topic ID %v: not recreated", topic, a.ID)
+		}
+		if len(a.Partitions) != len(b.Partitions) {
+			t.Errorf("%s has %d partitions after the recreation, %d before", topic, len(a.Partitions), len(b.Partitions))
+		}
+	}
+
+	all := f.all()
+	testenv.Eventually(t, 30*time.Second, "every event of the flow resolved", resolved(e, all))
+	var since []string
+	for i, kind := range []string{"-m-", "-l-"} {
+		since = append(since, f.since(kind, recs[i].at)...)
+	}
+	sent, failed, both := checkEnd(t, e, k, all, since)
+	if failed > recreateDLQBudget {
+		t.Errorf("%d events dead-lettered by two topic recreations, budget %d", failed, recreateDLQBudget)
+	}
+	_, m1 := get(t, base+"/metrics")
+	attemptsFailed := metricSum(t, m1, "hobom_kafka_produce_duration_seconds_count{event_type=\"MESSAGE\",result=\"error\"}") +
+		metricSum(t, m1, "hobom_kafka_produce_duration_seconds_count{event_type=\"HOBOM_LOG\",result=\"error\"}") -
+		metricSum(t, m0, "hobom_kafka_produce_duration_seconds_count{event_type=\"MESSAGE\",result=\"error\"}") -
+		metricSum(t, m0, "hobom_kafka_produce_duration_seconds_count{event_type=\"HOBOM_LOG\",result=\"error\"}")
+	for _, r := range recs {
+		t.Logf("%s deleted and created again in %v (auto-created by the producer first: %v); an event created after it SENT %v later",
+			r.topic, r.at.Sub(r.deleted).Round(time.Millisecond), r.autoCreated, r.adopted.Round(time.Millisecond))
+	}
+	t.Logf("flow of %d events (one MESSAGE and one HOBOM_LOG every 25 ms), processor never restarted: %d SENT, %d FAILED with their DLQ entry (budget %d), "+
+		"%d FAILED and in Kafka; %d failed produce attempts in all; %d events created after their topic's recreation, every SENT one in the new topic",
+		len(all), sent, failed, recreateDLQBudget, both, int(attemptsFailed), len(since))
+}
+
+// tlsEnv is a processor in mode outage ("hold" or "dlq") that trusts only
+// trusted's CA, against a one-broker kfake serving TLS with untrusted's
+// certificate on port. The test timings are outageEnv's.
+func tlsEnv(t *testing.T, outage string, port int, trusted, untrusted testenv.TLSCert) (*env, *testenv.KafkaCluster, *fetchClock) {
+	t.Helper()
+	bad := testenv.Kafka(t, kfake.TLS(untrusted.Server), kfake.Ports(port))
+	e := newEnv(t, func(c *config.Config) {
+		c.KafkaBrokers = bad.Addrs()
+		c.KafkaTLS, c.KafkaTLSCA = true, trusted.CAFile
+		c.KafkaOutage = outage
+		c.KafkaWriteTimeout = time.Second
+		c.PollInterval = 100 * time.Millisecond
+		c.PollMaxBackoff = 500 * time.Millisecond
+		c.InternalAPIKey = "k3y"
+		fastReady(c)
+	}, app.Options{})
+	return e, bad, watchFetches(e.backend)
+}
+
+// TestHoldModeWithARefusedTLSHandshakeWaitsForATrustedBroker: the broker
+// presents a certificate from a CA the processor does not trust, so every
+// handshake is refused. With HOBOM_KAFKA_OUTAGE=hold the first events
+// fetched stay PENDING, then nothing is fetched and nothing dead-lettered
+// while hobom_kafka_reachable is 0 and /ready names kafka (with the
+// certificate error in its details); a broker with a trusted certificate
+// on the same port then gets every event, SENT, without a restart.
+func TestHoldModeWithARefusedTLSHandshakeWaitsForATrustedBroker(t *testing.T) {
+	trusted, untrusted := testenv.SelfSignedTLS(t), testenv.SelfSignedTLS(t)
+	port := testenv.FreePort(t)
+	e, bad, clock := tlsEnv(t, "hold", port, trusted, untrusted)
+	base := "http://" + e.app.HTTPAddr()
+	reachable := func(want string) func() bool {
+		return func() bool {
+			_, b := get(t, base+"/metrics")
+			return strings.Contains(b, "\nhobom_kafka_reachable "+want+"\n")
+		}
+	}
+	finds := func() int64 { return e.backend.Calls(fakebackend.FindMessages) + e.backend.Calls(fakebackend.FindLogs) }
+
+	// The gauge starts at 1: only a refused attempt tells the processor.
+	first := clock.add(e.backend, "first", 2)
+	testenv.Eventually(t, 15*time.Second, "hobom_kafka_reachable 0", reachable("0"))
+	// A find already running when the gauge fell may still end.
+	time.Sleep(300 * time.Millisecond)
+	downAt, findsAt := time.Now(), finds()
+	_, m0 := get(t, base+"/metrics")
+	during := clock.add(e.backend, "during", 5)
+	testenv.Eventually(t, 10*time.Second, "/ready naming kafka", func() bool {
+		c, b := get(t, base+"/ready")
+		return c == http.StatusServiceUnavailable && strings.Contains(b, `"down":["kafka"]`)
+	})
+	if _, b := getWithKey(t, base+"/ready", "k3y"); !strings.Contains(b, "certificate") {
+		t.Errorf("/ready's details do not name the certificate: %s", b)
+	}
+	// Longer than every attempt of an event would take: with dlq they
+	// would be dead-lettered by now.
+	time.Sleep(outageLength(resolutionBound(e.cfg, time.Second)))
+	upAt := time.Now()
+
+	all := append(append([]string{}, first...), during...)
+	for _, id := range all {
+		if s := status(e, id); s != messages.StatusPending {
+			t.Errorf("%s is %s while the handshake is refused, want PENDING", id, s)
+		}
+	}
+	_, m1 := get(t, base+"/metrics")
+	fetched := metricSum(t, m1, "hobom_events_fetched_total") - metricSum(t, m0, "hobom_events_fetched_total")
+	if n := clock.fetchedBetween(downAt, upAt); n != 0 || fetched != 0 || finds() != findsAt {
+		t.Errorf("while no broker was trusted: %d events first fetched, hobom_events_fetched_total +%v, %d find rpcs; want 0",
+			n, fetched, finds()-findsAt)
+	}
+	if !reachable("0")() {
+		t.Errorf("hobom_kafka_reachable is not 0 while the handshake is refused")
+	}
+	keys, err := e.redis.Client(t).Keys(context.Background(), "dlq:*").Result()
+	if err != nil || len(keys) != 0 {
+		t.Errorf("DLQ while the handshake is refused: %v %v, want empty", keys, err)
+	}
+
+	// The same port, now with a certificate the processor trusts.
+	bad.Cluster().Close()
+	var good *testenv.KafkaCluster
+	testenv.Eventually(t, 10*time.Second, "a trusted broker on the same port", func() bool {
+		c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(port), kfake.TLS(trusted.Server),
+			kfake.SeedTopics(-1, testenv.ContractTopics()...))
+		if err != nil {
+			return false
+		}
+		t.Cleanup(c.Close)
+		good = testenv.KafkaAt(c.ListenAddrs()...).WithClientOpts(kgo.DialTLSConfig(&tls.Config{RootCAs: trusted.Pool}))
+		return true
+	})
+	swapped := time.Now()
+	testenv.Eventually(t, 30*time.Second, "every event SENT once the broker is trusted", allStatus(e, messages.StatusSent, all...))
+	resumed := time.Since(swapped)
+	testenv.Eventually(t, 10*time.Second, "hobom_kafka_reachable 1", reachable("1"))
+	sent, failed, both := checkEnd(t, e, good, all, all)
+	if failed != 0 {
+		t.Errorf("%d FAILED with HOBOM_KAFKA_OUTAGE=hold", failed)
+	}
+	t.Logf("hold, TLS refused: %d events fetched once and refused, then %d made; %v with 0 fetched, 0 find rpcs, 0 dead-lettered, "+
+		"hobom_kafka_reachable 0, /ready 503 naming kafka; all SENT %v after a trusted broker took the port; end: %d SENT, %d FAILED, %d FAILED and in Kafka",
+		len(first), len(during), upAt.Sub(downAt).Round(time.Millisecond), resumed.Round(time.Millisecond), sent, failed, both)
+}
+
+// TestDLQModeDeadLettersWhenTheTLSHandshakeIsRefused: the same untrusted
+// certificate with HOBOM_KAFKA_OUTAGE=dlq sends every event to the DLQ
+// within the bound of its fetch, FAILED with its entry.
+func TestDLQModeDeadLettersWhenTheTLSHandshakeIsRefused(t *testing.T) {
+	trusted, untrusted := testenv.SelfSignedTLS(t), testenv.SelfSignedTLS(t)
+	e, _, clock := tlsEnv(t, "dlq", testenv.FreePort(t), trusted, untrusted)
+	bound := resolutionBound(e.cfg, time.Second)
+	ids := clock.add(e.backend, "untrusted", 5)
+	testenv.Eventually(t, 2*bound+5*time.Second, "every event FAILED", allStatus(e, messages.StatusFailed, ids...))
+	store := redisdlq.New(e.redis.Client(t))
+	var worst time.Duration
+	reasons := map[string]int{}
+	for _, id := range ids {
+		_, at := resolvedAt(t, e, id)
+		fetched, _ := clock.fetchedAt(id)
+		worst = max(worst, at.Sub(fetched))
+		key := "dlq:menu:" + id
+		if strings.Contains(id, "-l-") {
+			key = "dlq:log:" + id
+		}
+		entry, err := store.Get(context.Background(), key)
+		if err != nil {
+			t.Errorf("%s FAILED without its entry: %v", id, err)
+			continue
+		}
+		// The attempts end at the write timeout, not at the refused
+		// handshake (the client retries dials within an attempt), so the
+		// reason is a Kafka timeout that does not name the certificate;
+		// /ready's details do (see the hold test).
+		if !strings.HasPrefix(entry.Meta.Reason, "kafka: ") {
+			t.Errorf("%s: reason %q is not a Kafka failure", id, entry.Meta.Reason)
+		}
+		reasons[entry.Meta.Reason]++
+	}
+	if worst > bound {
+		t.Errorf("slowest fetch -> FAILED %v, bound %v", worst, bound)
+	}
+	t.Logf("dlq, TLS refused: %d events FAILED with their entry; slowest fetch -> FAILED %v (bound %v); reasons %v",
+		len(ids), worst.Round(time.Millisecond), bound, reasons)
+}
