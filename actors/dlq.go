@@ -2,7 +2,6 @@ package actors
 
 import (
 	"context"
-	"strings"
 	"time"
 
 	"github.com/anthdm/hollywood/actor"
@@ -11,81 +10,133 @@ import (
 	"github.com/hobom/hobom-event-processor/messages"
 )
 
-// DLQConfig tunes the DLQ actor.
+// DLQConfig tunes the DLQ actor and its two children.
 type DLQConfig struct {
 	TTL time.Duration
 	// Write bounds one Redis write; when its attempts are spent the event
 	// is left PENDING and comes back with the next poll.
 	Write RetryPolicy
-	// Mark bounds one FAILED mark.
-	Mark        RetryPolicy
+	// Mark bounds one FAILED mark, and one SENT mark after a replay.
+	Mark RetryPolicy
+	// Concurrency bounds the writer's DLQ writes and FAILED marks in
+	// flight, and apart from them the replayer's SENT marks and audit
+	// writes.
 	Concurrency int
 	// MaxReasonBytes bounds the error text sent with a FAILED mark.
 	MaxReasonBytes int
 	// Replay tunes replays, discards and bulk jobs of the management API;
 	// zero fields take the defaults of ReplayConfig.
 	Replay ReplayConfig
+	// Clock schedules the retries, the restarts of the children and the
+	// pace of bulk jobs (nil: SystemClock).
+	Clock Clock
+	// RestartBackoff, MaxRestartBackoff and StableAfter pace the restarts
+	// of a crashed child as the supervisor's do (zero: 100ms, 30s, 1m);
+	// the supervisor sets them from TreeConfig.
+	RestartBackoff    time.Duration
+	MaxRestartBackoff time.Duration
+	StableAfter       time.Duration
+	// ChildMiddleware wraps the Receive of the writer, the replayer and
+	// the bulk jobs inside their panic recovery (TreeConfig's, set by the
+	// supervisor).
+	ChildMiddleware []actor.MiddlewareFunc
 }
 
-// DLQ owns every write to the dead-letter queue and the FAILED marks. The
-// order is the point: an event is marked FAILED only after its entry is in
-// Redis, so a failed event is never lost between the two systems.
+func (c DLQConfig) withDefaults() DLQConfig {
+	c.Replay = c.Replay.withDefaults()
+	if c.Clock == nil {
+		c.Clock = SystemClock
+	}
+	if c.RestartBackoff <= 0 {
+		c.RestartBackoff = 100 * time.Millisecond
+	}
+	if c.MaxRestartBackoff <= 0 {
+		c.MaxRestartBackoff = 30 * time.Second
+	}
+	if c.StableAfter <= 0 {
+		c.StableAfter = time.Minute
+	}
+	return c
+}
+
+// DLQ is the address the publisher and the management API send to. It is
+// a small parent that does no I/O itself: it forwards each message by type
+// to one of two children with their own inboxes and work queues, so that
+// operators never slow failure handling, and restarts a crashed child
+// itself (with backoff, as the supervisor does; hollywood's own restarts
+// are never used, docs/decisions/0001-custom-supervision.md):
 //
-// It also serves the management API (dlq_replay.go): replays, discards,
-// bulk replay jobs and the audit trail, so that every write to the DLQ keys,
-// their metadata, locks and audit trail goes through this one actor. (Other
-// Redis keys have other writers: the publisher writes its memory of
-// unmarked events, the pollers' lease adapter the leases.)
+//   - the writer (dlq_writer.go): DLQ entries and FAILED marks, in that
+//     order, and the publisher's memory of unmarked events;
+//   - the replayer (dlq_replay.go): replays, discards, keeps, the SENT
+//     marks after replays, the audit trail and bulk jobs, each bulk job in
+//     an actor of its own (dlq_job.go).
+//
+// A panic in the replayer or in a job does not touch the writer: the
+// publisher keeps dead-lettering meanwhile. A writer restart loses the
+// answers it owed, so the parent tells the actors that sent it work
+// (PeerLost), as the supervisor does when the whole DLQ actor restarts.
 type DLQ struct {
 	cfg     DLQConfig
-	store   DeadLetterStore
-	memory  UnmarkedStore
-	outbox  Outbox
 	log     zerolog.Logger
 	metrics Metrics
-	replay  replayState
 
-	engine *actor.Engine
-	self   *actor.PID
-	work   *workQueue
-	// memq writes the publisher's memory of unmarked events, one write at
-	// a time so that a Forget never overtakes the Remember it undoes;
-	// requests that come meanwhile wait in memOps and go together in the
-	// next write (one pipelined round trip for many events).
-	memq    *workQueue
-	memOps  []memRequest
-	drainTo *actor.PID
-	// auditLog writes the audit trail and keeps what Redis refused
-	// (dlq_audit.go); auditArmed says a flush is armed or running,
-	// auditRound counts the flushes without progress (for the backoff).
-	auditLog   *auditLog
-	auditArmed bool
-	auditRound int
+	ctx      *actor.Context
+	writer   *dlqChild
+	replayer *dlqChild
+	// dependents are the actors that asked the writer for an answer
+	// (the publisher): told PeerLost when a writer restart lost it.
+	dependents map[string]*actor.PID
+	// draining: a shutdown is under way; crashed children are not
+	// restarted. drainTo waits for the answer.
+	draining bool
+	drainTo  *actor.PID
+	// settling: a drain waits for crashed children to be gone before it
+	// answers, as stopping this actor while a child is still stopping
+	// would hang (docs/engine-notes.md).
+	settling bool
 }
 
-type deadLettered struct {
-	req     messages.DeadLetter
-	outcome messages.Outcome
-	err     error
-	took    time.Duration
+// dlqChild is one of the DLQ actor's two children.
+type dlqChild struct {
+	name     string // for logs and the restart metric
+	kind     string
+	producer actor.Producer
+	pid      *actor.PID
+	alive    bool // spawned and not poisoned
+	stopped  context.Context
+	restarts int
+	started  time.Time
+	drained  bool
 }
+
+// dlqRespawn is the restart timer's message.
+type dlqRespawn struct {
+	from *DLQ
+	name string
+}
+
+// dlqSettled says the crashed children a drain waited for are gone.
+type dlqSettled struct{ from *DLQ }
 
 // NewDLQ returns the producer of the DLQ actor. rd is what the management
 // API's replays need; without its Admin or Producer they are refused.
 func NewDLQ(store DeadLetterStore, memory UnmarkedStore, outbox Outbox, cfg DLQConfig, log zerolog.Logger, m Metrics, rd ReplayDeps) actor.Producer {
-	cfg.Replay = cfg.Replay.withDefaults()
+	cfg = cfg.withDefaults()
 	var audit *auditLog
 	if rd.Admin != nil {
+		// Held by the producer, so that a restart loses no backlog.
 		audit = newAuditLog(rd.Admin, cfg.Replay.RedisTimeout, cfg.Replay.AuditBacklog, m)
 	}
+	writer := newDLQWriter(store, memory, outbox, cfg, log, m)
+	replayer := newDLQReplayer(outbox, cfg, log, m, rd, audit)
 	return func() actor.Receiver {
 		return &DLQ{
-			auditLog: audit,
-			cfg:      cfg, store: store, memory: memory, outbox: outbox, metrics: orNop(m),
-			log:    log.With().Str("actor", "dlq").Logger(),
-			work:   newWorkQueue(cfg.Concurrency),
-			memq:   newWorkQueue(1),
-			replay: newReplayState(rd, cfg.Replay),
+			cfg: cfg, metrics: orNop(m),
+			log:        log.With().Str("actor", "dlq").Logger(),
+			writer:     &dlqChild{name: "dlq:writer", kind: "writer", producer: writer},
+			replayer:   &dlqChild{name: "dlq:replayer", kind: "replayer", producer: replayer},
+			dependents: make(map[string]*actor.PID),
 		}
 	}
 }
@@ -93,155 +144,184 @@ func NewDLQ(store DeadLetterStore, memory UnmarkedStore, outbox Outbox, cfg DLQC
 func (d *DLQ) Receive(c *actor.Context) {
 	switch m := c.Message().(type) {
 	case actor.Started:
-		d.engine, d.self = c.Engine(), c.PID()
-		d.work.bind(d.engine, d.self)
-		d.memq.bind(d.engine, d.self)
-		d.replay.queue.bind(d.engine, d.self)
-		d.kickAudit() // a backlog left by a crashed predecessor
+		d.ctx = c
+		d.spawn(d.writer)
+		d.spawn(d.replayer)
 	case messages.DeadLetter:
-		d.onDeadLetter(m)
+		d.toWriter(m, m.ReplyTo)
 	case messages.RememberUnmarked:
-		d.writeMemory(memRequest{op: UnmarkedOp{EventIDs: m.EventIDs, Unmarked: m.Unmarked}, replyTo: m.ReplyTo})
+		d.toWriter(m, m.ReplyTo)
 	case messages.ForgetUnmarked:
-		d.writeMemory(memRequest{op: UnmarkedOp{Forget: true, EventIDs: m.EventIDs}})
-	case workDone:
-		switch m.q {
-		case d.work:
-			d.work.done()
-			switch r := m.result.(type) {
-			case deadLettered:
-				d.onStored(r)
-			default:
-				d.onAdminWork(r)
-				d.kickAudit()
+		d.toWriter(m, nil)
+	case messages.Replay, messages.Discard, messages.Keep, messages.BulkReplay,
+		messages.JobQuery, messages.CancelJob, messages.Audit:
+		// The sender is kept: the HTTP handlers ask with engine.Request
+		// and the replayer answers it.
+		c.Engine().SendWithSender(d.replayer.pid, m, c.Sender())
+	case messages.ChildCrashed:
+		d.onCrash(m)
+	case dlqRespawn:
+		if ch := d.child(m.name); ch != nil && m.from == d && !ch.alive && !d.draining {
+			d.spawn(ch)
+			if ch == d.writer {
+				d.tellDependents()
 			}
-		case d.memq:
-			d.memq.done()
-			d.onMemoryWritten(m.result.(memoryWritten))
-		case d.replay.queue:
-			d.replay.queue.done()
-			d.onAdminWork(m.result)
-			d.kickAudit()
-		default:
-			return // a job of a crashed predecessor; the publisher gave up on it
 		}
-		d.checkDrained()
 	case messages.Drain:
-		d.drainTo = m.ReplyTo
-		d.onDrain()
+		d.onDrain(m)
+	case messages.Drained:
+		if ch := d.childByPID(m.From); ch != nil {
+			ch.drained = true
+			d.checkDrained()
+		}
+	case dlqSettled:
+		if m.from == d {
+			d.answerDrained()
+		}
+	}
+}
+
+// toWriter forwards m to the writer and remembers who waits for its answer.
+func (d *DLQ) toWriter(m any, replyTo *actor.PID) {
+	if replyTo != nil {
+		if _, ok := d.dependents[replyTo.ID]; !ok {
+			d.dependents[replyTo.ID] = replyTo
+		}
+	}
+	d.ctx.Engine().Send(d.writer.pid, m)
+}
+
+func (d *DLQ) child(name string) *dlqChild {
+	switch name {
+	case d.writer.name:
+		return d.writer
+	case d.replayer.name:
+		return d.replayer
+	}
+	return nil
+}
+
+func (d *DLQ) childByPID(pid *actor.PID) *dlqChild {
+	for _, ch := range []*dlqChild{d.writer, d.replayer} {
+		if ch.pid != nil && ch.pid.Equals(pid) {
+			return ch
+		}
+	}
+	return nil
+}
+
+// spawn starts ch as a hollywood child under a fixed id, so its PID stays
+// the same across restarts and stopping this actor stops it.
+func (d *DLQ) spawn(ch *dlqChild) {
+	opts := []actor.OptFunc{
+		actor.WithID("0"),
+		actor.WithMiddleware(recoverChild(ch.name, d.ctx.PID())),
+		actor.WithMiddleware(d.cfg.ChildMiddleware...),
+	}
+	ch.pid = d.ctx.SpawnChild(ch.producer, ch.kind, opts...)
+	ch.alive, ch.started, ch.drained = true, d.cfg.Clock.Now(), false
+}
+
+// poison stops ch once; poisoning an actor twice hangs (docs/engine-notes.md).
+func (d *DLQ) poison(ch *dlqChild) context.Context {
+	if ch.alive {
+		ch.alive = false
+		ch.stopped = d.ctx.Engine().Poison(ch.pid)
+	}
+	if ch.stopped == nil {
+		return context.Background()
+	}
+	return ch.stopped
+}
+
+// onCrash stops the crashed child and spawns a fresh one after a backoff
+// that doubles with each crash, as the supervisor does for its children.
+// During a drain a crashed child is not restarted: it counts as drained.
+func (d *DLQ) onCrash(m messages.ChildCrashed) {
+	ch := d.child(m.Name)
+	if ch == nil || !ch.alive || !ch.pid.Equals(m.PID) {
+		return
+	}
+	d.log.Error().Str("child", ch.name).Str("reason", m.Reason).Str("stack", m.Stack).Msg("child crashed")
+	d.metrics.ChildRestarted(ch.name)
+	stopped := d.poison(ch)
+	if d.draining {
+		ch.drained = true
+		if ch == d.writer {
+			d.tellDependents()
+		}
 		d.checkDrained()
-	default:
-		d.receiveAdmin(c)
-	}
-}
-
-type memRequest struct {
-	op      UnmarkedOp
-	replyTo *actor.PID
-}
-
-type memoryWritten struct {
-	reqs []memRequest
-	err  error
-}
-
-// writeMemory queues a write of the publisher's memory of unmarked events
-// and starts it unless one is in flight. It is a best effort (a lost write
-// costs at most a duplicate publish), so one try.
-func (d *DLQ) writeMemory(r memRequest) {
-	if d.memory == nil {
-		d.onMemoryWritten(memoryWritten{reqs: []memRequest{r}})
 		return
 	}
-	d.memOps = append(d.memOps, r)
-	d.flushMemory()
+	now := d.cfg.Clock.Now()
+	if now.Sub(ch.started) > d.cfg.StableAfter {
+		ch.restarts = 0
+	}
+	ch.restarts++
+	wait := doubling(d.cfg.RestartBackoff, d.cfg.MaxRestartBackoff, ch.restarts)
+	d.log.Warn().Str("child", ch.name).Int("restarts", ch.restarts).Dur("in", wait).Msg("restarting child")
+	engine, self, clock, msg := d.ctx.Engine(), d.ctx.PID(), d.cfg.Clock, dlqRespawn{from: d, name: ch.name}
+	go func() {
+		<-stopped.Done() // the same PID may be spawned only once the old one is gone
+		clock.AfterFunc(wait, func() { engine.Send(self, msg) })
+	}()
 }
 
-func (d *DLQ) flushMemory() {
-	if !d.memq.idle() || len(d.memOps) == 0 {
+// tellDependents tells the actors that waited on the writer's answers that
+// those will not come. Sent after the respawn, so that what they send from
+// then on reaches the fresh writer.
+func (d *DLQ) tellDependents() {
+	for _, pid := range d.dependents {
+		d.ctx.Engine().Send(pid, messages.PeerLost{Peer: "dlq"})
+	}
+}
+
+// onDrain passes the drain on to both children; the DLQ actor answers once
+// both have drained (a crashed one counts as drained).
+func (d *DLQ) onDrain(m messages.Drain) {
+	if d.draining {
 		return
 	}
-	reqs := d.memOps
-	d.memOps = nil
-	memory, timeout := d.memory, d.cfg.Write.Timeout
-	d.memq.push(func() any {
-		ops := make([]UnmarkedOp, len(reqs))
-		for i, r := range reqs {
-			ops[i] = r.op
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		defer cancel()
-		return memoryWritten{reqs: reqs, err: memory.Write(ctx, ops)}
-	})
-}
-
-func (d *DLQ) onMemoryWritten(w memoryWritten) {
-	if w.err != nil {
-		n := 0
-		for _, r := range w.reqs {
-			n += len(r.op.EventIDs)
-		}
-		d.log.Warn().Err(w.err).Int("events", n).Msg("memory of published-but-unmarked events not written: a crash before their marks would publish them again")
-	}
-	for _, r := range w.reqs {
-		if r.replyTo != nil {
-			d.engine.Send(r.replyTo, messages.Remembered{EventIDs: r.op.EventIDs, Err: w.err})
+	d.draining, d.drainTo = true, m.ReplyTo
+	for _, ch := range []*dlqChild{d.writer, d.replayer} {
+		if ch.alive {
+			d.ctx.Engine().Send(ch.pid, messages.Drain{ReplyTo: d.ctx.PID(), Deadline: m.Deadline})
+		} else {
+			ch.drained = true
 		}
 	}
-	d.flushMemory()
-}
-
-func (d *DLQ) onDeadLetter(m messages.DeadLetter) {
-	if len(m.Reason) > d.cfg.MaxReasonBytes {
-		// Cut on a character boundary: proto3 refuses invalid UTF-8, and
-		// the mark would then fail on every try.
-		m.Reason = strings.ToValidUTF8(m.Reason[:d.cfg.MaxReasonBytes], "")
-	}
-	store, outbox, cfg := d.store, d.outbox, d.cfg
-	d.work.push(func() any {
-		start := time.Now()
-		if !m.StoredAlready {
-			meta := DeadLetterMeta{
-				EventType: m.Route.EventType, EventID: m.EventID, Topic: m.Route.Topic,
-				Reason: m.Reason, Attempts: m.Attempts, FailedAt: m.FailedAt,
-			}
-			key := m.Route.DLQKey(m.EventID)
-			if _, err := cfg.Write.run(func(ctx context.Context) error {
-				return store.Put(ctx, key, m.Value, meta, cfg.TTL)
-			}); err != nil {
-				return deadLettered{req: m, outcome: messages.OutcomeDeferred, err: err, took: time.Since(start)}
-			}
-		}
-		_, err := cfg.Mark.run(func(ctx context.Context) error { return outbox.MarkFailed(ctx, m.EventID, m.Reason) })
-		if err != nil {
-			return deadLettered{req: m, outcome: messages.OutcomeUnmarked, err: err, took: time.Since(start)}
-		}
-		return deadLettered{req: m, outcome: messages.OutcomeFailed, took: time.Since(start)}
-	})
-}
-
-func (d *DLQ) onStored(r deadLettered) {
-	log := d.log.With().Str("eventId", r.req.EventID).Str("eventType", r.req.Route.EventType).Logger()
-	switch r.outcome {
-	case messages.OutcomeFailed:
-		d.metrics.MarkDone(messages.StatusFailed, r.took, nil)
-		log.Info().Str("reason", r.req.Reason).Dur("took", r.took).Msg("dead-lettered and marked FAILED")
-	case messages.OutcomeDeferred:
-		log.Error().Err(r.err).Msg("DLQ write failed; event left PENDING and retried by a later poll")
-	case messages.OutcomeUnmarked:
-		d.metrics.MarkDone(messages.StatusFailed, r.took, r.err)
-		log.Warn().Err(r.err).Msg("dead-lettered but the FAILED mark failed; the next poll retries the mark")
-	}
-	if r.req.ReplyTo != nil {
-		d.engine.Send(r.req.ReplyTo, messages.DeadLetterResult{EventID: r.req.EventID, Outcome: r.outcome, Reason: r.req.Reason})
-	}
+	d.checkDrained()
 }
 
 func (d *DLQ) checkDrained() {
-	if d.drainTo == nil || !d.work.idle() || !d.memq.idle() || len(d.memOps) > 0 || !d.replay.queue.idle() {
+	if d.drainTo == nil || d.settling || !d.writer.drained || !d.replayer.drained {
+		return
+	}
+	var waits []context.Context
+	for _, ch := range []*dlqChild{d.writer, d.replayer} {
+		if !ch.alive && ch.stopped != nil && ch.stopped.Err() == nil {
+			waits = append(waits, ch.stopped)
+		}
+	}
+	if len(waits) == 0 {
+		d.answerDrained()
+		return
+	}
+	d.settling = true
+	engine, self, msg := d.ctx.Engine(), d.ctx.PID(), dlqSettled{from: d}
+	go func() {
+		for _, w := range waits {
+			<-w.Done()
+		}
+		engine.Send(self, msg)
+	}()
+}
+
+func (d *DLQ) answerDrained() {
+	if d.drainTo == nil {
 		return
 	}
 	d.log.Info().Msg("drained")
-	d.engine.Send(d.drainTo, messages.Drained{From: d.self})
+	d.ctx.Engine().Send(d.drainTo, messages.Drained{From: d.ctx.PID()})
 	d.drainTo = nil
 }

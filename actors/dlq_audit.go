@@ -10,25 +10,27 @@ import (
 	"github.com/hobom/hobom-event-processor/messages"
 )
 
-// auditLog writes the DLQ actor's audit records to Redis in order and keeps
+// auditLog writes the DLQ replayer's audit records to Redis in order and keeps
 // the ones Redis refused in memory until it takes them again, so that an
 // outage loses no record (a bulk job's end included) unless the backlog
 // overflows.
 //
 // Contract:
-//   - write is called by the actor's work-queue jobs (never inside
-//     Receive). With an empty backlog it writes the record at once; with a
+//   - write is called by the work-queue jobs of the replayer and of its
+//     bulk jobs (never inside Receive). With an empty backlog it writes the record at once; with a
 //     backlog it appends the record behind it, so records reach Redis in the
 //     order write was called.
 //   - A record Redis refuses joins the backlog. The backlog holds at most
 //     limit records; when full, the oldest is dropped and counted.
 //   - flush writes the backlog, oldest first, until it is empty or a write
-//     fails. The DLQ actor runs it on its work queue, one at a time, on a
+//     fails. The replayer runs it on its work queue, one at a time, on a
 //     timer it re-arms with a backoff while records remain.
 //
-// The mutex orders the writes of the actor's own workers; the log is not
-// shared with any other actor. It outlives a restart of the DLQ actor (the
-// producer holds it), so a crash does not lose the backlog either.
+// The mutex orders the writes of the workers of the replayer and of its bulk
+// jobs, the only users: it is the audit trail's port, safe for concurrent
+// use, not state of one actor. It outlives a restart of the replayer or of
+// the whole DLQ actor (the DLQ actor's producer holds it), so a crash does
+// not lose the backlog either.
 type auditLog struct {
 	admin   DeadLetterAdmin
 	timeout time.Duration
@@ -113,10 +115,10 @@ func (l *auditLog) flush() (written, remaining int, err error) {
 // call it.
 func (l *auditLog) pending() int { return int(l.size.Load()) }
 
-// Audit backlog messages of the DLQ actor.
+// Audit backlog messages of the replayer.
 type (
 	// auditFlush is the backoff timer's message: run a flush.
-	auditFlush struct{ from *DLQ }
+	auditFlush struct{ from *dlqReplayer }
 	// auditFlushed is a flush's result.
 	auditFlushed struct {
 		written, remaining int
@@ -132,39 +134,40 @@ const (
 )
 
 // kickAudit arms the flush timer if records wait and no flush is armed or
-// running. Called from Receive after every audit write's result.
-func (d *DLQ) kickAudit() {
-	if d.auditLog == nil || d.auditArmed || d.auditLog.pending() == 0 {
+// running. Called from Receive after every audit write's result, and after
+// every result of a bulk job (whose workers write the audit log too).
+func (r *dlqReplayer) kickAudit() {
+	if r.env.audit == nil || r.auditArmed || r.env.audit.pending() == 0 {
 		return
 	}
-	d.armAuditFlush()
+	r.armAuditFlush()
 }
 
-func (d *DLQ) armAuditFlush() {
-	d.auditArmed = true
-	d.auditRound++
-	wait := doubling(auditRetryBase, auditRetryMax, d.auditRound)
-	engine, self, msg := d.engine, d.self, auditFlush{from: d}
-	time.AfterFunc(wait, func() { engine.Send(self, msg) })
+func (r *dlqReplayer) armAuditFlush() {
+	r.auditArmed = true
+	r.auditRound++
+	wait := doubling(auditRetryBase, auditRetryMax, r.auditRound)
+	engine, self, msg := r.engine, r.self, auditFlush{from: r}
+	r.cfg.Clock.AfterFunc(wait, func() { engine.Send(self, msg) })
 }
 
 // onAuditFlush runs a flush on the work queue (never in Receive).
-func (d *DLQ) onAuditFlush() {
-	l := d.auditLog
-	d.work.push(func() any {
-		w, r, err := l.flush()
-		return auditFlushed{written: w, remaining: r, err: err}
+func (r *dlqReplayer) onAuditFlush() {
+	l := r.env.audit
+	r.work.push(func() any {
+		w, n, err := l.flush()
+		return auditFlushed{written: w, remaining: n, err: err}
 	})
 }
 
-func (d *DLQ) onAuditFlushed(m auditFlushed) {
-	d.auditArmed = false
+func (r *dlqReplayer) onAuditFlushed(m auditFlushed) {
+	r.auditArmed = false
 	if m.written > 0 {
-		d.auditRound = 0
-		d.log.Info().Int("written", m.written).Int("pending", m.remaining).Msg("audit backlog written to Redis")
+		r.auditRound = 0
+		r.log.Info().Int("written", m.written).Int("pending", m.remaining).Msg("audit backlog written to Redis")
 	}
 	if m.remaining > 0 {
-		d.log.Warn().Err(m.err).Int("pending", m.remaining).Msg("audit records kept in memory until Redis takes them")
-		d.armAuditFlush()
+		r.log.Warn().Err(m.err).Int("pending", m.remaining).Msg("audit records kept in memory until Redis takes them")
+		r.armAuditFlush()
 	}
 }

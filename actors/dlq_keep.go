@@ -18,28 +18,28 @@ import (
 // harmless beside a replay or discard of the same entry (if the entry is
 // gone, the keep finds nothing).
 
-func (d *DLQ) onKeep(m messages.Keep, replyTo *actor.PID) {
-	if res := d.check(m.Key, nil); res != nil {
-		d.answer(replyTo, messages.KeepResult{Key: m.Key, Status: res.Status, Err: res.Err})
+func (r *dlqReplayer) onKeep(m messages.Keep, replyTo *actor.PID) {
+	if res := r.check(m.Key, nil); res != nil {
+		r.answer(replyTo, messages.KeepResult{Key: m.Key, Status: res.Status, Err: res.Err})
 		return
 	}
 	if m.TTL < time.Second {
-		d.answer(replyTo, messages.KeepResult{Key: m.Key, Status: messages.ReplayInvalid, Err: "a keep needs a TTL of at least a second"})
+		r.answer(replyTo, messages.KeepResult{Key: m.Key, Status: messages.ReplayInvalid, Err: "a keep needs a TTL of at least a second"})
 		return
 	}
-	d.startKeep(m.Key, m.TTL, m.Caller, "", replyTo)
+	r.queue.push(r.env.keepJob(m.Key, m.TTL, m.Caller, "", replyTo))
 }
 
-func (d *DLQ) startKeep(key string, ttl time.Duration, caller messages.Caller, jobID string, replyTo *actor.PID) {
-	admin, cfg, audit := d.replay.admin, d.cfg.Replay, d.auditLog
-	d.replay.queue.push(func() any {
+// keepJob returns the work of one keep, audited, for a work queue.
+func (env replayEnv) keepJob(key string, ttl time.Duration, caller messages.Caller, jobID string, replyTo *actor.PID) func() any {
+	return func() any {
 		start := time.Now()
 		r := adminDone{op: messages.AuditKeep, target: messages.ReplayTarget{Key: key}, caller: caller, jobID: jobID, replyTo: replyTo}
 		r.res = messages.ReplayResult{Key: key}
 		var found bool
 		var err error
-		_, err = cfg.Delete.run(func(ctx context.Context) (err error) {
-			r.keptTTL, found, err = admin.Keep(ctx, key, ttl)
+		_, err = env.cfg.Delete.run(func(ctx context.Context) (err error) {
+			r.keptTTL, found, err = env.admin.Keep(ctx, key, ttl)
 			return err
 		})
 		switch {
@@ -51,12 +51,12 @@ func (d *DLQ) startKeep(key string, ttl time.Duration, caller messages.Caller, j
 			r.res.Status = messages.ReplayDone
 		}
 		r.took = time.Since(start)
-		r.auditErr = writeAudit(audit, messages.AuditRecord{
-			Time: time.Now().UTC(), Action: messages.AuditKeep, Key: key, JobID: jobID,
+		r.auditErr = writeAudit(env.audit, messages.AuditRecord{
+			Time: env.clock.Now().UTC(), Action: messages.AuditKeep, Key: key, JobID: jobID,
 			Outcome: r.res.Status.String(), Error: r.res.Err, Caller: caller, TTLSeconds: int64(r.keptTTL / time.Second),
 		})
 		return r
-	})
+	}
 }
 
 // auditOp is the Op of a job's bulk audit records: empty for replay jobs,

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/anthdm/hollywood/actor"
@@ -18,11 +19,13 @@ import (
 	"github.com/hobom/hobom-event-processor/messages"
 )
 
-// The DLQ actor's part of the management API: single replays, discards,
-// bulk replay jobs and the audit trail. The HTTP handlers ask with
-// engine.Request; the actor starts the I/O on its replay work queue and
-// answers the request's sender when the job's result comes back, so a slow
-// Kafka or Redis never blocks its inbox.
+// The replayer, the DLQ actor's child that serves the management API:
+// single replays, discards, keeps, bulk jobs (each in its own actor,
+// dlq_job.go) and the audit trail. The HTTP handlers ask the DLQ actor with
+// engine.Request, which forwards the request with its sender; the replayer
+// starts the I/O on its replay work queue and answers the request's sender
+// when the job's result comes back, so a slow Kafka or Redis never blocks
+// its inbox.
 //
 // A replay of one key, in every process sharing the Redis, runs under a
 // lock (DeadLetterAdmin.Lock) and re-reads the entry after taking it:
@@ -124,46 +127,78 @@ type ReplayDeps struct {
 	Routes   []messages.Route
 }
 
-// replayState is the DLQ actor's management API state.
-type replayState struct {
+// replayEnv is what a replay, discard or keep needs, shared (read-only)
+// by the replayer and its bulk jobs: each runs them on its own work queue.
+type replayEnv struct {
 	admin    DeadLetterAdmin
 	producer Producer
-	routes   map[string]messages.Route // by DLQ prefix
-	queue    *workQueue
-	jobs     map[string]*bulkJob
-	jobOrder []string // ids, oldest first
-	draining bool
+	cfg      ReplayConfig
+	clock    Clock
+	log      zerolog.Logger
+	audit    *auditLog
 }
 
-func newReplayState(rd ReplayDeps, cfg ReplayConfig) replayState {
+// dlqReplayer is the DLQ actor's child that serves the management API:
+// single replays, discards and keeps (on its replay queue), the SENT marks
+// after replays and the audit trail (on its own work queue), and bulk
+// jobs, each run by an actor of its own (dlq_job.go) that it spawns,
+// tracks and stops. Nothing it does waits in the writer's inbox or queues,
+// and a panic here restarts only this actor (and stops its jobs).
+type dlqReplayer struct {
+	cfg     DLQConfig
+	env     replayEnv
+	outbox  Outbox
+	log     zerolog.Logger
+	metrics Metrics
+	routes  map[string]messages.Route // by DLQ prefix
+
+	engine *actor.Engine
+	self   *actor.PID
+	// queue runs replays, discards and keeps (ReplayConfig.Concurrency);
+	// work the SENT marks after replays and the audit writes
+	// (DLQConfig.Concurrency), so a mark never waits behind slow replays.
+	queue *workQueue
+	work  *workQueue
+	// jobs are the bulk jobs kept for their status, jobOrder their ids,
+	// oldest first.
+	jobs     map[string]*jobEntry
+	jobOrder []string
+	draining bool
+	drainTo  *actor.PID
+	// auditArmed says a flush of the audit backlog is armed or running,
+	// auditRound counts the flushes without progress (for the backoff).
+	auditArmed bool
+	auditRound int
+}
+
+// jobEntry is the replayer's record of a bulk job: its last status as the
+// job reported it, and its actor while that runs.
+type jobEntry struct {
+	status messages.JobStatus
+	pid    *actor.PID // nil once stopped
+}
+
+func newDLQReplayer(outbox Outbox, cfg DLQConfig, log zerolog.Logger, m Metrics, rd ReplayDeps, audit *auditLog) actor.Producer {
 	routes := make(map[string]messages.Route, len(rd.Routes))
 	for _, r := range rd.Routes {
 		routes[r.DLQPrefix] = r
 	}
-	return replayState{
-		admin: rd.Admin, producer: rd.Producer, routes: routes,
-		queue: newWorkQueue(cfg.Concurrency),
-		jobs:  make(map[string]*bulkJob),
+	log = log.With().Str("actor", "dlq").Str("child", "replayer").Logger()
+	env := replayEnv{admin: rd.Admin, producer: rd.Producer, cfg: cfg.Replay, clock: cfg.Clock, log: log, audit: audit}
+	return func() actor.Receiver {
+		return &dlqReplayer{
+			cfg: cfg, env: env, outbox: outbox, log: log, metrics: orNop(m), routes: routes,
+			queue: newWorkQueue(cfg.Replay.Concurrency),
+			work:  newWorkQueue(cfg.Concurrency),
+			jobs:  make(map[string]*jobEntry),
+		}
 	}
 }
 
-// bulkJob is a running or ended bulk replay.
-type bulkJob struct {
-	status    messages.JobStatus
-	targets   []messages.ReplayTarget
-	next      int       // index of the next target to start
-	nextAt    time.Time // earliest start of the next target (rate)
-	interval  time.Duration
-	ttl       time.Duration // a keep job's
-	tickArmed bool
-	inflight  int
-	failRun   int // replays failed by an outage in a row
-}
-
-// Results of the replay queue's jobs and timer messages.
+// Results of the replayer's jobs and its timer messages.
 type (
 	adminDone struct {
-		op  string // "replay" or "discard"
+		op  string // "replay", "discard" or "keep"
 		res messages.ReplayResult
 		// detail is what failed, for the log only: it may name addresses
 		// that res.Err, which the caller sees, must not.
@@ -190,86 +225,108 @@ type (
 		took    time.Duration
 	}
 	retryReplayMark struct {
-		from    *DLQ
+		from    *dlqReplayer
 		eventID string
 		key     string
 		round   int
 	}
-	jobTick struct {
-		from *DLQ
-		id   string
-	}
 )
 
-func (d *DLQ) receiveAdmin(c *actor.Context) {
+func (r *dlqReplayer) Receive(c *actor.Context) {
 	switch m := c.Message().(type) {
+	case actor.Started:
+		r.engine, r.self = c.Engine(), c.PID()
+		r.queue.bind(r.engine, r.self)
+		r.work.bind(r.engine, r.self)
+		r.kickAudit() // a backlog left by a crashed predecessor
 	case messages.Replay:
-		d.onReplay(m, c.Sender())
+		r.onReplay(m, c.Sender())
 	case messages.Discard:
-		d.onDiscard(m, c.Sender())
+		r.onDiscard(m, c.Sender())
 	case messages.Keep:
-		d.onKeep(m, c.Sender())
+		r.onKeep(m, c.Sender())
 	case messages.BulkReplay:
-		d.onBulk(m, c.Sender())
+		r.onBulk(m, c.Sender())
 	case messages.JobQuery:
-		if j := d.replay.jobs[m.ID]; j != nil {
-			c.Respond(j.snapshot())
+		if e := r.jobs[m.ID]; e != nil {
+			c.Respond(copyStatus(e.status))
 		} else {
 			c.Respond(messages.JobNotFound{ID: m.ID})
 		}
 	case messages.CancelJob:
-		d.onCancel(m, c)
+		r.onCancel(m, c)
 	case messages.Audit:
-		d.audit(m.Record)
+		r.audit(m.Record)
+	case jobProgress:
+		r.onJobProgress(m)
+	case messages.ChildCrashed:
+		r.onJobCrashed(m)
+	case workDone:
+		switch m.q {
+		case r.queue:
+			r.queue.done()
+		case r.work:
+			r.work.done()
+		default:
+			return // a job of a crashed predecessor
+		}
+		r.onWork(m.result)
+		r.kickAudit()
+		r.checkDrained()
 	case auditFlush:
-		if m.from == d {
-			d.onAuditFlush()
+		if m.from == r {
+			r.onAuditFlush()
 		}
 	case retryReplayMark:
-		if m.from == d {
-			if d.replay.draining {
-				d.log.Warn().Str("eventId", m.eventID).Str("key", m.key).
+		if m.from == r {
+			if r.draining {
+				r.log.Warn().Str("eventId", m.eventID).Str("key", m.key).
 					Msg("shutting down: SENT mark of a replayed event abandoned; it stays FAILED in the backend although it was published")
 				return
 			}
-			d.markReplayed(m.eventID, m.key, m.round)
+			r.markReplayed(m.eventID, m.key, m.round)
 		}
-	case jobTick:
-		if j := d.replay.jobs[m.id]; j != nil && m.from == d {
-			j.tickArmed = false
-			d.pumpJob(j)
+	case messages.Drain:
+		r.drainTo = m.ReplyTo
+		r.onDrain()
+		r.checkDrained()
+	case actor.Stopped:
+		// The jobs are not hollywood children (see startJob): stop them
+		// here, each once, also when this instance crashed.
+		for _, e := range r.jobs {
+			r.stopJob(e)
 		}
 	}
 }
 
 // answer sends msg to a request's sender, if there is one.
-func (d *DLQ) answer(to *actor.PID, msg any) {
+func (r *dlqReplayer) answer(to *actor.PID, msg any) {
 	if to != nil {
-		d.engine.Send(to, msg)
+		r.engine.Send(to, msg)
 	}
 }
 
-// check refuses a target the actor cannot or must not replay.
-func (d *DLQ) check(key string, t *messages.ReplayTarget) *messages.ReplayResult {
+// check refuses a target the replayer cannot or must not replay.
+func (r *dlqReplayer) check(key string, t *messages.ReplayTarget) *messages.ReplayResult {
 	switch {
-	case d.replay.draining:
+	case r.draining:
 		return &messages.ReplayResult{Key: key, Status: messages.ReplayUnavailable, Err: "the processor is shutting down"}
-	case d.replay.admin == nil || (t != nil && d.replay.producer == nil):
+	case r.env.admin == nil || (t != nil && r.env.producer == nil):
 		return &messages.ReplayResult{Key: key, Status: messages.ReplayUnavailable, Err: "replays are not configured"}
 	case !strings.HasPrefix(key, "dlq:"):
 		return &messages.ReplayResult{Key: key, Status: messages.ReplayInvalid, Err: "not a DLQ key"}
-	case !d.ownsKey(key):
-		return &messages.ReplayResult{Key: key, Status: messages.ReplayInvalid, Err: "not a DLQ key of this service (" + d.prefixList() + ")"}
+	case !r.ownsKey(key):
+		return &messages.ReplayResult{Key: key, Status: messages.ReplayInvalid, Err: "not a DLQ key of this service (" + r.prefixList() + ")"}
 	}
 	if t == nil {
 		return nil
 	}
-	r, ok := d.replay.routes[t.Route.DLQPrefix]
-	id := strings.TrimPrefix(t.Key, r.DLQPrefix)
+	rt, ok := r.routes[t.Route.DLQPrefix]
+	id := strings.TrimPrefix(t.Key, rt.DLQPrefix)
 	switch {
-	case !ok || r != t.Route:
+	case !ok || rt != t.Route:
 		return &messages.ReplayResult{Key: key, Status: messages.ReplayInvalid, Err: fmt.Sprintf("no route has the DLQ prefix %q", t.Route.DLQPrefix)}
-	case t.EventID == "" || !strings.HasPrefix(t.Key, r.DLQPrefix) || (id != t.EventID && id != ":"+t.EventID):
+	case t.EventID == "" || !strings.HasPrefix(t.Key, rt.DLQPrefix) || (id != t.EventID && id != ":"+t.EventID):
 		return &messages.ReplayResult{Key: key, Status: messages.ReplayInvalid, Err: "the key does not name the eventId under its route's prefix"}
 	}
 	return nil
@@ -277,8 +334,8 @@ func (d *DLQ) check(key string, t *messages.ReplayTarget) *messages.ReplayResult
 
 // ownsKey reports whether key is under a route's DLQ prefix, in its
 // current or its legacy doubled-colon form.
-func (d *DLQ) ownsKey(key string) bool {
-	for p := range d.replay.routes {
+func (r *dlqReplayer) ownsKey(key string) bool {
+	for p := range r.routes {
 		if strings.HasPrefix(key, p) && len(key) > len(p) {
 			return true
 		}
@@ -286,38 +343,38 @@ func (d *DLQ) ownsKey(key string) bool {
 	return false
 }
 
-func (d *DLQ) prefixList() string {
-	ps := make([]string, 0, len(d.replay.routes))
-	for p := range d.replay.routes {
+func (r *dlqReplayer) prefixList() string {
+	ps := make([]string, 0, len(r.routes))
+	for p := range r.routes {
 		ps = append(ps, p)
 	}
 	slices.Sort(ps)
 	return strings.Join(ps, ", ")
 }
 
-func (d *DLQ) onReplay(m messages.Replay, replyTo *actor.PID) {
-	if res := d.check(m.Target.Key, &m.Target); res != nil {
-		d.answer(replyTo, *res)
+func (r *dlqReplayer) onReplay(m messages.Replay, replyTo *actor.PID) {
+	if res := r.check(m.Target.Key, &m.Target); res != nil {
+		r.answer(replyTo, *res)
 		return
 	}
-	d.startReplay(m.Target, m.Caller, "", m.Force, replyTo)
+	r.queue.push(r.env.replayJob(m.Target, m.Caller, "", m.Force, replyTo))
 }
 
-func (d *DLQ) startReplay(t messages.ReplayTarget, caller messages.Caller, jobID string, force bool, replyTo *actor.PID) {
-	admin, producer, cfg, log, audit := d.replay.admin, d.replay.producer, d.cfg.Replay, d.log, d.auditLog
-	d.replay.queue.push(func() any {
+// replayJob returns the work of one replay, audited, for a work queue.
+func (env replayEnv) replayJob(t messages.ReplayTarget, caller messages.Caller, jobID string, force bool, replyTo *actor.PID) func() any {
+	return func() any {
 		start := time.Now()
 		r := adminDone{op: messages.AuditReplay, target: t, caller: caller, jobID: jobID, replyTo: replyTo}
-		o := replayOne(admin, producer, cfg, log, t, force)
+		o := replayOne(env, t, force)
 		r.res, r.tried, r.produced, r.detail = o.res, o.tried, o.produced, o.detail
 		r.took = time.Since(start)
-		r.auditErr = writeAudit(audit, messages.AuditRecord{
-			Time: time.Now().UTC(), Action: messages.AuditReplay, Key: t.Key, EventID: t.EventID, Topic: t.Route.Topic,
+		r.auditErr = writeAudit(env.audit, messages.AuditRecord{
+			Time: env.clock.Now().UTC(), Action: messages.AuditReplay, Key: t.Key, EventID: t.EventID, Topic: t.Route.Topic,
 			JobID: jobID, Outcome: r.res.Status.String(), Error: r.res.Err, Caller: caller,
 			Forced: force, RefusedBecause: o.refusedBecause,
 		})
 		return r
-	})
+	}
 }
 
 // replayOutcome is what replayOne did. tried says a produce was attempted,
@@ -340,7 +397,8 @@ const (
 )
 
 // replayOne runs one replay on a work goroutine; see the top of the file.
-func replayOne(admin DeadLetterAdmin, producer Producer, cfg ReplayConfig, log zerolog.Logger, t messages.ReplayTarget, force bool) (o replayOutcome) {
+func replayOne(env replayEnv, t messages.ReplayTarget, force bool) (o replayOutcome) {
+	admin, producer, cfg, log := env.admin, env.producer, env.cfg, env.log
 	o.res = messages.ReplayResult{Key: t.Key, Topic: t.Route.Topic}
 	fail := func(s messages.ReplayStatus, msg string, cause error) replayOutcome {
 		o.res.Status, o.res.Err = s, msg
@@ -356,7 +414,7 @@ func replayOne(admin DeadLetterAdmin, producer Producer, cfg ReplayConfig, log z
 	case !ok:
 		return fail(messages.ReplayBusy, "another replay or discard of "+t.Key+" is running", nil)
 	}
-	stop := keepLocked(admin, cfg, log, t.Key, token)
+	stop := keepLocked(env, t.Key, token)
 	release := func() {
 		stop()
 		ctx, cancel := context.WithTimeout(context.Background(), cfg.RedisTimeout)
@@ -395,7 +453,7 @@ func replayOne(admin DeadLetterAdmin, producer Producer, cfg ReplayConfig, log z
 	rec := &kgo.Record{Topic: t.Route.Topic, Value: value,
 		Headers: messages.RecordHeaders(t.Route.EventType, cfg.ProducerName, "", []byte(t.EventID))}
 	if t.Route.Encoding == messages.EncodingLogArray {
-		rec.Key = messages.LogRecordKey(nil, time.Now())
+		rec.Key = messages.LogRecordKey(nil, env.clock.Now())
 	} else {
 		rec.Key = []byte(t.EventID)
 	}
@@ -455,36 +513,49 @@ func lock(admin DeadLetterAdmin, cfg ReplayConfig, key string) (string, bool, er
 	return admin.Lock(ctx, key, cfg.LockTTL)
 }
 
-// keepLocked refreshes the lock every third of its TTL until the returned
-// stop is called (idempotent), so a replay that takes long keeps it.
-func keepLocked(admin DeadLetterAdmin, cfg ReplayConfig, log zerolog.Logger, key, token string) (stop func()) {
-	done := make(chan struct{})
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		t := time.NewTicker(cfg.LockTTL / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				ctx, cancel := context.WithTimeout(context.Background(), cfg.RedisTimeout)
-				held, err := admin.Refresh(ctx, key, token, cfg.LockTTL)
-				cancel()
-				if err != nil || !held {
-					log.Error().Err(err).Bool("held", held).Str("key", key).Msg("replay lock could not be refreshed; a concurrent replay may start")
-				}
-			}
-		}
-	}()
-	var once bool
-	return func() {
-		if !once {
-			once = true
-			close(done)
-			<-stopped
-		}
+// keepLocked refreshes the lock every third of its TTL, on the clock,
+// until the returned stop is called (idempotent), so a replay that takes
+// long keeps it. stop waits for a refresh in flight: none comes after it,
+// so none can log a lock it released as lost.
+func keepLocked(env replayEnv, key, token string) (stop func()) {
+	k := &lockKeeper{env: env, key: key, token: token}
+	k.mu.Lock()
+	k.timer = env.clock.AfterFunc(env.cfg.LockTTL/3, k.refresh)
+	k.mu.Unlock()
+	return k.stop
+}
+
+type lockKeeper struct {
+	env        replayEnv
+	key, token string
+
+	mu      sync.Mutex // held during a refresh
+	stopped bool
+	timer   Timer
+}
+
+// refresh runs on the clock's goroutine, never in an actor's Receive.
+func (k *lockKeeper) refresh() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.stopped {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), k.env.cfg.RedisTimeout)
+	held, err := k.env.admin.Refresh(ctx, k.key, k.token, k.env.cfg.LockTTL)
+	cancel()
+	if err != nil || !held {
+		k.env.log.Error().Err(err).Bool("held", held).Str("key", k.key).Msg("replay lock could not be refreshed; a concurrent replay may start")
+	}
+	k.timer = k.env.clock.AfterFunc(k.env.cfg.LockTTL/3, k.refresh)
+}
+
+func (k *lockKeeper) stop() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if !k.stopped {
+		k.stopped = true
+		k.timer.Stop()
 	}
 }
 
@@ -496,23 +567,22 @@ func writeAudit(l *auditLog, rec messages.AuditRecord) error {
 	}
 	return l.write(rec)
 }
-
-func (d *DLQ) onDiscard(m messages.Discard, replyTo *actor.PID) {
-	if res := d.check(m.Key, nil); res != nil {
-		d.answer(replyTo, *res)
+func (r *dlqReplayer) onDiscard(m messages.Discard, replyTo *actor.PID) {
+	if res := r.check(m.Key, nil); res != nil {
+		r.answer(replyTo, *res)
 		return
 	}
-	admin, cfg, log, audit := d.replay.admin, d.cfg.Replay, d.log, d.auditLog
-	d.replay.queue.push(func() any {
+	env := r.env
+	r.queue.push(func() any {
 		start := time.Now()
-		r := adminDone{op: messages.AuditDiscard, target: messages.ReplayTarget{Key: m.Key}, caller: m.Caller, reason: m.Reason, replyTo: replyTo}
-		r.res = discardOne(admin, cfg, log, m.Key)
-		r.took = time.Since(start)
-		r.auditErr = writeAudit(audit, messages.AuditRecord{
-			Time: time.Now().UTC(), Action: messages.AuditDiscard, Key: m.Key,
-			Outcome: r.res.Status.String(), Error: r.res.Err, Reason: m.Reason, Caller: m.Caller,
+		d := adminDone{op: messages.AuditDiscard, target: messages.ReplayTarget{Key: m.Key}, caller: m.Caller, reason: m.Reason, replyTo: replyTo}
+		d.res = discardOne(env.admin, env.cfg, env.log, m.Key)
+		d.took = time.Since(start)
+		d.auditErr = writeAudit(env.audit, messages.AuditRecord{
+			Time: env.clock.Now().UTC(), Action: messages.AuditDiscard, Key: m.Key,
+			Outcome: d.res.Status.String(), Error: d.res.Err, Reason: m.Reason, Caller: m.Caller,
 		})
-		return r
+		return d
 	})
 }
 
@@ -551,99 +621,97 @@ func discardOne(admin DeadLetterAdmin, cfg ReplayConfig, log zerolog.Logger, key
 }
 
 // onAdminWork handles the result of a job of the replay queue, or of an
-// audit or mark job of the shared queue.
-func (d *DLQ) onAdminWork(result any) {
-	switch r := result.(type) {
+
+// onWork handles the result of a job of either work queue.
+func (r *dlqReplayer) onWork(result any) {
+	switch d := result.(type) {
 	case adminDone:
-		d.onAdminDone(r)
+		r.onAdminDone(d)
 	case auditDone:
-		if r.err != nil {
-			d.log.Warn().Err(r.err).Msg("audit record not written yet; kept in memory until Redis takes it")
+		if d.err != nil {
+			r.log.Warn().Err(d.err).Msg("audit record not written yet; kept in memory until Redis takes it")
 		}
 	case auditFlushed:
-		d.onAuditFlushed(r)
+		r.onAuditFlushed(d)
 	case markedSent:
-		d.onMarkedSent(r)
+		r.onMarkedSent(d)
 	}
 }
 
-func (d *DLQ) onAdminDone(r adminDone) {
-	if r.auditErr != nil {
-		d.log.Warn().Err(r.auditErr).Str("key", r.target.Key).Str("op", r.op).Msg("audit record not written yet; kept in memory until Redis takes it")
+// onAdminDone logs and measures a replay, discard or keep (of a request
+// or of a bulk job), answers the request, and marks a replayed event SENT.
+func (r *dlqReplayer) onAdminDone(d adminDone) {
+	if d.auditErr != nil {
+		r.log.Warn().Err(d.auditErr).Str("key", d.target.Key).Str("op", d.op).Msg("audit record not written yet; kept in memory until Redis takes it")
 	}
-	if r.op == messages.AuditReplay && r.tried {
+	if d.op == messages.AuditReplay && d.tried {
 		var err error
-		if !r.produced {
-			err = errors.New(r.res.Err)
+		if !d.produced {
+			err = errors.New(d.res.Err)
 		}
-		d.metrics.ProduceDone(r.target.Route.EventType, r.took, err)
+		r.metrics.ProduceDone(d.target.Route.EventType, d.took, err)
 	}
-	ev := d.log.Info()
-	if r.res.Status != messages.ReplayDone {
-		ev = d.log.Warn()
+	ev := r.log.Info()
+	if d.res.Status != messages.ReplayDone {
+		ev = r.log.Warn()
 	}
-	ev.Str("op", r.op).Str("key", r.target.Key).Str("outcome", r.res.Status.String()).Str("error", r.res.Err).Str("detail", r.detail).
-		Str("caller", r.caller.Addr).Str("operator", r.caller.Operator).Str("reason", r.reason).Str("jobId", r.jobID).
-		Dur("took", r.took).Msg("DLQ " + r.op)
-	if r.op == messages.AuditKeep {
-		d.answer(r.replyTo, messages.KeepResult{Key: r.res.Key, Status: r.res.Status, Err: r.res.Err, TTL: r.keptTTL})
+	ev.Str("op", d.op).Str("key", d.target.Key).Str("outcome", d.res.Status.String()).Str("error", d.res.Err).Str("detail", d.detail).
+		Str("caller", d.caller.Addr).Str("operator", d.caller.Operator).Str("reason", d.reason).Str("jobId", d.jobID).
+		Dur("took", d.took).Msg("DLQ " + d.op)
+	if d.op == messages.AuditKeep {
+		r.answer(d.replyTo, messages.KeepResult{Key: d.res.Key, Status: d.res.Status, Err: d.res.Err, TTL: d.keptTTL})
 	} else {
-		d.answer(r.replyTo, r.res)
+		r.answer(d.replyTo, d.res)
 	}
-	if r.op == messages.AuditReplay && (r.res.Status == messages.ReplayDone || r.res.Status == messages.ReplayNotRemoved) {
+	if d.op == messages.AuditReplay && (d.res.Status == messages.ReplayDone || d.res.Status == messages.ReplayNotRemoved) {
 		// NotRemoved: the record is in Kafka all the same; the entry left
 		// behind is reported to the caller and guarded by the lock until it
 		// expires.
-		d.metrics.Replayed(r.target.Route.EventType)
-		d.markReplayed(r.target.EventID, r.target.Key, 1)
-	}
-	if r.jobID != "" {
-		if j := d.replay.jobs[r.jobID]; j != nil {
-			d.onJobReplayed(j, r.res)
-		}
+		r.metrics.Replayed(d.target.Route.EventType)
+		r.markReplayed(d.target.EventID, d.target.Key, 1)
 	}
 }
 
-// markReplayed marks a replayed event SENT on the shared work queue. A
+// markReplayed marks a replayed event SENT on the replayer's work queue. A
 // failed round is retried after a backoff, MarkRounds times at most; it
 // never publishes again.
-func (d *DLQ) markReplayed(eventID, key string, round int) {
-	outbox, policy := d.outbox, d.cfg.Mark
-	d.work.push(func() any {
+func (r *dlqReplayer) markReplayed(eventID, key string, round int) {
+	outbox, policy := r.outbox, r.cfg.Mark
+	r.work.push(func() any {
 		start := time.Now()
 		_, err := policy.run(func(ctx context.Context) error { return outbox.MarkSent(ctx, eventID) })
 		return markedSent{eventID: eventID, key: key, round: round, err: err, took: time.Since(start)}
 	})
 }
 
-func (d *DLQ) onMarkedSent(m markedSent) {
-	d.metrics.MarkDone(messages.StatusSent, m.took, m.err)
-	log := d.log.With().Str("eventId", m.eventID).Str("key", m.key).Int("round", m.round).Logger()
+func (r *dlqReplayer) onMarkedSent(m markedSent) {
+	r.metrics.MarkDone(messages.StatusSent, m.took, m.err)
+	log := r.log.With().Str("eventId", m.eventID).Str("key", m.key).Int("round", m.round).Logger()
 	switch {
 	case m.err == nil:
 		log.Info().Msg("replayed event marked SENT")
-	case m.round >= d.cfg.Replay.MarkRounds:
+	case m.round >= r.cfg.Replay.MarkRounds:
 		log.Error().Err(m.err).Msg("replayed event published but its SENT mark failed for good; it stays FAILED in the backend (not published again)")
-	case d.replay.draining:
+	case r.draining:
 		log.Warn().Err(m.err).Msg("shutting down: SENT mark of a replayed event abandoned; it stays FAILED in the backend although it was published")
 	default:
-		wait := doubling(d.cfg.Replay.MarkRoundBackoff, 0, m.round)
+		wait := doubling(r.cfg.Replay.MarkRoundBackoff, 0, m.round)
 		log.Warn().Err(m.err).Dur("retryIn", wait).Msg("SENT mark after a replay failed; retrying the mark, not the publish")
-		engine, self, next := d.engine, d.self, retryReplayMark{from: d, eventID: m.eventID, key: m.key, round: m.round + 1}
-		time.AfterFunc(wait, func() { engine.Send(self, next) })
+		engine, self, next := r.engine, r.self, retryReplayMark{from: r, eventID: m.eventID, key: m.key, round: m.round + 1}
+		r.cfg.Clock.AfterFunc(wait, func() { engine.Send(self, next) })
 	}
 }
 
-// audit writes rec on the shared work queue.
-func (d *DLQ) audit(rec messages.AuditRecord) {
-	if d.replay.admin == nil {
+// audit writes rec on the work queue.
+func (r *dlqReplayer) audit(rec messages.AuditRecord) {
+	if r.env.admin == nil {
 		return
 	}
 	if rec.Time.IsZero() {
-		rec.Time = time.Now().UTC()
+		rec.Time = r.cfg.Clock.Now().UTC()
 	}
-	audit := d.auditLog
-	d.work.push(func() any { return auditDone{err: writeAudit(audit, rec)} })
+	audit := r.env.audit
+	r.work.push(func() any { return auditDone{err: writeAudit(audit, rec)} })
 }
 
 func newJobID() string {
@@ -652,44 +720,44 @@ func newJobID() string {
 	return hex.EncodeToString(b[:])
 }
 
-func (d *DLQ) onBulk(m messages.BulkReplay, replyTo *actor.PID) {
+// onBulk checks a bulk job, records it, answers its first status and
+// starts its actor.
+func (r *dlqReplayer) onBulk(m messages.BulkReplay, replyTo *actor.PID) {
 	switch {
-	case d.replay.draining:
-		d.answer(replyTo, messages.BulkRefused{Status: messages.ReplayUnavailable, Err: "the processor is shutting down"})
+	case r.draining:
+		r.answer(replyTo, messages.BulkRefused{Status: messages.ReplayUnavailable, Err: "the processor is shutting down"})
 		return
-	case d.replay.admin == nil || (d.replay.producer == nil && m.Op != messages.JobOpKeep):
-		d.answer(replyTo, messages.BulkRefused{Status: messages.ReplayUnavailable, Err: "replays are not configured"})
+	case r.env.admin == nil || (r.env.producer == nil && m.Op != messages.JobOpKeep):
+		r.answer(replyTo, messages.BulkRefused{Status: messages.ReplayUnavailable, Err: "replays are not configured"})
 		return
 	case m.Op == messages.JobOpKeep && m.TTL < time.Second:
-		d.answer(replyTo, messages.BulkRefused{Status: messages.ReplayInvalid, Err: "a keep job needs a TTL of at least a second"})
+		r.answer(replyTo, messages.BulkRefused{Status: messages.ReplayInvalid, Err: "a keep job needs a TTL of at least a second"})
 		return
 	}
 	if m.Op == "" {
 		m.Op = messages.JobOpReplay
 	}
 	if m.Rate < 1 {
-		d.answer(replyTo, messages.BulkRefused{Status: messages.ReplayInvalid, Err: "rate must be at least 1 per second"})
+		r.answer(replyTo, messages.BulkRefused{Status: messages.ReplayInvalid, Err: "rate must be at least 1 per second"})
 		return
 	}
 	running := 0
-	for _, j := range d.replay.jobs {
-		if j.status.State == messages.JobRunning {
+	for _, e := range r.jobs {
+		if e.status.State == messages.JobRunning {
 			running++
 		}
 	}
-	if running >= d.cfg.Replay.MaxRunningJobs {
-		d.answer(replyTo, messages.BulkRefused{Status: messages.ReplayBusy,
+	if running >= r.cfg.Replay.MaxRunningJobs {
+		r.answer(replyTo, messages.BulkRefused{Status: messages.ReplayBusy,
 			Err: fmt.Sprintf("%d bulk jobs are running, the most allowed; wait for one to end or cancel one", running)})
 		return
 	}
-	now := time.Now()
 	j := &bulkJob{
 		status: messages.JobStatus{
 			ID: newJobID(), State: messages.JobRunning, Op: m.Op, Prefix: m.Prefix, Rate: m.Rate, Truncated: m.Truncated,
-			Caller: m.Caller, CreatedAt: now.UTC(), Errors: []messages.JobError{}, InvalidKeys: []messages.JobError{},
+			Caller: m.Caller, CreatedAt: r.cfg.Clock.Now().UTC(), Errors: []messages.JobError{}, InvalidKeys: []messages.JobError{},
 		},
 		interval: time.Second / time.Duration(m.Rate),
-		nextAt:   now,
 	}
 	if m.Op == messages.JobOpKeep {
 		j.ttl = m.TTL
@@ -698,141 +766,155 @@ func (d *DLQ) onBulk(m messages.BulkReplay, replyTo *actor.PID) {
 	j.status.Matched = len(m.Targets) + len(m.Invalid)
 	for _, inv := range m.Invalid {
 		j.status.Invalid++
-		j.addInvalid(inv.Key, inv.Err, d.cfg.Replay.MaxJobErrors)
+		j.addInvalid(inv.Key, inv.Err, r.cfg.Replay.MaxJobErrors)
 	}
 	for _, t := range m.Targets {
 		target := &t
 		if m.Op == messages.JobOpKeep {
 			target = nil // a keep needs no route
 		}
-		if res := d.check(t.Key, target); res != nil {
+		if res := r.check(t.Key, target); res != nil {
 			j.status.Invalid++
-			j.addInvalid(t.Key, res.Err, d.cfg.Replay.MaxJobErrors)
+			j.addInvalid(t.Key, res.Err, r.cfg.Replay.MaxJobErrors)
 			continue
 		}
 		j.targets = append(j.targets, t)
 	}
-	d.keepJob(j)
-	d.log.Info().Str("jobId", j.status.ID).Str("prefix", m.Prefix).Int("rate", m.Rate).Int("matched", j.status.Matched).
+	e := &jobEntry{status: j.snapshot()}
+	r.keepJob(e)
+	r.log.Info().Str("jobId", j.status.ID).Str("prefix", m.Prefix).Int("rate", m.Rate).Int("matched", j.status.Matched).
 		Str("op", m.Op).Str("caller", m.Caller.Addr).Str("operator", m.Caller.Operator).Msg("bulk job started")
-	d.audit(messages.AuditRecord{Action: messages.AuditBulkStart, Prefix: m.Prefix, JobID: j.status.ID,
+	r.audit(messages.AuditRecord{Action: messages.AuditBulkStart, Prefix: m.Prefix, JobID: j.status.ID,
 		Outcome: messages.JobRunning, Caller: m.Caller, Rate: m.Rate, Counts: j.counts(),
 		Op: j.auditOp(), TTLSeconds: j.status.TTLSeconds, Filter: m.Filter})
-	d.answer(replyTo, j.snapshot())
-	d.pumpJob(j)
+	r.answer(replyTo, copyStatus(e.status))
+	e.pid = r.startJob(j)
 }
 
-// keepJob adds j, forgetting the oldest ended jobs past KeepJobs.
-func (d *DLQ) keepJob(j *bulkJob) {
-	d.replay.jobs[j.status.ID] = j
-	d.replay.jobOrder = append(d.replay.jobOrder, j.status.ID)
-	for i := 0; len(d.replay.jobs) > d.cfg.Replay.KeepJobs && i < len(d.replay.jobOrder); {
-		id := d.replay.jobOrder[i]
-		if old := d.replay.jobs[id]; old != nil && old.status.State != messages.JobRunning {
-			delete(d.replay.jobs, id)
-			d.replay.jobOrder = append(d.replay.jobOrder[:i], d.replay.jobOrder[i+1:]...)
+// startJob spawns the actor that runs j. It is spawned beside this actor,
+// not as its hollywood child: stopping a parent while one of its children
+// is still stopping hangs in hollywood v1.0.5 (docs/engine-notes.md), and
+// jobs end all the time. The replayer stops each job once, when it ended
+// or when the replayer itself stops.
+func (r *dlqReplayer) startJob(j *bulkJob) *actor.PID {
+	producer := newBulkJobActor(j, r.env, r.cfg.Replay, r.self)
+	return r.engine.Spawn(producer, r.self.ID+"/job",
+		actor.WithID(j.status.ID),
+		actor.WithInboxSize(16),
+		actor.WithMiddleware(recoverChild("dlq:job", r.self)),
+		actor.WithMiddleware(r.cfg.ChildMiddleware...))
+}
+
+// keepJob adds e, forgetting the oldest ended jobs past KeepJobs.
+func (r *dlqReplayer) keepJob(e *jobEntry) {
+	r.jobs[e.status.ID] = e
+	r.jobOrder = append(r.jobOrder, e.status.ID)
+	for i := 0; len(r.jobs) > r.cfg.Replay.KeepJobs && i < len(r.jobOrder); {
+		id := r.jobOrder[i]
+		if old := r.jobs[id]; old != nil && old.status.State != messages.JobRunning && old.pid == nil {
+			delete(r.jobs, id)
+			r.jobOrder = append(r.jobOrder[:i], r.jobOrder[i+1:]...)
 			continue
 		}
 		i++
 	}
 }
 
-// pumpJob starts the job's next replays as the rate and its in-flight bound
-// allow, arms a timer for the next one, and ends the job when all are done.
-func (d *DLQ) pumpJob(j *bulkJob) {
-	now := time.Now()
-	for j.status.State == messages.JobRunning && j.next < len(j.targets) && j.inflight < d.cfg.Replay.JobInflight {
-		if wait := j.nextAt.Sub(now); wait > 0 {
-			if !j.tickArmed {
-				j.tickArmed = true
-				engine, self, tick := d.engine, d.self, jobTick{from: d, id: j.status.ID}
-				time.AfterFunc(wait, func() { engine.Send(self, tick) })
-			}
-			return
-		}
-		// At most one start per interval; falling behind (timers fire
-		// late) is made up by one interval at most, never in a burst.
-		j.nextAt = maxTime(j.nextAt, now.Add(-j.interval)).Add(j.interval)
-		t := j.targets[j.next]
-		j.targets[j.next] = messages.ReplayTarget{}
-		j.next++
-		j.inflight++
-		if j.status.Op == messages.JobOpKeep {
-			d.startKeep(t.Key, j.ttl, j.status.Caller, j.status.ID, nil)
-		} else {
-			d.startReplay(t, j.status.Caller, j.status.ID, false, nil)
+// onJobProgress takes a job's report: the result of one of its replays or
+// keeps (logged, measured and, for a replay, marked SENT here, so that a
+// mark outlives the job), its status, and whether it is finished.
+func (r *dlqReplayer) onJobProgress(m jobProgress) {
+	if m.result != nil {
+		r.onAdminDone(*m.result)
+		r.kickAudit()
+	}
+	e := r.jobs[m.id]
+	if e == nil || e.pid == nil || !e.pid.Equals(m.pid) {
+		return // a job of a crashed predecessor, stopped already
+	}
+	st := m.status
+	if e.status.State != messages.JobRunning {
+		// Ended here (cancelled, aborted): that state stands; the job's
+		// replays in flight still count.
+		st.State, st.EndedAt, st.EndReason = e.status.State, e.status.EndedAt, e.status.EndReason
+		e.status = st
+	} else {
+		e.status = st
+		if st.State != messages.JobRunning {
+			r.logJobEnd(e, st.Caller)
 		}
 	}
-	if j.status.State == messages.JobRunning && j.next >= len(j.targets) && j.inflight == 0 {
-		d.endJob(j, messages.JobDone, "", j.status.Caller)
+	if m.final {
+		r.stopJob(e)
+		r.checkDrained()
 	}
 }
 
-func maxTime(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
+// endJob ends a running job from here (cancel, shutdown, crash) and tells
+// its actor to start nothing more; by is who ended it, for the audit trail.
+func (r *dlqReplayer) endJob(e *jobEntry, state, reason string, by messages.Caller) {
+	now := r.cfg.Clock.Now().UTC()
+	e.status.State, e.status.EndedAt, e.status.EndReason = state, &now, reason
+	r.logJobEnd(e, by)
+	if e.pid != nil {
+		r.engine.Send(e.pid, jobEnd{state: state, reason: reason, at: now})
 	}
-	return b
 }
 
-func (d *DLQ) onJobReplayed(j *bulkJob, res messages.ReplayResult) {
-	j.inflight--
-	switch res.Status {
-	case messages.ReplayDone:
-		if j.status.Op == messages.JobOpKeep {
-			j.status.Kept++
-		} else {
-			j.status.Replayed++
-		}
-		j.failRun = 0
-	case messages.ReplayNotFound, messages.ReplayBusy:
-		// Replayed, discarded or expired meanwhile, or being replayed by
-		// someone else: nothing to do for this job.
-		j.status.Skipped++
-		j.failRun = 0
-	case messages.ReplayInvalid, messages.ReplayBadValue, messages.ReplayWrongType, messages.ReplayTooLarge:
-		// A problem of the entry itself: left alone, listed, and the job
-		// goes on. It says nothing about Redis or Kafka being down, so it
-		// neither counts toward an abort nor clears a run of outages.
-		j.status.Invalid++
-		j.addInvalid(res.Key, res.Status.String()+": "+res.Err, d.cfg.Replay.MaxJobErrors)
-	default:
-		j.status.Failed++
-		j.failRun++
-		j.addError(res.Key, res.Status.String()+": "+res.Err, d.cfg.Replay.MaxJobErrors)
-	}
-	if j.status.State == messages.JobRunning && j.failRun >= d.cfg.Replay.AbortAfterFailures {
-		d.endJob(j, messages.JobAborted, fmt.Sprintf("%d replays failed in a row (Redis or Kafka unavailable); last: %s", j.failRun, res.Err), j.status.Caller)
-		return
-	}
-	d.pumpJob(j)
-}
-
-// endJob ends a running job; by is who ended it, for the audit trail.
-func (d *DLQ) endJob(j *bulkJob, state, reason string, by messages.Caller) {
-	now := time.Now().UTC()
-	j.status.State, j.status.EndedAt, j.status.EndReason = state, &now, reason
-	j.targets = nil
+// logJobEnd logs and audits the end of a job.
+func (r *dlqReplayer) logJobEnd(e *jobEntry, by messages.Caller) {
+	s := e.status
 	action := messages.AuditBulkEnd
-	if state == messages.JobCancelled {
+	if s.State == messages.JobCancelled {
 		action = messages.AuditBulkCancel
 	}
-	d.log.Info().Str("jobId", j.status.ID).Str("state", state).Str("reason", reason).Int("replayed", j.status.Replayed).
-		Int("failed", j.status.Failed).Int("skipped", j.status.Skipped).Msg("bulk replay ended")
-	d.audit(messages.AuditRecord{Action: action, Prefix: j.status.Prefix, JobID: j.status.ID, Outcome: state,
-		Error: reason, Caller: by, Rate: j.status.Rate, Counts: j.counts(), Op: j.auditOp(), TTLSeconds: j.status.TTLSeconds})
+	op := ""
+	if s.Op == messages.JobOpKeep {
+		op = messages.JobOpKeep
+	}
+	counts := s.JobCounts
+	r.log.Info().Str("jobId", s.ID).Str("state", s.State).Str("reason", s.EndReason).Int("replayed", s.Replayed).
+		Int("failed", s.Failed).Int("skipped", s.Skipped).Msg("bulk replay ended")
+	r.audit(messages.AuditRecord{Action: action, Prefix: s.Prefix, JobID: s.ID, Outcome: s.State,
+		Error: s.EndReason, Caller: by, Rate: s.Rate, Counts: &counts, Op: op, TTLSeconds: s.TTLSeconds})
 }
 
-func (d *DLQ) onCancel(m messages.CancelJob, c *actor.Context) {
-	j := d.replay.jobs[m.ID]
-	if j == nil {
+// stopJob stops a job's actor, once.
+func (r *dlqReplayer) stopJob(e *jobEntry) {
+	if e.pid != nil {
+		r.engine.Poison(e.pid)
+		e.pid = nil
+	}
+}
+
+// onJobCrashed ends a job whose actor panicked: it is not restarted (its
+// progress is gone with it; the operator starts a new job for what is
+// left), and it is stopped.
+func (r *dlqReplayer) onJobCrashed(m messages.ChildCrashed) {
+	for _, e := range r.jobs {
+		if e.pid == nil || !e.pid.Equals(m.PID) {
+			continue
+		}
+		r.log.Error().Str("jobId", e.status.ID).Str("reason", m.Reason).Str("stack", m.Stack).Msg("bulk job crashed")
+		if e.status.State == messages.JobRunning {
+			r.endJob(e, messages.JobAborted, "the job crashed: "+m.Reason, e.status.Caller)
+		}
+		r.stopJob(e)
+		r.checkDrained()
+		return
+	}
+}
+
+func (r *dlqReplayer) onCancel(m messages.CancelJob, c *actor.Context) {
+	e := r.jobs[m.ID]
+	if e == nil {
 		c.Respond(messages.JobNotFound{ID: m.ID})
 		return
 	}
-	if j.status.State == messages.JobRunning {
-		d.endJob(j, messages.JobCancelled, "cancelled by "+callerName(m.Caller), m.Caller)
+	if e.status.State == messages.JobRunning {
+		r.endJob(e, messages.JobCancelled, "cancelled by "+callerName(m.Caller), m.Caller)
 	}
-	c.Respond(j.snapshot())
+	c.Respond(copyStatus(e.status))
 }
 
 func callerName(c messages.Caller) string {
@@ -842,33 +924,12 @@ func callerName(c messages.Caller) string {
 	return c.Addr
 }
 
-func (j *bulkJob) addError(key, err string, limit int) {
-	if len(j.status.Errors) < limit {
-		j.status.Errors = append(j.status.Errors, messages.JobError{Key: key, Err: err})
-	}
-}
-
-func (j *bulkJob) addInvalid(key, err string, limit int) {
-	if len(j.status.InvalidKeys) < limit {
-		j.status.InvalidKeys = append(j.status.InvalidKeys, messages.JobError{Key: key, Err: err})
-	}
-}
-
-func (j *bulkJob) counts() *messages.JobCounts {
-	c := j.status.JobCounts
-	c.InFlight = j.inflight
-	c.Remaining = c.Matched - c.Replayed - c.Kept - c.Failed - c.Skipped - c.Invalid
-	return &c
-}
-
-// snapshot is the job's status as answered; it shares nothing mutable.
-func (j *bulkJob) snapshot() messages.JobStatus {
-	s := j.status
-	s.JobCounts = *j.counts()
-	s.Errors = append([]messages.JobError{}, j.status.Errors...)
-	s.InvalidKeys = append([]messages.JobError{}, j.status.InvalidKeys...)
-	if j.status.EndedAt != nil {
-		t := *j.status.EndedAt
+// copyStatus is s as answered: it shares nothing mutable.
+func copyStatus(s messages.JobStatus) messages.JobStatus {
+	s.Errors = append([]messages.JobError{}, s.Errors...)
+	s.InvalidKeys = append([]messages.JobError{}, s.InvalidKeys...)
+	if s.EndedAt != nil {
+		t := *s.EndedAt
 		s.EndedAt = &t
 	}
 	return s
@@ -876,14 +937,30 @@ func (j *bulkJob) snapshot() messages.JobStatus {
 
 // onDrain stops taking management work: running jobs are aborted (their
 // replays in flight finish) and later requests are refused.
-func (d *DLQ) onDrain() {
-	if d.replay.draining {
+func (r *dlqReplayer) onDrain() {
+	if r.draining {
 		return
 	}
-	d.replay.draining = true
-	for _, id := range d.replay.jobOrder {
-		if j := d.replay.jobs[id]; j != nil && j.status.State == messages.JobRunning {
-			d.endJob(j, messages.JobAborted, "the processor is shutting down", j.status.Caller)
+	r.draining = true
+	for _, id := range r.jobOrder {
+		if e := r.jobs[id]; e != nil && e.status.State == messages.JobRunning {
+			r.endJob(e, messages.JobAborted, "the processor is shutting down", e.status.Caller)
 		}
 	}
+}
+
+// checkDrained answers a drain once no replay, mark or audit write runs
+// and every job's actor has finished its replays in flight.
+func (r *dlqReplayer) checkDrained() {
+	if r.drainTo == nil || !r.queue.idle() || !r.work.idle() {
+		return
+	}
+	for _, e := range r.jobs {
+		if e.pid != nil {
+			return
+		}
+	}
+	r.log.Info().Msg("drained")
+	r.engine.Send(r.drainTo, messages.Drained{From: r.self})
+	r.drainTo = nil
 }

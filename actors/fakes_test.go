@@ -76,6 +76,9 @@ type memBackend struct {
 	finds     int
 	failFinds int
 	failMarks int
+	// markHook, when set, is called before each mark, outside the lock
+	// (a test blocks chosen marks in it).
+	markHook func(id, status string)
 }
 
 func newBackend(j *journal) *memBackend { return &memBackend{j: j, status: map[string]string{}} }
@@ -124,6 +127,12 @@ func (b *memBackend) Find(_ context.Context, _ messages.FindRPC, eventType, stat
 }
 
 func (b *memBackend) mark(id, status string) error {
+	b.mu.Lock()
+	hook := b.markHook
+	b.mu.Unlock()
+	if hook != nil {
+		hook(id, status)
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.failMarks != 0 {
@@ -212,18 +221,30 @@ func (k *memKafka) attempts(key string) int {
 	return k.tries[key]
 }
 
-// memDLQ is the dead-letter store; failPuts makes that many writes fail
-// first (-1: every write).
+// memDLQ is the dead-letter queue in memory: the store the writer puts
+// entries in and the admin side the replayer reads, deletes, locks and
+// audits through. failPuts makes that many writes fail first (-1: every
+// write). Every write is journalled ("dlq <key>", "delete <key>", "lock
+// <key>", "refresh <key>", "unlock <key>", "audit <action> <key>").
 type memDLQ struct {
 	j        *journal
 	mu       sync.Mutex
 	entries  map[string]actors.DeadLetterMeta
+	values   map[string][]byte
+	locks    map[string]string // key -> token
+	tokens   int
+	audits   []messages.AuditRecord
 	failPuts int
+	// gate, when set for a key, holds a replay's read of it until closed.
+	gate map[string]chan struct{}
 }
 
-func newDLQ(j *journal) *memDLQ { return &memDLQ{j: j, entries: map[string]actors.DeadLetterMeta{}} }
+func newDLQ(j *journal) *memDLQ {
+	return &memDLQ{j: j, entries: map[string]actors.DeadLetterMeta{}, values: map[string][]byte{},
+		locks: map[string]string{}, gate: map[string]chan struct{}{}}
+}
 
-func (d *memDLQ) Put(_ context.Context, key string, _ []byte, meta actors.DeadLetterMeta, _ time.Duration) error {
+func (d *memDLQ) Put(_ context.Context, key string, value []byte, meta actors.DeadLetterMeta, _ time.Duration) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.failPuts != 0 {
@@ -231,6 +252,7 @@ func (d *memDLQ) Put(_ context.Context, key string, _ []byte, meta actors.DeadLe
 		return errDown
 	}
 	d.entries[key] = meta
+	d.values[key] = value
 	d.j.add("dlq %s", key)
 	return nil
 }
@@ -242,6 +264,178 @@ func (d *memDLQ) entry(key string) (actors.DeadLetterMeta, bool) {
 	return m, ok
 }
 
+// seed puts MESSAGE entries for ids without journalling them.
+func (d *memDLQ) seed(ids ...string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, id := range ids {
+		key := "dlq:menu:" + id
+		d.entries[key] = actors.DeadLetterMeta{EventType: messages.EventTypeMessage, EventID: id}
+		d.values[key] = []byte(`{"type":"MAIL_MESSAGE","title":"` + id + `","body":"b","recipient":"r"}`)
+	}
+}
+
+func (d *memDLQ) Value(ctx context.Context, key string, _ int) ([]byte, int, bool, error) {
+	d.mu.Lock()
+	g := d.gate[key]
+	d.mu.Unlock()
+	if g != nil {
+		select {
+		case <-g:
+		case <-ctx.Done():
+			return nil, 0, false, ctx.Err()
+		}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	v, ok := d.values[key]
+	return v, len(v), ok, nil
+}
+
+func (d *memDLQ) Delete(_ context.Context, key string) (bool, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	_, ok := d.values[key]
+	delete(d.values, key)
+	delete(d.entries, key)
+	d.j.add("delete %s", key)
+	return ok, nil
+}
+
+func (d *memDLQ) Lock(_ context.Context, key string, _ time.Duration) (string, bool, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, held := d.locks[key]; held {
+		return "", false, nil
+	}
+	d.tokens++
+	token := fmt.Sprint(d.tokens)
+	d.locks[key] = token
+	d.j.add("lock %s", key)
+	return token, true, nil
+}
+
+func (d *memDLQ) Refresh(_ context.Context, key, token string, _ time.Duration) (bool, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.j.add("refresh %s", key)
+	return d.locks[key] == token, nil
+}
+
+func (d *memDLQ) Unlock(_ context.Context, key, token string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.locks[key] == token {
+		delete(d.locks, key)
+		d.j.add("unlock %s", key)
+	}
+	return nil
+}
+
+func (d *memDLQ) locked(key string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	_, ok := d.locks[key]
+	return ok
+}
+
+// lockAs makes another process hold key's replay lock.
+func (d *memDLQ) lockAs(key, token string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.locks[key] = token
+}
+
+func (d *memDLQ) Audit(_ context.Context, rec messages.AuditRecord) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.audits = append(d.audits, rec)
+	d.j.add("audit %s %s", rec.Action, rec.Key)
+	return nil
+}
+
+func (d *memDLQ) Keep(_ context.Context, key string, ttl time.Duration) (time.Duration, bool, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	_, ok := d.values[key]
+	if ok {
+		d.j.add("keep %s", key)
+	}
+	return ttl, ok, nil
+}
+
+// hold makes replays of keys wait in their read until the returned
+// function is called.
+func (d *memDLQ) hold(keys ...string) (release func()) {
+	g := make(chan struct{})
+	d.mu.Lock()
+	for _, k := range keys {
+		d.gate[k] = g
+	}
+	d.mu.Unlock()
+	var once sync.Once
+	return func() { once.Do(func() { close(g) }) }
+}
+
+// memMemory is the publisher's memory of unmarked events in memory;
+// writes are journalled ("remember <id>", "forget <id>").
+type memMemory struct {
+	j  *journal
+	mu sync.Mutex
+	m  map[string]messages.Unmarked
+}
+
+func newMemory(j *journal) *memMemory { return &memMemory{j: j, m: map[string]messages.Unmarked{}} }
+
+func (m *memMemory) Write(_ context.Context, ops []actors.UnmarkedOp) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, op := range ops {
+		for _, id := range op.EventIDs {
+			if op.Forget {
+				delete(m.m, id)
+				m.j.add("forget %s", id)
+			} else {
+				m.m[id] = op.Unmarked
+				m.j.add("remember %s", id)
+			}
+		}
+	}
+	return nil
+}
+
+func (m *memMemory) Lookup(_ context.Context, ids []string) (map[string]messages.Unmarked, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := map[string]messages.Unmarked{}
+	for _, id := range ids {
+		if u, ok := m.m[id]; ok {
+			out[id] = u
+		}
+	}
+	return out, nil
+}
+
+// memLease answers Valid from valid (nil: always held); it takes no
+// leases itself.
+type memLease struct {
+	valid func(name string, token int64) bool
+}
+
+func (l *memLease) Acquire(context.Context, string, string, time.Duration) (int64, bool, error) {
+	return 1, true, nil
+}
+func (l *memLease) Renew(context.Context, string, string, int64, time.Duration) (bool, error) {
+	return true, nil
+}
+func (l *memLease) Release(context.Context, string, string) error { return nil }
+func (l *memLease) Valid(_ context.Context, name string, token int64) (bool, error) {
+	if l.valid == nil {
+		return true, nil
+	}
+	return l.valid(name, token), nil
+}
+
 // world is one tree on the in-memory ports.
 type world struct {
 	j       *journal
@@ -250,6 +444,10 @@ type world struct {
 	dlq     *memDLQ
 	tree    *actors.Tree
 	engine  *actor.Engine
+	// admin gives the tree w.dlq as its DeadLetterAdmin (replays); memory,
+	// when set, is its UnmarkedStore. Set them in setup.
+	admin  bool
+	memory *memMemory
 }
 
 // testConfig is a tree of the MESSAGE route with millisecond timings.
@@ -292,7 +490,14 @@ func startWith(t *testing.T, mutate func(*actors.TreeConfig), setup func(*world)
 	}
 	w.engine = engine
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.ErrorLevel)
-	w.tree, err = actors.StartTree(engine, cfg, actors.Deps{Outbox: w.backend, Producer: w.kafka, Store: w.dlq, Log: log, Metrics: m})
+	deps := actors.Deps{Outbox: w.backend, Producer: w.kafka, Store: w.dlq, Log: log, Metrics: m}
+	if w.admin {
+		deps.Admin = w.dlq
+	}
+	if w.memory != nil {
+		deps.Memory = w.memory
+	}
+	w.tree, err = actors.StartTree(engine, cfg, deps)
 	if err != nil {
 		t.Fatal(err)
 	}

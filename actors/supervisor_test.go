@@ -121,7 +121,9 @@ func TestShutdownStopsPollersThenDrainsThePublisherThenTheDLQ(t *testing.T) {
 				}
 			case messages.Drain:
 				for _, kind := range []string{"publisher", "dlq"} {
-					if strings.Contains(id, "/"+kind+"/") {
+					// The supervisor's children only: the DLQ actor's own
+					// children drain when it passes the Drain on.
+					if strings.HasSuffix(id, "/"+kind+"/0") {
 						step(kind + " drains")
 					}
 				}

@@ -1,0 +1,408 @@
+package actors_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/anthdm/hollywood/actor"
+	"github.com/rs/zerolog"
+
+	"github.com/hobom/hobom-event-processor/actors"
+	"github.com/hobom/hobom-event-processor/messages"
+)
+
+// dlqRig is the DLQ actor on its own, spawned by the test on the in-memory
+// ports and a manual clock: the tests send it what the publisher and the
+// HTTP API send, and its answers to the publisher arrive in replies.
+type dlqRig struct {
+	j       *journal
+	backend *memBackend
+	kafka   *memKafka
+	store   *memDLQ
+	clock   *manualClock
+	engine  *actor.Engine
+	pid     *actor.PID
+	inbox   *actor.PID
+	replies chan any
+}
+
+func startDLQ(t *testing.T, mutate func(*actors.DLQConfig)) *dlqRig {
+	t.Helper()
+	j := &journal{}
+	r := &dlqRig{j: j, backend: newBackend(j), kafka: newKafka(j), store: newDLQ(j),
+		clock: newManualClock(), replies: make(chan any, 100)}
+	once := actors.RetryPolicy{Attempts: 1, Timeout: time.Second}
+	cfg := actors.DLQConfig{TTL: time.Hour, Write: once, Mark: once, Concurrency: 1, MaxReasonBytes: 1024,
+		Replay: actors.ReplayConfig{LockTTL: 3 * time.Second, ProduceTimeout: wait, RedisTimeout: time.Second, MarkRounds: 1},
+		Clock:  r.clock}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	engine, err := actor.NewEngine(actor.NewEngineConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.engine = engine
+	r.inbox = engine.SpawnFunc(func(c *actor.Context) {
+		switch c.Message().(type) {
+		case actor.Initialized, actor.Started, actor.Stopped:
+		default:
+			r.replies <- c.Message()
+		}
+	}, "inbox")
+	r.pid = engine.Spawn(actors.NewDLQ(r.store, newMemory(j), r.backend, cfg, zerolog.Nop(), nil,
+		actors.ReplayDeps{Admin: r.store, Producer: r.kafka, Routes: messages.DefaultRoutes()}), "dlq", actor.WithID("0"))
+	t.Cleanup(func() {
+		r.kafka.release()
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		defer cancel()
+		<-engine.PoisonCtx(ctx, r.pid).Done()
+		if ctx.Err() != nil {
+			t.Errorf("the DLQ actor did not stop within %v", wait)
+		}
+	})
+	return r
+}
+
+// ask sends msg to the DLQ actor as the HTTP API does and returns the answer.
+func (r *dlqRig) ask(t *testing.T, msg any) any {
+	t.Helper()
+	return askDLQ(t, r.engine, r.pid, msg)
+}
+
+func askDLQ(t *testing.T, e *actor.Engine, pid *actor.PID, msg any) any {
+	t.Helper()
+	res, err := e.Request(pid, msg, wait).Result()
+	if err != nil {
+		t.Fatalf("ask %T: %v", msg, err)
+	}
+	return res
+}
+
+// reply waits for the next answer to the publisher's side.
+func (r *dlqRig) reply(t *testing.T) any {
+	t.Helper()
+	select {
+	case m := <-r.replies:
+		return m
+	case <-time.After(wait):
+		t.Fatal("no answer from the DLQ actor")
+		return nil
+	}
+}
+
+func target(id string) messages.ReplayTarget {
+	route := messages.DefaultRoutes()[0]
+	return messages.ReplayTarget{Key: route.DLQKey(id), EventID: id, Route: route}
+}
+
+// TestTheWriterWritesTheEntryBeforeTheFailedMarkAndRemembersBeforeTheSentMark:
+// through the whole tree, an event that fails for good is in the DLQ before
+// it is marked FAILED, and an acked event is in the memory of unmarked
+// events before it is marked SENT (and forgotten after).
+func TestTheWriterWritesTheEntryBeforeTheFailedMarkAndRemembersBeforeTheSentMark(t *testing.T) {
+	w := start(t, nil, func(w *world) {
+		w.memory = newMemory(w.j)
+		w.backend.add("e", 4)
+		w.kafka.fail = func(key string, _ int) bool { return key == "e-1" || key == "e-3" }
+	})
+	eventually(t, "every event resolved", func() bool {
+		return w.allStatus(messages.StatusSent, "e-0", "e-2")() && w.allStatus(messages.StatusFailed, "e-1", "e-3")()
+	})
+	for _, id := range []string{"e-1", "e-3"} {
+		entry, mark := w.j.index("dlq dlq:menu:"+id), w.j.index("mark FAILED "+id)
+		if entry < 0 || mark < 0 || entry > mark {
+			t.Errorf("%s: DLQ entry at %d, FAILED mark at %d; want the entry first: %s", id, entry, mark, w.j)
+		}
+	}
+	for _, id := range []string{"e-0", "e-2"} {
+		remembered, mark := w.j.index("remember "+id), w.j.index("mark SENT "+id)
+		if remembered < 0 || mark < 0 || remembered > mark {
+			t.Errorf("%s: remembered at %d, SENT mark at %d; want the memory first: %s", id, remembered, mark, w.j)
+		}
+	}
+	eventually(t, "the SENT events forgotten", func() bool { return w.j.count("forget e-0") == 1 && w.j.count("forget e-2") == 1 })
+}
+
+// eventually is testenv.Eventually with the tests' usual wait, checking
+// every millisecond.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", wait, what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestReplayLocking: a replay holds its key's lock while it runs and
+// refreshes it on the clock, so a second replay of the key is refused as
+// locked; the lock is released after; a lock another process holds
+// refuses the replay without reading or publishing anything.
+func TestReplayLocking(t *testing.T) {
+	r := startDLQ(t, nil)
+	r.store.seed("r1", "r2")
+	key := target("r1").Key
+	r.kafka.hold = true
+	first := make(chan any, 1)
+	go func() {
+		res, err := r.engine.Request(r.pid, messages.Replay{Target: target("r1")}, wait).Result()
+		if err != nil {
+			res = err
+		}
+		first <- res
+	}()
+	eventually(t, "the first replay producing", func() bool { return r.kafka.attempts("r1") == 1 })
+
+	if res := r.ask(t, messages.Replay{Target: target("r1")}).(messages.ReplayResult); res.Status != messages.ReplayBusy {
+		t.Errorf("second replay of a locked key: %v (%s), want busy", res.Status, res.Err)
+	}
+	// A long replay: every third of the lock's TTL it is refreshed.
+	for i := 1; i <= 3; i++ {
+		r.clock.Advance(time.Second)
+		if n := r.j.count("refresh " + key); n != i {
+			t.Fatalf("after %v the lock was refreshed %d times, want %d", time.Duration(i)*time.Second, n, i)
+		}
+	}
+	if !r.store.locked(key) {
+		t.Fatal("the lock was lost during the replay")
+	}
+	r.kafka.release()
+	if res, ok := (<-first).(messages.ReplayResult); !ok || res.Status != messages.ReplayDone {
+		t.Fatalf("first replay: %+v, want done", res)
+	}
+	if r.store.locked(key) || r.j.count("unlock "+key) != 1 {
+		t.Errorf("the lock is still held after the replay: %s", r.j)
+	}
+	if _, ok := r.store.entry(key); ok {
+		t.Error("the entry is still there after the replay")
+	}
+	r.clock.Advance(time.Hour)
+	if n := r.j.count("refresh " + key); n != 3 {
+		t.Errorf("refreshed %d times, 3 before the replay ended and none after", n)
+	}
+	eventually(t, "the replayed event marked SENT", func() bool { return r.backend.statusOf("r1") == messages.StatusSent })
+
+	// Another process holds r2's lock.
+	r.store.lockAs(target("r2").Key, "other-process")
+	if res := r.ask(t, messages.Replay{Target: target("r2")}).(messages.ReplayResult); res.Status != messages.ReplayBusy {
+		t.Errorf("replay of a key another process holds: %v (%s), want busy", res.Status, res.Err)
+	}
+	if _, ok := r.store.entry(target("r2").Key); !ok || r.kafka.attempts("r2") != 0 {
+		t.Errorf("a refused replay touched the entry or Kafka: %s", r.j)
+	}
+}
+
+// jobPID is the PID of a bulk job's actor, nil when it is not running.
+func (r *dlqRig) jobPID(id string) *actor.PID {
+	return r.engine.Registry.GetPID(r.pid.ID+"/replayer/0/job", id)
+}
+
+func (r *dlqRig) job(t *testing.T, id string) messages.JobStatus {
+	t.Helper()
+	s, ok := r.ask(t, messages.JobQuery{ID: id}).(messages.JobStatus)
+	if !ok {
+		t.Fatalf("job %s not found", id)
+	}
+	return s
+}
+
+// TestEachBulkJobRunsInAnActorOfItsOwn: two jobs run at once, each paced
+// by its own actor on the clock; cancelling one stops its starts, not the
+// other's; each job's actor is gone once the job ended and its replays in
+// flight finished, and its status stays queryable.
+func TestEachBulkJobRunsInAnActorOfItsOwn(t *testing.T) {
+	r := startDLQ(t, nil)
+	r.store.seed("a0", "a1", "a2", "b0", "b1", "b2")
+	r.kafka.hold = true
+	bulk := func(prefix string) messages.JobStatus {
+		t.Helper()
+		m := messages.BulkReplay{Prefix: "dlq:menu:" + prefix, Rate: 1, Caller: messages.Caller{Addr: "test"}}
+		for i := range 3 {
+			m.Targets = append(m.Targets, target(prefix+string(rune('0'+i))))
+		}
+		s, ok := r.ask(t, m).(messages.JobStatus)
+		if !ok || s.State != messages.JobRunning {
+			t.Fatalf("bulk %s: %+v", prefix, s)
+		}
+		return s
+	}
+	a, b := bulk("a"), bulk("b")
+	if a.ID == b.ID || r.jobPID(a.ID) == nil || r.jobPID(b.ID) == nil {
+		t.Fatalf("two jobs, want an actor each: %s %v, %s %v", a.ID, r.jobPID(a.ID), b.ID, r.jobPID(b.ID))
+	}
+	// Rate 1/s: each job started its first replay at once, both in flight together.
+	eventually(t, "a0 and b0 in flight", func() bool { return r.kafka.attempts("a0") == 1 && r.kafka.attempts("b0") == 1 })
+
+	cancelled, ok := r.ask(t, messages.CancelJob{ID: a.ID, Caller: messages.Caller{Addr: "test"}}).(messages.JobStatus)
+	if !ok || cancelled.State != messages.JobCancelled {
+		t.Fatalf("cancel: %+v", cancelled)
+	}
+	if n := r.kafka.attempts("b1"); n != 0 {
+		t.Fatalf("b1 started before its time (rate 1/s)")
+	}
+	// The clock moves on until b's last replay started (each start arms
+	// the next tick after the job's actor handled the previous one).
+	eventually(t, "b1 and b2 started", func() bool {
+		r.clock.Advance(time.Second)
+		return r.kafka.attempts("b1") == 1 && r.kafka.attempts("b2") == 1
+	})
+	r.clock.Advance(5 * time.Second)
+	if n := r.kafka.attempts("a1") + r.kafka.attempts("a2"); n != 0 {
+		t.Errorf("the cancelled job started %d more replays", n)
+	}
+	r.kafka.release()
+	eventually(t, "both jobs' actors gone", func() bool { return r.jobPID(a.ID) == nil && r.jobPID(b.ID) == nil })
+	if s := r.job(t, a.ID); s.State != messages.JobCancelled || s.Replayed != 1 || s.InFlight != 0 || s.Remaining != 2 {
+		t.Errorf("cancelled job: state %s, replayed %d, in flight %d, remaining %d; want cancelled, 1, 0, 2", s.State, s.Replayed, s.InFlight, s.Remaining)
+	}
+	if s := r.job(t, b.ID); s.State != messages.JobDone || s.Replayed != 3 {
+		t.Errorf("job b: state %s, replayed %d; want done, 3", s.State, s.Replayed)
+	}
+	for _, k := range []string{"a1", "a2"} {
+		if _, ok := r.store.entry(target(k).Key); !ok {
+			t.Errorf("%s replayed by a cancelled job", k)
+		}
+	}
+}
+
+// panicIn makes the actors whose PID contains "/"+kind+"/" panic on every
+// message but the lifecycle ones while on is set.
+func panicIn(kind string, on *atomic.Bool) actor.MiddlewareFunc {
+	return func(next actor.ReceiveFunc) actor.ReceiveFunc {
+		return func(c *actor.Context) {
+			switch c.Message().(type) {
+			case actor.Initialized, actor.Started, actor.Stopped:
+			default:
+				if on.Load() && strings.Contains(c.PID().ID, "/"+kind+"/") {
+					panic("injected panic in " + kind)
+				}
+			}
+			next(c)
+		}
+	}
+}
+
+// TestAReplayerPanicDoesNotRestartTheWriter: while the replayer crashes
+// again and again, the DLQ actor restarts it (with backoff) and nothing
+// else: the writer keeps its one instance and failures keep being
+// dead-lettered and marked FAILED; once the panics stop, replays work.
+func TestAReplayerPanicDoesNotRestartTheWriter(t *testing.T) {
+	var on atomic.Bool
+	on.Store(true)
+	var writerStarts atomic.Int32
+	countWriter := func(next actor.ReceiveFunc) actor.ReceiveFunc {
+		return func(c *actor.Context) {
+			if _, ok := c.Message().(actor.Started); ok && strings.HasSuffix(c.PID().ID, "/writer/0") {
+				writerStarts.Add(1)
+			}
+			next(c)
+		}
+	}
+	m := &restarts{}
+	w := startWith(t, func(cfg *actors.TreeConfig) {
+		cfg.ChildMiddleware = []actor.MiddlewareFunc{countWriter, panicIn("replayer", &on)}
+	}, func(w *world) {
+		w.admin = true
+		w.dlq.seed("r")
+		w.kafka.fail = func(key string, _ int) bool { return strings.HasPrefix(key, "f-") }
+	}, m)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // keeps the replayer crashing
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(2 * time.Millisecond):
+				w.engine.Send(w.tree.DLQ(), messages.Replay{Target: target("r")})
+			}
+		}
+	}()
+	eventually(t, "the replayer crashing", func() bool { return len(m.of("dlq:replayer")) >= 2 })
+	ids := w.backend.add("f", 20)
+	eventually(t, "failures dead-lettered and marked FAILED meanwhile", w.allStatus(messages.StatusFailed, ids...))
+	crashes := len(m.of("dlq:replayer"))
+	close(stop)
+	wg.Wait()
+	for _, id := range ids {
+		if _, ok := w.dlq.entry("dlq:menu:" + id); !ok {
+			t.Errorf("%s FAILED without its DLQ entry", id)
+		}
+	}
+	if n, d := len(m.of("dlq:writer")), len(m.of("dlq")); n != 0 || d != 0 || writerStarts.Load() != 1 {
+		t.Errorf("writer restarted %d times (started %d times), DLQ actor %d times; want 0, 1, 0", n, writerStarts.Load(), d)
+	}
+	t.Logf("the replayer crashed %d times while 20 events were dead-lettered", crashes)
+	on.Store(false)
+	eventually(t, "replays work again", func() bool {
+		res, err := w.engine.Request(w.tree.DLQ(), messages.Replay{Target: target("r")}, time.Second).Result()
+		rr, ok := res.(messages.ReplayResult)
+		return err == nil && ok && rr.Status == messages.ReplayDone
+	})
+}
+
+// TestASlowBulkJobDoesNotDelayDeadLettering: a bulk job whose replays are
+// slow to read and whose SENT marks hang does not hold up the failures
+// the publisher dead-letters meanwhile (the writer has one DLQ write in
+// flight at a time here).
+func TestASlowBulkJobDoesNotDelayDeadLettering(t *testing.T) {
+	gate := make(chan struct{})
+	var old []string
+	w := start(t, nil, func(w *world) {
+		w.admin = true
+		for i := range 10 {
+			old = append(old, "old-"+string(rune('0'+i)))
+		}
+		w.dlq.seed(old...)
+		w.backend.markHook = func(id, status string) {
+			if strings.HasPrefix(id, "old-") {
+				<-gate // the backend hangs on the replayed events' SENT marks
+			}
+		}
+		w.kafka.fail = func(key string, _ int) bool { return strings.HasPrefix(key, "e-") }
+	})
+	defer func() {
+		select {
+		case <-gate:
+		default:
+			close(gate)
+		}
+	}()
+	var keys []string
+	for _, id := range old[5:] {
+		keys = append(keys, target(id).Key)
+	}
+	releaseReads := w.dlq.hold(keys...) // and half of the replays wait in their read
+	defer releaseReads()
+	m := messages.BulkReplay{Prefix: "dlq:menu:old-", Rate: 1000, Caller: messages.Caller{Addr: "test"}}
+	for _, id := range old {
+		m.Targets = append(m.Targets, target(id))
+	}
+	job, ok := askDLQ(t, w.engine, w.tree.DLQ(), m).(messages.JobStatus)
+	if !ok {
+		t.Fatalf("bulk: %+v", job)
+	}
+	eventually(t, "the job's first replays published", func() bool { return w.j.count("record old-0") == 1 })
+
+	ids := w.backend.add("e", 5)
+	eventually(t, "failures dead-lettered while the job hangs", w.allStatus(messages.StatusFailed, ids...))
+	if s, _ := askDLQ(t, w.engine, w.tree.DLQ(), messages.JobQuery{ID: job.ID}).(messages.JobStatus); s.State != messages.JobRunning {
+		t.Fatalf("the job is %s, want it still running while the failures were handled", s.State)
+	}
+	close(gate)
+	releaseReads()
+	eventually(t, "the job done", func() bool {
+		s, _ := askDLQ(t, w.engine, w.tree.DLQ(), messages.JobQuery{ID: job.ID}).(messages.JobStatus)
+		return s.State == messages.JobDone && s.Replayed == 10
+	})
+	eventually(t, "the replayed events marked SENT", w.allStatus(messages.StatusSent, old...))
+}
