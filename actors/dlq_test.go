@@ -23,6 +23,7 @@ type dlqRig struct {
 	backend *memBackend
 	kafka   *memKafka
 	store   *memDLQ
+	lease   *memLease
 	clock   *manualClock
 	engine  *actor.Engine
 	pid     *actor.PID
@@ -33,12 +34,12 @@ type dlqRig struct {
 func startDLQ(t *testing.T, mutate func(*actors.DLQConfig)) *dlqRig {
 	t.Helper()
 	j := &journal{}
-	r := &dlqRig{j: j, backend: newBackend(j), kafka: newKafka(j), store: newDLQ(j),
+	r := &dlqRig{j: j, backend: newBackend(j), kafka: newKafka(j), store: newDLQ(j), lease: &memLease{},
 		clock: newManualClock(), replies: make(chan any, 100)}
 	once := actors.RetryPolicy{Attempts: 1, Timeout: time.Second}
 	cfg := actors.DLQConfig{TTL: time.Hour, Write: once, Mark: once, Concurrency: 1, MaxReasonBytes: 1024,
 		Replay: actors.ReplayConfig{LockTTL: 3 * time.Second, ProduceTimeout: wait, RedisTimeout: time.Second, MarkRounds: 1},
-		Clock:  r.clock}
+		Lease:  r.lease, Clock: r.clock}
 	if mutate != nil {
 		mutate(&cfg)
 	}
@@ -138,6 +139,56 @@ func eventually(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out after %v waiting for %s", wait, what)
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestFailedMarksAreFencedLikeSentMarks: a dead letter of a batch fetched
+// under a lease tenure that is no longer valid gets neither its entry nor
+// its FAILED mark (the event stays PENDING for the new holder); one whose
+// tenure ends between the entry and the mark keeps the entry and is not
+// marked; a valid tenure gets both.
+func TestFailedMarksAreFencedLikeSentMarks(t *testing.T) {
+	r := startDLQ(t, nil)
+	const valid, lost, lostAfterWrite = 1, 2, 3
+	r.lease.valid = func(_ string, token int64) bool {
+		switch token {
+		case lost:
+			return false
+		case lostAfterWrite:
+			_, written := r.store.entry("dlq:menu:late")
+			return !written
+		}
+		return true
+	}
+	route := messages.DefaultRoutes()[0]
+	send := func(id string, token int64, stored bool) messages.DeadLetterResult {
+		t.Helper()
+		r.engine.Send(r.pid, messages.DeadLetter{Route: route, EventID: id, Value: []byte(`{}`), Reason: "kafka: down",
+			StoredAlready: stored, Fence: messages.Fence{Name: route.EventType, Token: token}, ReplyTo: r.inbox})
+		res, ok := r.reply(t).(messages.DeadLetterResult)
+		if !ok || res.EventID != id {
+			t.Fatalf("answer %+v, want the DeadLetterResult of %s", res, id)
+		}
+		return res
+	}
+	if res := send("ok", valid, false); res.Outcome != messages.OutcomeFailed {
+		t.Errorf("valid tenure: outcome %v, want failed", res.Outcome)
+	}
+	if res := send("gone", lost, false); res.Outcome != messages.OutcomeDeferred {
+		t.Errorf("lost tenure: outcome %v, want deferred (left PENDING)", res.Outcome)
+	}
+	if res := send("late", lostAfterWrite, false); res.Outcome != messages.OutcomeDeferred {
+		t.Errorf("tenure lost after the write: outcome %v, want deferred", res.Outcome)
+	}
+	if res := send("retry", lost, true); res.Outcome != messages.OutcomeDeferred {
+		t.Errorf("mark retry under a lost tenure: outcome %v, want deferred", res.Outcome)
+	}
+	want := map[string]bool{"dlq dlq:menu:ok": true, "mark FAILED ok": true, "dlq dlq:menu:late": true}
+	for _, e := range []string{"dlq dlq:menu:ok", "mark FAILED ok", "dlq dlq:menu:gone", "mark FAILED gone",
+		"dlq dlq:menu:late", "mark FAILED late", "mark FAILED retry"} {
+		if got := r.j.count(e) == 1; got != want[e] {
+			t.Errorf("%q written: %v, want %v (journal %s)", e, got, want[e], r.j)
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"time"
 
@@ -24,6 +25,12 @@ import (
 // writes the locks and the audit trail; other Redis keys have other
 // writers (the pollers' lease adapter the leases). Nothing the management
 // API does goes through this actor's inbox or work queues.
+//
+// Fencing: a DeadLetter fetched under a lease tenure that is no longer
+// valid (Lease.Valid) gets neither its entry nor its FAILED mark: the
+// event stays PENDING for the new holder, who publishes it or dead-letters
+// it itself (docs/decisions/0004-leases-without-backend-fencing.md). The
+// fence is checked before the write and before every mark try.
 type dlqWriter struct {
 	cfg     DLQConfig
 	store   DeadLetterStore
@@ -49,6 +56,9 @@ type deadLettered struct {
 	outcome messages.Outcome
 	err     error
 	took    time.Duration
+	// fenced says the lease tenure ended before the write (written false)
+	// or before the mark (written true).
+	fenced, written bool
 }
 
 func newDLQWriter(store DeadLetterStore, memory UnmarkedStore, outbox Outbox, cfg DLQConfig, log zerolog.Logger, m Metrics) actor.Producer {
@@ -154,11 +164,15 @@ func (w *dlqWriter) onDeadLetter(m messages.DeadLetter) {
 		// the mark would then fail on every try.
 		m.Reason = strings.ToValidUTF8(m.Reason[:w.cfg.MaxReasonBytes], "")
 	}
-	store, outbox, cfg := w.store, w.outbox, w.cfg
+	store, outbox, lease, cfg := w.store, w.outbox, w.cfg.Lease, w.cfg
 	w.work.push(func() any {
 		start := time.Now()
-		r := deadLettered{req: m}
+		r := deadLettered{req: m, written: m.StoredAlready}
 		if !m.StoredAlready {
+			if !fenceHeld(lease, m.Fence) {
+				r.outcome, r.err, r.fenced = messages.OutcomeDeferred, errFenced, true
+				return r
+			}
 			meta := DeadLetterMeta{
 				EventType: m.Route.EventType, EventID: m.EventID, Topic: m.Route.Topic,
 				Reason: m.Reason, Attempts: m.Attempts, FailedAt: m.FailedAt,
@@ -170,10 +184,21 @@ func (w *dlqWriter) onDeadLetter(m messages.DeadLetter) {
 				r.outcome, r.err, r.took = messages.OutcomeDeferred, err, time.Since(start)
 				return r
 			}
+			r.written = true
 		}
-		_, err := cfg.Mark.run(func(ctx context.Context) error { return outbox.MarkFailed(ctx, m.EventID, m.Reason) })
+		_, err := cfg.Mark.run(func(ctx context.Context) error {
+			if !fenceHeld(lease, m.Fence) {
+				return errFenced // checked before every try: a retry may come after the deadline
+			}
+			return outbox.MarkFailed(ctx, m.EventID, m.Reason)
+		})
 		r.took = time.Since(start)
 		switch {
+		case errors.Is(err, errFenced):
+			// The event stays PENDING; with its entry written, the new
+			// holder's own failure writes it again (attempts add up) or
+			// its publish makes the entry a stale copy (see 0004).
+			r.outcome, r.err, r.fenced = messages.OutcomeDeferred, err, true
 		case err != nil:
 			r.outcome, r.err = messages.OutcomeUnmarked, err
 		default:
@@ -186,6 +211,12 @@ func (w *dlqWriter) onDeadLetter(m messages.DeadLetter) {
 func (w *dlqWriter) onStored(r deadLettered) {
 	log := w.log.With().Str("eventId", r.req.EventID).Str("eventType", r.req.Route.EventType).Logger()
 	switch {
+	case r.fenced:
+		if r.written {
+			w.metrics.MarkDone(messages.StatusFailed, r.took, r.err)
+		}
+		log.Warn().Bool("entryWritten", r.written).Int64("token", r.req.Fence.Token).
+			Msg("the lease moved to another instance: not marked FAILED, the event stays PENDING for the new holder")
 	case r.outcome == messages.OutcomeFailed:
 		w.metrics.MarkDone(messages.StatusFailed, r.took, nil)
 		log.Info().Str("reason", r.req.Reason).Dur("took", r.took).Msg("dead-lettered and marked FAILED")

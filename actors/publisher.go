@@ -353,7 +353,7 @@ func (p *Publisher) retryMark(route messages.Route, id string, u messages.Unmark
 		return
 	}
 	p.atDLQ[id] = struct{}{}
-	p.engine.Send(p.dlq, messages.DeadLetter{Route: route, EventID: id, Reason: u.Reason, StoredAlready: true, ReplyTo: p.self})
+	p.engine.Send(p.dlq, messages.DeadLetter{Route: route, EventID: id, Reason: u.Reason, StoredAlready: true, Fence: p.fenceOf(id), ReplyTo: p.self})
 }
 
 // defectValue is the DLQ value of an event with a Defect: the record as it
@@ -633,8 +633,16 @@ func (p *Publisher) abandon(f *recordFlight) {
 func (p *Publisher) deadLetter(route messages.Route, id string, value []byte, reason string, attempts int) {
 	p.atDLQ[id] = struct{}{}
 	p.engine.Send(p.dlq, messages.DeadLetter{
-		Route: route, EventID: id, Value: value, Reason: reason, Attempts: attempts, FailedAt: p.now(), ReplyTo: p.self,
+		Route: route, EventID: id, Value: value, Reason: reason, Attempts: attempts, FailedAt: p.now(), Fence: p.fenceOf(id), ReplyTo: p.self,
 	})
+}
+
+// fenceOf is the lease tenure an event in flight was fetched under.
+func (p *Publisher) fenceOf(id string) messages.Fence {
+	if b := p.events[id]; b != nil {
+		return b.fence
+	}
+	return messages.Fence{}
 }
 
 // errFenced says a mark was not made because the poller's lease tenure

@@ -210,7 +210,7 @@ func (s *Supervisor) Receive(c *actor.Context) {
 func (s *Supervisor) start() {
 	s.children = make(map[string]*child)
 	dc := s.cfg.DLQ // the DLQ actor restarts its own children the same way
-	dc.ChildMiddleware = s.cfg.ChildMiddleware
+	dc.Lease, dc.ChildMiddleware = s.deps.Lease, s.cfg.ChildMiddleware
 	dc.RestartBackoff, dc.MaxRestartBackoff, dc.StableAfter = s.cfg.RestartBackoff, s.cfg.MaxRestartBackoff, s.cfg.StableAfter
 	s.dlq = s.add("dlq", "dlq", "0", NewDLQ(s.deps.Store, s.deps.Memory, s.deps.Outbox, dc, s.deps.Log, s.deps.Metrics,
 		ReplayDeps{Admin: s.deps.Admin, Producer: s.deps.Producer, Routes: s.cfg.Routes}))

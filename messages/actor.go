@@ -113,7 +113,12 @@ type DeadLetter struct {
 	// StoredAlready skips the Redis write: the entry exists and only the
 	// FAILED mark is missing.
 	StoredAlready bool
-	ReplyTo       *actor.PID
+	// Fence is the lease tenure the event was fetched under (zero: leases
+	// off). Neither the entry nor the FAILED mark is written once it is no
+	// longer valid: the event stays PENDING for the new holder
+	// (docs/decisions/0004-leases-without-backend-fencing.md).
+	Fence   Fence
+	ReplyTo *actor.PID
 }
 
 // DeadLetterResult answers DeadLetter with OutcomeFailed, OutcomeDeferred
