@@ -45,7 +45,7 @@ type DeadLetterMeta struct {
 }
 
 // DeadLetterStore is the Redis dead-letter queue (docs/contract.md §3). Only the
-// DLQ actor writes through it.
+// DLQ actor's writer (dlq_writer.go) writes through it.
 type DeadLetterStore interface {
 	// Put stores value under key with ttl, and meta where old readers do not
 	// see it. Storing an existing key again keeps its first failure time and
@@ -73,8 +73,8 @@ var ErrWrongType = errors.New("the key holds another Redis type than a string")
 
 // DeadLetterAdmin is what the DLQ actor needs beyond Put to replay and
 // discard entries for the management API, and to keep its audit trail.
-// Implemented over Redis by infra/adapters/redisdlq; only the DLQ actor writes
-// through it.
+// Implemented over Redis by infra/adapters/redisdlq; only the DLQ actor's
+// replayer and its bulk jobs (dlq_replay.go, dlq_job.go) write through it.
 type DeadLetterAdmin interface {
 	// Value returns the bytes stored at key, unchanged, and their size;
 	// found is false when the key holds nothing. A value larger than max
@@ -107,7 +107,7 @@ type DeadLetterAdmin interface {
 // record, before its SENT mark is tried, and forgotten once the mark is
 // taken. The publisher looks up every batch in it, so that a restart, or
 // another instance taking the event type over, only marks what was
-// published already. Only the DLQ actor writes it.
+// published already. Only the DLQ actor's writer writes it.
 type UnmarkedStore interface {
 	// Write applies ops in order, in one round trip.
 	Write(ctx context.Context, ops []UnmarkedOp) error

@@ -141,9 +141,10 @@ type Unmarked struct {
 	At     time.Time
 }
 
-// RememberUnmarked asks the DLQ actor, the only writer to Redis, to persist
-// Unmarked for each of EventIDs. The DLQ actor writes whatever memory
-// requests are queued in one pipelined round trip, in the order they came.
+// RememberUnmarked asks the DLQ actor (its writer child, the memory's only
+// writer) to persist Unmarked for each of EventIDs. The writer writes
+// whatever memory requests are queued in one pipelined round trip, in the
+// order they came.
 // When ReplyTo is set it answers Remembered once the write is done or failed.
 type RememberUnmarked struct {
 	EventIDs []string

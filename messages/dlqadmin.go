@@ -5,10 +5,11 @@ import (
 )
 
 // This file holds the messages of the DLQ management API (docs/contract.md §4):
-// the HTTP handlers ask the DLQ actor, which owns every write to the DLQ, to
-// replay, discard and bulk-replay dead letters, and to keep the audit trail.
-// The handlers send them with engine.Request; the actor answers the
-// request's sender once the work it started in the background is done.
+// the HTTP handlers ask the DLQ actor to replay, discard and bulk-replay
+// dead letters, and to keep the audit trail. The handlers send them with
+// engine.Request; the DLQ actor forwards them, sender kept, to its replayer
+// child, which answers the request's sender once the work it started in the
+// background is done.
 
 // Caller identifies who asked for an operation, for the audit trail: the
 // TCP peer of the HTTP request and the operator named in the optional
