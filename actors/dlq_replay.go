@@ -43,7 +43,10 @@ import (
 // ReplayConfig tunes replays, discards and bulk jobs. Zero fields take the
 // defaults given with each field.
 type ReplayConfig struct {
-	// Concurrency bounds replays and discards running at once (16).
+	// Concurrency bounds the single replays, discards and keeps running at
+	// once (16). Bulk jobs do not take from it: each runs on its own work
+	// queue, bounded by JobInflight, so at most Concurrency +
+	// MaxRunningJobs × JobInflight replays run at once.
 	Concurrency int
 	// ProducerName is the producer record header of replayed records.
 	ProducerName string
@@ -71,7 +74,8 @@ type ReplayConfig struct {
 	// the jobs kept for their status, the oldest ended ones go first (100).
 	MaxRunningJobs int
 	KeepJobs       int
-	// JobInflight bounds one job's replays in flight (8).
+	// JobInflight bounds one job's replays in flight, on the job's own
+	// work queue (8).
 	JobInflight int
 	// AbortAfterFailures stops a job after that many failed replays in a
 	// row, e.g. while Kafka is down (10).
