@@ -29,6 +29,7 @@ func run() int {
 	dir := flag.String("dir", "", "where logs and Redis data go (empty: a new temporary directory)")
 	drain := flag.Duration("drain-timeout", 2*time.Minute, "how long everything may take to drain once the faults are cleared")
 	planOnly := flag.Bool("plan", false, "print the schedule and exit")
+	bound := flag.Duration("resolve-bound", 0, "longest first fetch → SENT/FAILED of an event outside pending-by-design faults (0: attempts × write timeout + backoffs + 1 s)")
 	flag.Parse()
 	if *seed == 0 {
 		*seed = rand.Uint64()%1_000_000_000 + 1
@@ -55,7 +56,7 @@ func run() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	rep, err := chaos.Run(ctx, chaos.Config{
-		Seed: *seed, Duration: *duration, Rate: *rate, Binary: *binary, Dir: *dir,
+		Seed: *seed, Duration: *duration, Rate: *rate, Binary: *binary, Dir: *dir, ResolveBound: *bound,
 		DrainTimeout: *drain, Progress: os.Stderr,
 	})
 	if err != nil {

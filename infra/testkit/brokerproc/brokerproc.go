@@ -51,6 +51,11 @@ func Build(ctx context.Context, dir string) (string, error) {
 type Options struct {
 	// Port on 127.0.0.1; 0 picks a free one. Restarts keep the port.
 	Port int
+	// Brokers in the cluster (1 when 0); the ones after the first get free
+	// ports of their own, kept across restarts too.
+	Brokers int
+	// Seed of the broker's fault draws (Command produce-error/hold).
+	Seed uint64
 	// Topics are created at every start, with Partitions partitions (3);
 	// a topic auto-created by a producer gets Partitions too.
 	Topics     []string
@@ -61,15 +66,19 @@ type Options struct {
 
 // Broker is a running (or killed) broker process.
 type Broker struct {
-	bin  string
-	opts Options
-	addr string
+	bin   string
+	opts  Options
+	addr  string
+	ports []int
 
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	exited chan struct{}
-	starts int
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	stdin   io.WriteCloser
+	answers chan string
+	exited  chan struct{}
+	starts  int
+
+	cmdMu sync.Mutex // one Command at a time
 }
 
 // Start starts the broker binary bin and waits until it listens.
@@ -84,15 +93,70 @@ func Start(bin string, opts Options) (*Broker, error) {
 		}
 		opts.Port = port
 	}
-	b := &Broker{bin: bin, opts: opts, addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(opts.Port))}
+	b := &Broker{bin: bin, opts: opts, addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(opts.Port)), ports: []int{opts.Port}}
+	for len(b.ports) < max(1, opts.Brokers) {
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		b.ports = append(b.ports, port)
+	}
 	if err := b.start(); err != nil {
 		return nil, err
 	}
 	return b, nil
 }
 
-// Addr is the broker's host:port; it stays the same across restarts.
+// Addr is the (first) broker's host:port; it stays the same across restarts.
 func (b *Broker) Addr() string { return b.addr }
+
+// Addrs are every broker's host:port, the first being Addr; they stay the
+// same across restarts.
+func (b *Broker) Addrs() []string {
+	out := make([]string, len(b.ports))
+	for i, p := range b.ports {
+		out[i] = net.JoinHostPort("127.0.0.1", strconv.Itoa(p))
+	}
+	return out
+}
+
+// Command sends one fault command to the running broker and waits for its
+// answer (see kfakebroker's control.go: produce-error, produce-hold,
+// down/up, remove/add, clear). A paused or killed broker answers nothing:
+// Command then fails after timeout.
+func (b *Broker) Command(line string, timeout time.Duration) error {
+	b.cmdMu.Lock()
+	defer b.cmdMu.Unlock()
+	b.mu.Lock()
+	stdin, answers := b.stdin, b.answers
+	b.mu.Unlock()
+	if stdin == nil {
+		return errors.New("brokerproc: not running")
+	}
+	for drained := false; !drained; { // answers of commands that timed out
+		select {
+		case _, ok := <-answers:
+			drained = !ok
+		default:
+			drained = true
+		}
+	}
+	if _, err := io.WriteString(stdin, line+"\n"); err != nil {
+		return fmt.Errorf("brokerproc: command %q: %w", line, err)
+	}
+	select {
+	case a, ok := <-answers:
+		if !ok {
+			return fmt.Errorf("brokerproc: command %q: the broker exited", line)
+		}
+		if a != "ok" {
+			return fmt.Errorf("brokerproc: command %q: %s", line, a)
+		}
+		return nil
+	case <-time.After(timeout):
+		return fmt.Errorf("brokerproc: command %q: no answer within %v", line, timeout)
+	}
+}
 
 // Starts counts the processes started so far (1 after Start).
 func (b *Broker) Starts() int {
@@ -113,7 +177,11 @@ func (b *Broker) start() error {
 		if try > 0 {
 			time.Sleep(100 * time.Millisecond)
 		}
-		cmd := exec.Command(b.bin, "-port", strconv.Itoa(b.opts.Port),
+		ports := make([]string, len(b.ports))
+		for i, p := range b.ports {
+			ports[i] = strconv.Itoa(p)
+		}
+		cmd := exec.Command(b.bin, "-ports", strings.Join(ports, ","), "-seed", strconv.FormatUint(b.opts.Seed+uint64(b.starts), 10),
 			"-topics", strings.Join(b.opts.Topics, ","), "-partitions", strconv.Itoa(b.opts.Partitions))
 		cmd.Stderr = b.opts.Stderr
 		setDeathSignal(cmd)
@@ -128,15 +196,27 @@ func (b *Broker) start() error {
 		if err := cmd.Start(); err != nil {
 			return fmt.Errorf("brokerproc: start %s: %w", b.bin, err)
 		}
-		line, err := bufio.NewReader(stdout).ReadString('\n')
+		rd := bufio.NewReader(stdout)
+		line, err := rd.ReadString('\n')
 		if err == nil && strings.HasPrefix(line, "listening ") {
 			exited := make(chan struct{})
+			answers := make(chan string, 16)
 			go func() {
-				_, _ = io.Copy(io.Discard, stdout)
+				for {
+					a, err := rd.ReadString('\n')
+					if err != nil {
+						break
+					}
+					select {
+					case answers <- strings.TrimSpace(a):
+					default: // nobody waits (a Command that timed out): dropped
+					}
+				}
+				close(answers)
 				_ = cmd.Wait()
 				close(exited)
 			}()
-			b.cmd, b.stdin, b.exited = cmd, stdin, exited
+			b.cmd, b.stdin, b.answers, b.exited = cmd, stdin, answers, exited
 			b.starts++
 			return nil
 		}
@@ -153,7 +233,7 @@ func (b *Broker) start() error {
 func (b *Broker) Kill() {
 	b.mu.Lock()
 	cmd, exited := b.cmd, b.exited
-	b.cmd = nil
+	b.cmd, b.stdin = nil, nil
 	b.mu.Unlock()
 	if cmd == nil {
 		return

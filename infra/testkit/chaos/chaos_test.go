@@ -39,6 +39,15 @@ func TestChaosShort(t *testing.T) {
 			t.Fatalf("HOBOM_CHAOS_SEED=%q: %v", s, err)
 		}
 	}
+	// HOBOM_CHAOS_RESOLVE_BOUND overrides the time-to-resolve bound (a
+	// too-small one shows the check fails).
+	var bound time.Duration
+	if s := os.Getenv("HOBOM_CHAOS_RESOLVE_BOUND"); s != "" {
+		var err error
+		if bound, err = time.ParseDuration(s); err != nil {
+			t.Fatalf("HOBOM_CHAOS_RESOLVE_BOUND=%q: %v", s, err)
+		}
+	}
 	t.Logf("seed %d (rerun: HOBOM_CHAOS_SEED=%d go test -run TestChaosShort ./infra/testkit/chaos)", seed, seed)
 	// The subprocess instances run the real binary, built without -race
 	// (the same build as cmd/hobom-event-processor's tests, so cached).
@@ -51,7 +60,7 @@ func TestChaosShort(t *testing.T) {
 	var progress strings.Builder
 	rep, err := chaos.Run(context.Background(), chaos.Config{
 		Seed: seed, Duration: 12 * time.Second, Rate: 150, Binary: bin, Dir: dir,
-		DrainTimeout: 60 * time.Second, Progress: &progress,
+		DrainTimeout: 60 * time.Second, Progress: &progress, ResolveBound: bound,
 	})
 	if err != nil {
 		t.Fatalf("seed %d: %v", seed, err)

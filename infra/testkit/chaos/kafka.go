@@ -4,16 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/hobom/hobom-event-processor/infra/testkit/brokerproc"
 )
 
 // Topics the processor writes (docs/contract.md §2).
@@ -22,161 +24,352 @@ const (
 	topicLogs     = "hobom.logs"
 )
 
-// kafkaWorld is the kfake cluster and the knobs the faults turn. Two
-// controls are installed for the whole run and consult the knobs: one on
-// produce requests (errors, holds) and one on every request (the cluster
-// or one broker gone: the connection is closed, as a dead broker's is).
+// kafkaWorld is the Kafka cluster: a kfake broker process of its own
+// (infra/brokerproc), so that the suite can SIGKILL it, SIGSTOP it and
+// restart it empty, and the knobs of the gentler faults (produce errors and
+// holds, the cluster's connections closed, a node removed), which the
+// broker process applies from commands on its stdin.
+//
+// The knobs are kept here too: a command the broker cannot take (it is
+// killed or paused) is applied once it runs again, and a restarted broker
+// gets the faults still in force.
+//
+// A restart empty or a topic recreated loses records already in Kafka, so
+// a consumer reads both topics all the time (watch): before such a fault
+// it catches up with the end offsets, and what it read is kept (lost) and
+// added to the final read by the verifier.
 type kafkaWorld struct {
-	c     *kfake.Cluster
+	b     *brokerproc.Broker
 	addrs []string
-	ports map[int32]int
 
 	mu      sync.Mutex
-	rng     *rand.Rand
 	down    bool
 	removed map[int32]bool
 	errWin  *Fault
 	holdWin *Fault
+	paused  bool
 
-	failed, held, closed atomic.Int64
+	// op serialises the process faults (kill, restart, recreate, pause,
+	// resume, clear): window ends run on timers of their own.
+	op    sync.Mutex
+	watch *watcher
+	// lost counts, per event id, the records read from topics that were
+	// destroyed since (restart empty, topic recreated); lostEvents names the
+	// faults that destroyed them.
+	lost        map[string]int
+	lostRecords int
+	destroyed   []string
 }
 
-var errBrokerGone = errors.New("chaos: broker gone")
-
-func startKafka(brokers int, seed uint64) (*kafkaWorld, error) {
-	c, err := kfake.NewCluster(
-		kfake.NumBrokers(brokers),
-		kfake.AllowAutoTopicCreation(),
-		kfake.SeedTopics(3, topicMessages, topicLogs),
-	)
+func startKafka(dir string, brokers int, seed uint64) (*kafkaWorld, error) {
+	bin, err := brokerproc.Build(context.Background(), dir)
 	if err != nil {
-		return nil, fmt.Errorf("kfake: %w", err)
+		return nil, err
 	}
-	k := &kafkaWorld{
-		c: c, addrs: c.ListenAddrs(), ports: map[int32]int{}, removed: map[int32]bool{},
-		rng: rand.New(rand.NewPCG(seed, 7)),
+	logf, err := os.Create(filepath.Join(dir, "kafka.log"))
+	if err != nil {
+		return nil, err
 	}
-	for i, a := range k.addrs {
-		var port int
-		if _, err := fmt.Sscanf(a[lastColon(a)+1:], "%d", &port); err != nil {
-			c.Close()
-			return nil, fmt.Errorf("kfake address %q: %w", a, err)
-		}
-		k.ports[int32(i)] = port // kfake numbers its first brokers 0..n-1
+	b, err := brokerproc.Start(bin, brokerproc.Options{
+		Brokers: brokers, Seed: seed, Topics: []string{topicMessages, topicLogs}, Partitions: 3, Stderr: logf,
+	})
+	if err != nil {
+		return nil, err
 	}
-	c.ControlKey(int16(kmsg.Produce), k.controlProduce)
-	c.Control(k.controlAll)
+	k := &kafkaWorld{b: b, addrs: b.Addrs(), removed: map[int32]bool{}, lost: map[string]int{}}
+	if k.watch, err = newWatcher(k.addrs); err != nil {
+		b.Close()
+		return nil, err
+	}
 	return k, nil
 }
 
-func lastColon(s string) int {
-	for i := len(s) - 1; i >= 0; i-- {
-		if s[i] == ':' {
-			return i
-		}
+func (k *kafkaWorld) Close() {
+	if k.watch != nil {
+		k.watch.close()
 	}
-	return -1
+	k.b.Close()
 }
 
-func (k *kafkaWorld) Close() { k.c.Close() }
+// commandTimeout bounds a command to a running broker.
+const commandTimeout = 5 * time.Second
 
-// gone reports whether the broker answering the current request is gone;
-// called from a control function.
-func (k *kafkaWorld) gone() bool {
-	node := k.c.CurrentNode()
+// apply sends the knobs' state to the broker unless it is paused or gone.
+func (k *kafkaWorld) apply() error {
+	k.mu.Lock()
+	if k.paused || !k.b.Running() {
+		k.mu.Unlock()
+		return nil
+	}
+	cmds := []string{"produce-error 0 0", "produce-hold 0 0s false", "up"}
+	if f := k.errWin; f != nil {
+		cmds[0] = fmt.Sprintf("produce-error %d %g", f.Code, f.Rate)
+	}
+	if f := k.holdWin; f != nil {
+		cmds[1] = fmt.Sprintf("produce-hold %g %s %t", f.Rate, f.Hold, f.Append)
+	}
+	if k.down {
+		cmds[2] = "down"
+	}
+	k.mu.Unlock()
+	for _, c := range cmds {
+		if err := k.b.Command(c, commandTimeout); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (k *kafkaWorld) setErrWindow(f *Fault) error {
+	k.mu.Lock()
+	k.errWin = f
+	k.mu.Unlock()
+	return k.apply()
+}
+
+func (k *kafkaWorld) setHoldWindow(f *Fault) error {
+	k.mu.Lock()
+	k.holdWin = f
+	k.mu.Unlock()
+	return k.apply()
+}
+
+func (k *kafkaWorld) setDown(down bool) error {
+	k.mu.Lock()
+	k.down = down
+	k.mu.Unlock()
+	return k.apply()
+}
+
+// isDown reports whether kafka-down is in force.
+func (k *kafkaWorld) isDown() bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	return k.down || k.removed[node]
+	return k.down
 }
 
-func (k *kafkaWorld) controlAll(kmsg.Request) (kmsg.Response, error, bool) {
-	k.c.KeepControl()
-	if k.gone() {
-		k.closed.Add(1)
-		return nil, errBrokerGone, true
-	}
-	return nil, nil, false
-}
-
-func (k *kafkaWorld) controlProduce(kreq kmsg.Request) (kmsg.Response, error, bool) {
-	k.c.KeepControl()
-	if k.gone() {
-		k.closed.Add(1)
-		return nil, errBrokerGone, true
-	}
+// node runs remove or add for a node, now or (paused, killed) when the
+// broker runs again.
+func (k *kafkaWorld) node(verb string, node int32) error {
 	k.mu.Lock()
-	hold, fail := k.holdWin, k.errWin
-	holdIt := hold != nil && k.rng.Float64() < hold.Rate
-	failIt := !holdIt && fail != nil && k.rng.Float64() < fail.Rate
+	if verb == "remove" {
+		k.removed[node] = true
+	} else {
+		delete(k.removed, node)
+	}
+	skip := k.paused || !k.b.Running()
 	k.mu.Unlock()
-	switch {
-	case holdIt:
-		k.held.Add(1)
-		// SleepControl lets the cluster serve other connections meanwhile.
-		k.c.SleepControl(func() { time.Sleep(hold.Hold) })
-		if hold.Append {
-			return nil, nil, false // appended now, perhaps after the client gave up
-		}
-		return produceError(kreq, kerr.RequestTimedOut.Code)
-	case failIt:
-		k.failed.Add(1)
-		return produceError(kreq, fail.Code)
+	if skip {
+		return nil
 	}
-	return nil, nil, false
+	return k.b.Command(fmt.Sprintf("%s %d", verb, node), commandTimeout)
 }
-
-// produceError answers every partition of a produce request with code.
-func produceError(kreq kmsg.Request, code int16) (kmsg.Response, error, bool) {
-	req := kreq.(*kmsg.ProduceRequest)
-	resp := req.ResponseKind().(*kmsg.ProduceResponse)
-	for _, rt := range req.Topics {
-		st := kmsg.NewProduceResponseTopic()
-		st.Topic, st.TopicID = rt.Topic, rt.TopicID
-		for _, rp := range rt.Partitions {
-			sp := kmsg.NewProduceResponseTopicPartition()
-			sp.Partition = rp.Partition
-			sp.ErrorCode = code
-			st.Partitions = append(st.Partitions, sp)
-		}
-		resp.Topics = append(resp.Topics, st)
-	}
-	return resp, nil, true
-}
-
-func (k *kafkaWorld) setErrWindow(f *Fault)  { k.mu.Lock(); k.errWin = f; k.mu.Unlock() }
-func (k *kafkaWorld) setHoldWindow(f *Fault) { k.mu.Lock(); k.holdWin = f; k.mu.Unlock() }
-func (k *kafkaWorld) setDown(down bool)      { k.mu.Lock(); k.down = down; k.mu.Unlock() }
 
 // removeNode takes a broker out of the cluster (its partitions move to the
 // others) and cuts its connections.
-func (k *kafkaWorld) removeNode(node int32) error {
-	k.mu.Lock()
-	k.removed[node] = true
-	k.mu.Unlock()
-	return k.c.RemoveNode(node)
-}
+func (k *kafkaWorld) removeNode(node int32) error { return k.node("remove", node) }
 
 // addNode brings a removed broker back on its old port, so the processor's
 // seed list stays right.
-func (k *kafkaWorld) addNode(node int32) error {
-	var err error
-	for range 50 {
-		if _, _, err = k.c.AddNode(node, k.ports[node]); err == nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond) // the old listener may linger
+func (k *kafkaWorld) addNode(node int32) error { return k.node("add", node) }
+
+// pause SIGSTOPs the broker: connections are accepted, nothing answers.
+func (k *kafkaWorld) pause() error {
+	k.op.Lock()
+	defer k.op.Unlock()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err := k.b.Pause(); err != nil {
+		return err
+	}
+	k.paused = true
+	return nil
+}
+
+// resume SIGCONTs it and applies what changed meanwhile.
+func (k *kafkaWorld) resume() error {
+	k.op.Lock()
+	defer k.op.Unlock()
+	return k.resumeLocked()
+}
+
+func (k *kafkaWorld) resumeLocked() error {
+	if !k.b.Running() { // a kill meanwhile ended the pause
+		return nil
 	}
 	k.mu.Lock()
-	delete(k.removed, node)
+	if err := k.b.Resume(); err != nil {
+		k.mu.Unlock()
+		return err
+	}
+	k.paused = false
 	k.mu.Unlock()
-	return err
+	return k.reapply()
+}
+
+// reapply sends every knob, removed nodes included, to the broker.
+func (k *kafkaWorld) reapply() error {
+	if err := k.apply(); err != nil {
+		return err
+	}
+	k.mu.Lock()
+	var nodes []int32
+	for n := range k.removed {
+		nodes = append(nodes, n)
+	}
+	k.mu.Unlock()
+	for _, n := range nodes {
+		if err := k.b.Command(fmt.Sprintf("remove %d", n), commandTimeout); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// keep ends the watcher's generation before records are destroyed: it
+// stops appends (every produce request answered NOT_ENOUGH_REPLICAS, which
+// the client retries; a paused broker is continued first), catches up with
+// the end offsets, keeps what it read of the topics to be destroyed and
+// stops. why names the fault. The
+// caller destroys, then calls rewatch and re-applies the knobs.
+func (k *kafkaWorld) keep(why string, topics ...string) {
+	k.mu.Lock()
+	k.destroyed = append(k.destroyed, why)
+	k.mu.Unlock()
+	if k.watch == nil {
+		return
+	}
+	if k.b.Running() {
+		k.mu.Lock()
+		if k.paused {
+			_ = k.b.Resume()
+			k.paused = false
+		}
+		k.mu.Unlock()
+		_ = k.b.Command(fmt.Sprintf("produce-error %d 1", kerr.NotEnoughReplicas.Code), commandTimeout)
+		k.watch.catchUp(5 * time.Second)
+	}
+	counts, n := k.watch.close(topics...)
+	k.mu.Lock()
+	for id, c := range counts {
+		k.lost[id] += c
+	}
+	k.lostRecords += n
+	k.mu.Unlock()
+	k.watch = nil
+}
+
+// rewatch starts a new watcher generation, reading from the start.
+func (k *kafkaWorld) rewatch() error {
+	w, err := newWatcher(k.addrs)
+	if err != nil {
+		return err
+	}
+	k.watch = w
+	return nil
+}
+
+// kill SIGKILLs the broker process (the port refuses from then on) after
+// keeping what the topics held.
+func (k *kafkaWorld) kill(why string) {
+	k.op.Lock()
+	defer k.op.Unlock()
+	k.keep(why, topicMessages, topicLogs)
+	k.mu.Lock()
+	k.paused = false
+	k.mu.Unlock()
+	k.b.Kill()
+}
+
+// restart starts an empty broker on the same ports (topics with new IDs),
+// with the faults in force, and a new watcher.
+func (k *kafkaWorld) restart() error {
+	k.op.Lock()
+	defer k.op.Unlock()
+	return k.restartLocked()
+}
+
+func (k *kafkaWorld) restartLocked() error {
+	if k.b.Running() {
+		k.keep("restart empty", topicMessages, topicLogs)
+	}
+	if err := k.b.Restart(); err != nil {
+		return err
+	}
+	k.mu.Lock()
+	k.paused = false
+	k.mu.Unlock()
+	if err := k.reapply(); err != nil {
+		return err
+	}
+	return k.rewatch()
+}
+
+// recreateTopic deletes topic with kadm and creates it again (3 partitions,
+// a new topic ID) while the processor writes to it. The broker creates
+// topics on first use too, so a produce may get there first: the topic
+// then exists already, which is fine.
+func (k *kafkaWorld) recreateTopic(ctx context.Context, topic string) error {
+	k.op.Lock()
+	defer k.op.Unlock()
+	k.keep("topic "+topic+" recreated", topic)
+	defer func() {
+		if err := k.rewatch(); err != nil {
+			k.watch = nil
+		}
+		_ = k.apply() // ends keep's freeze
+	}()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(k.addrs...))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	del, err := adm.DeleteTopics(ctx, topic)
+	if err == nil {
+		err = del.Error()
+	}
+	if err != nil {
+		return fmt.Errorf("delete %s: %w", topic, err)
+	}
+	cr, err := adm.CreateTopic(ctx, 3, 1, nil, topic)
+	if err == nil {
+		err = cr.Err
+	}
+	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+		return fmt.Errorf("create %s: %w", topic, err)
+	}
+	return nil
 }
 
 // clear undoes every Kafka fault.
-func (k *kafkaWorld) clear() {
+func (k *kafkaWorld) clear() error {
+	k.op.Lock()
+	defer k.op.Unlock()
 	k.mu.Lock()
 	k.down, k.errWin, k.holdWin = false, nil, nil
+	paused := k.paused
 	k.mu.Unlock()
+	if paused {
+		if err := k.resumeLocked(); err != nil {
+			return err
+		}
+	}
+	if !k.b.Running() {
+		if err := k.restartLocked(); err != nil {
+			return err
+		}
+	}
+	return k.apply()
+}
+
+// lostView is what the destroyed topics held, read before they went.
+func (k *kafkaWorld) lostView() (map[string]int, int, []string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return maps.Clone(k.lost), k.lostRecords, slices.Clone(k.destroyed)
 }
 
 // readTopic returns every record of topic, reading up to the end offsets

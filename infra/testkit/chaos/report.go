@@ -37,7 +37,9 @@ type Report struct {
 	DLQEntries          int
 	StaleDLQ            int // DLQ entries of SENT events
 	Malformed           []string
-	RecordsBeforeReplay int
+	RecordsBeforeReplay int      // LostRecords included
+	LostRecords         int      // read by the watcher from topics destroyed since
+	Destroyed           []string // the faults that destroyed them (restart empty, topic recreated)
 
 	Duplicates       int            // events in Kafka more than once before the replay
 	DuplicateRecords int            // the extra records
@@ -55,6 +57,13 @@ type Report struct {
 	RecordsAfterReplay int
 	MissingAfterReplay []string
 	DupsFromReplay     int // events first duplicated by the replay
+
+	ResolveBound         time.Duration
+	ResolveChecked       int      // events whose first fetch → SENT/FAILED was held to the bound
+	ResolveExempt        int      // events a pending-by-design fault was in force for
+	ResolveSlowest       []string // the slowest checked events
+	ResolveSlowestExempt []string // the slowest exempt ones, for the record
+	ResolveOver          []string // checked events above the bound
 
 	Problems []string
 }
@@ -77,7 +86,7 @@ func (r *Report) Lost() int {
 // hang or unexpected crash.
 func (r *Report) OK() bool {
 	return r.Lost() == 0 && len(r.Unexplained) == 0 && len(r.Malformed) == 0 && len(r.ReplayErrors) == 0 &&
-		r.DLQLeft == 0 && len(r.Problems) == 0 && r.Created > 0
+		r.DLQLeft == 0 && len(r.Problems) == 0 && r.Created > 0 && len(r.ResolveOver) == 0
 }
 
 func (r *Report) String() string {
@@ -111,7 +120,7 @@ func (r *Report) String() string {
 				s = append(s, fmt.Sprintf("%s %d", k, n))
 			}
 		}
-		p("faults skipped", "%s (a subprocess ran when due)", strings.Join(s, ", "))
+		p("faults skipped", "%s (a subprocess ran, or Kafka was down, when due)", strings.Join(s, ", "))
 	}
 	p("instances", "%d: %s", len(r.Instances), strings.Join(r.Instances, ", "))
 	p("stops", "%d of the SIGTERMs/SIGKILLs mid-batch; SIGTERM shutdowns clean %d, timed out %d", r.MidBatch, r.CleanStops, r.UncleanStops)
@@ -132,15 +141,22 @@ func (r *Report) String() string {
 	}
 	p("DLQ", "%d entries (%d of SENT events); replayed %d via %s; %d retried, %d errors, %d left",
 		r.DLQEntries, r.StaleDLQ, r.Replayed, r.ReplayVia, r.ReplayRetried, len(r.ReplayErrors), r.DLQLeft)
+	if len(r.Destroyed) > 0 {
+		p("destroyed topics", "%d times (%s): %d records read before, counted as in Kafka", len(r.Destroyed), strings.Join(r.Destroyed, ", "), r.LostRecords)
+	}
 	p("in Kafka after replay", "%d of %d events (%d records before the replay, %d after)", r.Created-len(r.MissingAfterReplay), r.Created, r.RecordsBeforeReplay, r.RecordsAfterReplay)
 	p("LOST", "%d", r.Lost())
+	p("time to resolve", "first fetch → SENT/FAILED ≤ %v: %d events checked, %d over; %d exempt (a mark, Redis, stop or panic fault in force meanwhile: PENDING by design)",
+		r.ResolveBound, r.ResolveChecked, len(r.ResolveOver), r.ResolveExempt)
+	p("", "slowest checked: %s", orNone(r.ResolveSlowest))
+	p("", "slowest exempt: %s", orNone(r.ResolveSlowestExempt))
 	var causes []string
 	for c, n := range r.DupCauses {
 		causes = append(causes, fmt.Sprintf("%s %d (only %d)", c, n, r.DupOnlyCause[c]))
 	}
 	sort.Strings(causes)
 	p("duplicates in Kafka", "%d events, %d extra records (before the replay); unexplained %d", r.Duplicates, r.DuplicateRecords, len(r.Unexplained))
-	p("", "bound: %d events were in flight at a SIGKILL, SIGTERM, publisher crash or held-then-appended produce (%d counted per moment)", r.InFlightDistinct, r.InFlightSum)
+	p("", "bound: %d events were in flight at a SIGKILL, SIGTERM, publisher crash, held-then-appended produce or broker process fault (%d counted per moment)", r.InFlightDistinct, r.InFlightSum)
 	p("", "duplicated events in flight at: %s", orNone(causes))
 	p("", "+%d events duplicated by the replay (FAILED or stale DLQ entries whose record had reached Kafka)", r.DupsFromReplay)
 	list := func(label string, ids []string) {
@@ -155,6 +171,7 @@ func (r *Report) String() string {
 	list("not in Kafka at end", r.MissingAfterReplay)
 	list("unexplained dups", r.Unexplained)
 	list("malformed", r.Malformed)
+	list("over the bound", r.ResolveOver)
 	list("replay errors", r.ReplayErrors)
 	for _, pr := range r.Problems {
 		p("PROBLEM", "%s", pr)

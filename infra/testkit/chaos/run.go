@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -45,6 +46,10 @@ type Config struct {
 	DrainTimeout time.Duration
 	// Brokers in the Kafka cluster; 3 when 0.
 	Brokers int
+	// ResolveBound is the longest an event may take from its first fetch to
+	// SENT or FAILED outside pending-by-design faults; DefaultResolveBound
+	// when 0.
+	ResolveBound time.Duration
 	// Progress receives a line per fault and phase; nil discards.
 	Progress io.Writer
 }
@@ -96,6 +101,10 @@ type runner struct {
 	moments  []moment
 	// kafkaWindows are the Kafka faults, once ended.
 	kafkaWindows []moment
+	// faultLog is every windowed fault, once ended, and every instant one.
+	faultLog []moment
+
+	fetch *fetchClock
 }
 
 type window struct {
@@ -113,6 +122,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	if cfg.DrainTimeout == 0 {
 		cfg.DrainTimeout = 2 * time.Minute
+	}
+	if cfg.ResolveBound == 0 {
+		cfg.ResolveBound = DefaultResolveBound()
 	}
 	if cfg.Brokers == 0 {
 		cfg.Brokers = 3
@@ -149,10 +161,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if w.backend, err = fakebackend.Start(fakebackend.Options{}); err != nil {
 		return nil, err
 	}
-	if w.kafka, err = startKafka(cfg.Brokers, cfg.Seed); err != nil {
+	if w.kafka, err = startKafka(cfg.Dir, cfg.Brokers, cfg.Seed); err != nil {
 		return nil, err
 	}
 	r.w = w
+	r.fetch = watchFetches(w.backend)
 	r.gen = newGenerator(w.backend, cfg.Rate)
 	// go-redis logs dial failures of the in-process instances (Redis is
 	// down on purpose) with a global logger: into the logs, not the report.
@@ -279,8 +292,11 @@ func (r *runner) injectPanic(f Fault) {
 		return
 	}
 	r.rep.Injected[f.Kind]++
+	now := time.Now()
+	r.mu.Lock()
+	r.faultLog = append(r.faultLog, moment{kind: string(f.Kind), at: now, until: now.Add(time.Second)})
+	r.mu.Unlock()
 	if f.Kind == PanicPublisher {
-		now := time.Now()
 		r.moment("publisher panic", now, now.Add(time.Second))
 	}
 	r.logf("%s", f)
@@ -342,13 +358,27 @@ func (r *runner) waitMidBatch(limit time.Duration) bool {
 
 func (r *runner) beginWindow(i int, f Fault) {
 	end, err := r.begin(f)
+	if errors.Is(err, errSkip) {
+		r.rep.Skipped[f.Kind]++
+		r.logf("%s: skipped (%v)", f, err)
+		return
+	}
 	if err != nil {
 		r.problem("%s: %v", f.Kind, err)
 		return
 	}
 	r.rep.Injected[f.Kind]++
 	r.logf("%s", f)
-	if f.Kind == KafkaProduceError || f.Kind == KafkaProduceTimeout || f.Kind == KafkaDown || f.Kind == KafkaBrokerBounce {
+	{
+		start, inner := time.Now(), end
+		end = func() {
+			inner()
+			r.mu.Lock()
+			r.faultLog = append(r.faultLog, moment{kind: string(f.Kind), at: start, until: time.Now()})
+			r.mu.Unlock()
+		}
+	}
+	if isKafka(f.Kind) {
 		// Kafka windows explain events that failed although their record
 		// was appended (the client saw a failure).
 		start, inner := time.Now(), end
@@ -363,7 +393,13 @@ func (r *runner) beginWindow(i int, f Fault) {
 	r.mu.Lock()
 	r.windows[i] = win
 	r.mu.Unlock()
-	win.timer = time.AfterFunc(f.For, func() { r.endWindow(i) })
+	d := f.For
+	if f.Kind == KafkaBrokerKilled {
+		// Ends when planned, although a stop before it may have delayed its
+		// start: the broker process faults planned after it stay possible.
+		d = max(time.Until(r.start.Add(f.At+f.For)), time.Second)
+	}
+	win.timer = time.AfterFunc(d, func() { r.endWindow(i) })
 }
 
 func (r *runner) endWindow(i int) {
@@ -376,18 +412,38 @@ func (r *runner) endWindow(i int) {
 	}
 }
 
+// abandonedLand names the moments of the broker process faults: attempts the
+// publisher ended at its write timeout while no broker took them keep their
+// records in the client's buffer, and those land once a broker answers
+// again, next to the retry's record (a duplicate, as documented).
+const abandonedLand = "kafka broker process fault (abandoned attempts landed later)"
+
+// errSkip marks a fault that does not apply when due.
+var errSkip = errors.New("not applicable now")
+
+func isKafka(k Kind) bool { return strings.HasPrefix(string(k), "kafka-") }
+
 // begin starts a windowed fault and returns what ends it.
 func (r *runner) begin(f Fault) (func(), error) {
 	k, b := r.w.kafka, r.w.backend
+	kerr := func(what string, err error) {
+		if err != nil {
+			r.problem("%s: %v", what, err)
+		}
+	}
 	switch f.Kind {
 	case KafkaProduceError:
-		k.setErrWindow(&f)
-		return func() { k.setErrWindow(nil) }, nil
+		if err := k.setErrWindow(&f); err != nil {
+			return nil, err
+		}
+		return func() { kerr("end produce errors", k.setErrWindow(nil)) }, nil
 	case KafkaProduceTimeout:
-		k.setHoldWindow(&f)
+		if err := k.setHoldWindow(&f); err != nil {
+			return nil, err
+		}
 		start := time.Now()
 		return func() {
-			k.setHoldWindow(nil)
+			kerr("end produce holds", k.setHoldWindow(nil))
 			if f.Append {
 				// A request held past the client's patience and appended
 				// after all is published twice if the client retried it.
@@ -395,8 +451,45 @@ func (r *runner) begin(f Fault) (func(), error) {
 			}
 		}, nil
 	case KafkaDown:
-		k.setDown(true)
-		return func() { k.setDown(false) }, nil
+		if err := k.setDown(true); err != nil {
+			return nil, err
+		}
+		return func() { kerr("kafka up", k.setDown(false)) }, nil
+	case KafkaBrokerKilled:
+		if !k.b.Running() {
+			return nil, fmt.Errorf("%w: the broker is not running", errSkip)
+		}
+		start := time.Now()
+		k.kill(string(f.Kind))
+		return func() {
+			kerr("restart the killed broker", k.restart())
+			r.moment(abandonedLand, start, time.Now().Add(2*writeTimeout))
+		}, nil
+	case KafkaRestartEmpty, KafkaTopicRecreated, KafkaHung:
+		if !k.b.Running() {
+			return nil, fmt.Errorf("%w: the broker is killed", errSkip)
+		}
+		if f.Kind == KafkaTopicRecreated && k.isDown() {
+			return nil, fmt.Errorf("%w: kafka-down closes the admin client's connections too", errSkip)
+		}
+		start := time.Now()
+		switch f.Kind {
+		case KafkaRestartEmpty:
+			err := k.restart()
+			r.moment(abandonedLand, start, time.Now().Add(2*writeTimeout))
+			return func() {}, err
+		case KafkaTopicRecreated:
+			err := k.recreateTopic(context.Background(), f.Topic)
+			r.moment(abandonedLand, start, time.Now().Add(2*writeTimeout))
+			return func() {}, err
+		}
+		if err := k.pause(); err != nil {
+			return nil, err
+		}
+		return func() {
+			kerr("resume the broker", k.resume())
+			r.moment(abandonedLand, start, time.Now().Add(2*writeTimeout))
+		}, nil
 	case KafkaBrokerBounce:
 		if err := k.removeNode(f.Node); err != nil {
 			return nil, err
@@ -443,7 +536,9 @@ func (r *runner) clearFaults() {
 		r.endWindow(i)
 	}
 	r.pan.disarm()
-	r.w.kafka.clear()
+	if err := r.w.kafka.clear(); err != nil {
+		r.problem("clear the Kafka faults: %v", err)
+	}
 	r.w.backend.ClearFaults()
 	if err := r.w.redis.Restart(); err != nil {
 		r.problem("redis: %v", err)
@@ -504,6 +599,9 @@ func (r *runner) crashMoments() {
 			continue
 		}
 		for _, c := range p.Crashes() {
+			r.mu.Lock()
+			r.faultLog = append(r.faultLog, moment{kind: string(childKind(c.child)), at: c.at, until: c.at.Add(time.Second)})
+			r.mu.Unlock()
 			if childKind(c.child) == PanicPublisher {
 				r.moment("publisher panic", c.at, c.at.Add(time.Second))
 			}

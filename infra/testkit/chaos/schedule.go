@@ -23,6 +23,10 @@ const (
 	KafkaProduceTimeout Kind = "kafka-produce-timeout" // produce requests held, then timed out or appended late
 	KafkaDown           Kind = "kafka-down"            // every Kafka request's connection closed: the cluster is gone
 	KafkaBrokerBounce   Kind = "kafka-broker-bounce"   // one broker removed, then added back on its port
+	KafkaBrokerKilled   Kind = "kafka-broker-killed"   // the broker process SIGKILLed (port refuses), then started empty
+	KafkaRestartEmpty   Kind = "kafka-restart-empty"   // the broker process restarted at once, empty (new topic IDs)
+	KafkaTopicRecreated Kind = "kafka-topic-recreated" // a topic deleted and created again with kadm while events flow
+	KafkaHung           Kind = "kafka-hung"            // the broker process SIGSTOPped (accepts, never answers), then SIGCONT
 	RedisRestart        Kind = "redis-restart"         // redis-server SIGKILLed, started again later (AOF keeps the DLQ)
 	BackendFindError    Kind = "backend-find-error"    // find rpcs fail
 	BackendFindSlow     Kind = "backend-find-slow"     // find rpcs answer late (some past the client's timeout)
@@ -37,7 +41,8 @@ const (
 
 // Kinds lists every kind in report order.
 var Kinds = []Kind{
-	KafkaProduceError, KafkaProduceTimeout, KafkaDown, KafkaBrokerBounce, RedisRestart,
+	KafkaProduceError, KafkaProduceTimeout, KafkaDown, KafkaBrokerBounce,
+	KafkaBrokerKilled, KafkaRestartEmpty, KafkaTopicRecreated, KafkaHung, RedisRestart,
 	BackendFindError, BackendFindSlow, BackendMarkError, BackendMarkSlow,
 	PanicPoller, PanicPublisher, PanicDLQ, SIGTERM, SIGKILL,
 }
@@ -64,8 +69,9 @@ type Fault struct {
 	Code     int16   // produce error code
 	Rate     float64 // share of produce requests failed or held
 	Hold     time.Duration
-	Append   bool  // a held request is appended after the hold (else timed out)
-	Node     int32 // broker of a bounce
+	Append   bool   // a held request is appended after the hold (else timed out)
+	Node     int32  // broker of a bounce
+	Topic    string // topic recreated
 	Backend  []fakebackend.RPC
 	GRPCCode codes.Code
 	Delay    time.Duration
@@ -97,6 +103,8 @@ func (f Fault) String() string {
 		fmt.Fprintf(&b, " %.0f%% of produce requests held %v, %s", 100*f.Rate, f.Hold.Round(time.Millisecond), what)
 	case KafkaBrokerBounce:
 		fmt.Fprintf(&b, " node %d", f.Node)
+	case KafkaTopicRecreated:
+		fmt.Fprintf(&b, " %s", f.Topic)
 	case BackendFindError, BackendMarkError:
 		fmt.Fprintf(&b, " %v %s", f.Backend, f.GRPCCode)
 	case BackendFindSlow, BackendMarkSlow:
@@ -144,15 +152,18 @@ func (p Plan) String() string {
 // schedule has; shorter and longer schedules scale it, with at least one.
 var perTwoMinutes = map[Kind]int{
 	KafkaProduceError: 6, KafkaProduceTimeout: 4, KafkaDown: 3, KafkaBrokerBounce: 3, RedisRestart: 5,
+	KafkaBrokerKilled: 1, KafkaRestartEmpty: 1, KafkaTopicRecreated: 2, KafkaHung: 2,
 	BackendFindError: 3, BackendFindSlow: 3, BackendMarkError: 4, BackendMarkSlow: 3,
 	PanicPoller: 4, PanicPublisher: 4, PanicDLQ: 3,
 }
 
 // lanes group kinds that drive the same knob: faults of one lane never
 // overlap (a fakebackend rpc has one fault at a time); different lanes do,
-// so outages combine as they would in production.
+// so outages combine as they would in production. A fault of the broker
+// process lane due while the broker is killed is skipped.
 var lanes = [][]Kind{
 	{KafkaProduceError}, {KafkaProduceTimeout}, {KafkaDown}, {KafkaBrokerBounce}, {RedisRestart},
+	{KafkaBrokerKilled}, {KafkaRestartEmpty, KafkaTopicRecreated, KafkaHung},
 	{BackendFindError, BackendFindSlow}, {BackendMarkError, BackendMarkSlow},
 	{PanicPoller}, {PanicPublisher}, {PanicDLQ},
 }
@@ -242,8 +253,32 @@ func NewPlan(seed uint64, d time.Duration, brokers int) Plan {
 			p.Faults = append(p.Faults, f)
 		}
 	}
+	shiftOutOfOutages(p.Faults, d)
 	slices.SortStableFunc(p.Faults, func(a, b Fault) int { return int(a.At - b.At) })
 	return p
+}
+
+// shiftOutOfOutages moves the broker process faults that would fall while
+// the broker is killed (and a topic recreation while kafka-down closes every
+// connection) to just after that outage, within the run: they could not be
+// applied (there is no broker, or no admin connection) and would be skipped.
+func shiftOutOfOutages(faults []Fault, d time.Duration) {
+	for moved := true; moved; {
+		moved = false
+		for i := range faults {
+			f := &faults[i]
+			if f.Kind != KafkaRestartEmpty && f.Kind != KafkaTopicRecreated && f.Kind != KafkaHung {
+				continue
+			}
+			for _, o := range faults {
+				blocks := o.Kind == KafkaBrokerKilled || (o.Kind == KafkaDown && f.Kind == KafkaTopicRecreated)
+				end := o.At + o.For + 300*time.Millisecond
+				if blocks && f.At >= o.At && f.At < end && end+f.For < d-d/20 {
+					f.At, moved = end, true
+				}
+			}
+		}
+	}
 }
 
 func isPanic(k Kind) bool { return k == PanicPoller || k == PanicPublisher || k == PanicDLQ }
@@ -288,6 +323,12 @@ func windowFor(rng *rand.Rand, k Kind, slot time.Duration) time.Duration {
 		w = between(2*time.Second, 9*time.Second)
 	case KafkaBrokerBounce:
 		w = between(500*time.Millisecond, 4*time.Second)
+	case KafkaBrokerKilled:
+		// The one kill of a two-minute run lasts 34..60 s; a short run's a
+		// few seconds.
+		return between(max(2*time.Second, slot/3), min(60*time.Second, slot*3/5))
+	case KafkaHung:
+		w = between(time.Second, 8*time.Second)
 	case RedisRestart:
 		w = between(300*time.Millisecond, 5*time.Second)
 	case BackendFindError, BackendFindSlow, BackendMarkError, BackendMarkSlow:
@@ -326,6 +367,8 @@ func draw(rng *rand.Rand, f *Fault, routes []string, brokers int) {
 		f.Append = rng.IntN(2) == 0
 	case KafkaBrokerBounce:
 		f.Node = int32(rng.IntN(brokers))
+	case KafkaTopicRecreated:
+		f.Topic = []string{topicMessages, topicLogs}[rng.IntN(2)]
 	case BackendFindError:
 		f.Backend = pick(fakebackend.FindMessages, fakebackend.FindLogs)
 		f.GRPCCode = []codes.Code{codes.Unavailable, codes.Internal, codes.ResourceExhausted}[rng.IntN(3)]

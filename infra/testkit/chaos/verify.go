@@ -83,6 +83,21 @@ func readKafka(ctx context.Context, addrs []string) (kafkaView, error) {
 	return v, nil
 }
 
+// readKafka is what both topics hold now plus what the watcher read from
+// topics destroyed since (restart empty, topic recreated).
+func (r *runner) readKafka(ctx context.Context) (kafkaView, error) {
+	v, err := readKafka(ctx, r.w.kafka.addrs)
+	if err != nil {
+		return v, err
+	}
+	lost, n, _ := r.w.kafka.lostView()
+	v.records += n
+	for id, c := range lost {
+		v.count[id] += c
+	}
+	return v, nil
+}
+
 func header(r *kgo.Record, key string) string {
 	for _, h := range r.Headers {
 		if h.Key == key {
@@ -112,11 +127,12 @@ func (r *runner) verify(ctx context.Context) {
 	defer rdb.Close()
 	store := redisdlq.New(rdb)
 
-	kv, err := readKafka(ctx, r.w.kafka.addrs)
+	kv, err := r.readKafka(ctx)
 	if err != nil {
 		r.problem("read Kafka: %v", err)
 		return
 	}
+	_, rep.LostRecords, rep.Destroyed = r.w.kafka.lostView()
 	rep.RecordsBeforeReplay = kv.records
 	rep.Malformed = append(rep.Malformed, kv.malformed...)
 
@@ -190,6 +206,7 @@ func (r *runner) verify(ctx context.Context) {
 			rep.DupOnlyCause[causes[0]]++
 		}
 	}
+	r.checkResolve(events, resolved, status)
 	r.mu.Lock()
 	kwins := append([]moment(nil), r.kafkaWindows...)
 	r.mu.Unlock()
@@ -235,7 +252,7 @@ func (r *runner) verify(ctx context.Context) {
 		rep.DLQLeft = len(left)
 	}
 
-	after, err := readKafka(ctx, r.w.kafka.addrs)
+	after, err := r.readKafka(ctx)
 	if err != nil {
 		r.problem("read Kafka after the replay: %v", err)
 		return
