@@ -59,6 +59,7 @@ func (f *faults) controlAll(kmsg.Request) (kmsg.Response, error, bool) {
 
 func (f *faults) controlProduce(kreq kmsg.Request) (kmsg.Response, error, bool) {
 	f.c.KeepControl()
+	nameTopicIDs(kreq.(*kmsg.ProduceRequest))
 	if f.gone() {
 		return nil, errBrokerGone, true
 	}
@@ -79,6 +80,28 @@ func (f *faults) controlProduce(kreq kmsg.Request) (kmsg.Response, error, bool) 
 		return produceError(kreq, code)
 	}
 	return nil, nil, false
+}
+
+// nameTopicIDs works around a kfake bug (docs/engine-notes.md, "kfake
+// panics on a produce naming two unknown topic IDs"): from v13 a produce
+// request names its topics by ID only, and kfake's handleProduce keys the
+// partitions it already answered by topic name, which is "" for every
+// topic whose ID it does not know. Two unknown IDs in one request (what a
+// producer sends after the broker restarted empty, or after both topics
+// were recreated) then share keys, and answering the second one indexes
+// the first one's list: index out of range, the broker process dies.
+// Giving every nameless topic a name of its own (its ID) keeps the keys
+// apart; v13 responses carry the ID, not the name, so the client sees
+// exactly what a real broker answers (UNKNOWN_TOPIC_ID for those topics).
+func nameTopicIDs(req *kmsg.ProduceRequest) {
+	if req.Version < 13 {
+		return
+	}
+	for i := range req.Topics {
+		if req.Topics[i].Topic == "" {
+			req.Topics[i].Topic = fmt.Sprintf("topic-id-%x", req.Topics[i].TopicID)
+		}
+	}
 }
 
 // produceError answers every partition of a produce request with code.
