@@ -30,6 +30,7 @@ func run() int {
 	drain := flag.Duration("drain-timeout", 2*time.Minute, "how long everything may take to drain once the faults are cleared")
 	planOnly := flag.Bool("plan", false, "print the schedule and exit")
 	bound := flag.Duration("resolve-bound", 0, "longest first fetch → SENT/FAILED of an event outside pending-by-design faults (0: attempts × write timeout + backoffs + 1 s)")
+	budgetCap := flag.Int("dup-budget-cap", -1, "cap every cause's duplicate budget at this many records (-1: no cap; 0 shows the check fails)")
 	flag.Parse()
 	if *seed == 0 {
 		*seed = rand.Uint64()%1_000_000_000 + 1
@@ -57,7 +58,7 @@ func run() int {
 	defer stop()
 	rep, err := chaos.Run(ctx, chaos.Config{
 		Seed: *seed, Duration: *duration, Rate: *rate, Binary: *binary, Dir: *dir, ResolveBound: *bound,
-		DrainTimeout: *drain, Progress: os.Stderr,
+		DrainTimeout: *drain, Progress: os.Stderr, DupBudgetCap: capOrNil(*budgetCap),
 	})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "chaos: seed %d: %v\n", *seed, err)
@@ -68,4 +69,11 @@ func run() int {
 		return 1
 	}
 	return 0
+}
+
+func capOrNil(n int) *int {
+	if n < 0 {
+		return nil
+	}
+	return &n
 }

@@ -76,6 +76,7 @@ type Broker struct {
 	stdin   io.WriteCloser
 	answers chan string
 	exited  chan struct{}
+	waitErr error // the current process's exit, valid once exited is closed
 	starts  int
 
 	cmdMu sync.Mutex // one Command at a time
@@ -213,10 +214,15 @@ func (b *Broker) start() error {
 					}
 				}
 				close(answers)
-				_ = cmd.Wait()
+				err := cmd.Wait()
+				b.mu.Lock()
+				if b.cmd == cmd {
+					b.waitErr = err
+				}
+				b.mu.Unlock()
 				close(exited)
 			}()
-			b.cmd, b.stdin, b.answers, b.exited = cmd, stdin, answers, exited
+			b.cmd, b.stdin, b.answers, b.exited, b.waitErr = cmd, stdin, answers, exited, nil
 			b.starts++
 			return nil
 		}
@@ -241,6 +247,40 @@ func (b *Broker) Kill() {
 	// No SIGCONT first: a paused broker dies without answering anything.
 	_ = cmd.Process.Kill()
 	<-exited
+}
+
+// Exited returns a channel closed when the process running now exits, and
+// that process's start number (Starts). It is nil when none runs.
+func (b *Broker) Exited() (<-chan struct{}, int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cmd == nil {
+		return nil, b.starts
+	}
+	return b.exited, b.starts
+}
+
+// Reap tells whether the process of start number start died by itself
+// (not through Kill or Restart): a crash. It then forgets that process, so
+// that Running reports false and Restart starts a new one, and returns how
+// it exited.
+func (b *Broker) Reap(start int) (crashed bool, exit error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cmd == nil || b.starts != start {
+		return false, nil // killed on purpose, or another process runs now
+	}
+	select {
+	case <-b.exited:
+	default:
+		return false, nil // still running
+	}
+	exit = b.waitErr
+	if exit == nil {
+		exit = errors.New("exited with status 0")
+	}
+	b.cmd, b.stdin = nil, nil
+	return true, exit
 }
 
 // Restart starts a fresh broker on the same port, after killing the
@@ -272,6 +312,16 @@ func (b *Broker) Running() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.cmd != nil
+}
+
+// PID is the running process's id (0 when none runs).
+func (b *Broker) PID() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cmd == nil {
+		return 0
+	}
+	return b.cmd.Process.Pid
 }
 
 // Close kills the broker.

@@ -48,6 +48,16 @@ func TestChaosShort(t *testing.T) {
 			t.Fatalf("HOBOM_CHAOS_RESOLVE_BOUND=%q: %v", s, err)
 		}
 	}
+	// HOBOM_CHAOS_DUP_BUDGET_CAP caps every cause's duplicate budget (0
+	// shows the budget check fails).
+	var budgetCap *int
+	if s := os.Getenv("HOBOM_CHAOS_DUP_BUDGET_CAP"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			t.Fatalf("HOBOM_CHAOS_DUP_BUDGET_CAP=%q: %v", s, err)
+		}
+		budgetCap = &n
+	}
 	t.Logf("seed %d (rerun: HOBOM_CHAOS_SEED=%d go test -run TestChaosShort ./infra/testkit/chaos)", seed, seed)
 	// The subprocess instances run the real binary, built without -race
 	// (the same build as cmd/hobom-event-processor's tests, so cached).
@@ -60,7 +70,7 @@ func TestChaosShort(t *testing.T) {
 	var progress strings.Builder
 	rep, err := chaos.Run(context.Background(), chaos.Config{
 		Seed: seed, Duration: 12 * time.Second, Rate: 150, Binary: bin, Dir: dir,
-		DrainTimeout: 60 * time.Second, Progress: &progress, ResolveBound: bound,
+		DrainTimeout: 60 * time.Second, Progress: &progress, ResolveBound: bound, DupBudgetCap: budgetCap,
 	})
 	if err != nil {
 		t.Fatalf("seed %d: %v", seed, err)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -49,16 +50,37 @@ type kafkaWorld struct {
 	holdWin *Fault
 	paused  bool
 
+	logPath string // the broker's stderr
+
 	// op serialises the process faults (kill, restart, recreate, pause,
 	// resume, clear): window ends run on timers of their own.
 	op    sync.Mutex
 	watch *watcher
-	// lost counts, per event id, the records read from topics that were
-	// destroyed since (restart empty, topic recreated); lostEvents names the
-	// faults that destroyed them.
-	lost        map[string]int
+	// lost holds, per event id, the timestamps of the records read from
+	// topics that were destroyed since (restart empty, topic recreated, the
+	// broker process killed or crashed); destroyed names the faults that
+	// destroyed them; rereads counts records the watchers read twice.
+	lost        map[string][]time.Time
 	lostRecords int
+	rereads     int
 	destroyed   []string
+
+	// crashes are the broker processes that died by themselves (a kfake
+	// panic, say): harness events, each followed by a restart (empty).
+	crashes []brokerCrash
+	// onCrash, when set, is told of each crash (the runner records it as a
+	// moment that can publish twice: records in flight were lost).
+	onCrash func(at time.Time)
+	stop    chan struct{}
+	stopped chan struct{}
+}
+
+// brokerCrash is a broker process that died without the suite killing it.
+type brokerCrash struct {
+	at      time.Time
+	exit    string
+	restart error // of the restart that followed (nil: it serves again)
+	log     string
 }
 
 func startKafka(dir string, brokers int, seed uint64) (*kafkaWorld, error) {
@@ -76,19 +98,121 @@ func startKafka(dir string, brokers int, seed uint64) (*kafkaWorld, error) {
 	if err != nil {
 		return nil, err
 	}
-	k := &kafkaWorld{b: b, addrs: b.Addrs(), removed: map[int32]bool{}, lost: map[string]int{}}
+	k := &kafkaWorld{b: b, addrs: b.Addrs(), removed: map[int32]bool{}, lost: map[string][]time.Time{},
+		stop: make(chan struct{}), stopped: make(chan struct{})}
 	if k.watch, err = newWatcher(k.addrs); err != nil {
 		b.Close()
 		return nil, err
 	}
+	k.logPath = logf.Name()
+	go k.monitor()
 	return k, nil
 }
 
 func (k *kafkaWorld) Close() {
+	close(k.stop)
+	<-k.stopped
 	if k.watch != nil {
 		k.watch.close()
 	}
 	k.b.Close()
+}
+
+// monitor restarts a broker process that died by itself. The suite's own
+// kills are not crashes (brokerproc.Reap tells them apart); a crash is
+// recorded, what the watcher read of the lost topics is kept, and an empty
+// broker with the faults in force takes its place, so that the run goes on
+// and is verified rather than ending with no broker.
+func (k *kafkaWorld) monitor() {
+	defer close(k.stopped)
+	for {
+		exited, start := k.b.Exited()
+		if exited == nil { // killed on purpose; a restart comes
+			select {
+			case <-k.stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			continue
+		}
+		select {
+		case <-k.stop:
+			return
+		case <-exited:
+		}
+		k.op.Lock()
+		if crashed, exit := k.b.Reap(start); crashed {
+			k.recoverCrash(exit)
+		}
+		k.op.Unlock()
+	}
+}
+
+// recoverCrash runs with op held, after a crash was reaped.
+func (k *kafkaWorld) recoverCrash(exit error) {
+	c := brokerCrash{at: time.Now(), exit: exit.Error(), log: lastPanic(k.logPath)}
+	if k.onCrash != nil {
+		k.onCrash(c.at)
+	}
+	k.mu.Lock()
+	k.destroyed = append(k.destroyed, "broker process crashed")
+	k.paused = false
+	k.mu.Unlock()
+	if k.watch != nil {
+		k.archive(k.watch.close(topicMessages, topicLogs))
+		k.watch = nil
+	}
+	if c.restart = k.b.Restart(); c.restart == nil {
+		if err := k.reapply(); err != nil {
+			c.restart = err
+		} else {
+			c.restart = k.rewatch()
+		}
+	}
+	k.mu.Lock()
+	k.crashes = append(k.crashes, c)
+	k.mu.Unlock()
+}
+
+// archive adds what a closed watcher read of destroyed topics to lost.
+func (k *kafkaWorld) archive(stamps map[string][]time.Time, records, rereads int) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for id, ts := range stamps {
+		k.lost[id] = append(k.lost[id], ts...)
+	}
+	k.lostRecords += records
+	k.rereads += rereads
+}
+
+// crashView returns the broker crashes so far.
+func (k *kafkaWorld) crashView() []brokerCrash {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return slices.Clone(k.crashes)
+}
+
+// lastPanic is the first line of the last panic the broker's stderr shows,
+// with the line of kfake it happened at, for the report.
+func lastPanic(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	s := string(b)
+	i := strings.LastIndex(s, "panic: ")
+	if i < 0 {
+		return ""
+	}
+	s = s[i:]
+	first, _, _ := strings.Cut(s, "\n")
+	if j := strings.Index(s, "kfake."); j >= 0 {
+		if loc, _, ok := strings.Cut(s[j:], " +"); ok {
+			_, at, _ := strings.Cut(loc, "\n\t")
+			first += " at " + filepath.Base(at)
+		}
+	}
+	return first
 }
 
 // commandTimeout bounds a command to a running broker.
@@ -249,13 +373,7 @@ func (k *kafkaWorld) keep(why string, topics ...string) {
 		_ = k.b.Command(fmt.Sprintf("produce-error %d 1", kerr.NotEnoughReplicas.Code), commandTimeout)
 		k.watch.catchUp(5 * time.Second)
 	}
-	counts, n := k.watch.close(topics...)
-	k.mu.Lock()
-	for id, c := range counts {
-		k.lost[id] += c
-	}
-	k.lostRecords += n
-	k.mu.Unlock()
+	k.archive(k.watch.close(topics...))
 	k.watch = nil
 }
 
@@ -365,11 +483,12 @@ func (k *kafkaWorld) clear() error {
 	return k.apply()
 }
 
-// lostView is what the destroyed topics held, read before they went.
-func (k *kafkaWorld) lostView() (map[string]int, int, []string) {
+// lostView is what the destroyed topics held, read before they went, and
+// the records the watchers read twice (not counted).
+func (k *kafkaWorld) lostView() (map[string][]time.Time, int, int, []string) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	return maps.Clone(k.lost), k.lostRecords, slices.Clone(k.destroyed)
+	return maps.Clone(k.lost), k.lostRecords, k.rereads, slices.Clone(k.destroyed)
 }
 
 // readTopic returns every record of topic, reading up to the end offsets
@@ -390,6 +509,7 @@ func readTopic(ctx context.Context, addrs []string, topic string) ([]*kgo.Record
 		return nil, err
 	}
 	next := map[int32]int64{}
+	seen := map[int32]map[int64]bool{} // a record read again is kept once
 	done := func() bool {
 		for p, end := range ends {
 			if next[p] < end {
@@ -410,7 +530,11 @@ func readTopic(ctx context.Context, addrs []string, topic string) ([]*kgo.Record
 			if r.Offset+1 > next[r.Partition] {
 				next[r.Partition] = r.Offset + 1
 			}
-			if r.Offset < ends[r.Partition] {
+			if seen[r.Partition] == nil {
+				seen[r.Partition] = map[int64]bool{}
+			}
+			if r.Offset < ends[r.Partition] && !seen[r.Partition][r.Offset] {
+				seen[r.Partition][r.Offset] = true
 				recs = append(recs, r)
 			}
 		})

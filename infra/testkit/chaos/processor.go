@@ -72,11 +72,17 @@ func procEnv(w *world, name string, httpPort int) map[string]string {
 		"HOBOM_GRPC_TIMEOUT":        "2s",
 		"HOBOM_SHUTDOWN_TIMEOUT":    shutdownTimeout.String(),
 		"HOBOM_INSTANCE_ID":         name,
+		"HOBOM_LEASE_TTL":           leaseTTL.String(),
 		"HOBOM_LOG_LEVEL":           "info",
 		"HOBOM_LOG_FORMAT":          "json",
 		"HOBOM_INTERNAL_API_OPEN":   "true", // on loopback; the suite replays without a key
 	}
 }
+
+// leaseTTL is the instances' HOBOM_LEASE_TTL: leases are on, as by default,
+// with a test-sized TTL so that a takeover (after a SIGKILL or a pause past
+// the lease) happens within the short schedule.
+const leaseTTL = 3 * time.Second
 
 // shutdownTimeout is the processor's HOBOM_SHUTDOWN_TIMEOUT; a stop that
 // takes stopGrace longer than it is a hang.
@@ -293,12 +299,60 @@ func (p *subProc) Stop(wait time.Duration) (bool, error) {
 	}
 }
 
+// Pause freezes the process (SIGSTOP): its leases run out while it holds
+// batches. Resume continues it (SIGCONT); a process killed meanwhile is
+// left alone.
+func (p *subProc) Pause() error { return p.cmd.Process.Signal(syscall.SIGSTOP) }
+
+func (p *subProc) Resume() error {
+	select {
+	case <-p.exited:
+		return nil
+	default:
+	}
+	return p.cmd.Process.Signal(syscall.SIGCONT)
+}
+
 func (p *subProc) Kill() error {
 	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		return err
 	}
 	<-p.exited
 	return nil
+}
+
+// leaseAcquisition is a "lease acquired" line of an instance's log.
+type leaseAcquisition struct {
+	at        time.Time
+	eventType string
+	instance  string
+}
+
+// leasesIn reads the pollers' lease acquisitions from a JSON log.
+func leasesIn(path, instance string) []leaseAcquisition {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var out []leaseAcquisition
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 1<<20), 16<<20)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if !strings.Contains(string(line), `"lease acquired`) {
+			continue
+		}
+		var l struct {
+			Time      time.Time `json:"time"`
+			EventType string    `json:"eventType"`
+			Message   string    `json:"message"`
+		}
+		if json.Unmarshal(line, &l) == nil && strings.HasPrefix(l.Message, "lease acquired") {
+			out = append(out, leaseAcquisition{at: l.Time, eventType: l.EventType, instance: instance})
+		}
+	}
+	return out
 }
 
 // crashesIn reads the supervisor's "child crashed" lines from a JSON log.

@@ -40,14 +40,16 @@ type Report struct {
 	RecordsBeforeReplay int      // LostRecords included
 	LostRecords         int      // read by the watcher from topics destroyed since
 	Destroyed           []string // the faults that destroyed them (restart empty, topic recreated)
+	Rereads             int      // records the watching consumer read twice (counted once)
 
-	Duplicates       int            // events in Kafka more than once before the replay
-	DuplicateRecords int            // the extra records
-	DupCauses        map[string]int // duplicates in flight at each kind of moment (one may count for several)
-	DupOnlyCause     map[string]int // duplicates in flight at one kind of moment only
-	Unexplained      []string       // duplicates in flight at no such moment
-	InFlightDistinct int            // events in flight at one of those moments at least: bounds Duplicates
-	InFlightSum      int            // in flight, summed over the moments: bounds DuplicateRecords
+	Duplicates       int                  // events in Kafka more than once before the replay
+	DuplicateRecords int                  // the extra records
+	DupByCause       map[string]*DupCause // each extra record charged to one cause, against its budget
+	Unexplained      []string             // extra records no moment between them and the one before explains
+	Takeovers        int                  // leases that changed hands (from the instances' logs)
+
+	BrokerCrashes  []string // broker processes that died by themselves (harness events), each restarted
+	GoneWithBroker []string // SENT events whose record the broker acked just before it crashed, unread
 
 	ReplayVia          string
 	Replayed           int
@@ -60,9 +62,9 @@ type Report struct {
 
 	ResolveBound         time.Duration
 	ResolveChecked       int      // events whose first fetch → SENT/FAILED was held to the bound
-	ResolveExempt        int      // events a pending-by-design fault was in force for
-	ResolveSlowest       []string // the slowest checked events
-	ResolveSlowestExempt []string // the slowest exempt ones, for the record
+	ResolveExempt        int      // of them, events a pending-by-design fault held for a while (that time not counted)
+	ResolveSlowest       []string // the slowest by counted time
+	ResolveSlowestExempt []string // the slowest overall, for the record
 	ResolveOver          []string // checked events above the bound
 
 	Problems []string
@@ -86,7 +88,18 @@ func (r *Report) Lost() int {
 // hang or unexpected crash.
 func (r *Report) OK() bool {
 	return r.Lost() == 0 && len(r.Unexplained) == 0 && len(r.Malformed) == 0 && len(r.ReplayErrors) == 0 &&
-		r.DLQLeft == 0 && len(r.Problems) == 0 && r.Created > 0 && len(r.ResolveOver) == 0
+		r.DLQLeft == 0 && len(r.Problems) == 0 && r.Created > 0 && len(r.ResolveOver) == 0 && len(r.OverBudget()) == 0
+}
+
+// OverBudget lists the causes whose duplicates exceed their budget.
+func (r *Report) OverBudget() []string {
+	var out []string
+	for _, c := range causeOrder {
+		if d := r.DupByCause[c]; d != nil && d.over() {
+			out = append(out, d.String())
+		}
+	}
+	return out
 }
 
 func (r *Report) String() string {
@@ -144,20 +157,22 @@ func (r *Report) String() string {
 	if len(r.Destroyed) > 0 {
 		p("destroyed topics", "%d times (%s): %d records read before, counted as in Kafka", len(r.Destroyed), strings.Join(r.Destroyed, ", "), r.LostRecords)
 	}
+	p("watcher re-reads", "%d records read twice by the watching consumer, counted once", r.Rereads)
+	p("broker crashes", "%d (harness events: the broker process died by itself and was restarted empty)%s", len(r.BrokerCrashes), prefixed(": ", r.BrokerCrashes))
+	if len(r.GoneWithBroker) > 0 {
+		p("", "%d SENT events acked just before a crash, unread: gone with the broker, not counted lost: %s", len(r.GoneWithBroker), head(r.GoneWithBroker, 5))
+	}
 	p("in Kafka after replay", "%d of %d events (%d records before the replay, %d after)", r.Created-len(r.MissingAfterReplay), r.Created, r.RecordsBeforeReplay, r.RecordsAfterReplay)
 	p("LOST", "%d", r.Lost())
-	p("time to resolve", "first fetch → SENT/FAILED ≤ %v: %d events checked, %d over; %d exempt (a mark, Redis, stop or panic fault in force meanwhile: PENDING by design)",
+	p("time to resolve", "first fetch → SENT/FAILED, less the time a mark, Redis, find-slow, stop, pause, takeover or panic fault held it (PENDING by design), ≤ %v: %d events checked, %d over; %d of them held by such a fault",
 		r.ResolveBound, r.ResolveChecked, len(r.ResolveOver), r.ResolveExempt)
-	p("", "slowest checked: %s", orNone(r.ResolveSlowest))
-	p("", "slowest exempt: %s", orNone(r.ResolveSlowestExempt))
-	var causes []string
-	for c, n := range r.DupCauses {
-		causes = append(causes, fmt.Sprintf("%s %d (only %d)", c, n, r.DupOnlyCause[c]))
+	p("", "slowest counted: %s", orNone(r.ResolveSlowest))
+	p("", "slowest overall: %s", orNone(r.ResolveSlowestExempt))
+	p("duplicates in Kafka", "%d events, %d extra records (before the replay); unexplained %d; %d lease takeovers seen",
+		r.Duplicates, r.DuplicateRecords, len(r.Unexplained), r.Takeovers)
+	for _, l := range dupLines(r.DupByCause) {
+		p("", "%s", l)
 	}
-	sort.Strings(causes)
-	p("duplicates in Kafka", "%d events, %d extra records (before the replay); unexplained %d", r.Duplicates, r.DuplicateRecords, len(r.Unexplained))
-	p("", "bound: %d events were in flight at a SIGKILL, SIGTERM, publisher crash, held-then-appended produce or broker process fault (%d counted per moment)", r.InFlightDistinct, r.InFlightSum)
-	p("", "duplicated events in flight at: %s", orNone(causes))
 	p("", "+%d events duplicated by the replay (FAILED or stale DLQ entries whose record had reached Kafka)", r.DupsFromReplay)
 	list := func(label string, ids []string) {
 		if len(ids) > 0 {
@@ -172,12 +187,20 @@ func (r *Report) String() string {
 	list("unexplained dups", r.Unexplained)
 	list("malformed", r.Malformed)
 	list("over the bound", r.ResolveOver)
+	list("over budget", r.OverBudget())
 	list("replay errors", r.ReplayErrors)
 	for _, pr := range r.Problems {
 		p("PROBLEM", "%s", pr)
 	}
 	p("logs", "%s", r.Dir)
 	return b.String()
+}
+
+func prefixed(prefix string, s []string) string {
+	if len(s) == 0 {
+		return ""
+	}
+	return prefix + strings.Join(s, "; ")
 }
 
 func orNone(s []string) string {

@@ -50,6 +50,9 @@ type Config struct {
 	// SENT or FAILED outside pending-by-design faults; DefaultResolveBound
 	// when 0.
 	ResolveBound time.Duration
+	// DupBudgetCap, when not nil, caps every cause's duplicate budget (0
+	// shows that the budget check fails when a run has duplicates).
+	DupBudgetCap *int
 	// Progress receives a line per fault and phase; nil discards.
 	Progress io.Writer
 }
@@ -79,6 +82,7 @@ func (w *world) close() {
 type moment struct {
 	kind      string
 	at, until time.Time
+	eventType string // the event type it concerns; "" for every one
 }
 
 type runner struct {
@@ -91,7 +95,11 @@ type runner struct {
 	start time.Time
 	rep   *Report
 
-	cur       processor
+	// slots are the instances running side by side, sharing the event
+	// types through leases: slot 0 changes kind between epochs (in-process
+	// and subprocess, stopped by SIGTERM or SIGKILL), the others are
+	// subprocesses, paused (SIGSTOP) and killed. nil while one is down.
+	slots     []processor
 	instances []processor
 	seq       int
 
@@ -176,22 +184,36 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 
 	r.logf("chaos: seed %d, schedule %v, %d events/s, %d faults planned, logs in %s", cfg.Seed, cfg.Duration, cfg.Rate, len(r.plan.Faults), cfg.Dir)
-	if err := r.startInstance(r.plan.First, 0); err != nil {
-		return nil, err
+	for slot := range instances {
+		kind := Subprocess
+		if slot == 0 {
+			kind = r.plan.First
+		}
+		r.slots = append(r.slots, nil)
+		if err := r.startInstance(slot, kind, 0); err != nil {
+			return nil, err
+		}
 	}
+	r.w.kafka.op.Lock()
+	r.w.kafka.onCrash = func(at time.Time) {
+		r.logf("HARNESS: the broker process died by itself; restarting it empty")
+		r.moment(abandonedLand, at.Add(-writeTimeout), at)
+	}
+	r.w.kafka.op.Unlock()
 	r.start = time.Now()
 	go r.gen.run()
 	r.execute(ctx)
 	r.gen.halt()
 	r.clearFaults()
 	r.logf("chaos: schedule done; faults cleared, %d events created; draining", len(r.gen.all()))
-	if r.cur == nil {
-		if err := r.startInstance(InProcess, 0); err != nil {
+	if r.running() == nil {
+		if err := r.startInstance(0, InProcess, 0); err != nil {
 			r.problem("start an instance to drain: %v", err)
 		}
 	}
 	r.drain(ctx)
 	r.crashMoments()
+	r.leaseMoments()
 	r.verify(ctx)
 	r.finish()
 	r.rep.Problems = append(r.rep.Problems, r.problems...)
@@ -220,8 +242,24 @@ func (r *runner) moment(kind string, at, until time.Time) {
 	r.mu.Unlock()
 }
 
-// startInstance starts the next processor instance of kind.
-func (r *runner) startInstance(kind ProcKind, panicEvery int) error {
+// instances is how many processor instances run side by side, with leases
+// on (the default): more than the two event types, so one waits to take
+// over.
+const instances = 3
+
+// running returns a running instance (the first slot's first), nil if
+// none runs.
+func (r *runner) running() processor {
+	for _, p := range r.slots {
+		if p != nil {
+			return p
+		}
+	}
+	return nil
+}
+
+// startInstance starts the next processor instance of kind in slot.
+func (r *runner) startInstance(slot int, kind ProcKind, panicEvery int) error {
 	r.seq++
 	port, err := freePort()
 	if err != nil {
@@ -229,15 +267,15 @@ func (r *runner) startInstance(kind ProcKind, panicEvery int) error {
 	}
 	var p processor
 	if kind == Subprocess {
-		name := fmt.Sprintf("p%d-subprocess", r.seq)
+		name := fmt.Sprintf("p%d-s%d-subprocess", r.seq, slot)
 		p, err = startSubProc(r.w, name, port, r.cfg.Binary, panicEvery)
 	} else {
-		p, err = startInProc(r.w, fmt.Sprintf("p%d-in-process", r.seq), port, r.pan)
+		p, err = startInProc(r.w, fmt.Sprintf("p%d-s%d-in-process", r.seq, slot), port, r.pan)
 	}
 	if err != nil {
 		return err
 	}
-	r.cur = p
+	r.slots[slot] = p
 	r.instances = append(r.instances, p)
 	extra := ""
 	if panicEvery > 0 {
@@ -282,12 +320,13 @@ func (r *runner) sleepUntil(ctx context.Context, at time.Duration) bool {
 }
 
 func (r *runner) injectPanic(f Fault) {
-	if r.cur == nil || r.cur.Kind() != InProcess {
+	cur := r.slots[0]
+	if cur == nil || cur.Kind() != InProcess {
 		r.rep.Skipped[f.Kind]++
 		r.logf("%s skipped: a subprocess runs (its panics come from HOBOM_FAULT_PANIC_EVERY)", f.Kind)
 		return
 	}
-	if err := r.cur.Panic(f.Kind, f.Route); err != nil {
+	if err := cur.Panic(f.Kind, f.Route); err != nil {
 		r.problem("%s: %v", f.Kind, err)
 		return
 	}
@@ -297,7 +336,7 @@ func (r *runner) injectPanic(f Fault) {
 	r.faultLog = append(r.faultLog, moment{kind: string(f.Kind), at: now, until: now.Add(time.Second)})
 	r.mu.Unlock()
 	if f.Kind == PanicPublisher {
-		r.moment("publisher panic", now, now.Add(time.Second))
+		r.moment(causePublisherPanic, now, now.Add(time.Second))
 	}
 	r.logf("%s", f)
 }
@@ -305,12 +344,13 @@ func (r *runner) injectPanic(f Fault) {
 // restart stops the running instance, by SIGTERM or SIGKILL, in the middle
 // of a batch if one comes within a few seconds, and starts the next.
 func (r *runner) restart(f Fault) {
-	if r.cur == nil {
+	old := r.slots[f.Slot]
+	if old == nil {
 		r.rep.Skipped[f.Kind]++
 		return
 	}
 	kind := f.Kind
-	if kind == SIGKILL && r.cur.Kind() != Subprocess {
+	if kind == SIGKILL && old.Kind() != Subprocess {
 		kind = SIGTERM // an instance of this process cannot be killed
 	}
 	mid := r.waitMidBatch(3 * time.Second)
@@ -318,9 +358,10 @@ func (r *runner) restart(f Fault) {
 		r.rep.MidBatch++
 	}
 	at := time.Now()
-	old := r.cur
-	r.cur = nil
-	r.pan.disarm() // the next in-process instance has the same PIDs
+	r.slots[f.Slot] = nil
+	if old.Kind() == InProcess {
+		r.pan.disarm() // the next in-process instance has the same PIDs
+	}
 	switch kind {
 	case SIGKILL:
 		if err := old.Kill(); err != nil {
@@ -332,11 +373,19 @@ func (r *runner) restart(f Fault) {
 		r.logf("%s %s (mid-batch: %v) took %v", kind, old.Name(), mid, time.Since(at).Round(time.Millisecond))
 	}
 	r.rep.Injected[kind]++
-	if err := r.startInstance(f.Next, f.PanicEvery); err != nil {
+	next := f.Next
+	if f.Slot > 0 {
+		next = Subprocess
+	}
+	if err := r.startInstance(f.Slot, next, f.PanicEvery); err != nil {
 		r.problem("start %s: %v", f.Next, err)
 		return
 	}
-	r.moment(string(kind), at, time.Now())
+	cause := causeSIGTERM
+	if kind == SIGKILL {
+		cause = causeKill
+	}
+	r.moment(cause, at, time.Now())
 }
 
 // waitMidBatch waits until SENT marks are being made (a batch is half
@@ -415,7 +464,10 @@ func (r *runner) endWindow(i int) {
 // abandonedLand names the moments of the broker process faults: attempts the
 // publisher ended at its write timeout while no broker took them keep their
 // records in the client's buffer, and those land once a broker answers
-// again, next to the retry's record (a duplicate, as documented).
+// again, next to the retry's record (a duplicate, as documented). Such a
+// moment runs from a write timeout before the fault (an attempt begun then
+// was still unanswered) to its end, and explains a duplicate whose first
+// record was taken by the client within it.
 const abandonedLand = "kafka broker process fault (abandoned attempts landed later)"
 
 // errSkip marks a fault that does not apply when due.
@@ -447,7 +499,7 @@ func (r *runner) begin(f Fault) (func(), error) {
 			if f.Append {
 				// A request held past the client's patience and appended
 				// after all is published twice if the client retried it.
-				r.moment("kafka produce held then appended", start, time.Now().Add(f.Hold+time.Second))
+				r.moment(causeHeld, start.Add(-writeTimeout), time.Now())
 			}
 		}, nil
 	case KafkaDown:
@@ -463,7 +515,7 @@ func (r *runner) begin(f Fault) (func(), error) {
 		k.kill(string(f.Kind))
 		return func() {
 			kerr("restart the killed broker", k.restart())
-			r.moment(abandonedLand, start, time.Now().Add(2*writeTimeout))
+			r.moment(abandonedLand, start.Add(-writeTimeout), time.Now())
 		}, nil
 	case KafkaRestartEmpty, KafkaTopicRecreated, KafkaHung:
 		if !k.b.Running() {
@@ -476,11 +528,11 @@ func (r *runner) begin(f Fault) (func(), error) {
 		switch f.Kind {
 		case KafkaRestartEmpty:
 			err := k.restart()
-			r.moment(abandonedLand, start, time.Now().Add(2*writeTimeout))
+			r.moment(abandonedLand, start.Add(-writeTimeout), time.Now())
 			return func() {}, err
 		case KafkaTopicRecreated:
 			err := k.recreateTopic(context.Background(), f.Topic)
-			r.moment(abandonedLand, start, time.Now().Add(2*writeTimeout))
+			r.moment(abandonedLand, start.Add(-writeTimeout), time.Now())
 			return func() {}, err
 		}
 		if err := k.pause(); err != nil {
@@ -488,7 +540,7 @@ func (r *runner) begin(f Fault) (func(), error) {
 		}
 		return func() {
 			kerr("resume the broker", k.resume())
-			r.moment(abandonedLand, start, time.Now().Add(2*writeTimeout))
+			r.moment(abandonedLand, start.Add(-writeTimeout), time.Now())
 		}, nil
 	case KafkaBrokerBounce:
 		if err := k.removeNode(f.Node); err != nil {
@@ -503,10 +555,32 @@ func (r *runner) begin(f Fault) (func(), error) {
 		// Stop fails only if the kill fails or the port stays open; then the
 		// restart that ends the window fails too and reports it.
 		_ = r.w.redis.Stop()
+		start := time.Now()
 		return func() {
 			if err := r.w.redis.Restart(); err != nil {
 				r.problem("restart redis: %v", err)
 			}
+			// The memory of published, unmarked events cannot be written
+			// or read meanwhile (docs/decisions/0003).
+			r.moment(causeRedis, start.Add(-writeTimeout), time.Now())
+		}, nil
+	case SIGSTOP:
+		sp, ok := r.slots[f.Slot].(*subProc)
+		if !ok {
+			return nil, fmt.Errorf("%w: no subprocess in slot %d", errSkip, f.Slot)
+		}
+		if err := sp.Pause(); err != nil {
+			return nil, err
+		}
+		start := time.Now()
+		r.logf("SIGSTOP %s for %v (lease TTL %v)", sp.Name(), f.For.Round(time.Millisecond), leaseTTL)
+		return func() {
+			if err := sp.Resume(); err != nil {
+				r.problem("SIGCONT %s: %v", sp.Name(), err)
+			}
+			// Records it had handed to its Kafka client before the pause
+			// may land after another instance took its types over.
+			r.moment(causePause, start, time.Now().Add(2*writeTimeout))
 		}, nil
 	case BackendFindError, BackendMarkError, BackendFindSlow, BackendMarkSlow:
 		ff := fakebackend.Fault{Code: f.GRPCCode, Delay: f.Delay}
@@ -545,12 +619,14 @@ func (r *runner) clearFaults() {
 	}
 	// A subprocess that panics every n messages is a fault too: replace it
 	// with one that does not.
-	if sp, ok := r.cur.(*subProc); ok && sp.panicEvery > 0 {
-		r.logf("clearing faults: replacing %s (HOBOM_FAULT_PANIC_EVERY=%d) with a clean instance", sp.Name(), sp.panicEvery)
-		r.cur = nil
-		r.stopGracefully(sp)
-		if err := r.startInstance(Subprocess, 0); err != nil {
-			r.problem("start a clean instance: %v", err)
+	for slot, p := range r.slots {
+		if sp, ok := p.(*subProc); ok && sp.panicEvery > 0 {
+			r.logf("clearing faults: replacing %s (HOBOM_FAULT_PANIC_EVERY=%d) with a clean instance", sp.Name(), sp.panicEvery)
+			r.slots[slot] = nil
+			r.stopGracefully(sp)
+			if err := r.startInstance(slot, Subprocess, 0); err != nil {
+				r.problem("start a clean instance: %v", err)
+			}
 		}
 	}
 }
@@ -590,6 +666,30 @@ func (r *runner) drain(ctx context.Context) {
 	time.Sleep(3 * time.Second)
 }
 
+// leaseMoments adds every lease that changed hands (an acquisition after
+// the type's first) to the moments that explain duplicates: the previous
+// holder's batches in flight up to a TTL before are fetched again by the
+// new one (docs/decisions/0004).
+func (r *runner) leaseMoments() {
+	var all []leaseAcquisition
+	for _, p := range r.instances {
+		all = append(all, leasesIn(p.LogPath(), p.Name())...)
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].at.Before(all[j].at) })
+	first := map[string]bool{}
+	for _, a := range all {
+		if !first[a.eventType] {
+			first[a.eventType] = true
+			continue
+		}
+		r.rep.Takeovers++
+		r.mu.Lock()
+		r.moments = append(r.moments, moment{kind: causeTakeover, at: a.at.Add(-leaseTTL), until: a.at.Add(2 * writeTimeout), eventType: a.eventType})
+		r.faultLog = append(r.faultLog, moment{kind: causeTakeover, at: a.at.Add(-leaseTTL), until: a.at, eventType: a.eventType})
+		r.mu.Unlock()
+	}
+}
+
 // crashMoments adds the publisher crashes the subprocesses logged (the
 // in-process ones are known when injected) to the moments that explain
 // duplicates.
@@ -603,7 +703,7 @@ func (r *runner) crashMoments() {
 			r.faultLog = append(r.faultLog, moment{kind: string(childKind(c.child)), at: c.at, until: c.at.Add(time.Second)})
 			r.mu.Unlock()
 			if childKind(c.child) == PanicPublisher {
-				r.moment("publisher panic", c.at, c.at.Add(time.Second))
+				r.moment(causePublisherPanic, c.at, c.at.Add(time.Second))
 			}
 		}
 	}
@@ -613,15 +713,18 @@ func (r *runner) crashMoments() {
 // logged: a subprocess's are the panics HOBOM_FAULT_PANIC_EVERY injected;
 // any crash that was not injected is a problem.
 func (r *runner) finish() {
-	if r.cur != nil {
-		clean, err := r.cur.Stop(shutdownTimeout + stopGrace)
+	for slot, p := range r.slots {
+		if p == nil {
+			continue
+		}
+		clean, err := p.Stop(shutdownTimeout + stopGrace)
 		switch {
 		case err != nil:
-			r.problem("final shutdown of %s hung: %v", r.cur.Name(), err)
+			r.problem("final shutdown of %s hung: %v", p.Name(), err)
 		case !clean:
-			r.problem("final shutdown of %s was not clean with nothing failing (see %s)", r.cur.Name(), r.cur.LogPath())
+			r.problem("final shutdown of %s was not clean with nothing failing (see %s)", p.Name(), p.LogPath())
 		}
-		r.cur = nil
+		r.slots[slot] = nil
 	}
 	for _, p := range r.instances {
 		r.rep.Instances = append(r.rep.Instances, p.Name())

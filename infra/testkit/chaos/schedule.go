@@ -37,6 +37,7 @@ const (
 	PanicDLQ            Kind = "panic-dlq"             // the DLQ actor panics
 	SIGTERM             Kind = "sigterm"               // graceful stop in the middle of a batch, then a new instance
 	SIGKILL             Kind = "sigkill"               // the subprocess killed in the middle of a batch, then restarted
+	SIGSTOP             Kind = "sigstop"               // a subprocess paused longer than the lease TTL, then SIGCONT
 )
 
 // Kinds lists every kind in report order.
@@ -44,7 +45,7 @@ var Kinds = []Kind{
 	KafkaProduceError, KafkaProduceTimeout, KafkaDown, KafkaBrokerBounce,
 	KafkaBrokerKilled, KafkaRestartEmpty, KafkaTopicRecreated, KafkaHung, RedisRestart,
 	BackendFindError, BackendFindSlow, BackendMarkError, BackendMarkSlow,
-	PanicPoller, PanicPublisher, PanicDLQ, SIGTERM, SIGKILL,
+	PanicPoller, PanicPublisher, PanicDLQ, SIGTERM, SIGKILL, SIGSTOP,
 }
 
 // ProcKind says how a processor instance runs.
@@ -77,7 +78,9 @@ type Fault struct {
 	Delay    time.Duration
 	Route    string // the poller that panics
 
-	// SIGTERM and SIGKILL: what runs next.
+	// SIGTERM, SIGKILL and SIGSTOP: the instance's slot (0 changes kind
+	// between epochs; 1 and 2 are subprocesses), and what runs next.
+	Slot       int
 	Next       ProcKind
 	PanicEvery int // HOBOM_FAULT_PANIC_EVERY of the next instance when a subprocess; 0 off
 }
@@ -111,8 +114,10 @@ func (f Fault) String() string {
 		fmt.Fprintf(&b, " %v +%v", f.Backend, f.Delay.Round(time.Millisecond))
 	case PanicPoller:
 		fmt.Fprintf(&b, " poller %s", f.Route)
+	case SIGSTOP:
+		fmt.Fprintf(&b, " slot %d", f.Slot)
 	case SIGTERM, SIGKILL:
-		fmt.Fprintf(&b, " then %s", f.Next)
+		fmt.Fprintf(&b, " slot %d then %s", f.Slot, f.Next)
 		if f.Next == Subprocess && f.PanicEvery > 0 {
 			fmt.Fprintf(&b, " with %s=%d", "HOBOM_FAULT_PANIC_EVERY", f.PanicEvery)
 		}
@@ -155,6 +160,9 @@ var perTwoMinutes = map[Kind]int{
 	KafkaBrokerKilled: 1, KafkaRestartEmpty: 1, KafkaTopicRecreated: 2, KafkaHung: 2,
 	BackendFindError: 3, BackendFindSlow: 3, BackendMarkError: 4, BackendMarkSlow: 3,
 	PanicPoller: 4, PanicPublisher: 4, PanicDLQ: 3,
+	// Besides the epochs of slot 0: the other two instances are paused
+	// past their leases and killed.
+	SIGSTOP: 4, SIGKILL: 2,
 }
 
 // lanes group kinds that drive the same knob: faults of one lane never
@@ -166,6 +174,7 @@ var lanes = [][]Kind{
 	{KafkaBrokerKilled}, {KafkaRestartEmpty, KafkaTopicRecreated, KafkaHung},
 	{BackendFindError, BackendFindSlow}, {BackendMarkError, BackendMarkSlow},
 	{PanicPoller}, {PanicPublisher}, {PanicDLQ},
+	{SIGSTOP, SIGKILL},
 }
 
 // epoch is the planned life of one processor instance.
@@ -333,6 +342,10 @@ func windowFor(rng *rand.Rand, k Kind, slot time.Duration) time.Duration {
 		w = between(300*time.Millisecond, 5*time.Second)
 	case BackendFindError, BackendFindSlow, BackendMarkError, BackendMarkSlow:
 		w = between(500*time.Millisecond, 5*time.Second)
+	case SIGSTOP:
+		// Past the lease's TTL, so another instance takes the types over
+		// while this one is frozen with its batches.
+		return between(leaseTTL+time.Second, leaseTTL+3*time.Second)
 	default:
 		return 0
 	}
@@ -383,5 +396,8 @@ func draw(rng *rand.Rand, f *Fault, routes []string, brokers int) {
 		f.Delay = 100*time.Millisecond + time.Duration(rng.Int64N(int64(2500*time.Millisecond)))
 	case PanicPoller:
 		f.Route = routes[rng.IntN(len(routes))]
+	case SIGSTOP, SIGKILL:
+		f.Slot = 1 + rng.IntN(instances-1)
+		f.Next = Subprocess
 	}
 }

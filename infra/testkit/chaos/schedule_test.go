@@ -25,10 +25,23 @@ func TestPlanIsSeededAndCoversEveryFault(t *testing.T) {
 				}
 				last = f.At
 			}
-			// The instance kind before each process fault: a SIGKILL only
-			// ends a subprocess.
+			// The kind of slot 0's instance before each process fault: a
+			// SIGKILL only ends a subprocess; the other slots run
+			// subprocesses only, which SIGSTOP pauses.
 			kind := p.First
 			for _, f := range p.Faults {
+				if (f.Kind == SIGKILL || f.Kind == SIGTERM || f.Kind == SIGSTOP) && f.Slot > 0 {
+					if f.Slot >= instances || f.Next != Subprocess || f.Kind == SIGTERM {
+						t.Fatalf("seed %d, %v: %s of slot %d then %s\n%s", seed, d, f.Kind, f.Slot, f.Next, p)
+					}
+					if f.Kind == SIGSTOP && f.For <= leaseTTL {
+						t.Fatalf("seed %d, %v: a pause of %v is within the lease TTL %v\n%s", seed, d, f.For, leaseTTL, p)
+					}
+					continue
+				}
+				if f.Kind == SIGSTOP {
+					t.Fatalf("seed %d, %v: SIGSTOP of slot 0\n%s", seed, d, p)
+				}
 				if f.Kind == SIGKILL && kind != Subprocess {
 					t.Fatalf("seed %d, %v: SIGKILL of an %s instance\n%s", seed, d, kind, p)
 				}

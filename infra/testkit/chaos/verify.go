@@ -27,15 +27,16 @@ const apiBase = "/hobom-event-processor/internal/api/v1"
 // kafkaView is what the topics hold, per event id.
 type kafkaView struct {
 	records   int
-	count     map[string]int // records carrying each event id
-	malformed []string       // records whose key, headers and value disagree
+	count     map[string]int         // records carrying each event id
+	stamps    map[string][]time.Time // their timestamps (when the producing client took them)
+	malformed []string               // records whose key, headers and value disagree
 }
 
 // readKafka reads both topics and finds the event ids in each record: a
 // message record's key (its title must agree), a log record's event-id
 // header (the traceIds of its array elements must agree).
 func readKafka(ctx context.Context, addrs []string) (kafkaView, error) {
-	v := kafkaView{count: map[string]int{}}
+	v := kafkaView{count: map[string]int{}, stamps: map[string][]time.Time{}}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	msgs, err := readTopic(ctx, addrs, topicMessages)
@@ -56,6 +57,7 @@ func readKafka(ctx context.Context, addrs []string) (kafkaView, error) {
 			v.malformed = append(v.malformed, fmt.Sprintf("%s/%d@%d key %q header %q title %q", r.Topic, r.Partition, r.Offset, id, header(r, "event-id"), m.Title))
 		}
 		v.count[id]++
+		v.stamps[id] = append(v.stamps[id], r.Timestamp)
 	}
 	for _, r := range logs {
 		var arr []struct {
@@ -78,6 +80,7 @@ func readKafka(ctx context.Context, addrs []string) (kafkaView, error) {
 		}
 		for _, id := range ids {
 			v.count[id]++
+			v.stamps[id] = append(v.stamps[id], r.Timestamp)
 		}
 	}
 	return v, nil
@@ -90,10 +93,11 @@ func (r *runner) readKafka(ctx context.Context) (kafkaView, error) {
 	if err != nil {
 		return v, err
 	}
-	lost, n, _ := r.w.kafka.lostView()
+	lost, n, _, _ := r.w.kafka.lostView()
 	v.records += n
-	for id, c := range lost {
-		v.count[id] += c
+	for id, ts := range lost {
+		v.count[id] += len(ts)
+		v.stamps[id] = append(v.stamps[id], ts...)
 	}
 	return v, nil
 }
@@ -132,7 +136,30 @@ func (r *runner) verify(ctx context.Context) {
 		r.problem("read Kafka: %v", err)
 		return
 	}
-	_, rep.LostRecords, rep.Destroyed = r.w.kafka.lostView()
+	crashes := r.w.kafka.crashView()
+	for _, c := range crashes {
+		line := fmt.Sprintf("t+%.1fs: %s", c.at.Sub(r.start).Seconds(), c.exit)
+		if c.log != "" {
+			line += "; " + c.log
+		}
+		if c.restart != nil {
+			line += fmt.Sprintf("; restart failed: %v", c.restart)
+			r.problem("the broker process crashed and could not be restarted: %v", c.restart)
+		}
+		rep.BrokerCrashes = append(rep.BrokerCrashes, line)
+	}
+	// A record acked just before the broker process crashed, and not read by
+	// the watcher yet, went with the broker: Kafka lost it, not the
+	// processor. Only events SENT within crashReadLag before a crash count so.
+	ackedBeforeCrash := func(at time.Time) bool {
+		for _, c := range crashes {
+			if !at.After(c.at) && c.at.Sub(at) <= crashReadLag {
+				return true
+			}
+		}
+		return false
+	}
+	_, rep.LostRecords, rep.Rereads, rep.Destroyed = r.w.kafka.lostView()
 	rep.RecordsBeforeReplay = kv.records
 	rep.Malformed = append(rep.Malformed, kv.malformed...)
 
@@ -152,7 +179,11 @@ func (r *runner) verify(ctx context.Context) {
 		case messages.StatusSent:
 			rep.Sent++
 			resolved[e.id] = parseTime(ev.SentAt)
-			if !inKafka {
+			switch {
+			case inKafka:
+			case ackedBeforeCrash(resolved[e.id]):
+				rep.GoneWithBroker = append(rep.GoneWithBroker, e.id)
+			default:
 				rep.SentNotInKafka = append(rep.SentNotInKafka, e.id)
 			}
 		case messages.StatusFailed:
@@ -176,8 +207,8 @@ func (r *runner) verify(ctx context.Context) {
 		}
 	}
 
-	// Duplicates, each of which must have been in flight at a moment that
-	// can publish twice.
+	// Duplicates: each extra record must follow a moment that can publish
+	// twice, and each cause stays within its budget.
 	created := map[string]time.Time{}
 	for _, e := range events {
 		created[e.id] = e.at
@@ -185,7 +216,12 @@ func (r *runner) verify(ctx context.Context) {
 	r.mu.Lock()
 	moments := append([]moment(nil), r.moments...)
 	r.mu.Unlock()
-	rep.DupCauses, rep.DupOnlyCause = map[string]int{}, map[string]int{}
+	rep.DupByCause = dupBudgets(events, resolved, moments)
+	if c := r.cfg.DupBudgetCap; c != nil {
+		for _, d := range rep.DupByCause {
+			d.Budget = min(d.Budget, *c)
+		}
+	}
 	for _, e := range events {
 		n := kv.count[e.id]
 		if n <= 1 {
@@ -193,17 +229,35 @@ func (r *runner) verify(ctx context.Context) {
 		}
 		rep.Duplicates++
 		rep.DuplicateRecords += n - 1
-		causes := explain(created[e.id], resolved[e.id], moments)
-		if len(causes) == 0 {
-			rep.Unexplained = append(rep.Unexplained, fmt.Sprintf("%s (%d records, created %s, resolved %s)", e.id, n,
-				created[e.id].Format("15:04:05.000"), resolved[e.id].Format("15:04:05.000")))
-			continue
-		}
-		for _, c := range causes {
-			rep.DupCauses[c]++
-		}
-		if len(causes) == 1 {
-			rep.DupOnlyCause[causes[0]]++
+		causes, also := attribute(e.eventType, kv.stamps[e.id], moments)
+		charged := map[string]bool{}
+		for i, c := range causes {
+			if c == "" {
+				var ts []string
+				for _, t := range kv.stamps[e.id] {
+					ts = append(ts, t.Format("15:04:05.000"))
+				}
+				rep.Unexplained = append(rep.Unexplained, fmt.Sprintf("%s (%d records at %s; created %s, resolved %s)", e.id, n,
+					strings.Join(ts, " "), created[e.id].Format("15:04:05.000"), resolved[e.id].Format("15:04:05.000")))
+				continue
+			}
+			d := rep.DupByCause[c]
+			if len(d.Examples) < 3 {
+				var ts []string
+				for _, t := range kv.stamps[e.id] {
+					ts = append(ts, t.Format("15:04:05.000"))
+				}
+				d.Examples = append(d.Examples, fmt.Sprintf("%s records at %s, created %s, resolved %s, also %v", e.id,
+					strings.Join(ts, " "), created[e.id].Format("15:04:05.000"), resolved[e.id].Format("15:04:05.000"), also[i]))
+			}
+			d.Records++
+			if !charged[c] {
+				d.Events++
+				charged[c] = true
+			}
+			for _, a := range also[i] {
+				rep.DupByCause[a].Also++
+			}
 		}
 	}
 	r.checkResolve(events, resolved, status)
@@ -220,11 +274,6 @@ func (r *runner) verify(ctx context.Context) {
 			rep.FailedInKafkaCauses[c]++
 		}
 	}
-	inflight := map[string]bool{}
-	for _, m := range moments {
-		rep.InFlightSum += inFlight(events, resolved, m, inflight)
-	}
-	rep.InFlightDistinct = len(inflight)
 	for id := range kv.count {
 		if _, ok := created[id]; !ok {
 			rep.Malformed = append(rep.Malformed, "a record carries an event id nobody created: "+id)
@@ -258,8 +307,13 @@ func (r *runner) verify(ctx context.Context) {
 		return
 	}
 	rep.RecordsAfterReplay = after.records
+	gone := map[string]bool{}
+	for _, id := range rep.GoneWithBroker {
+		gone[id] = true
+	}
 	for _, e := range events {
 		switch n := after.count[e.id]; {
+		case n == 0 && gone[e.id]:
 		case n == 0:
 			rep.MissingAfterReplay = append(rep.MissingAfterReplay, e.id)
 		case n > 1 && kv.count[e.id] <= 1:
@@ -267,6 +321,10 @@ func (r *runner) verify(ctx context.Context) {
 		}
 	}
 }
+
+// crashReadLag is how long a record acked by the broker may stay unread by
+// the watcher (it polls with a 200 ms wait).
+const crashReadLag = 2 * time.Second
 
 // explain names the kinds of moment at which an event was in flight
 // (created and not yet resolved); none for a duplicate nothing explains.
@@ -307,8 +365,8 @@ func parseTime(s string) time.Time {
 func (r *runner) replay(ctx context.Context, store *redisdlq.Store, keys []string) {
 	rep := r.rep
 	base := ""
-	if r.cur != nil {
-		base = r.cur.HTTPBase() + apiBase
+	if p := r.running(); p != nil {
+		base = p.HTTPBase() + apiBase
 	}
 	if base != "" && apiServesDLQ(base) {
 		rep.ReplayVia = "HTTP API (POST " + apiBase + "/dlq/retry/:key)"
