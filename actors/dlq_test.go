@@ -457,3 +457,50 @@ func TestASlowBulkJobDoesNotDelayDeadLettering(t *testing.T) {
 	})
 	eventually(t, "the replayed events marked SENT", w.allStatus(messages.StatusSent, old...))
 }
+
+// TestAWriterPanicRestartsOnlyTheWriterAndThePublisherIsTold: the DLQ
+// actor restarts its crashed writer, not the replayer, and tells the
+// publisher, which leaves the events it had handed over PENDING instead of
+// waiting for answers that will not come (the batch timeout here is
+// longer than the test waits); once the panics stop they are dead-lettered.
+func TestAWriterPanicRestartsOnlyTheWriterAndThePublisherIsTold(t *testing.T) {
+	var on atomic.Bool
+	on.Store(true)
+	m := &restarts{}
+	w := startWith(t, func(cfg *actors.TreeConfig) {
+		cfg.ChildMiddleware = []actor.MiddlewareFunc{panicIn("writer", &on)}
+	}, func(w *world) {
+		w.admin = true
+		w.kafka.fail = func(key string, _ int) bool { return strings.HasPrefix(key, "w-") }
+	}, m)
+	ids := w.backend.add("w", 3)
+	eventually(t, "the writer crashing", func() bool { return len(m.of("dlq:writer")) >= 2 })
+	on.Store(false)
+	eventually(t, "the events dead-lettered once the writer works", w.allStatus(messages.StatusFailed, ids...))
+	if r, d := len(m.of("dlq:replayer")), len(m.of("dlq")); r != 0 || d != 0 {
+		t.Errorf("replayer restarted %d times, DLQ actor %d times; want 0, 0", r, d)
+	}
+}
+
+// TestABulkJobThatPanicsEndsAbortedAndTheReplayerGoesOn: a job's actor
+// that panics is not restarted; its job ends as aborted with the reason,
+// its actor is stopped, and the replayer serves the next request.
+func TestABulkJobThatPanicsEndsAbortedAndTheReplayerGoesOn(t *testing.T) {
+	var on atomic.Bool
+	on.Store(true)
+	r := startDLQ(t, func(cfg *actors.DLQConfig) { cfg.ChildMiddleware = []actor.MiddlewareFunc{panicIn("job", &on)} })
+	r.store.seed("j0", "j1", "single")
+	job, ok := r.ask(t, messages.BulkReplay{Prefix: "dlq:menu:j", Rate: 1, Targets: []messages.ReplayTarget{target("j0"), target("j1")}, Caller: messages.Caller{Addr: "test"}}).(messages.JobStatus)
+	if !ok {
+		t.Fatalf("bulk: %+v", job)
+	}
+	eventually(t, "the job aborted", func() bool {
+		s := r.job(t, job.ID)
+		return s.State == messages.JobAborted && strings.Contains(s.EndReason, "crashed")
+	})
+	eventually(t, "the job's actor gone", func() bool { return r.jobPID(job.ID) == nil })
+	on.Store(false)
+	if res := r.ask(t, messages.Replay{Target: target("single")}).(messages.ReplayResult); res.Status != messages.ReplayDone {
+		t.Errorf("replay after a job crashed: %v (%s)", res.Status, res.Err)
+	}
+}
