@@ -750,7 +750,7 @@ func childKind(child string) Kind {
 	switch {
 	case child == "publisher":
 		return PanicPublisher
-	case child == "dlq":
+	case child == "dlq" || strings.HasPrefix(child, "dlq:"): // the DLQ actor or its writer or replayer
 		return PanicDLQ
 	}
 	return PanicPoller
