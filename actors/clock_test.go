@@ -66,6 +66,19 @@ func (c *manualClock) Pending() int {
 	return n
 }
 
+// NextDue is the delay from now of the earliest call that has neither run
+// nor been stopped; ok is false when there is none.
+func (c *manualClock) NextDue() (d time.Duration, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, t := range c.timers {
+		if !t.done && (!ok || t.at.Sub(c.now) < d) {
+			d, ok = t.at.Sub(c.now), true
+		}
+	}
+	return d, ok
+}
+
 // Advance moves the clock by d, running every call that falls due, in
 // order of due time (then of scheduling); calls scheduled while advancing
 // run too if they fall due within d.

@@ -27,9 +27,6 @@ type DLQConfig struct {
 	// Replay tunes replays, discards and bulk jobs of the management API;
 	// zero fields take the defaults of ReplayConfig.
 	Replay ReplayConfig
-	// Lease checks the lease tenure a DeadLetter names (nil: leases off);
-	// set by the supervisor from Deps.Lease.
-	Lease Lease
 	// Clock schedules the retries, the restarts of the children and the
 	// pace of bulk jobs (nil: SystemClock).
 	Clock Clock

@@ -23,7 +23,6 @@ type dlqRig struct {
 	backend *memBackend
 	kafka   *memKafka
 	store   *memDLQ
-	lease   *memLease
 	clock   *manualClock
 	engine  *actor.Engine
 	pid     *actor.PID
@@ -34,12 +33,12 @@ type dlqRig struct {
 func startDLQ(t *testing.T, mutate func(*actors.DLQConfig)) *dlqRig {
 	t.Helper()
 	j := &journal{}
-	r := &dlqRig{j: j, backend: newBackend(j), kafka: newKafka(j), store: newDLQ(j), lease: &memLease{},
+	r := &dlqRig{j: j, backend: newBackend(j), kafka: newKafka(j), store: newDLQ(j),
 		clock: newManualClock(), replies: make(chan any, 100)}
 	once := actors.RetryPolicy{Attempts: 1, Timeout: time.Second}
 	cfg := actors.DLQConfig{TTL: time.Hour, Write: once, Mark: once, Concurrency: 1, MaxReasonBytes: 1024,
 		Replay: actors.ReplayConfig{LockTTL: 3 * time.Second, ProduceTimeout: wait, RedisTimeout: time.Second, MarkRounds: 1},
-		Lease:  r.lease, Clock: r.clock}
+		Clock:  r.clock}
 	if mutate != nil {
 		mutate(&cfg)
 	}
@@ -143,28 +142,30 @@ func eventually(t *testing.T, what string, cond func() bool) {
 }
 
 // TestFailedMarksAreFencedLikeSentMarks: a dead letter of a batch fetched
-// under a lease tenure that is no longer valid gets neither its entry nor
-// its FAILED mark (the event stays PENDING for the new holder); one whose
-// tenure ends between the entry and the mark keeps the entry and is not
-// marked; a valid tenure gets both.
+// under a lease tenure whose deadline has passed gets neither its entry
+// nor its FAILED mark (the event stays PENDING for the new holder); one
+// whose deadline passes between the entry and the mark keeps the entry
+// and is not marked; a tenure before its deadline gets both.
 func TestFailedMarksAreFencedLikeSentMarks(t *testing.T) {
 	r := startDLQ(t, nil)
 	const valid, lost, lostAfterWrite = 1, 2, 3
-	r.lease.valid = func(_ string, token int64) bool {
-		switch token {
-		case lost:
-			return false
-		case lostAfterWrite:
-			_, written := r.store.entry("dlq:menu:late")
-			return !written
+	now := r.clock.Now()
+	until := map[int64]time.Time{
+		valid:          now.Add(time.Hour),
+		lost:           now.Add(-time.Nanosecond),
+		lostAfterWrite: now.Add(time.Second),
+	}
+	// The write of "late" takes the clock past its tenure's deadline.
+	r.store.afterPut = func(key string) {
+		if key == "dlq:menu:late" {
+			r.clock.Advance(2 * time.Second)
 		}
-		return true
 	}
 	route := messages.DefaultRoutes()[0]
 	send := func(id string, token int64, stored bool) messages.DeadLetterResult {
 		t.Helper()
 		r.engine.Send(r.pid, messages.DeadLetter{Route: route, EventID: id, Value: []byte(`{}`), Reason: "kafka: down",
-			StoredAlready: stored, Fence: messages.Fence{Name: route.EventType, Token: token}, ReplyTo: r.inbox})
+			StoredAlready: stored, Fence: messages.Fence{Name: route.EventType, Token: token, Until: until[token]}, ReplyTo: r.inbox})
 		res, ok := r.reply(t).(messages.DeadLetterResult)
 		if !ok || res.EventID != id {
 			t.Fatalf("answer %+v, want the DeadLetterResult of %s", res, id)

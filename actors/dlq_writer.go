@@ -23,11 +23,12 @@ import (
 // It is the only writer of the DLQ entries and of that memory. The
 // replayer (dlq_replay.go) deletes entries, extends their expiry and
 // writes the locks and the audit trail; other Redis keys have other
-// writers (the pollers' lease adapter the leases). Nothing the management
+// writers (the lease actor the leases). Nothing the management
 // API does goes through this actor's inbox or work queues.
 //
-// Fencing: a DeadLetter fetched under a lease tenure that is no longer
-// valid (Lease.Valid) gets neither its entry nor its FAILED mark: the
+// Fencing: a DeadLetter fetched under a lease tenure whose local deadline
+// (DeadLetter.Fence, as the publisher knew it) has passed on the clock
+// gets neither its entry nor its FAILED mark: the
 // event stays PENDING for the new holder, who publishes it or dead-letters
 // it itself (docs/decisions/0004-leases-without-backend-fencing.md). The
 // fence is checked before the write and before every mark try.
@@ -164,12 +165,12 @@ func (w *dlqWriter) onDeadLetter(m messages.DeadLetter) {
 		// the mark would then fail on every try.
 		m.Reason = strings.ToValidUTF8(m.Reason[:w.cfg.MaxReasonBytes], "")
 	}
-	store, outbox, lease, cfg := w.store, w.outbox, w.cfg.Lease, w.cfg
+	store, outbox, cfg, now := w.store, w.outbox, w.cfg, w.cfg.Clock.Now
 	w.work.push(func() any {
 		start := time.Now()
 		r := deadLettered{req: m, written: m.StoredAlready}
 		if !m.StoredAlready {
-			if !fenceHeld(lease, m.Fence) {
+			if !m.Fence.HeldAt(now()) {
 				r.outcome, r.err, r.fenced = messages.OutcomeDeferred, errFenced, true
 				return r
 			}
@@ -187,7 +188,7 @@ func (w *dlqWriter) onDeadLetter(m messages.DeadLetter) {
 			r.written = true
 		}
 		_, err := cfg.Mark.run(func(ctx context.Context) error {
-			if !fenceHeld(lease, m.Fence) {
+			if !m.Fence.HeldAt(now()) {
 				return errFenced // checked before every try: a retry may come after the deadline
 			}
 			return outbox.MarkFailed(ctx, m.EventID, m.Reason)

@@ -237,6 +237,9 @@ type memDLQ struct {
 	failPuts int
 	// gate, when set for a key, holds a replay's read of it until closed.
 	gate map[string]chan struct{}
+	// afterPut, when set before the first write, is called after each
+	// entry is written (outside the lock).
+	afterPut func(key string)
 }
 
 func newDLQ(j *journal) *memDLQ {
@@ -246,14 +249,18 @@ func newDLQ(j *journal) *memDLQ {
 
 func (d *memDLQ) Put(_ context.Context, key string, value []byte, meta actors.DeadLetterMeta, _ time.Duration) error {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	if d.failPuts != 0 {
 		d.failPuts--
+		d.mu.Unlock()
 		return errDown
 	}
 	d.entries[key] = meta
 	d.values[key] = value
 	d.j.add("dlq %s", key)
+	d.mu.Unlock()
+	if d.afterPut != nil {
+		d.afterPut(key)
+	}
 	return nil
 }
 
@@ -416,32 +423,105 @@ func (m *memMemory) Lookup(_ context.Context, ids []string) (map[string]messages
 	return out, nil
 }
 
-// memLease answers Valid from valid (nil: always held); it takes no
-// leases itself.
+// memLease is the Redis side of the leases in memory: a lease is free or
+// held by an owner under a token; share is the fair share Renew answers
+// (0: every renewal says lost); down makes every call fail.
 type memLease struct {
-	valid func(name string, token int64) bool
+	j      *journal
+	mu     sync.Mutex
+	holder map[string]string
+	tokens map[string]int64
+	next   int64
+	share  int
+	down   bool
+	// hang, while set, holds every Acquire and Renew until it is closed:
+	// Redis neither answers nor fails.
+	hang chan struct{}
 }
 
-func (l *memLease) Acquire(context.Context, string, string, time.Duration) (int64, bool, error) {
-	return 1, true, nil
-}
-func (l *memLease) Renew(context.Context, string, string, int64, time.Duration) (bool, error) {
-	return true, nil
-}
-func (l *memLease) Release(context.Context, string, string) error { return nil }
-func (l *memLease) Valid(_ context.Context, name string, token int64) (bool, error) {
-	if l.valid == nil {
-		return true, nil
+func (l *memLease) waitHang() {
+	l.mu.Lock()
+	h := l.hang
+	l.mu.Unlock()
+	if h != nil {
+		<-h
 	}
-	return l.valid(name, token), nil
 }
 
-// world is one tree on the in-memory ports.
+func newLease(j *journal) *memLease {
+	return &memLease{j: j, holder: map[string]string{}, tokens: map[string]int64{}, share: 100}
+}
+
+func (l *memLease) Acquire(_ context.Context, name, owner string, _ time.Duration, held int) (int64, bool, error) {
+	l.waitHang()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.down {
+		return 0, false, errDown
+	}
+	switch h := l.holder[name]; {
+	case h == owner:
+		return l.tokens[name], true, nil
+	case h != "" || held >= l.share:
+		return 0, false, nil
+	}
+	l.next++
+	l.holder[name], l.tokens[name] = owner, l.next
+	l.j.add("acquire %s %d", name, l.next)
+	return l.next, true, nil
+}
+
+func (l *memLease) Renew(_ context.Context, name, owner string, token int64, _ time.Duration) (int, error) {
+	l.waitHang()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.down {
+		return 0, errDown
+	}
+	if l.holder[name] != owner || l.tokens[name] != token {
+		return 0, nil
+	}
+	l.j.add("renew %s %d", name, token)
+	return l.share, nil
+}
+
+func (l *memLease) Release(_ context.Context, name, owner string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.down {
+		return errDown
+	}
+	if l.holder[name] == owner {
+		delete(l.holder, name)
+		l.j.add("release %s", name)
+	}
+	return nil
+}
+
+func (l *memLease) set(f func(l *memLease)) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	f(l)
+}
+
+// steal gives the lease to another owner, as if this one's had expired.
+func (l *memLease) steal(name string) {
+	l.set(func(l *memLease) {
+		l.next++
+		l.holder[name], l.tokens[name] = "another-instance", l.next
+	})
+}
+
+// world is one tree on the in-memory ports. A setup may set clock (the
+// tree then runs on it) and lease (leases on; the test's mutate sets
+// TreeConfig.Lease.TTL).
 type world struct {
 	j       *journal
 	backend *memBackend
 	kafka   *memKafka
 	dlq     *memDLQ
+	lease   *memLease
+	clock   *manualClock
 	tree    *actors.Tree
 	engine  *actor.Engine
 	// admin gives the tree w.dlq as its DeadLetterAdmin (replays); memory,
@@ -496,6 +576,15 @@ func startWith(t *testing.T, mutate func(*actors.TreeConfig), setup func(*world)
 	}
 	if w.memory != nil {
 		deps.Memory = w.memory
+	}
+	if w.lease != nil {
+		deps.Lease = w.lease
+		if cfg.Lease.Owner == "" {
+			cfg.Lease.Owner = "this-instance"
+		}
+	}
+	if w.clock != nil {
+		cfg.Clock = w.clock
 	}
 	w.tree, err = actors.StartTree(engine, cfg, deps)
 	if err != nil {

@@ -68,7 +68,7 @@ func (p *Publisher) flushMarks() {
 	}
 	for len(p.toMark) > 0 && p.batchCalls < batchMarkCalls {
 		n := 1
-		for n < len(p.toMark) && n < markBatchMax && p.toMark[n].fence == p.toMark[0].fence {
+		for n < len(p.toMark) && n < markBatchMax && p.toMark[n].fence.Same(p.toMark[0].fence) {
 			n++
 		}
 		items := slices.Clone(p.toMark[:n])
@@ -82,18 +82,18 @@ func (p *Publisher) flushMarks() {
 }
 
 func (p *Publisher) pushBatchMark(items []markItem) {
-	batcher, lease, policy := p.batcher, p.lease, p.cfg.Mark
+	batcher, policy, now := p.batcher, p.cfg.Mark, p.now
+	fence := p.current(items[0].fence) // the deadline known now (see markOne)
 	p.marks.push(func() any {
 		start := time.Now()
 		res := batchMarkResult{items: items}
-		fence := items[0].fence
 		ids := make([]string, len(items))
 		for i, it := range items {
 			ids[i] = it.id
 		}
 		// One context per try of the whole batch.
 		res.tries, res.err = policy.run(func(ctx context.Context) error {
-			if !fenceHeld(lease, fence) {
+			if !fence.HeldAt(now()) {
 				return errFenced // checked before every try: a retry may come after the deadline
 			}
 			var err error

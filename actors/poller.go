@@ -26,10 +26,6 @@ type PollerConfig struct {
 	// before it polls again anyway (the publisher lost it in a restart); the
 	// publisher never publishes an event twice at once, so this is safe.
 	BatchTimeout time.Duration
-	// LeaseTTL > 0 makes the poller hold its event type's lease while it
-	// polls, renewed every third of the TTL; LeaseOwner names this process.
-	LeaseTTL   time.Duration
-	LeaseOwner string
 	// InFlightShare > 0 caps the events this poller has at the publisher
 	// at once: its share of the process's global budget (MaxInFlight
 	// divided among the pollers by the supervisor), so memory is bounded
@@ -43,6 +39,10 @@ type PollerConfig struct {
 	// MaxInFlight is the global budget the supervisor divides; the poller
 	// itself reads only InFlightShare.
 	MaxInFlight int
+	// Clock schedules the poller's waits and reads the time its lease's
+	// deadline is checked against (nil: SystemClock); set by the
+	// supervisor from TreeConfig.Clock.
+	Clock Clock
 }
 
 // maxBatches is how many batches a poller keeps at the publisher at once:
@@ -59,8 +59,9 @@ const maxBatches = 2
 type Poller struct {
 	route     messages.Route
 	outbox    Outbox
-	lease     Lease
+	leases    *actor.PID // the lease actor; nil: leases off
 	publisher *actor.PID
+	clock     Clock
 	cfg       PollerConfig
 	log       zerolog.Logger
 	metrics   Metrics
@@ -78,25 +79,27 @@ type Poller struct {
 	inFlight   map[string]uint64     // event ids of batches, by batch
 	events     int                   // events of unresolved batches
 	failures   int
-	timer      *time.Timer
+	timer      Timer
 	timerGen   uint64
 
-	// The lease, when cfg.LeaseTTL > 0.
-	held       bool
-	token      int64
-	renewedAt  time.Time
-	leaseBusy  bool
-	leaseTimer *time.Timer
+	// granted: the lease actor granted this poller its event type (always
+	// true without leases); fence is the tenure, with the deadline of its
+	// last renewal, zero without leases.
+	granted bool
+	fence   messages.Fence
 }
 
-// NewPoller returns the producer of a poller for route.
-func NewPoller(route messages.Route, outbox Outbox, lease Lease, publisher *actor.PID, cfg PollerConfig, log zerolog.Logger, m Metrics) actor.Producer {
-	if lease == nil {
-		cfg.LeaseTTL = 0
+// NewPoller returns the producer of a poller for route. With leases (leases
+// is the lease actor) it polls only while the lease actor grants it the
+// route's event type.
+func NewPoller(route messages.Route, outbox Outbox, leases *actor.PID, publisher *actor.PID, cfg PollerConfig, log zerolog.Logger, m Metrics) actor.Producer {
+	clock := cfg.Clock
+	if clock == nil {
+		clock = SystemClock
 	}
 	return func() actor.Receiver {
 		return &Poller{
-			route: route, outbox: outbox, lease: lease, publisher: publisher, cfg: cfg, metrics: orNop(m),
+			route: route, outbox: outbox, leases: leases, publisher: publisher, cfg: cfg, metrics: orNop(m), clock: clock,
 			log: log.With().Str("actor", "poller").Str("eventType", route.EventType).Logger(),
 			seq: rand.Uint64() >> 1,
 		}
@@ -107,7 +110,7 @@ func NewPoller(route messages.Route, outbox Outbox, lease Lease, publisher *acto
 type pollBatch struct {
 	ids      []string
 	start    time.Time
-	timer    *time.Timer
+	timer    Timer
 	resolved bool // kept only to filter the find that was running
 }
 
@@ -120,30 +123,27 @@ type (
 		took   time.Duration
 	}
 	batchTimeout struct{ batch uint64 }
-	leaseTick    struct{}
-	leaseDone    struct {
-		renew   bool
-		token   int64
-		ok      bool
-		err     error
-		started time.Time
-	}
 )
 
 func (p *Poller) Receive(c *actor.Context) {
 	switch m := c.Message().(type) {
 	case actor.Started:
 		p.engine, p.self = c.Engine(), c.PID()
-		if p.cfg.LeaseTTL > 0 {
-			p.leaseOp() // polling starts once the lease is held
+		if p.leases != nil {
+			// Polling starts once the lease is granted; a restarted
+			// poller asks for the grant its predecessor had.
+			p.engine.Send(p.leases, messages.LeaseWanted{Name: p.route.EventType, ReplyTo: p.self})
 		} else {
-			p.held = true
+			p.granted = true
 			p.schedule(0)
 		}
-	case leaseTick:
-		p.leaseOp()
-	case leaseDone:
-		p.onLease(m)
+	case messages.LeaseGranted:
+		p.onGranted(m.Fence)
+	case messages.LeaseRevoked:
+		if p.leases != nil && m.Fence.Same(p.fence) && p.granted {
+			p.granted = false
+			p.log.Info().Int64("token", m.Fence.Token).Msg("lease revoked; polling stops until it is granted again")
+		}
 	case actor.Stopped:
 		if p.timer != nil {
 			p.timer.Stop()
@@ -152,9 +152,6 @@ func (p *Poller) Receive(c *actor.Context) {
 			if b.timer != nil {
 				b.timer.Stop()
 			}
-		}
-		if p.leaseTimer != nil {
-			p.leaseTimer.Stop()
 		}
 		if p.cancelFind != nil {
 			p.cancelFind() // a find has no side effects: cutting it short is safe
@@ -180,6 +177,13 @@ func (p *Poller) Receive(c *actor.Context) {
 	case messages.BatchResolved:
 		p.onResolved(m)
 	case messages.PeerLost:
+		if m.Peer == "lease" {
+			// The lease actor restarted: what it granted is unknown now;
+			// its successor grants again what it still holds.
+			p.granted = false
+			p.engine.Send(p.leases, messages.LeaseWanted{Name: p.route.EventType, ReplyTo: p.self})
+			return
+		}
 		if p.open > 0 {
 			p.log.Warn().Int("batches", p.open).Msg("publisher crashed holding this poller's batches; polling again after a pause")
 			p.dropBatches()
@@ -187,7 +191,7 @@ func (p *Poller) Receive(c *actor.Context) {
 		}
 	case batchTimeout:
 		if b := p.batches[m.batch]; b != nil && !b.resolved {
-			p.log.Error().Uint64("batch", m.batch).Int("events", len(b.ids)).Dur("waited", time.Since(b.start)).
+			p.log.Error().Uint64("batch", m.batch).Int("events", len(b.ids)).Dur("waited", p.clock.Now().Sub(b.start)).
 				Msg("batch not resolved in time; polling again (events still in flight are not published twice)")
 			p.dropBatches()
 			p.backoff()
@@ -198,7 +202,7 @@ func (p *Poller) Receive(c *actor.Context) {
 // canFind says whether a find may start now: none running, the lease
 // held, fewer than maxBatches batches out and room in the share.
 func (p *Poller) canFind() bool {
-	return !p.finding && p.held && p.open < maxBatches && (p.cfg.InFlightShare <= 0 || p.events < p.cfg.InFlightShare)
+	return !p.finding && p.granted && p.open < maxBatches && (p.cfg.InFlightShare <= 0 || p.events < p.cfg.InFlightShare)
 }
 
 // findLimit is the limit of the next find: the rows it may hand over
@@ -282,14 +286,14 @@ func (p *Poller) onFound(m findDone) {
 		p.schedule(p.cfg.Interval)
 		return
 	}
-	if !p.held {
-		// The lease was lost while the find ran: the events belong to the
+	if !p.granted {
+		// The lease was revoked while the find ran: the events belong to the
 		// new holder now, and publishing them here would duplicate them.
 		p.log.Info().Int("events", len(events)).Msg("lease lost during the find; leaving the events to the new holder")
 		return
 	}
 	if !p.fenceHeld() {
-		p.log.Warn().Int("events", len(events)).Int64("token", p.token).
+		p.log.Warn().Int("events", len(events)).Int64("token", p.fence.Token).
 			Msg("lease past its local deadline during the find (not renewed in time): not publishing")
 		if p.open == 0 {
 			p.schedule(p.cfg.Interval)
@@ -300,7 +304,7 @@ func (p *Poller) onFound(m findDone) {
 	if p.batches == nil { // made on first use: most pollers of a large tree idle
 		p.batches, p.inFlight = map[uint64]*pollBatch{}, map[string]uint64{}
 	}
-	b := &pollBatch{ids: make([]string, 0, len(events)), start: time.Now()}
+	b := &pollBatch{ids: make([]string, 0, len(events)), start: p.clock.Now()}
 	for i := range events {
 		if e := events[i].EventID; e != "" {
 			b.ids = append(b.ids, e)
@@ -314,14 +318,11 @@ func (p *Poller) onFound(m findDone) {
 	// with every find, so counting it would leak share until finds stop.
 	p.events += len(b.ids)
 	p.log.Debug().Uint64("batch", id).Int("events", len(events)).Dur("took", m.took).Msg("fetched pending events")
-	batch := messages.PublishBatch{BatchID: id, Route: p.route, Events: events, ReplyTo: p.self}
-	if p.cfg.LeaseTTL > 0 {
-		batch.Fence = messages.Fence{Name: p.route.EventType, Token: p.token}
-	}
+	batch := messages.PublishBatch{BatchID: id, Route: p.route, Events: events, ReplyTo: p.self, Fence: p.fence}
 	p.engine.Send(p.publisher, batch)
 	if p.cfg.BatchTimeout > 0 {
 		engine, self := p.engine, p.self
-		b.timer = time.AfterFunc(p.cfg.BatchTimeout, func() { engine.Send(self, batchTimeout{batch: id}) })
+		b.timer = p.clock.AfterFunc(p.cfg.BatchTimeout, func() { engine.Send(self, batchTimeout{batch: id}) })
 	}
 	// Find the next batch while this one is produced and marked.
 	p.failures = 0
@@ -364,7 +365,7 @@ func (p *Poller) onResolved(m messages.BatchResolved) {
 		Int("unmarked", m.Counts[messages.OutcomeUnmarked]).
 		Int("busy", m.Counts[messages.OutcomeBusy]).
 		Int("skipped", m.Counts[messages.OutcomeSkipped]).
-		Dur("took", time.Since(b.start)).
+		Dur("took", p.clock.Now().Sub(b.start)).
 		Msg("batch resolved")
 	trouble := m.Counts[messages.OutcomeDeferred] + m.Counts[messages.OutcomeUnmarked] + m.Counts[messages.OutcomeBusy]
 	progress := m.Counts[messages.OutcomeSent] + m.Counts[messages.OutcomeFailed]
@@ -404,81 +405,34 @@ func (p *Poller) schedule(d time.Duration) {
 		return
 	}
 	engine, self := p.engine, p.self
-	p.timer = time.AfterFunc(d, func() { engine.Send(self, pollTick{gen: gen}) })
+	p.timer = p.clock.AfterFunc(d, func() { engine.Send(self, pollTick{gen: gen}) })
 }
 
 // fenceHeld reports whether this poller may hand a batch on: always without
-// leases, else while its tenure's local deadline (last renewal + TTL -
-// margin, see Lease) has not passed. It asks no one.
+// leases, else while it is granted and its tenure's local deadline (last
+// renewal + TTL - margin, see LeaseActor) has not passed. It asks no one.
 func (p *Poller) fenceHeld() bool {
-	if p.cfg.LeaseTTL <= 0 {
+	if p.leases == nil {
 		return true
 	}
-	return fenceHeld(p.lease, messages.Fence{Name: p.route.EventType, Token: p.token})
+	return p.granted && p.fence.HeldAt(p.clock.Now())
 }
 
-// leaseOp acquires the lease, or renews it while held, off the actor's
-// goroutine.
-func (p *Poller) leaseOp() {
-	if p.leaseBusy {
+// onGranted starts polling on a new grant and moves the deadline on a
+// renewal of the tenure it has.
+func (p *Poller) onGranted(f messages.Fence) {
+	if p.leases == nil {
 		return
 	}
-	p.leaseBusy = true
-	lease, name, owner, ttl, held, token := p.lease, p.route.EventType, p.cfg.LeaseOwner, p.cfg.LeaseTTL, p.held, p.token
-	engine, self := p.engine, p.self
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), ttl/3)
-		defer cancel()
-		d := leaseDone{renew: held, token: token, started: time.Now()}
-		if held {
-			d.ok, d.err = lease.Renew(ctx, name, owner, token, ttl)
-			if !d.ok && d.err == nil {
-				// Lost, or above this instance's share: hand it over now.
-				_ = lease.Release(ctx, name, owner)
-			}
-		} else {
-			d.token, d.ok, d.err = lease.Acquire(ctx, name, owner, ttl)
+	if p.granted && f.Same(p.fence) {
+		if f.Until.After(p.fence.Until) {
+			p.fence.Until = f.Until
 		}
-		engine.Send(self, d)
-	}()
-}
-
-func (p *Poller) onLease(d leaseDone) {
-	p.leaseBusy = false
-	ttl := p.cfg.LeaseTTL
-	next := ttl / 3
-	switch {
-	case !d.renew && d.ok:
-		p.held, p.token, p.renewedAt = true, d.token, d.started
-		p.log.Info().Int64("token", d.token).Msg("lease acquired; polling")
-		p.schedule(0)
-	case !d.renew:
-		if d.err != nil {
-			p.log.Warn().Err(d.err).Msg("lease acquisition failed")
-		}
-		// Jitter, so instances do not race for every free lease at once.
-		next += time.Duration(rand.Int64N(int64(ttl/3) + 1))
-	case d.ok:
-		p.renewedAt = d.started
-	case d.err != nil && time.Since(p.renewedAt) < ttl*2/3:
-		// Redis did not answer; the lease is surely still ours for a while.
-		p.log.Warn().Err(d.err).Msg("lease renewal failed; retrying")
-		next = ttl / 6
-	default:
-		p.held = false
-		p.log.Warn().Err(d.err).Int64("token", p.token).Msg("lease lost or handed over; polling stops until it is ours again")
-		next = ttl // let the other instance take it
-		if d.err != nil {
-			// Redis did not answer for too long: give the tenure up, so
-			// that this instance's share is counted right when it is back.
-			lease, name, owner := p.lease, p.route.EventType, p.cfg.LeaseOwner
-			go func() {
-				ctx, cancel := context.WithTimeout(context.Background(), ttl/3)
-				defer cancel()
-				_ = lease.Release(ctx, name, owner)
-			}()
-		}
+		return
 	}
-	engine, self := p.engine, p.self
-	p.leaseTimer = time.AfterFunc(next, func() { engine.Send(self, leaseTick{}) })
+	p.granted, p.fence = true, f
+	p.log.Info().Int64("token", f.Token).Msg("lease granted; polling")
+	if !p.finding {
+		p.schedule(0)
+	}
 }

@@ -53,18 +53,23 @@ type DeadLetterStore interface {
 	Put(ctx context.Context, key string, value []byte, meta DeadLetterMeta, ttl time.Duration) error
 }
 
-// Lease is a per-event-type lease shared by several processor instances,
-// so that one polls a type at a time (infra/adapters/redislease). The fencing token
-// names one tenure. Valid is the self-fencing check made before every
-// find's batch, publish and mark try: it must answer without I/O (it runs
-// inside Receive), from a local deadline that passes before the lease can
-// expire in Redis, and treat anything unknown as not held.
+// Lease is the Redis side of the per-event-type leases shared by several
+// processor instances (infra/adapters/redislease). It keeps no state: the
+// lease actor (lease.go) owns which leases this instance holds, their
+// tokens and their local deadlines, and calls it off its Receive.
 type Lease interface {
-	Acquire(ctx context.Context, name, owner string, ttl time.Duration) (token int64, ok bool, err error)
-	// Renew returns false when the lease was lost or should be given up.
-	Renew(ctx context.Context, name, owner string, token int64, ttl time.Duration) (bool, error)
+	// Acquire takes the lease name for owner for ttl if it is free and
+	// owner holds fewer than its fair share of the leases (held: how many
+	// others it holds now), or keeps it if it is owner's already (the same
+	// tenure, token unchanged). ok is false when another owner holds it or
+	// owner is at its share.
+	Acquire(ctx context.Context, name, owner string, ttl time.Duration, held int) (token int64, ok bool, err error)
+	// Renew extends owner's tenure token by ttl and returns owner's fair
+	// share of the leases (how many it may hold, given the live
+	// instances); 0 when the tenure is lost.
+	Renew(ctx context.Context, name, owner string, token int64, ttl time.Duration) (share int, err error)
+	// Release gives the lease up if owner holds it.
 	Release(ctx context.Context, name, owner string) error
-	Valid(ctx context.Context, name string, token int64) (bool, error)
 }
 
 // ErrWrongType is wrapped by DeadLetterAdmin.Value's error for a key that

@@ -51,6 +51,10 @@ type PublisherConfig struct {
 	Lookup time.Duration
 	// Producer is the producer record header, "hobom-event-processor/<version>".
 	Producer string
+	// Clock is what the publisher reads the time from, lease deadlines
+	// included (nil: SystemClock); set by the supervisor from
+	// TreeConfig.Clock, the lease actor's clock.
+	Clock Clock
 }
 
 // Publisher turns batches into Kafka records, produces them asynchronously,
@@ -62,7 +66,6 @@ type Publisher struct {
 	producer Producer
 	outbox   Outbox
 	memory   UnmarkedStore // nil: the memory lasts as long as the process
-	lease    Lease
 	dlq      *actor.PID
 	log      zerolog.Logger
 	metrics  Metrics
@@ -102,6 +105,11 @@ type Publisher struct {
 	// draining: a shutdown is under way; failed attempts are not retried
 	// and their events stay PENDING for the next run.
 	draining bool
+	// fences is the latest word of the lease actor on each lease: the
+	// tenure granted or renewed, with its deadline, or revoked (zero
+	// Until). Batches carry the fence they were fetched under; this table
+	// moves its deadline on renewals and ends it on revocation (fence.go).
+	fences map[string]messages.Fence
 }
 
 type pubBatch struct {
@@ -165,15 +173,18 @@ type (
 )
 
 // NewPublisher returns the producer of the publisher actor.
-func NewPublisher(producer Producer, outbox Outbox, memory UnmarkedStore, lease Lease, dlq *actor.PID, cfg PublisherConfig, log zerolog.Logger, m Metrics) actor.Producer {
+func NewPublisher(producer Producer, outbox Outbox, memory UnmarkedStore, dlq *actor.PID, cfg PublisherConfig, log zerolog.Logger, m Metrics) actor.Producer {
 	if cfg.Lookup <= 0 {
 		cfg.Lookup = 2 * time.Second
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = SystemClock
 	}
 	batcher, _ := outbox.(BatchMarker)
 	return func() actor.Receiver {
 		return &Publisher{
 			batcher: batcher,
-			cfg:     cfg, producer: producer, outbox: outbox, memory: memory, lease: lease, dlq: dlq, metrics: orNop(m), now: time.Now,
+			cfg:     cfg, producer: producer, outbox: outbox, memory: memory, dlq: dlq, metrics: orNop(m), now: cfg.Clock.Now,
 			log:      log.With().Str("actor", "publisher").Logger(),
 			events:   make(map[string]*pubBatch),
 			records:  make(map[uint64]*recordFlight),
@@ -234,6 +245,10 @@ func (p *Publisher) Receive(c *actor.Context) {
 		}
 	case messages.DeadLetterResult:
 		p.onDeadLettered(m)
+	case messages.LeaseGranted:
+		p.onLeaseGranted(m.Fence)
+	case messages.LeaseRevoked:
+		p.onLeaseRevoked(m.Fence)
 	case messages.Drain:
 		p.onDrain(m)
 	case cancelInflight:
@@ -637,31 +652,10 @@ func (p *Publisher) deadLetter(route messages.Route, id string, value []byte, re
 	})
 }
 
-// fenceOf is the lease tenure an event in flight was fetched under.
-func (p *Publisher) fenceOf(id string) messages.Fence {
-	if b := p.events[id]; b != nil {
-		return b.fence
-	}
-	return messages.Fence{}
-}
-
 // errFenced says a mark was not made because the poller's lease tenure
 // ended or passed its local deadline: another instance may own the event
 // type now and resolves the event.
 var errFenced = errors.New("lease tenure ended; mark left to the new holder")
-
-// fenceHeld is the self-fencing check made before every produce and every
-// mark try: true without leases, else only while the tenure is this
-// instance's and its local deadline has not passed. It asks no one.
-func fenceHeld(lease Lease, fence messages.Fence) bool {
-	if !fence.Active() || lease == nil {
-		return true
-	}
-	ok, err := lease.Valid(context.Background(), fence.Name, fence.Token)
-	return err == nil && ok
-}
-
-func (p *Publisher) fenceHeld(fence messages.Fence) bool { return fenceHeld(p.lease, fence) }
 
 func (p *Publisher) markSent(id string) {
 	var fence messages.Fence
@@ -677,11 +671,15 @@ func (p *Publisher) markSent(id string) {
 
 // markOne marks one event SENT with its own rpc.
 func (p *Publisher) markOne(id string, fence messages.Fence) {
-	outbox, lease, policy := p.outbox, p.lease, p.cfg.Mark
+	// The worker checks the deadline known now before every try: a
+	// renewal that comes later does not reach it (it would be shared
+	// state), so a retry past this deadline is fenced, which is safe.
+	outbox, policy, now := p.outbox, p.cfg.Mark, p.now
+	fence = p.current(fence)
 	p.marks.push(func() any {
 		start := time.Now()
 		tries, err := policy.run(func(ctx context.Context) error {
-			if !fenceHeld(lease, fence) {
+			if !fence.HeldAt(now()) {
 				return errFenced // checked before every try: a retry may come after the deadline
 			}
 			return outbox.MarkSent(ctx, id)

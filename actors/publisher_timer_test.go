@@ -71,7 +71,7 @@ func TestProduceAttemptTimerStopsWhenTheAttemptEnds(t *testing.T) {
 		}
 	}, "reply")
 	dlq := engine.SpawnFunc(func(*actor.Context) {}, "dlq")
-	pub := engine.Spawn(NewPublisher(ackAtOnce{}, outbox, nil, nil, dlq, cfg, zerolog.Nop(), nil), "publisher", actor.WithMiddleware(count))
+	pub := engine.Spawn(NewPublisher(ackAtOnce{}, outbox, nil, dlq, cfg, zerolog.Nop(), nil), "publisher", actor.WithMiddleware(count))
 	t.Cleanup(func() { <-engine.Poison(pub).Done() })
 
 	batch := messages.PublishBatch{BatchID: 1, Route: messages.DefaultRoutes()[0], ReplyTo: reply}

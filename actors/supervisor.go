@@ -30,6 +30,13 @@ type TreeConfig struct {
 	// ChildMiddleware wraps every child's Receive inside the panic
 	// recovery (instrumentation; tests inject panics with it).
 	ChildMiddleware []actor.MiddlewareFunc
+	// Lease turns leases on (TTL > 0 and Deps.Lease set): a lease actor
+	// owns them and grants event types to the pollers.
+	Lease LeaseConfig
+	// Clock is the time the supervisor, the pollers, the lease actor and
+	// the publisher's lease checks read and schedule on (nil:
+	// SystemClock; tests inject a manual one).
+	Clock Clock
 }
 
 // Deps are the I/O adapters the actors use.
@@ -43,7 +50,7 @@ type Deps struct {
 	// Memory persists the publisher's memory of published-but-unmarked
 	// events across restarts; nil keeps it in the process only.
 	Memory UnmarkedStore
-	// Lease is used when TreeConfig.Poller.LeaseTTL > 0.
+	// Lease is the Redis side of the leases, used when TreeConfig.Lease.TTL > 0.
 	Lease Lease
 	// Kafka, when set, is told every produce attempt's outcome; the
 	// pollers and the publisher consult it when their Hold is set.
@@ -63,12 +70,14 @@ type Supervisor struct {
 	log     zerolog.Logger
 	metrics Metrics
 	tree    *Tree
+	clock   Clock
 
 	ctx      *actor.Context
 	self     *actor.PID
 	children map[string]*child
 	dlq      *child
 	pub      *child
+	lease    *child // nil: leases off
 	pollers  []*child
 
 	stage    shutdownStage
@@ -83,6 +92,7 @@ const (
 	stoppingPollers
 	drainingPublisher
 	drainingDLQ
+	drainingLeases
 	stoppingRest
 )
 
@@ -125,8 +135,13 @@ func StartTree(e *actor.Engine, cfg TreeConfig, deps Deps) (*Tree, error) {
 		return nil, err
 	}
 	t := &Tree{engine: e, stopped: make(chan struct{})}
+	clock := cfg.Clock
+	if clock == nil {
+		clock = SystemClock
+	}
+	cfg.Clock = clock
 	t.supervisor = e.Spawn(func() actor.Receiver {
-		return &Supervisor{cfg: cfg, deps: deps, tree: t, metrics: orNop(deps.Metrics),
+		return &Supervisor{cfg: cfg, deps: deps, tree: t, metrics: orNop(deps.Metrics), clock: clock,
 			log: deps.Log.With().Str("actor", "supervisor").Logger()}
 	}, "supervisor", actor.WithID("0"))
 	return t, nil
@@ -210,28 +225,42 @@ func (s *Supervisor) Receive(c *actor.Context) {
 func (s *Supervisor) start() {
 	s.children = make(map[string]*child)
 	dc := s.cfg.DLQ // the DLQ actor restarts its own children the same way
-	dc.Lease, dc.ChildMiddleware = s.deps.Lease, s.cfg.ChildMiddleware
+	dc.Clock, dc.ChildMiddleware = s.clock, s.cfg.ChildMiddleware
 	dc.RestartBackoff, dc.MaxRestartBackoff, dc.StableAfter = s.cfg.RestartBackoff, s.cfg.MaxRestartBackoff, s.cfg.StableAfter
 	s.dlq = s.add("dlq", "dlq", "0", NewDLQ(s.deps.Store, s.deps.Memory, s.deps.Outbox, dc, s.deps.Log, s.deps.Metrics,
 		ReplayDeps{Admin: s.deps.Admin, Producer: s.deps.Producer, Routes: s.cfg.Routes}))
 	s.spawn(s.dlq)
 	pubc := s.cfg.Publisher
-	pubc.Kafka = s.deps.Kafka
-	s.pub = s.add("publisher", "publisher", "0", NewPublisher(s.deps.Producer, s.deps.Outbox, s.deps.Memory, s.deps.Lease, s.dlq.pid, pubc, s.deps.Log, s.deps.Metrics))
+	pubc.Kafka, pubc.Clock = s.deps.Kafka, s.clock
+	s.pub = s.add("publisher", "publisher", "0", NewPublisher(s.deps.Producer, s.deps.Outbox, s.deps.Memory, s.dlq.pid, pubc, s.deps.Log, s.deps.Metrics))
 	s.spawn(s.pub)
 	s.tree.mu.Lock()
 	s.tree.dlq, s.tree.publisher = s.dlq.pid, s.pub.pid
 	s.tree.mu.Unlock()
+	var leases *actor.PID
+	if s.cfg.Lease.TTL > 0 && s.deps.Lease != nil {
+		// Spawned before the pollers, which ask it for their grant when
+		// they start.
+		names := make([]string, len(s.cfg.Routes))
+		for i, r := range s.cfg.Routes {
+			names[i] = r.EventType
+		}
+		engine, sup := s.ctx.Engine(), s.self
+		pollerOf := func(name string) *actor.PID { return actor.NewPID(engine.Address(), sup.ID+"/poller/"+name) }
+		s.lease = s.add("lease", "lease", "0", NewLeaseActor(s.deps.Lease, names, pollerOf, s.pub.pid, s.cfg.Lease, s.clock, s.deps.Log))
+		s.spawn(s.lease)
+		leases = s.lease.pid
+	}
 	start := time.Now()
 	pc := s.cfg.Poller
-	pc.Kafka = s.deps.Kafka
+	pc.Kafka, pc.Clock = s.deps.Kafka, s.clock
 	if pc.MaxInFlight > 0 && len(s.cfg.Routes) > 0 {
 		// Equal shares of the global budget: memory is bounded by it, and
 		// no event type can starve the others.
 		pc.InFlightShare = max(1, pc.MaxInFlight/len(s.cfg.Routes))
 	}
 	for _, r := range s.cfg.Routes {
-		ch := s.add("poller:"+r.EventType, "poller", r.EventType, NewPoller(r, s.deps.Outbox, s.deps.Lease, s.pub.pid, pc, s.deps.Log, s.deps.Metrics),
+		ch := s.add("poller:"+r.EventType, "poller", r.EventType, NewPoller(r, s.deps.Outbox, leases, s.pub.pid, pc, s.deps.Log, s.deps.Metrics),
 			actor.WithInboxSize(max(s.cfg.PollerInboxSize, 4)))
 		s.pollers = append(s.pollers, ch)
 		s.spawn(ch)
@@ -252,7 +281,7 @@ func (s *Supervisor) spawn(ch *child) {
 		actor.WithMiddleware(s.cfg.ChildMiddleware...),
 	}, ch.opts...)
 	ch.pid = s.ctx.SpawnChild(ch.producer, ch.kind, opts...)
-	ch.alive, ch.started = true, time.Now()
+	ch.alive, ch.started = true, s.clock.Now()
 }
 
 func (s *Supervisor) onCrash(m messages.ChildCrashed) {
@@ -270,22 +299,23 @@ func (s *Supervisor) onCrash(m messages.ChildCrashed) {
 		if ch == s.dlq {
 			s.tellDependents(ch)
 		}
-		if (s.stage == drainingPublisher && ch == s.pub) || (s.stage == drainingDLQ && ch == s.dlq) {
+		if (s.stage == drainingPublisher && ch == s.pub) || (s.stage == drainingDLQ && ch == s.dlq) ||
+			(s.stage == drainingLeases && ch == s.lease) {
 			s.onDrained(ch.pid)
 		}
 		return
 	}
-	if time.Since(ch.started) > s.cfg.StableAfter {
+	if s.clock.Now().Sub(ch.started) > s.cfg.StableAfter {
 		ch.restarts = 0
 	}
 	ch.restarts++
 	wait := doubling(s.cfg.RestartBackoff, s.cfg.MaxRestartBackoff, ch.restarts)
 	s.log.Warn().Str("child", ch.name).Int("restarts", ch.restarts).Dur("in", wait).Msg("restarting child")
 	stopped := s.poison(ch)
-	engine, self, name := s.ctx.Engine(), s.self, ch.name
+	engine, self, name, clock := s.ctx.Engine(), s.self, ch.name, s.clock
 	go func() {
 		<-stopped.Done() // the same PID may be spawned only once the old one is gone
-		time.AfterFunc(wait, func() { engine.Send(self, respawn{name: name}) })
+		clock.AfterFunc(wait, func() { engine.Send(self, respawn{name: name}) })
 	}()
 }
 
@@ -299,6 +329,16 @@ func (s *Supervisor) tellDependents(ch *child) {
 		for _, p := range s.pollers {
 			if p.alive {
 				s.ctx.Engine().Send(p.pid, messages.PeerLost{Peer: "publisher"})
+			}
+		}
+		if s.lease != nil && s.lease.alive {
+			// The fresh publisher knows no lease deadline yet.
+			s.ctx.Engine().Send(s.lease.pid, messages.PeerLost{Peer: "publisher"})
+		}
+	case s.lease:
+		for _, p := range s.pollers {
+			if p.alive {
+				s.ctx.Engine().Send(p.pid, messages.PeerLost{Peer: "lease"})
 			}
 		}
 	case s.dlq:
@@ -322,6 +362,11 @@ func (s *Supervisor) poison(ch *child) context.Context {
 
 func (s *Supervisor) stopPollers() {
 	s.stage = stoppingPollers
+	if s.lease != nil && s.lease.alive {
+		// Keep the leases (renewed, none given up, none taken) while the
+		// publisher drains what the pollers fetched under them.
+		s.ctx.Engine().Send(s.lease.pid, leaseFreeze{})
+	}
 	s.log.Info().Int("pollers", len(s.pollers)).Msg("shutdown: stopping pollers")
 	waits := make([]context.Context, 0, len(s.pollers))
 	for _, ch := range s.pollers {
@@ -353,14 +398,32 @@ func (s *Supervisor) onDrained(from *actor.PID) {
 		s.stage = drainingDLQ
 		s.drain(s.dlq)
 	case s.stage == drainingDLQ && from.Equals(s.dlq.pid):
-		s.stage = stoppingRest
-		pub, dlq := s.poison(s.pub), s.poison(s.dlq)
-		done := s.doneChan
-		go func() {
-			<-pub.Done()
-			<-dlq.Done()
-			close(done)
-		}()
-		s.log.Info().Msg("shutdown: children stopped")
+		if s.lease != nil {
+			// Released only now that the batches fetched under them are
+			// finished, so that another instance does not publish them
+			// again.
+			s.stage = drainingLeases
+			s.drain(s.lease)
+			return
+		}
+		s.stopRest()
+	case s.stage == drainingLeases && from.Equals(s.lease.pid):
+		s.stopRest()
 	}
+}
+
+func (s *Supervisor) stopRest() {
+	s.stage = stoppingRest
+	waits := []context.Context{s.poison(s.pub), s.poison(s.dlq)}
+	if s.lease != nil {
+		waits = append(waits, s.poison(s.lease))
+	}
+	done := s.doneChan
+	go func() {
+		for _, w := range waits {
+			<-w.Done()
+		}
+		close(done)
+	}()
+	s.log.Info().Msg("shutdown: children stopped")
 }

@@ -16,20 +16,12 @@ type PublishBatch struct {
 	Events  []Event
 	// ReplyTo receives the BatchResolved.
 	ReplyTo *actor.PID
-	// Fence is the poller's lease tenure when leases are on; marks are
-	// made only while it is still current.
+	// Fence is the poller's lease tenure when leases are on, with the
+	// deadline the poller knew; the publisher produces and marks only
+	// while the tenure is current (it learns renewals and revocations
+	// from the lease actor).
 	Fence Fence
 }
-
-// Fence names a lease tenure: the lease (event type) and its token. The
-// zero Fence means leases are off.
-type Fence struct {
-	Name  string
-	Token int64
-}
-
-// Active reports whether the fence must be checked.
-func (f Fence) Active() bool { return f.Token != 0 }
 
 // Outcome is how one event of a batch ended.
 type Outcome uint8
@@ -113,12 +105,13 @@ type DeadLetter struct {
 	// StoredAlready skips the Redis write: the entry exists and only the
 	// FAILED mark is missing.
 	StoredAlready bool
-	// Fence is the lease tenure the event was fetched under (zero: leases
-	// off). Neither the entry nor the FAILED mark is written once it is no
-	// longer valid: the event stays PENDING for the new holder
-	// (docs/decisions/0004-leases-without-backend-fencing.md).
-	Fence   Fence
-	ReplyTo *actor.PID
+	ReplyTo       *actor.PID
+	// Fence is the lease tenure the event was fetched under, with its
+	// deadline as the publisher knew it when it handed the event over
+	// (zero: leases off). Neither the entry nor the FAILED mark is written
+	// once that deadline has passed: the event stays PENDING for the new
+	// holder (docs/decisions/0004-leases-without-backend-fencing.md).
+	Fence Fence
 }
 
 // DeadLetterResult answers DeadLetter with OutcomeFailed, OutcomeDeferred

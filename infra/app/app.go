@@ -58,15 +58,13 @@ type App struct {
 	tree   *actors.Tree
 	http   *http.Server
 	ln     net.Listener
-	obs    *observability     // /metrics and /ready
-	reach  *kafka.Reach       // whether a broker answers (HOBOM_KAFKA_OUTAGE)
-	leases *redislease.Leases // nil when leases are off
+	obs    *observability // /metrics and /ready
+	reach  *kafka.Reach   // whether a broker answers (HOBOM_KAFKA_OUTAGE)
 	// stopWarn ends the hourly warning about an open API.
 	stopWarn     chan struct{}
 	stopWarnOnce sync.Once
 	// cancelHandlers ends the contexts of the HTTP requests in flight.
 	cancelHandlers context.CancelFunc
-	routes         []messages.Route
 }
 
 // Options changes what New builds; the zero value is production.
@@ -134,9 +132,7 @@ func New(cfg config.Config, log zerolog.Logger, opts Options) (*App, error) {
 	a.reach = kafka.NewReach(a.kafka, cfg.ReadyTimeout, log, a.obs.metrics.KafkaReachable)
 	deps := actors.Deps{Kafka: a.reach, Outbox: a.outbox, Producer: producer, Store: store, Admin: store, Memory: redisdlq.NewUnmarked(a.redis), Metrics: a.obs.actorMetrics(opts.Metrics), Log: log}
 	if cfg.LeaseTTL > 0 {
-		a.leases = redislease.New(a.redis, len(routes))
-		deps.Lease = a.leases
-		a.routes = routes
+		deps.Lease = redislease.New(a.redis, len(routes))
 	}
 	a.tree, err = actors.StartTree(a.engine, tc, deps)
 	if err != nil {
@@ -229,8 +225,8 @@ func TreeConfig(cfg config.Config, routes []messages.Route) actors.TreeConfig {
 	mark := actors.RetryPolicy{Attempts: 4, Backoff: 200 * time.Millisecond, Timeout: cfg.GRPCTimeout}
 	return actors.TreeConfig{
 		Routes: routes,
+		Lease:  actors.LeaseConfig{TTL: cfg.LeaseTTL, Owner: cfg.InstanceID},
 		Poller: actors.PollerConfig{
-			LeaseTTL: cfg.LeaseTTL, LeaseOwner: cfg.InstanceID,
 			Interval: cfg.PollInterval, MaxBackoff: cfg.PollMaxBackoff, FindLimit: cfg.FindLimit, FindTimeout: cfg.GRPCTimeout,
 			MaxInFlight: cfg.MaxInFlight, Hold: cfg.KafkaOutage == "hold",
 			// Long enough for every publish attempt, the DLQ write and the marks.
@@ -290,28 +286,11 @@ func (a *App) Shutdown(ctx context.Context) error {
 		a.log.Warn().Err(herr).Msg("HTTP requests still running at shutdown: closing their connections")
 		_ = a.http.Close()
 	}
-	keepAlive := func() {}
-	if a.leases != nil {
-		// The pollers stop first and stop renewing; the drain that follows
-		// may outlast the lease.
-		keepAlive = a.leases.KeepAlive(a.cfg.InstanceID, a.cfg.LeaseTTL)
-	}
-	stopErr := a.tree.Stop(ctx)
-	keepAlive()
-	if stopErr != nil {
-		errs = append(errs, stopErr)
-	}
-	// Released only now that the publisher finished the batches fetched
-	// under them, so that another instance does not publish them again;
-	// after an unclean stop they run out with their TTL instead.
-	for _, r := range a.routes {
-		if stopErr != nil {
-			break
-		}
-		if err := a.leases.Release(ctx, r.EventType, a.cfg.InstanceID); err != nil {
-			// Not a failed shutdown: the lease runs out with its TTL.
-			a.log.Warn().Err(err).Str("eventType", r.EventType).Msg("lease not released (Redis unreachable?); another instance takes it when it expires")
-		}
+	// The tree's lease actor keeps the leases while the publisher drains
+	// and releases them after; an unclean stop leaves them to run out
+	// with their TTL.
+	if err := a.tree.Stop(ctx); err != nil {
+		errs = append(errs, err)
 	}
 	// Closing waits for the clients' own work (a readiness probe, dials to
 	// a dead broker); the process does not wait for it past the deadline.

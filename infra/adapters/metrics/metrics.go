@@ -54,7 +54,7 @@ const MaxLabeledTypes = 64
 // DLQ prefixes and the tree's children (see actors.Supervisor), for the
 // first MaxLabeledTypes routes.
 func OptionsFor(routes []messages.Route, version string) Options {
-	o := Options{Version: version, Children: []string{"dlq", "dlq:writer", "dlq:replayer", "publisher"}}
+	o := Options{Version: version, Children: []string{"dlq", "dlq:writer", "dlq:replayer", "publisher", "lease"}}
 	for _, r := range routes[:min(len(routes), MaxLabeledTypes)] {
 		o.EventTypes = append(o.EventTypes, r.EventType)
 		o.DLQPrefixes = append(o.DLQPrefixes, r.DLQPrefix)
