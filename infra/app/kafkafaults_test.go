@@ -254,14 +254,14 @@ func tlsEnv(t *testing.T, outage string, port int, trusted, untrusted testenv.TL
 	return e, bad, watchFetches(e.backend)
 }
 
-// TestHoldModeWithARefusedTLSHandshakeWaitsForATrustedBroker: the broker
+// TestARefusedTLSHandshakeInHoldModeWaitsForATrustedBroker: the broker
 // presents a certificate from a CA the processor does not trust, so every
 // handshake is refused. With HOBOM_KAFKA_OUTAGE=hold the first events
 // fetched stay PENDING, then nothing is fetched and nothing dead-lettered
 // while hobom_kafka_reachable is 0 and /ready names kafka (with the
 // certificate error in its details); a broker with a trusted certificate
 // on the same port then gets every event, SENT, without a restart.
-func TestHoldModeWithARefusedTLSHandshakeWaitsForATrustedBroker(t *testing.T) {
+func TestARefusedTLSHandshakeInHoldModeWaitsForATrustedBroker(t *testing.T) {
 	trusted, untrusted := testenv.SelfSignedTLS(t), testenv.SelfSignedTLS(t)
 	port := testenv.FreePort(t)
 	e, bad, clock := tlsEnv(t, "hold", port, trusted, untrusted)
@@ -340,10 +340,10 @@ func TestHoldModeWithARefusedTLSHandshakeWaitsForATrustedBroker(t *testing.T) {
 		len(first), len(during), upAt.Sub(downAt).Round(time.Millisecond), resumed.Round(time.Millisecond), sent, failed, both)
 }
 
-// TestDLQModeDeadLettersWhenTheTLSHandshakeIsRefused: the same untrusted
+// TestARefusedTLSHandshakeInDLQModeDeadLetters: the same untrusted
 // certificate with HOBOM_KAFKA_OUTAGE=dlq sends every event to the DLQ
 // within the bound of its fetch, FAILED with its entry.
-func TestDLQModeDeadLettersWhenTheTLSHandshakeIsRefused(t *testing.T) {
+func TestARefusedTLSHandshakeInDLQModeDeadLetters(t *testing.T) {
 	trusted, untrusted := testenv.SelfSignedTLS(t), testenv.SelfSignedTLS(t)
 	e, _, clock := tlsEnv(t, "dlq", testenv.FreePort(t), trusted, untrusted)
 	bound := resolutionBound(e.cfg, time.Second)
