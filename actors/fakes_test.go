@@ -74,6 +74,7 @@ type memBackend struct {
 	events    []*messages.Event
 	status    map[string]string
 	finds     int
+	limits    []int // the limit of every find, in order
 	failFinds int
 	failMarks int
 	// markHook, when set, is called before each mark, outside the lock
@@ -113,6 +114,7 @@ func (b *memBackend) Find(_ context.Context, _ messages.FindRPC, eventType, stat
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.finds++
+	b.limits = append(b.limits, limit)
 	if b.failFinds != 0 {
 		b.failFinds--
 		return nil, errDown
@@ -161,6 +163,12 @@ func (b *memBackend) findCount() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.finds
+}
+
+func (b *memBackend) findLimits() []int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]int(nil), b.limits...)
 }
 
 func (b *memBackend) set(f func(b *memBackend)) {

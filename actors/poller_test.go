@@ -2,74 +2,172 @@ package actors_test
 
 import (
 	"fmt"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/anthdm/hollywood/actor"
 
 	"github.com/hobom/hobom-event-processor/actors"
 	"github.com/hobom/hobom-event-processor/infra/testkit/testenv"
 	"github.com/hobom/hobom-event-processor/messages"
 )
 
-// TestPollerKeepsAtMostTwoBatchesInFlight is the flow control the
-// unbounded inboxes lack. The poller finds once more while a batch is in
-// flight (the overlap), so it holds at most two batches at the publisher;
-// with both out it does not find again until one resolves, and the rows
-// still in flight, which every find returns while they are PENDING, are
-// never handed over twice.
-func TestPollerKeepsAtMostTwoBatchesInFlight(t *testing.T) {
-	const limit, batches = 3, 2 // the find limit; the poller's maxBatches
-	var ids []string
-	w := start(t, func(c *actors.TreeConfig) { c.Poller.FindLimit = limit }, func(w *world) {
-		ids = w.backend.add("e", (batches+1)*limit)
-		w.kafka.hold = true // Kafka takes the records and does not answer
-	})
-	last := fmt.Sprintf("record e-%d", batches*limit-1)
-	testenv.EventuallyEvery(t, wait, time.Millisecond, "two batches produced", func() bool {
-		return w.backend.findCount() >= batches && w.j.count(last) == 1
-	})
-	time.Sleep(20 * testConfig().Poller.Interval) // twenty poll intervals
-	if got := w.backend.findCount(); got != batches {
-		t.Fatalf("%d finds with %d batches in flight, want %d (one per batch, none beyond)", got, batches, batches)
-	}
-	for i, id := range ids {
-		want := 1
-		if i >= batches*limit {
-			want = 0 // beyond the two batches: not fetched yet
-		}
-		if n := w.j.count("record " + id); n != want {
-			t.Fatalf("%s produced %d times with %d batches in flight, want %d; journal %s", id, n, batches, want, w.j)
-		}
-	}
-	w.kafka.release()
-	testenv.EventuallyEvery(t, wait, time.Millisecond, "every event SENT", w.allStatus(messages.StatusSent, ids...))
-	for _, id := range ids {
-		if n := w.j.count("record " + id); n != 1 {
-			t.Fatalf("%s produced %d times, want once; journal %s", id, n, w.j)
-		}
-	}
-	finds := w.backend.findCount()
-	testenv.EventuallyEvery(t, wait, time.Millisecond, "polling resumed", func() bool { return w.backend.findCount() > finds })
+// The poller's flow control and backoff on a manual clock: every wait is
+// read off the clock when the poller schedules it, so the bounds are
+// exact and nothing sleeps.
+
+// pollerLog records the type of every message the pollers handle, so a
+// test can tell that a poller has handled a message (a pollTick) and not
+// acted on it.
+type pollerLog struct {
+	mu    sync.Mutex
+	types []string
 }
 
-// TestPollerBacksOffWhileTheFindFails: failed finds are retried after a
-// wait doubling from Interval up to MaxBackoff (never a hot loop), and the
-// poller relays again as soon as the backend answers.
-func TestPollerBacksOffWhileTheFindFails(t *testing.T) {
-	cfg := testConfig().Poller // 10 ms doubling to 40 ms, less up to 20 %
-	w := start(t, nil, func(w *world) { w.backend.failFinds = -1 })
-	const window = 400 * time.Millisecond
-	began := time.Now()
-	time.Sleep(window)
-	finds, took := w.backend.findCount(), time.Since(began)
-	// Waits of at least 8, 16, 32, 32, ... ms: at most 3 + (took-56ms)/32ms
-	// finds after the first. Without the backoff there would be one every
-	// 8 ms or less.
-	most := 1 + 3 + int((took-56*time.Millisecond)/(cfg.MaxBackoff*4/5)) + 1
-	if finds > most || finds < 2 {
-		t.Fatalf("%d finds in %v of failures, want 2 to %d", finds, took.Round(time.Millisecond), most)
+func (l *pollerLog) middleware(next actor.ReceiveFunc) actor.ReceiveFunc {
+	return func(c *actor.Context) {
+		next(c)
+		if strings.Contains(c.PID().ID, "/poller/") {
+			l.mu.Lock()
+			l.types = append(l.types, fmt.Sprintf("%T", c.Message()))
+			l.mu.Unlock()
+		}
 	}
-	w.backend.set(func(b *memBackend) { b.failFinds = 0 })
+}
+
+// handledAfter reports whether the poller handled a message of type want
+// after its last message of type after.
+func (l *pollerLog) handledAfter(want, after string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	last := -1
+	for i, t := range l.types {
+		if t == after {
+			last = i
+		}
+	}
+	return last >= 0 && slices.Contains(l.types[last+1:], want)
+}
+
+// TestPollerFlowControl: a poller keeps at most two batches at the
+// publisher, and never more events than its share of the in-flight
+// budget. With its batches out it does not find again, however far the
+// clock moves, until one resolves; the find that overlaps a batch asks
+// for the rows in flight too (they are still PENDING) and hands none of
+// them over twice.
+func TestPollerFlowControl(t *testing.T) {
+	cases := []struct {
+		name              string
+		findLimit, budget int
+		events            int
+		wantLimits        []int // of the finds while Kafka holds the records
+		wantProduced      int
+	}{
+		{name: "two batches of the find limit", findLimit: 3, events: 9, wantLimits: []int{3, 6}, wantProduced: 6},
+		{name: "one batch of the share", findLimit: 100, budget: 5, events: 12, wantLimits: []int{5}, wantProduced: 5},
+		{name: "two batches within the share", findLimit: 2, budget: 5, events: 12, wantLimits: []int{2, 4}, wantProduced: 4},
+		{name: "the share left bounds the second find", findLimit: 4, budget: 5, events: 12, wantLimits: []int{4, 5}, wantProduced: 5},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			log := &pollerLog{}
+			var ids []string
+			w := start(t, func(cfg *actors.TreeConfig) {
+				cfg.Poller.FindLimit, cfg.Poller.MaxInFlight = c.findLimit, c.budget
+				cfg.Poller.Interval, cfg.Poller.MaxBackoff, cfg.Poller.BatchTimeout = time.Second, 4*time.Second, 0
+				cfg.ChildMiddleware = []actor.MiddlewareFunc{log.middleware}
+			}, func(w *world) {
+				w.clock = newManualClock()
+				ids = w.backend.add("e", c.events)
+				w.kafka.hold = true // Kafka takes the records and does not answer
+			})
+			eventually(t, "the batches at Kafka", func() bool { return w.j.count(fmt.Sprintf("record e-%d", c.wantProduced-1)) == 1 })
+			// The poller's last word: a pollTick after its last find, not
+			// acted on.
+			eventually(t, "the poller idle", func() bool { return log.handledAfter("actors.pollTick", "actors.findDone") })
+			w.clock.Advance(time.Hour)
+			if got := w.backend.findLimits(); !slices.Equal(got, c.wantLimits) {
+				t.Fatalf("find limits %v with the batches out, want %v", got, c.wantLimits)
+			}
+			for i, id := range ids {
+				want := 0
+				if i < c.wantProduced {
+					want = 1
+				}
+				if n := w.j.count("record " + id); n != want {
+					t.Fatalf("%s produced %d times with the batches out, want %d; journal %s", id, n, want, w.j)
+				}
+			}
+			w.kafka.release()
+			eventually(t, "every event SENT", func() bool {
+				if w.clock.Pending() > 0 { // an empty find's poll interval
+					w.clock.Advance(time.Second)
+				}
+				return w.allStatus(messages.StatusSent, ids...)()
+			})
+			for _, id := range ids {
+				if n := w.j.count("record " + id); n != 1 {
+					t.Fatalf("%s produced %d times, want once; journal %s", id, n, w.j)
+				}
+			}
+		})
+	}
+}
+
+// TestPollerBackoff: a failed find is followed by a wait that doubles from
+// the poll interval up to MaxBackoff, less up to a fifth of it at random
+// (never a hot loop, never in step with other pollers); a find that
+// answers resets it to the poll interval.
+func TestPollerBackoff(t *testing.T) {
+	const interval, maxBackoff = time.Second, 4 * time.Second
+	steps := []struct {
+		fail bool          // the find fails
+		wait time.Duration // the wait scheduled after it, before the jitter
+	}{
+		{true, interval}, {true, 2 * interval}, {true, 4 * interval}, {true, maxBackoff}, {true, maxBackoff},
+		{false, interval}, // an empty find: the poll interval, and the count starts over
+		{true, interval}, {true, 2 * interval},
+		{false, interval},
+	}
+	failNext := func(b *memBackend, fail bool) {
+		b.failFinds = 0
+		if fail {
+			b.failFinds = 1
+		}
+	}
+	w := start(t, func(cfg *actors.TreeConfig) {
+		cfg.Poller.Interval, cfg.Poller.MaxBackoff = interval, maxBackoff
+	}, func(w *world) {
+		w.clock = newManualClock()
+		failNext(w.backend, steps[0].fail) // the first find runs at once
+	})
+	jittered := 0
+	for i, s := range steps {
+		if i > 0 {
+			w.backend.set(func(b *memBackend) { failNext(b, s.fail) })
+			d, _ := w.clock.NextDue()
+			w.clock.Advance(d)
+		}
+		eventually(t, fmt.Sprintf("find %d done and the next one scheduled", i+1), func() bool {
+			return w.backend.findCount() == i+1 && w.clock.Pending() == 1
+		})
+		d, _ := w.clock.NextDue()
+		if d > s.wait || d < s.wait*4/5 {
+			t.Fatalf("step %d (fail %v): waits %v, want %v less up to a fifth", i+1, s.fail, d, s.wait)
+		}
+		if d != s.wait {
+			jittered++
+		}
+	}
+	if jittered == 0 {
+		t.Fatalf("no wait of %d was jittered", len(steps))
+	}
 	ids := w.backend.add("e", 2)
+	d, _ := w.clock.NextDue()
+	w.clock.Advance(d)
 	testenv.EventuallyEvery(t, wait, time.Millisecond, "events SENT once the backend answers", w.allStatus(messages.StatusSent, ids...))
 }
 
