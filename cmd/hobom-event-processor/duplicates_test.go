@@ -232,6 +232,12 @@ func TestALeaseHolderPausedPastItsTTLResumesWithoutASingleMark(t *testing.T) {
 	stopped := time.Now()
 	time.Sleep(200 * time.Millisecond) // rpcs the holder sent before the pause reach the backend
 	before, failedBefore := w.marksBy(holder.id), w.backend.CallsBy(fakebackend.MarkFailed, holder.id)
+	if failedBefore == 0 || failedBefore >= bad {
+		// Either the holder had not taken the bad events yet or it had
+		// marked them all: its FAILED marks would not be put to the test.
+		t.Fatalf("the holder made %d of the %d FAILED marks before the pause, want some but not all", failedBefore, bad)
+	}
+	t.Logf("the holder made %d of the %d FAILED marks before the pause", failedBefore, bad)
 	w.waitSent(t, batch, 60*time.Second)
 	testenv.Eventually(t, 60*time.Second, "the bad events FAILED by the new holder", func() bool {
 		return w.backend.Count(messages.EventTypeMessage, messages.StatusFailed) == bad
