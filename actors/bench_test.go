@@ -182,7 +182,7 @@ func BenchmarkStartTree(b *testing.B) {
 	routes := make([]messages.Route, pollers)
 	for i := range routes {
 		routes[i] = messages.Route{EventType: "SYN_" + strconv.Itoa(i), Find: messages.FindMessageOutbox, Topic: "hobom.synthetic",
-			DLQPrefix: "dlq:syn" + strconv.Itoa(i) + ":", Encoding: messages.EncodingMessage}
+			DLQPrefix: "dlq:syn" + strconv.Itoa(i) + ":", Encoding: messages.MessageEncoding}
 	}
 	cfg := benchTreeConfig(routes)
 	b.ReportAllocs()

@@ -383,7 +383,7 @@ func (env replayEnv) replayJob(t messages.ReplayTarget, caller messages.Caller, 
 
 // replayOutcome is what replayOne did. tried says a produce was attempted,
 // produced that it succeeded; detail is the underlying error for the log;
-// refusedBecause is why the value failed CheckValue (a forced replay
+// refusedBecause is why the value failed Encoding.CheckValue (a forced replay
 // publishes it all the same).
 type replayOutcome struct {
 	res            messages.ReplayResult
@@ -445,7 +445,7 @@ func replayOne(env replayEnv, t messages.ReplayTarget, force bool) (o replayOutc
 		release()
 		return fail(messages.ReplayTooLarge, fmt.Sprintf("the value is %d bytes, more than the %d a Kafka record takes; fix or discard the entry", size, cfg.MaxValueBytes), nil)
 	}
-	if err := messages.CheckValue(t.Route.Encoding, value); err != nil {
+	if err := t.Route.Encoding.CheckValue(value); err != nil {
 		if !force {
 			release()
 			return fail(messages.ReplayBadValue, err.Error()+"; fix the entry or discard it, or replay it with force=true to publish it as it is", nil)
@@ -454,13 +454,8 @@ func replayOne(env replayEnv, t messages.ReplayTarget, force bool) (o replayOutc
 		log.Warn().Str("key", t.Key).Str("refusedBecause", err.Error()).Msg("forced replay: publishing a value that is not a record of its topic")
 	}
 
-	rec := &kgo.Record{Topic: t.Route.Topic, Value: value,
+	rec := &kgo.Record{Topic: t.Route.Topic, Key: t.Route.Encoding.ReplayKey(t.EventID, env.clock.Now()), Value: value,
 		Headers: messages.RecordHeaders(t.Route.EventType, cfg.ProducerName, "", []byte(t.EventID))}
-	if t.Route.Encoding == messages.EncodingLogArray {
-		rec.Key = messages.LogRecordKey(nil, env.clock.Now())
-	} else {
-		rec.Key = []byte(t.EventID)
-	}
 	o.tried = true
 	err = produceOnce(producer, cfg.ProduceTimeout, rec)
 	if errors.Is(err, kerr.UnknownTopicID) {

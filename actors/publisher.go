@@ -110,6 +110,11 @@ type Publisher struct {
 	// Until). Batches carry the fence they were fetched under; this table
 	// moves its deadline on renewals and ends it on revocation (fence.go).
 	fences map[string]messages.Fence
+	// toEncode and sink are dispatch's scratch: the events of a batch to
+	// encode and where the route's encoding hands their records, reused
+	// so that a batch allocates neither.
+	toEncode []*messages.Event
+	sink     encodeSink
 }
 
 type pubBatch struct {
@@ -335,29 +340,47 @@ func (p *Publisher) onLookedUp(m lookedUp) {
 
 // dispatch sends each event of a batch its way: a mark only when it was
 // published (or dead-lettered) before, the DLQ when it cannot be encoded,
-// else a Kafka record.
+// else the route's encoding makes Kafka records of it.
 func (p *Publisher) dispatch(b *pubBatch, events []*messages.Event) {
-	var logs []*messages.Event
+	todo := p.toEncode[:0]
 	for _, e := range events {
 		if u, ok := p.unmarked.Peek(e.EventID); ok {
 			p.retryMark(b.route, e.EventID, u)
 			continue
 		}
 		if e.Defect != "" {
-			p.deadLetter(b.route, e.EventID, p.defectValue(b.route, e), "bad input: "+e.Defect, 0)
+			p.deadLetter(b.route, e.EventID, b.route.Encoding.DefectValue(e, p.now()), "bad input: "+e.Defect, 0)
 			continue
 		}
-		switch b.route.Encoding {
-		case messages.EncodingLogArray:
-			logs = append(logs, e)
-		default:
-			p.encodeMessage(b.route, b.fence, e)
-		}
+		todo = append(todo, e)
 	}
-	if len(logs) > 0 {
-		p.encodeLogs(b.route, b.fence, logs)
+	if len(todo) > 0 {
+		p.sink = encodeSink{p: p, route: b.route, fence: b.fence}
+		b.route.Encoding.Encode(todo, p.cfg.MaxRecordBytes, p.now, &p.sink)
+		p.sink = encodeSink{}
 	}
+	clear(todo) // hold no event past its batch
+	p.toEncode = todo[:0]
 	p.maybeAnswer(b)
+}
+
+// encodeSink enqueues the records a route's encoding builds for one batch
+// and dead-letters the events it rejects.
+type encodeSink struct {
+	p     *Publisher
+	route messages.Route
+	fence messages.Fence
+}
+
+func (s *encodeSink) Record(key, value []byte, traceID string, ids []byte, spans []messages.Span) {
+	s.p.enqueue(&recordFlight{route: s.route, fence: s.fence, events: spans, rec: &kgo.Record{
+		Topic: s.route.Topic, Key: key, Value: value,
+		Headers: messages.RecordHeaders(s.route.EventType, s.p.cfg.Producer, traceID, ids),
+	}})
+}
+
+func (s *encodeSink) Reject(eventID string, value []byte, reason string) {
+	s.p.deadLetter(s.route, eventID, value, reason, 0)
 }
 
 // retryMark finishes an event that was published or dead-lettered before
@@ -369,96 +392,6 @@ func (p *Publisher) retryMark(route messages.Route, id string, u messages.Unmark
 	}
 	p.atDLQ[id] = struct{}{}
 	p.engine.Send(p.dlq, messages.DeadLetter{Route: route, EventID: id, Reason: u.Reason, StoredAlready: true, Fence: p.fenceOf(id), ReplyTo: p.self})
-}
-
-// defectValue is the DLQ value of an event with a Defect: the record as it
-// would have been encoded (a one-element array for logs), for an operator
-// to inspect and replay deliberately.
-func (p *Publisher) defectValue(route messages.Route, e *messages.Event) []byte {
-	var value []byte
-	var err error
-	if route.Encoding == messages.EncodingLogArray {
-		value, err = messages.AppendLogObject([]byte{'['}, e.Log)
-		value = append(value, ']')
-	} else {
-		value, err = messages.AppendMessageValue(nil, e.Message, p.now())
-	}
-	if err != nil {
-		value = messages.AppendUnencodable(nil, e.EventID, e.EventType, e.Defect+"; encode: "+err.Error())
-		if route.Encoding == messages.EncodingLogArray {
-			value = append(append([]byte{'['}, value...), ']')
-		}
-	}
-	return value
-}
-
-func (p *Publisher) encodeMessage(route messages.Route, fence messages.Fence, e *messages.Event) {
-	value, err := messages.AppendMessageValue(nil, e.Message, p.now())
-	if err != nil {
-		p.deadLetter(route, e.EventID, messages.AppendUnencodable(nil, e.EventID, e.EventType, err.Error()), "encode: "+err.Error(), 0)
-		return
-	}
-	if len(value) > p.cfg.MaxRecordBytes {
-		p.deadLetter(route, e.EventID, value, p.tooLarge(len(value)), 0)
-		return
-	}
-	p.enqueue(&recordFlight{
-		route: route, fence: fence,
-		rec: &kgo.Record{Topic: route.Topic, Key: []byte(e.EventID), Value: value,
-			Headers: messages.RecordHeaders(route.EventType, p.cfg.Producer, "", []byte(e.EventID))},
-		events: []messages.Span{{EventID: e.EventID, Lo: 0, Hi: len(value)}},
-	})
-}
-
-func (p *Publisher) tooLarge(n int) string {
-	return fmt.Sprintf("record too large: %d bytes, limit %d", n, p.cfg.MaxRecordBytes)
-}
-
-// encodeLogs writes the log events of one poll as JSON arrays, starting a
-// new record whenever the next element would push it over MaxRecordBytes
-// (the old service lost whole batches to Kafka's 1 MB limit).
-func (p *Publisher) encodeLogs(route messages.Route, fence messages.Fence, events []*messages.Event) {
-	var (
-		obj   []byte
-		err   error
-		b     = messages.LogArrayBuilder{Capacity: min(p.cfg.MaxRecordBytes, 64<<10)}
-		alone messages.LogArrayBuilder // stays empty: sizes an event on its own
-		trace string                   // the events' common trace id, "" when they differ
-	)
-	flush := func() {
-		if b.Len() == 0 {
-			return
-		}
-		value, ids, spans := b.Take()
-		p.enqueue(&recordFlight{route: route, fence: fence, events: spans, rec: &kgo.Record{
-			Topic: route.Topic, Key: messages.LogRecordKey(nil, p.now()), Value: value,
-			Headers: messages.RecordHeaders(route.EventType, p.cfg.Producer, trace, ids),
-		}})
-	}
-	for _, e := range events {
-		obj, err = messages.AppendLogObject(obj[:0], e.Log)
-		if err != nil {
-			one := append([]byte{'['}, messages.AppendUnencodable(nil, e.EventID, e.EventType, err.Error())...)
-			p.deadLetter(route, e.EventID, append(one, ']'), "encode: "+err.Error(), 0)
-			continue
-		}
-		if alone.SizeWith(e.EventID, obj) > p.cfg.MaxRecordBytes {
-			one := make([]byte, 0, len(obj)+2)
-			one = append(append(append(one, '['), obj...), ']')
-			p.deadLetter(route, e.EventID, one, p.tooLarge(len(one)), 0)
-			continue
-		}
-		if b.Len() > 0 && b.SizeWith(e.EventID, obj) > p.cfg.MaxRecordBytes {
-			flush()
-		}
-		if b.Len() == 0 {
-			trace = e.Log.TraceID
-		} else if e.Log.TraceID != trace {
-			trace = ""
-		}
-		b.Add(e.EventID, obj)
-	}
-	flush()
 }
 
 // enqueue produces the record now or, past MaxInflightRecords, as soon as
@@ -575,11 +508,7 @@ func (p *Publisher) onProduced(m produced) {
 	p.log.Error().Err(m.err).Str("topic", f.route.Topic).Int("events", len(f.events)).Int("attempts", f.attempt).
 		Msg("produce failed for good; sending events to the DLQ")
 	for _, ev := range f.events {
-		value := f.rec.Value[ev.Lo:ev.Hi]
-		if f.route.Encoding == messages.EncodingLogArray {
-			one := make([]byte, 0, len(value)+2)
-			value = append(append(append(one, '['), value...), ']')
-		}
+		value := f.route.Encoding.SpanValue(f.rec.Value[ev.Lo:ev.Hi])
 		p.deadLetter(f.route, ev.EventID, value, "kafka: "+m.err.Error(), f.attempt)
 	}
 }

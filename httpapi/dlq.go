@@ -177,7 +177,7 @@ type entryMeta struct {
 	// value as a string.
 	ValueIsJSON bool `json:"valueIsJson"`
 	// Replayable: a replay would publish the value: it is a record of its
-	// topic (messages.CheckValue) and small enough for Kafka. Otherwise
+	// topic (Encoding.CheckValue) and small enough for Kafka. Otherwise
 	// NotReplayableBecause says why; a forced replay publishes it anyway
 	// unless it is too large.
 	Replayable           bool   `json:"replayable"`
@@ -252,7 +252,7 @@ func (a *api) valueProblem(route messages.Route, value []byte, size int) string 
 	if size > a.opts.MaxValueBytes {
 		return fmt.Sprintf("the value is %d bytes, more than the %d a Kafka record takes", size, a.opts.MaxValueBytes)
 	}
-	if err := messages.CheckValue(route.Encoding, value); err != nil {
+	if err := route.Encoding.CheckValue(value); err != nil {
 		return err.Error()
 	}
 	return ""

@@ -14,7 +14,7 @@ import (
 )
 
 // FuzzValueCheck runs arbitrary dead-letter values through the check a
-// replay, an inspect and a dry run apply (valueProblem, messages.CheckValue)
+// replay, an inspect and a dry run apply (valueProblem, messages.Encoding.CheckValue)
 // for both routes: it never panics, and whatever it accepts is what the
 // topic's consumers read: valid UTF-8 JSON, one object with a non-empty
 // string type for hobom.messages, a non-empty array of objects with string
@@ -48,7 +48,7 @@ func FuzzValueCheck(f *testing.F) {
 				t.Fatalf("%s accepted %q: not valid UTF-8 JSON", r.Topic, value)
 			}
 			switch r.Encoding {
-			case messages.EncodingMessage:
+			case messages.MessageEncoding:
 				var obj map[string]any
 				if err := json.Unmarshal(value, &obj); err != nil {
 					t.Fatalf("hobom.messages accepted %q: not one object", value)
@@ -61,7 +61,7 @@ func FuzzValueCheck(f *testing.F) {
 						t.Fatalf("hobom.messages accepted %q: %s not a string", value, k)
 					}
 				}
-			case messages.EncodingLogArray:
+			case messages.LogArrayEncoding:
 				var arr []map[string]any
 				if err := json.Unmarshal(value, &arr); err != nil || len(arr) == 0 {
 					t.Fatalf("hobom.logs accepted %q: not a non-empty array of objects", value)

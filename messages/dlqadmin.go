@@ -33,7 +33,7 @@ type ReplayTarget struct {
 type Replay struct {
 	Target ReplayTarget
 	Caller Caller
-	// Force publishes a value that fails CheckValue all the same; the
+	// Force publishes a value that fails Encoding.CheckValue all the same; the
 	// audit record says so and why the value was refused.
 	Force bool
 }
@@ -67,7 +67,7 @@ const (
 	// outside its route's prefix, an empty eventId).
 	ReplayInvalid
 	// ReplayBadValue: the entry's value is not a record of its topic
-	// (CheckValue); the entry is kept. Fix or discard it, or force it.
+	// (Encoding.CheckValue); the entry is kept. Fix or discard it, or force it.
 	ReplayBadValue
 	// ReplayWrongType: the key holds a Redis type other than a string, so
 	// it is no dead letter this service wrote; the key is kept.

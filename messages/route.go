@@ -5,26 +5,40 @@ import (
 	"strings"
 )
 
-// FindRPC names the backend rpc that lists an event type's outbox rows.
-type FindRPC string
+// FindRPC is the shape of the backend rpc that lists an event type's
+// outbox rows: which gRPC service answers and what its rows carry. The
+// outbox adapter maps each shape to its gRPC method once, when it is built,
+// and calls through that map. The values are FindMessageOutbox and
+// FindLogOutbox; the zero FindRPC is none and fails Route.Validate.
+type FindRPC struct{ name string }
 
-const (
-	// FindMessageOutbox is FindHoBomMessageOutboxController/FindOutboxByEventTypeAndStatusUseCase.
-	FindMessageOutbox FindRPC = "message"
-	// FindLogOutbox is FindHoBomLogOutboxController/FindLogOutboxByEventTypeAndStatusUseCase.
-	FindLogOutbox FindRPC = "log"
+var (
+	// FindMessageOutbox is FindHoBomMessageOutboxController/FindOutboxByEventTypeAndStatusUseCase:
+	// rows with a message payload.
+	FindMessageOutbox = FindRPC{"message"}
+	// FindLogOutbox is FindHoBomLogOutboxController/FindLogOutboxByEventTypeAndStatusUseCase:
+	// rows with a log payload.
+	FindLogOutbox = FindRPC{"log"}
 )
 
-// Encoding names how a route's events become Kafka records.
-type Encoding string
+// FindRPCs lists the known find shapes.
+func FindRPCs() []FindRPC { return []FindRPC{FindMessageOutbox, FindLogOutbox} }
 
-const (
-	// EncodingMessage writes one JSON object per event, keyed by eventId.
-	EncodingMessage Encoding = "message"
-	// EncodingLogArray writes the events of one poll as JSON arrays, keyed
-	// hobom-log-<unix nanos>, split so that no record exceeds the size limit.
-	EncodingLogArray Encoding = "log-array"
-)
+// FindRPCByName is the find shape whose Name is name.
+func FindRPCByName(name string) (FindRPC, error) {
+	for _, f := range FindRPCs() {
+		if f.name == name {
+			return f, nil
+		}
+	}
+	return FindRPC{}, fmt.Errorf("unknown find rpc %q", name)
+}
+
+// Name names the shape in configuration and logs.
+func (f FindRPC) Name() string { return f.name }
+
+// String is Name, so that logs and errors print the shape.
+func (f FindRPC) String() string { return f.name }
 
 // Route says where one event type comes from and where it goes. The route
 // table drives the pollers: adding an event type is adding one Route.
@@ -35,14 +49,16 @@ type Route struct {
 	// DLQPrefix is the Redis key prefix of the type's dead letters; the key
 	// is DLQPrefix + eventId.
 	DLQPrefix string
-	Encoding  Encoding
+	// Encoding builds the records of the type's events and checks the
+	// values of its dead letters (MessageEncoding, LogArrayEncoding).
+	Encoding Encoding
 }
 
 // DefaultRoutes is the route table of docs/contract.md §2 and §3.
 func DefaultRoutes() []Route {
 	return []Route{
-		{EventType: EventTypeMessage, Find: FindMessageOutbox, Topic: "hobom.messages", DLQPrefix: "dlq:menu:", Encoding: EncodingMessage},
-		{EventType: EventTypeHoBomLog, Find: FindLogOutbox, Topic: "hobom.logs", DLQPrefix: "dlq:log:", Encoding: EncodingLogArray},
+		{EventType: EventTypeMessage, Find: FindMessageOutbox, Topic: "hobom.messages", DLQPrefix: "dlq:menu:", Encoding: MessageEncoding},
+		{EventType: EventTypeHoBomLog, Find: FindLogOutbox, Topic: "hobom.logs", DLQPrefix: "dlq:log:", Encoding: LogArrayEncoding},
 	}
 }
 
@@ -59,15 +75,11 @@ func (r Route) Validate() error {
 	case !strings.HasPrefix(r.DLQPrefix, "dlq:") || !strings.HasSuffix(r.DLQPrefix, ":"):
 		return fmt.Errorf("route %s: DLQ prefix %q must start with \"dlq:\" and end with \":\"", r.EventType, r.DLQPrefix)
 	}
-	switch r.Find {
-	case FindMessageOutbox, FindLogOutbox:
-	default:
-		return fmt.Errorf("route %s: unknown find rpc %q", r.EventType, r.Find)
+	if _, err := FindRPCByName(r.Find.name); err != nil {
+		return fmt.Errorf("route %s: %w", r.EventType, err)
 	}
-	switch r.Encoding {
-	case EncodingMessage, EncodingLogArray:
-	default:
-		return fmt.Errorf("route %s: unknown encoding %q", r.EventType, r.Encoding)
+	if r.Encoding == nil || r.Encoding.Name() == "" {
+		return fmt.Errorf("route %s: no encoding", r.EventType)
 	}
 	return nil
 }

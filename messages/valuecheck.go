@@ -8,26 +8,16 @@ import (
 	"unicode/utf8"
 )
 
-// ErrBadValue is wrapped by every CheckValue error.
+// ErrBadValue is wrapped by every Encoding.CheckValue error.
 var ErrBadValue = errors.New("not a record of its topic")
 
-// CheckValue reports whether a dead letter's value has the shape its
-// route's topic carries, so that a replay hands consumers only what they
-// can read:
-//
-//   - EncodingMessage: one JSON object with the string fields type, title,
-//     body and recipient (type not empty), and senderId and sentAt strings
-//     when present;
-//   - EncodingLogArray: a JSON array of one or more objects, each with the
-//     string fields serviceType and level, statusCode a number and payload
-//     an object when present.
-//
-// Unknown fields are allowed (a newer writer may add some). The value must
-// be valid UTF-8 JSON with nothing after it. The placeholder of an event
-// that could not be encoded (AppendUnencodable) is refused with its own
-// reason. Errors wrap ErrBadValue and say what is wrong in an operator's
-// terms.
-func CheckValue(enc Encoding, value []byte) error {
+// checkValue is the part of every Encoding.CheckValue that does not depend
+// on the shape, then shape: the value must be valid UTF-8 JSON with nothing
+// after it, and not the placeholder of an event that could not be encoded
+// (AppendUnencodable), which is refused with its own reason. Unknown fields
+// are allowed (a newer writer may add some). Errors wrap ErrBadValue and
+// say what is wrong in an operator's terms.
+func checkValue(value []byte, shape func(bad badFunc, trimmed []byte) error) error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", ErrBadValue, fmt.Sprintf(format, args...))
 	}
@@ -42,55 +32,62 @@ func CheckValue(enc Encoding, value []byte) error {
 	case IsUnencodable(value):
 		return bad("the entry holds no record, only why the event could not be encoded; fix the event at its source and discard the entry")
 	}
-	switch enc {
-	case EncodingMessage:
-		if trimmed[0] != '{' {
-			return bad("a %s entry must be one JSON object, not %s", "message", jsonKind(trimmed))
+	return shape(bad, trimmed)
+}
+
+// badFunc builds an ErrBadValue error.
+type badFunc = func(format string, args ...any) error
+
+// checkMessage checks a hobom.messages record value (MessageEncoding).
+func checkMessage(bad badFunc, trimmed []byte) error {
+	if trimmed[0] != '{' {
+		return bad("a %s entry must be one JSON object, not %s", "message", jsonKind(trimmed))
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(trimmed, &obj); err != nil {
+		return bad("the value is not a JSON object")
+	}
+	return checkFields(bad, "", obj, []string{"type", "title", "body", "recipient"}, []string{"senderId", "sentAt"}, true)
+}
+
+// checkLogArray checks a hobom.logs record value (LogArrayEncoding).
+func checkLogArray(bad badFunc, trimmed []byte) error {
+	if trimmed[0] != '[' {
+		return bad("a log entry must be a JSON array of log objects, not %s", jsonKind(trimmed))
+	}
+	var arr []json.RawMessage
+	if err := json.Unmarshal(trimmed, &arr); err != nil {
+		return bad("the value is not a JSON array")
+	}
+	if len(arr) == 0 {
+		return bad("the log array is empty")
+	}
+	for i, el := range arr {
+		el = bytes.TrimSpace(el)
+		if len(el) == 0 || el[0] != '{' {
+			return bad("element %d of the log array is %s, not an object", i, jsonKind(el))
 		}
 		var obj map[string]json.RawMessage
-		if err := json.Unmarshal(trimmed, &obj); err != nil {
-			return bad("the value is not a JSON object")
+		if err := json.Unmarshal(el, &obj); err != nil {
+			return bad("element %d of the log array is not an object", i)
 		}
-		return checkFields(bad, "", obj, []string{"type", "title", "body", "recipient"}, []string{"senderId", "sentAt"}, true)
-	case EncodingLogArray:
-		if trimmed[0] != '[' {
-			return bad("a log entry must be a JSON array of log objects, not %s", jsonKind(trimmed))
+		where := fmt.Sprintf("element %d: ", i)
+		if err := checkFields(bad, where, obj, []string{"serviceType", "level"}, []string{"traceId", "message", "httpMethod", "path", "host", "userId"}, false); err != nil {
+			return err
 		}
-		var arr []json.RawMessage
-		if err := json.Unmarshal(trimmed, &arr); err != nil {
-			return bad("the value is not a JSON array")
+		if v, ok := obj["statusCode"]; ok && jsonKind(v) != "a number" {
+			return bad("%sstatusCode is %s, not a number", where, jsonKind(v))
 		}
-		if len(arr) == 0 {
-			return bad("the log array is empty")
+		if v, ok := obj["payload"]; ok && jsonKind(v) != "an object" {
+			return bad("%spayload is %s, not an object", where, jsonKind(v))
 		}
-		for i, el := range arr {
-			el = bytes.TrimSpace(el)
-			if len(el) == 0 || el[0] != '{' {
-				return bad("element %d of the log array is %s, not an object", i, jsonKind(el))
-			}
-			var obj map[string]json.RawMessage
-			if err := json.Unmarshal(el, &obj); err != nil {
-				return bad("element %d of the log array is not an object", i)
-			}
-			where := fmt.Sprintf("element %d: ", i)
-			if err := checkFields(bad, where, obj, []string{"serviceType", "level"}, []string{"traceId", "message", "httpMethod", "path", "host", "userId"}, false); err != nil {
-				return err
-			}
-			if v, ok := obj["statusCode"]; ok && jsonKind(v) != "a number" {
-				return bad("%sstatusCode is %s, not a number", where, jsonKind(v))
-			}
-			if v, ok := obj["payload"]; ok && jsonKind(v) != "an object" {
-				return bad("%spayload is %s, not an object", where, jsonKind(v))
-			}
-		}
-		return nil
 	}
-	return bad("unknown encoding %q", enc)
+	return nil
 }
 
 // checkFields checks required and optional string fields of obj;
 // nonEmptyFirst requires the first required field to be a non-empty string.
-func checkFields(bad func(string, ...any) error, where string, obj map[string]json.RawMessage, required, optional []string, nonEmptyFirst bool) error {
+func checkFields(bad badFunc, where string, obj map[string]json.RawMessage, required, optional []string, nonEmptyFirst bool) error {
 	for i, f := range required {
 		v, ok := obj[f]
 		if !ok {

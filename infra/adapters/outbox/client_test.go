@@ -181,8 +181,8 @@ func TestFindLimit(t *testing.T) {
 	if _, err := e.cli.Find(ctx(t), messages.FindLogOutbox, messages.EventTypeHoBomLog, messages.StatusPending, -1); err == nil {
 		t.Fatal("negative limit accepted")
 	}
-	if _, err := e.cli.Find(ctx(t), "bogus", messages.EventTypeHoBomLog, messages.StatusPending, 0); err == nil || !strings.Contains(err.Error(), "bogus") {
-		t.Fatalf("unknown rpc: %v", err)
+	if _, err := e.cli.Find(ctx(t), messages.FindRPC{}, messages.EventTypeHoBomLog, messages.StatusPending, 0); err == nil || !strings.Contains(err.Error(), "unknown find rpc") {
+		t.Fatalf("no find rpc: %v", err)
 	}
 }
 

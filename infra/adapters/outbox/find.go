@@ -30,22 +30,25 @@ func (c *Client) Find(ctx context.Context, rpc messages.FindRPC, eventType, stat
 	if limit < 0 {
 		return nil, fmt.Errorf("outbox: find %s/%s: negative limit %d", eventType, status, limit)
 	}
-	var (
-		events []messages.Event
-		err    error
-	)
-	switch rpc {
-	case messages.FindMessageOutbox:
-		events, err = c.findMessages(ctx, eventType, status, limit)
-	case messages.FindLogOutbox:
-		events, err = c.findLogs(ctx, eventType, status, limit)
-	default:
-		return nil, fmt.Errorf("outbox: find %s/%s: unknown find rpc %q", eventType, status, rpc)
+	find, ok := finders[rpc]
+	if !ok {
+		return nil, fmt.Errorf("outbox: find %s/%s: unknown find rpc %q", eventType, status, rpc.Name())
 	}
+	events, err := find(c, ctx, eventType, status, limit)
 	if err != nil {
 		return nil, c.findError(rpc, eventType, status, err)
 	}
 	return events, nil
+}
+
+// finder calls one find rpc and turns its rows into events.
+type finder func(c *Client, ctx context.Context, eventType, status string, limit int) ([]messages.Event, error)
+
+// finders maps each find shape of messages.FindRPCs to its gRPC method,
+// once; routes name a shape and Find calls through this map.
+var finders = map[messages.FindRPC]finder{
+	messages.FindMessageOutbox: (*Client).findMessages,
+	messages.FindLogOutbox:     (*Client).findLogs,
 }
 
 func (c *Client) findMessages(ctx context.Context, eventType, status string, limit int) ([]messages.Event, error) {
@@ -92,7 +95,7 @@ func limitField(limit int) *int32 {
 func (c *Client) findError(rpc messages.FindRPC, eventType, st string, err error) error {
 	if status.Code(err) == codes.ResourceExhausted {
 		c.log.Error().Err(err).
-			Str("rpc", string(rpc)).Str("event_type", eventType).Str("status", st).
+			Str("rpc", rpc.Name()).Str("event_type", eventType).Str("status", st).
 			Int("max_recv_bytes", c.maxRecvBytes).
 			Msg("outbox find response exceeded the receive limit; raise HOBOM_GRPC_MAX_RECV_BYTES or set HOBOM_FIND_LIMIT")
 		return fmt.Errorf("outbox: find %s/%s (%s rpc): %w of %d bytes; raise HOBOM_GRPC_MAX_RECV_BYTES or set HOBOM_FIND_LIMIT: %w",

@@ -470,11 +470,8 @@ func replayDirect(ctx context.Context, store *redisdlq.Store, cl *kgo.Client, ke
 	if route.Topic == "" {
 		return fmt.Errorf("no route has DLQ prefix %q", e.Prefix)
 	}
-	rec := &kgo.Record{Topic: route.Topic, Key: []byte(e.EventID), Value: e.Value,
+	rec := &kgo.Record{Topic: route.Topic, Key: route.Encoding.ReplayKey(e.EventID, time.Now()), Value: e.Value,
 		Headers: messages.RecordHeaders(route.EventType, "hobom-chaos-replay", "", []byte(e.EventID))}
-	if route.Encoding == messages.EncodingLogArray {
-		rec.Key = messages.LogRecordKey(nil, time.Now())
-	}
 	if err := cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
 		return err
 	}

@@ -48,7 +48,7 @@ func SyntheticRoutes(n int) []messages.Route {
 	for i := range rs {
 		rs[i] = messages.Route{
 			EventType: SyntheticType(i), Find: messages.FindMessageOutbox, Topic: TopicSynthetic,
-			DLQPrefix: "dlq:syn" + strconv.Itoa(i) + ":", Encoding: messages.EncodingMessage,
+			DLQPrefix: "dlq:syn" + strconv.Itoa(i) + ":", Encoding: messages.MessageEncoding,
 		}
 	}
 	return rs
