@@ -21,6 +21,7 @@ import (
 	"github.com/hobom/hobom-event-processor/infra/app"
 	"github.com/hobom/hobom-event-processor/infra/config"
 	"github.com/hobom/hobom-event-processor/infra/devkit/fakebackend"
+	"github.com/hobom/hobom-event-processor/infra/testkit/brokerproc"
 	"github.com/hobom/hobom-event-processor/infra/testkit/testenv"
 	"github.com/hobom/hobom-event-processor/messages"
 )
@@ -113,6 +114,14 @@ func (f *flow) all() []string {
 // machine is no excuse for one, as no attempt here waits for a timeout.
 const recreateDLQBudget = 0
 
+// restartDLQBudget is the same for a broker restarted empty on its port:
+// the attempts in flight at the kill fail (connection cut or refused
+// until the new process listens, a fraction of one 1 s attempt), the next
+// ones meet the new topic IDs and heal as above. Each event has 3
+// attempts of up to 1 s, far longer than the restart, so none should be
+// dead-lettered either.
+const restartDLQBudget = 0
+
 // TestTopicsRecreatedWhileEventsFlowAreAdoptedWithoutARestart deletes
 // hobom.messages and hobom.logs with kadm and creates them again at once,
 // with the same partition count, while events are created all along, and
@@ -122,16 +131,63 @@ const recreateDLQBudget = 0
 // consumer. The producer's next requests name both old topic IDs at once,
 // which the broker process survives (docs/engine-notes.md, kfake's panic).
 func TestTopicsRecreatedWhileEventsFlowAreAdoptedWithoutARestart(t *testing.T) {
+	flowThroughAKafkaFault(t, "recreation", recreateDLQBudget, func(broker *brokerproc.Broker) string {
+		ctx := context.Background()
+		adm := kadm.NewClient(testenv.KafkaAt(broker.Addr()).Client(t))
+		topics := testenv.ContractTopics()
+		dr, err := adm.DeleteTopics(ctx, topics...)
+		if err == nil {
+			err = dr.Error()
+		}
+		if err != nil {
+			t.Fatalf("delete %v: %v", topics, err)
+		}
+		cr, err := adm.CreateTopics(ctx, 3, 1, nil, topics...)
+		if err != nil {
+			t.Fatalf("create %v again: %v", topics, err)
+		}
+		var autoCreated []string // by the producer, in the moment between the two calls
+		for _, r := range cr {
+			if errors.Is(r.Err, kerr.TopicAlreadyExists) {
+				autoCreated = append(autoCreated, r.Topic)
+			} else if r.Err != nil {
+				t.Fatalf("create %s again: %v", r.Topic, r.Err)
+			}
+		}
+		return fmt.Sprintf("both topics deleted and created again with kadm (auto-created by the producer first: %v)", autoCreated)
+	})
+}
+
+// TestBrokerRestartedEmptyWhileEventsFlowIsAdoptedWithoutARestart is the
+// same with the broker process SIGKILLed and started again empty on its
+// port (every record gone, the topics back with new IDs), at most
+// restartDLQBudget events dead-lettered.
+func TestBrokerRestartedEmptyWhileEventsFlowIsAdoptedWithoutARestart(t *testing.T) {
+	flowThroughAKafkaFault(t, "restart", restartDLQBudget, func(broker *brokerproc.Broker) string {
+		if err := broker.Restart(); err != nil {
+			t.Fatal(err)
+		}
+		return "broker SIGKILLed and started again empty on its port"
+	})
+}
+
+// flowThroughAKafkaFault runs a processor against a broker process while
+// one MESSAGE and one HOBOM_LOG event are created every 25 ms, applies
+// fault mid-stream (it returns once the topics are back, with new IDs and
+// their partition count), keeps creating events, and never restarts the
+// processor. It checks that both topics were adopted (an event created
+// after the fault SENT), that every event ends SENT or FAILED with its DLQ
+// entry, at most budget of them FAILED, and that every SENT event created
+// after the fault is in the new topics, read back with a consumer.
+func flowThroughAKafkaFault(t *testing.T, name string, budget int, fault func(*brokerproc.Broker) string) {
 	e, broker, clock := outageEnv(t, nil)
 	k := testenv.KafkaAt(broker.Addr())
-	adm := kadm.NewClient(k.Client(t))
-	ctx := context.Background()
 	topicOf := map[string]string{"-m-": "hobom.messages", "-l-": "hobom.logs"}
 
 	// A fresh client each time: a client answers a metadata request from
 	// what it cached, IDs included.
 	topicIDs := func() map[string]kadm.TopicDetail {
-		td, err := kadm.NewClient(k.Client(t)).ListTopics(ctx, testenv.ContractTopics()...)
+		td, err := kadm.NewClient(k.Client(t)).ListTopics(context.Background(), testenv.ContractTopics()...)
 		if err != nil {
 			t.Fatalf("list topics: %v", err)
 		}
@@ -149,37 +205,18 @@ func TestTopicsRecreatedWhileEventsFlowAreAdoptedWithoutARestart(t *testing.T) {
 			f.halt()
 		}
 	}()
-	testenv.Eventually(t, 20*time.Second, "the flow SENT before any recreation", func() bool {
+	testenv.Eventually(t, 20*time.Second, "the flow SENT before the "+name, func() bool {
 		ids := f.all()
 		return len(ids) >= 40 && allStatus(e, messages.StatusSent, ids[:40]...)()
 	})
 
-	topics := testenv.ContractTopics()
-	deleted := time.Now()
-	dr, err := adm.DeleteTopics(ctx, topics...)
-	if err == nil {
-		err = dr.Error()
-	}
-	if err != nil {
-		t.Fatalf("delete %v: %v", topics, err)
-	}
-	cr, err := adm.CreateTopics(ctx, 3, 1, nil, topics...)
-	if err != nil {
-		t.Fatalf("create %v again: %v", topics, err)
-	}
-	var autoCreated []string // by the producer, in the moment between the two calls
-	for _, r := range cr {
-		if errors.Is(r.Err, kerr.TopicAlreadyExists) {
-			autoCreated = append(autoCreated, r.Topic)
-		} else if r.Err != nil {
-			t.Fatalf("create %s again: %v", r.Topic, r.Err)
-		}
-	}
+	start := time.Now()
+	what := fault(broker)
 	back := time.Now()
 	adopted := map[string]time.Duration{}
 	for _, kind := range []string{"-m-", "-l-"} {
 		// Adopted: an event created after the topic came back is SENT.
-		testenv.Eventually(t, 20*time.Second, topicOf[kind]+" adopted: an event created after its recreation SENT", func() bool {
+		testenv.Eventually(t, 20*time.Second, topicOf[kind]+" adopted: an event created after the "+name+" SENT", func() bool {
 			for _, id := range f.since(kind, back) {
 				if status(e, id) == messages.StatusSent {
 					return true
@@ -196,10 +233,10 @@ func TestTopicsRecreatedWhileEventsFlowAreAdoptedWithoutARestart(t *testing.T) {
 	for _, topic := range testenv.ContractTopics() {
 		b, a := before[topic], after[topic]
 		if a.ID == b.ID {
-			t.Errorf("%s kept its topic ID %v: not recreated", topic, a.ID)
+			t.Errorf("%s kept its topic ID %v after the %s", topic, a.ID, name)
 		}
 		if len(a.Partitions) != len(b.Partitions) {
-			t.Errorf("%s has %d partitions after the recreation, %d before", topic, len(a.Partitions), len(b.Partitions))
+			t.Errorf("%s has %d partitions after the %s, %d before", topic, len(a.Partitions), name, len(b.Partitions))
 		}
 	}
 
@@ -207,19 +244,19 @@ func TestTopicsRecreatedWhileEventsFlowAreAdoptedWithoutARestart(t *testing.T) {
 	testenv.Eventually(t, 30*time.Second, "every event of the flow resolved", resolved(e, all))
 	since := append(f.since("-m-", back), f.since("-l-", back)...)
 	sent, failed, both := checkEnd(t, e, k, all, since)
-	if failed > recreateDLQBudget {
-		t.Errorf("%d events dead-lettered by the topics' recreation, budget %d", failed, recreateDLQBudget)
+	if failed > budget {
+		t.Errorf("%d events dead-lettered by the %s, budget %d", failed, name, budget)
 	}
 	_, m1 := get(t, base+"/metrics")
-	attemptsFailed := metricSum(t, m1, "hobom_kafka_produce_duration_seconds_count{event_type=\"MESSAGE\",result=\"error\"}") +
-		metricSum(t, m1, "hobom_kafka_produce_duration_seconds_count{event_type=\"HOBOM_LOG\",result=\"error\"}") -
-		metricSum(t, m0, "hobom_kafka_produce_duration_seconds_count{event_type=\"MESSAGE\",result=\"error\"}") -
-		metricSum(t, m0, "hobom_kafka_produce_duration_seconds_count{event_type=\"HOBOM_LOG\",result=\"error\"}")
-	t.Logf("both topics deleted and created again in %v (auto-created by the producer first: %v); an event created after that SENT %v (MESSAGE) and %v (HOBOM_LOG) later",
-		back.Sub(deleted).Round(time.Millisecond), autoCreated, adopted["hobom.messages"].Round(time.Millisecond), adopted["hobom.logs"].Round(time.Millisecond))
+	errorCount := func(body string) float64 {
+		return metricSum(t, body, `hobom_kafka_produce_duration_seconds_count{event_type="MESSAGE",result="error"}`) +
+			metricSum(t, body, `hobom_kafka_produce_duration_seconds_count{event_type="HOBOM_LOG",result="error"}`)
+	}
+	t.Logf("%s in %v; an event created after that SENT %v (MESSAGE) and %v (HOBOM_LOG) later", what, back.Sub(start).Round(time.Millisecond),
+		adopted["hobom.messages"].Round(time.Millisecond), adopted["hobom.logs"].Round(time.Millisecond))
 	t.Logf("flow of %d events (one MESSAGE and one HOBOM_LOG every 25 ms), processor never restarted: %d SENT, %d FAILED with their DLQ entry (budget %d), "+
-		"%d FAILED and in Kafka; %d failed produce attempts in all; %d events created after the recreation, every SENT one in the new topic",
-		len(all), sent, failed, recreateDLQBudget, both, int(attemptsFailed), len(since))
+		"%d FAILED and in Kafka; %d failed produce attempts in all; %d events created after the %s, every SENT one in the new topics",
+		len(all), sent, failed, budget, both, int(errorCount(m1)-errorCount(m0)), len(since), name)
 }
 
 // tlsEnv is a processor in mode outage ("hold" or "dlq") that trusts only
