@@ -425,8 +425,14 @@ func (p *Poller) onGranted(f messages.Fence) {
 		return
 	}
 	if p.granted && f.Same(p.fence) {
+		lapsed := !p.fenceHeld()
 		if f.Until.After(p.fence.Until) {
 			p.fence.Until = f.Until
+		}
+		if lapsed && p.fenceHeld() && !p.finding {
+			// Renewed after its deadline had passed (polling paused):
+			// poll now rather than at the next interval.
+			p.schedule(0)
 		}
 		return
 	}

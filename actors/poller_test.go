@@ -185,3 +185,87 @@ func TestPollerKeepsRelayingPastARowWithoutEventID(t *testing.T) {
 	ids := w.backend.add("e", 2)
 	testenv.EventuallyEvery(t, wait, time.Millisecond, "later events SENT", w.allStatus(messages.StatusSent, ids...))
 }
+
+// TestPollerPollsOnlyWhileGranted: with leases a poller finds only while
+// the lease actor grants it its event type and the grant's deadline has
+// not passed.
+func TestPollerPollsOnlyWhileGranted(t *testing.T) {
+	cases := []struct {
+		name     string
+		interval time.Duration // of the poller; 0: an hour, no tick is ever due
+		setup    func(w *world)
+		run      func(t *testing.T, w *world, log *pollerLog)
+	}{
+		{
+			name:  "never granted: another instance holds the lease",
+			setup: func(w *world) { w.lease.holder["MESSAGE"], w.lease.tokens["MESSAGE"] = "another-instance", 7 },
+			run: func(t *testing.T, w *world, _ *pollerLog) {
+				for range 5 { // acquisitions refused, retried on the clock
+					eventually(t, "an acquisition scheduled", func() bool { return w.clock.Pending() == 1 })
+					d, _ := w.clock.NextDue()
+					w.clock.Advance(d)
+				}
+				if n := w.backend.findCount(); n != 0 {
+					t.Fatalf("%d finds without the lease", n)
+				}
+			},
+		},
+		{
+			name:     "revoked: stops finding, before its deadline",
+			interval: leaseTTL / 2, // a tick at 1.5 s: after the revocation at 1 s, before the deadline at 2.4 s
+			run: func(t *testing.T, w *world, log *pollerLog) {
+				eventually(t, "the first find", func() bool { return w.backend.findCount() == 1 })
+				w.lease.steal("MESSAGE")
+				w.clock.Advance(leaseTTL / 3) // the renewal finds the lease lost
+				eventually(t, "the lease revoked", func() bool { return log.handledAfter("messages.LeaseRevoked", "actors.findDone") })
+				ids := w.backend.add("e", 2)
+				w.clock.Advance(leaseTTL/2 - leaseTTL/3) // the poller's next tick
+				eventually(t, "the tick handled", func() bool { return log.handledAfter("actors.pollTick", "messages.LeaseRevoked") })
+				if n := w.backend.findCount(); n != 1 {
+					t.Fatalf("%d finds, want only the one before the revocation", n)
+				}
+				for _, id := range ids {
+					if w.j.count("record "+id) != 0 {
+						t.Fatalf("%s produced after the revocation: %s", id, w.j)
+					}
+				}
+			},
+		},
+		{
+			name: "a renewal that comes after the deadline resumes polling at once",
+			run: func(t *testing.T, w *world, _ *pollerLog) {
+				eventually(t, "the first find and the renewal scheduled", func() bool {
+					return w.backend.findCount() == 1 && w.clock.Pending() == 2
+				})
+				h := make(chan struct{})
+				w.lease.set(func(l *memLease) { l.hang = h }) // the renewal at 1 s hangs
+				w.clock.Advance(leaseTTL * 5 / 6)              // 2.5 s: past the deadline of 2.4 s
+				ids := w.backend.add("e", 2)
+				close(h) // renewed, from its start at 1 s: until 3.4 s
+				eventually(t, "the events produced without a poll interval passing", func() bool {
+					return w.j.count("record "+ids[0]) == 1 && w.j.count("record "+ids[1]) == 1
+				})
+			},
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			log := &pollerLog{}
+			interval := c.interval
+			if interval == 0 {
+				interval = time.Hour
+			}
+			w := start(t, func(cfg *actors.TreeConfig) {
+				cfg.Lease.TTL = leaseTTL
+				cfg.Poller.Interval, cfg.Poller.MaxBackoff, cfg.Poller.BatchTimeout = interval, interval, 0
+				cfg.ChildMiddleware = []actor.MiddlewareFunc{log.middleware}
+			}, func(w *world) {
+				w.clock, w.lease = newManualClock(), newLease(w.j)
+				if c.setup != nil {
+					c.setup(w)
+				}
+			})
+			c.run(t, w, log)
+		})
+	}
+}
