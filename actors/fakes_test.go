@@ -497,6 +497,7 @@ func (l *memLease) Release(_ context.Context, name, owner string) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.down {
+		l.j.add("release failed %s", name)
 		return errDown
 	}
 	if l.holder[name] == owner {

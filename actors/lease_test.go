@@ -210,6 +210,9 @@ func TestLeaseActor(t *testing.T) {
 					t.Fatal("a fence held past its deadline")
 				}
 				r.settle(t, 1)
+				// The revocation's release failed too (Redis is down): the
+				// lease is still this instance's in Redis.
+				eventually(t, "the release tried", func() bool { return r.j.count("release failed MESSAGE") == 1 })
 				r.lease.set(func(l *memLease) { l.down = false })
 				d, _ := r.clock.NextDue()
 				r.clock.Advance(d)

@@ -239,7 +239,7 @@ func TestPollerPollsOnlyWhileGranted(t *testing.T) {
 				})
 				h := make(chan struct{})
 				w.lease.set(func(l *memLease) { l.hang = h }) // the renewal at 1 s hangs
-				w.clock.Advance(leaseTTL * 5 / 6)              // 2.5 s: past the deadline of 2.4 s
+				w.clock.Advance(leaseTTL * 5 / 6)             // 2.5 s: past the deadline of 2.4 s
 				ids := w.backend.add("e", 2)
 				close(h) // renewed, from its start at 1 s: until 3.4 s
 				eventually(t, "the events produced without a poll interval passing", func() bool {
