@@ -146,6 +146,11 @@ type KafkaHealth interface {
 	// Unreachable says err means no broker took the request (as opposed
 	// to a broker rejecting the record).
 	Unreachable(err error) bool
+	// Explain adds to an error that says no broker took the request why
+	// the client could not connect, when it knows (a refused dial, an
+	// untrusted TLS certificate); it is what the dead letter's reason
+	// says. Other errors come back unchanged.
+	Explain(err error) error
 }
 
 // Metrics receives what the actors measure. Labels stay low-cardinality:

@@ -507,9 +507,13 @@ func (p *Publisher) onProduced(m produced) {
 	delete(p.records, f.id)
 	p.log.Error().Err(m.err).Str("topic", f.route.Topic).Int("events", len(f.events)).Int("attempts", f.attempt).
 		Msg("produce failed for good; sending events to the DLQ")
+	reason := m.err
+	if p.cfg.Kafka != nil {
+		reason = p.cfg.Kafka.Explain(reason)
+	}
 	for _, ev := range f.events {
 		value := f.route.Encoding.SpanValue(f.rec.Value[ev.Lo:ev.Hi])
-		p.deadLetter(f.route, ev.EventID, value, "kafka: "+m.err.Error(), f.attempt)
+		p.deadLetter(f.route, ev.EventID, value, "kafka: "+reason.Error(), f.attempt)
 	}
 }
 

@@ -390,11 +390,14 @@ func TestARefusedTLSHandshakeInDLQModeDeadLetters(t *testing.T) {
 			continue
 		}
 		// The attempts end at the write timeout, not at the refused
-		// handshake (the client retries dials within an attempt), so the
-		// reason is a Kafka timeout that does not name the certificate;
-		// /ready's details do (see the hold test).
-		if !strings.HasPrefix(entry.Meta.Reason, "kafka: ") {
-			t.Errorf("%s: reason %q is not a Kafka failure", id, entry.Meta.Reason)
+		// handshake (the client retries dials within an attempt); the
+		// reason adds the last broker connection's error, so the entry
+		// names the certificate and classes as Kafka unreachable.
+		if !strings.HasPrefix(entry.Meta.Reason, "kafka: ") || !strings.Contains(entry.Meta.Reason, "certificate") {
+			t.Errorf("%s: reason %q is not a Kafka failure naming the certificate", id, entry.Meta.Reason)
+		}
+		if c := redisdlq.ReasonClass(entry.Meta.Reason, true); c != redisdlq.ClassKafkaUnreachable {
+			t.Errorf("%s: reason %q classes as %s, want %s", id, entry.Meta.Reason, c, redisdlq.ClassKafkaUnreachable)
 		}
 		reasons[entry.Meta.Reason]++
 	}

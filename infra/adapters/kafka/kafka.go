@@ -86,6 +86,8 @@ func NewProducer(cfg Config, log zerolog.Logger) (*kgo.Client, error) {
 		// a new ID, is noticed within a fraction of one attempt.
 		kgo.MetadataMinAge(min(max(cfg.WriteTimeout/4, 100*time.Millisecond), time.Second)),
 		kgo.WithLogger(logger{log.With().Str("component", "kafka").Logger()}),
+		// Remembers the last dial's error for Reach.Explain.
+		kgo.WithHooks(&connWatch{}),
 	}
 	if cfg.ClientID != "" {
 		opts = append(opts, kgo.ClientID(cfg.ClientID))

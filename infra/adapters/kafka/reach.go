@@ -20,6 +20,7 @@ import (
 // while false), /ready and the hobom_kafka_reachable gauge.
 type Reach struct {
 	cl      *kgo.Client
+	watch   *connWatch // nil for a client not built by NewProducer
 	log     zerolog.Logger
 	timeout time.Duration
 	onSet   func(up bool)
@@ -34,7 +35,7 @@ type Reach struct {
 // NewReach returns a tracker for cl that starts reachable. Probes are
 // bounded by timeout; onSet, when not nil, is called on every change.
 func NewReach(cl *kgo.Client, timeout time.Duration, log zerolog.Logger, onSet func(up bool)) *Reach {
-	r := &Reach{cl: cl, timeout: timeout, onSet: onSet, closed: make(chan struct{}),
+	r := &Reach{cl: cl, watch: watchOf(cl), timeout: timeout, onSet: onSet, closed: make(chan struct{}),
 		log: log.With().Str("component", "kafka").Logger()}
 	r.up.Store(true)
 	return r
@@ -66,6 +67,13 @@ func Unreachable(err error) bool {
 	}
 	return true
 }
+
+// Explain returns err with, when err says no broker took the request, the
+// error of the client's last broker connection attempt if that failed in
+// the last minute and none has succeeded since: "... timed out (last broker
+// connection: tls: failed to verify certificate: x509: ...)". Other errors
+// come back unchanged.
+func (r *Reach) Explain(err error) error { return explain(r.watch, time.Minute, err) }
 
 // Observe takes an attempt's outcome: a success proves a broker answers;
 // an unreachable error starts probing.

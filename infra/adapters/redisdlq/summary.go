@@ -41,7 +41,8 @@ var ReasonClasses = []string{
 var unreachableHints = []string{
 	"dial", "connection refused", "connection reset", "i/o timeout", "timeout", "deadline exceeded",
 	"eof", "broken pipe", "no route to host", "unable to dial", "not available", "unreachable",
-	"network is unreachable", "context canceled", "record delivery timeout",
+	"network is unreachable", "context canceled", "record delivery timeout", "timed out",
+	"tls:", "x509:", "certificate",
 }
 
 // ReasonClass classifies a stored reason. hasMeta is false for entries

@@ -19,6 +19,9 @@ func TestReasonClass(t *testing.T) {
 	}{
 		{"kafka: unable to dial: dial tcp 127.0.0.1:9: connect: connection refused", true, redisdlq.ClassKafkaUnreachable},
 		{"kafka: context deadline exceeded", true, redisdlq.ClassKafkaUnreachable},
+		// franz-go's own delivery timeout, while no broker could be reached.
+		{"kafka: records have timed out before they were able to be produced", true, redisdlq.ClassKafkaUnreachable},
+		{"kafka: produce attempt timed out after 10s: context deadline exceeded (last broker connection: unable to dial: tls: failed to verify certificate: x509: certificate signed by unknown authority)", true, redisdlq.ClassKafkaUnreachable},
 		{"kafka: NOT_LEADER_FOR_PARTITION: This server is not the leader", true, redisdlq.ClassKafkaRejected},
 		{"kafka: MESSAGE_TOO_LARGE: The request included a message larger than the max", true, redisdlq.ClassRecordTooLarge},
 		{"record too large: 2000000 bytes, limit 1000000", true, redisdlq.ClassRecordTooLarge},
