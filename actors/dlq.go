@@ -91,10 +91,6 @@ type DLQ struct {
 	// restarted. drainTo waits for the answer.
 	draining bool
 	drainTo  *actor.PID
-	// settling: a drain waits for crashed children to be gone before it
-	// answers, as stopping this actor while a child is still stopping
-	// would hang (docs/engine-notes.md).
-	settling bool
 }
 
 // dlqChild is one of the DLQ actor's two children.
@@ -115,9 +111,6 @@ type dlqRespawn struct {
 	from *DLQ
 	name string
 }
-
-// dlqSettled says the crashed children a drain waited for are gone.
-type dlqSettled struct{ from *DLQ }
 
 // NewDLQ returns the producer of the DLQ actor. rd is what the management
 // API's replays need; without its Admin or Producer they are refused.
@@ -174,10 +167,8 @@ func (d *DLQ) Receive(c *actor.Context) {
 			ch.drained = true
 			d.checkDrained()
 		}
-	case dlqSettled:
-		if m.from == d {
-			d.answerDrained()
-		}
+	case actor.Stopped:
+		d.stopChildren()
 	}
 }
 
@@ -210,15 +201,19 @@ func (d *DLQ) childByPID(pid *actor.PID) *dlqChild {
 	return nil
 }
 
-// spawn starts ch as a hollywood child under a fixed id, so its PID stays
-// the same across restarts and stopping this actor stops it.
+// spawn starts ch under a fixed id below this actor's, so its PID stays the
+// same across restarts. It is spawned beside this actor, not as its
+// hollywood child: hollywood stops a parent's children by poisoning each,
+// and poisoning a child that is already stopping (one this actor is
+// restarting) hangs in v1.0.5 (docs/engine-notes.md). This actor stops its
+// children itself, each once (stopChildren).
 func (d *DLQ) spawn(ch *dlqChild) {
 	opts := []actor.OptFunc{
 		actor.WithID("0"),
 		actor.WithMiddleware(recoverChild(ch.name, d.ctx.PID())),
 		actor.WithMiddleware(d.cfg.ChildMiddleware...),
 	}
-	ch.pid = d.ctx.SpawnChild(ch.producer, ch.kind, opts...)
+	ch.pid = d.ctx.Engine().Spawn(ch.producer, d.ctx.PID().ID+"/"+ch.kind, opts...)
 	ch.alive, ch.started, ch.drained = true, d.cfg.Clock.Now(), false
 }
 
@@ -294,27 +289,26 @@ func (d *DLQ) onDrain(m messages.Drain) {
 }
 
 func (d *DLQ) checkDrained() {
-	if d.drainTo == nil || d.settling || !d.writer.drained || !d.replayer.drained {
+	if d.drainTo == nil || !d.writer.drained || !d.replayer.drained {
 		return
 	}
-	var waits []context.Context
+	d.answerDrained()
+}
+
+// stopChildren stops the children when this actor stops (cleanly or after
+// a crash) and waits until they are gone, so that this actor's stop means
+// theirs, and a fresh instance can spawn them under the same PIDs. It runs
+// in Stopped, after this actor's inbox closed; a child stops once the
+// messages queued before its poison pill are handled, which never block.
+func (d *DLQ) stopChildren() {
+	if d.ctx == nil {
+		return // never started
+	}
 	for _, ch := range []*dlqChild{d.writer, d.replayer} {
-		if !ch.alive && ch.stopped != nil && ch.stopped.Err() == nil {
-			waits = append(waits, ch.stopped)
+		if done := d.poison(ch).Done(); done != nil { // nil: never spawned
+			<-done
 		}
 	}
-	if len(waits) == 0 {
-		d.answerDrained()
-		return
-	}
-	d.settling = true
-	engine, self, msg := d.ctx.Engine(), d.ctx.PID(), dlqSettled{from: d}
-	go func() {
-		for _, w := range waits {
-			<-w.Done()
-		}
-		engine.Send(self, msg)
-	}()
 }
 
 func (d *DLQ) answerDrained() {
