@@ -128,6 +128,29 @@ func TestTheWriterWritesTheEntryBeforeTheFailedMarkAndRemembersBeforeTheSentMark
 	eventually(t, "the SENT events forgotten", func() bool { return w.j.count("forget e-0") == 1 && w.j.count("forget e-2") == 1 })
 }
 
+// TestTheSentMarkWaitsForTheMemoryWrite: while the writer's write of the
+// acked events to the memory of unmarked events hangs, the publisher makes
+// no SENT mark; once it is written, the events are marked.
+func TestTheSentMarkWaitsForTheMemoryWrite(t *testing.T) {
+	gate := make(chan struct{})
+	w := start(t, nil, func(w *world) {
+		w.memory = newMemory(w.j)
+		w.memory.gate = gate
+		w.backend.add("e", 2)
+	})
+	var once sync.Once
+	open := func() { once.Do(func() { close(gate) }) }
+	t.Cleanup(open) // before the tree's stop, which waits for the write
+	eventually(t, "the acked events' memory write under way", func() bool { return w.memory.entered.Load() > 0 })
+	// Absence cannot be waited for: give a wrong order time to show.
+	time.Sleep(100 * time.Millisecond)
+	if n := w.j.count("mark SENT e-0") + w.j.count("mark SENT e-1"); n != 0 {
+		t.Fatalf("%d SENT marks while the memory write hangs: %s", n, w.j)
+	}
+	open()
+	eventually(t, "the events SENT once remembered", w.allStatus(messages.StatusSent, "e-0", "e-1"))
+}
+
 // eventually is testenv.Eventually with the tests' usual wait, checking
 // every millisecond.
 func eventually(t *testing.T, what string, cond func() bool) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -398,11 +399,19 @@ type memMemory struct {
 	j  *journal
 	mu sync.Mutex
 	m  map[string]messages.Unmarked
+	// gate, when set, holds every write until it is closed; entered
+	// counts the writes that began.
+	gate    chan struct{}
+	entered atomic.Int32
 }
 
 func newMemory(j *journal) *memMemory { return &memMemory{j: j, m: map[string]messages.Unmarked{}} }
 
 func (m *memMemory) Write(_ context.Context, ops []actors.UnmarkedOp) error {
+	m.entered.Add(1)
+	if m.gate != nil {
+		<-m.gate
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, op := range ops {
