@@ -78,6 +78,11 @@ type Options struct {
 	// WrapProducer, when set, wraps the Kafka client the publisher writes
 	// through (the embedded dev mode injects publish failures).
 	WrapProducer func(actors.Producer) actors.Producer
+	// WithoutUnmarkedMemory runs the publisher without its Redis memory of
+	// published-but-unmarked events, so that the load test can measure
+	// what remembering at the ack costs. The product never sets it: a
+	// crash or takeover then republishes every acked but unmarked event.
+	WithoutUnmarkedMemory bool
 }
 
 // New connects the clients (none of them waits for its server), starts the
@@ -131,6 +136,9 @@ func New(cfg config.Config, log zerolog.Logger, opts Options) (*App, error) {
 	store := redisdlq.New(a.redis)
 	a.reach = kafka.NewReach(a.kafka, cfg.ReadyTimeout, log, a.obs.metrics.KafkaReachable)
 	deps := actors.Deps{Kafka: a.reach, Outbox: a.outbox, Producer: producer, Store: store, Admin: store, Memory: redisdlq.NewUnmarked(a.redis), Metrics: a.obs.actorMetrics(opts.Metrics), Log: log}
+	if opts.WithoutUnmarkedMemory {
+		deps.Memory = nil
+	}
 	if cfg.LeaseTTL > 0 {
 		deps.Lease = redislease.New(a.redis, len(routes))
 	}

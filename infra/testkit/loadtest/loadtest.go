@@ -32,6 +32,7 @@ const (
 	ScenarioMessage  = "message"
 	ScenarioLog      = "log"
 	ScenarioMix      = "mix"
+	ScenarioMemory   = "memory-cost"
 	ScenarioBatch    = "batch"
 	ScenarioLatency  = "latency"
 	ScenarioBudget   = "budget"
@@ -41,7 +42,7 @@ const (
 )
 
 // AllScenarios is every scenario in running order.
-var AllScenarios = []string{ScenarioCeilings, ScenarioMessage, ScenarioLog, ScenarioMix, ScenarioBatch, ScenarioLatency, ScenarioBudget, ScenarioPollers, ScenarioDrain, ScenarioOld}
+var AllScenarios = []string{ScenarioCeilings, ScenarioMessage, ScenarioLog, ScenarioMix, ScenarioMemory, ScenarioBatch, ScenarioLatency, ScenarioBudget, ScenarioPollers, ScenarioDrain, ScenarioOld}
 
 // Options are the load test's sizes and switches.
 type Options struct {
@@ -156,6 +157,7 @@ func QuickOptions() Options {
 const (
 	targetMarkRatio     = 0.85
 	targetAllocBytes    = 3 << 10
+	targetMemoryCost    = 0.90 // relay rate with the unmarked memory ÷ without
 	targetLatencySlack  = 50 * time.Millisecond
 	targetSpawn         = 2 * time.Second
 	targetPollerHeap    = 100 << 20
@@ -271,6 +273,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 
 	steps := map[string]func(context.Context) error{
 		ScenarioCeilings: r.ceilings,
+		ScenarioMemory: r.memoryCost,
 		ScenarioMessage: func(ctx context.Context) error {
 			return r.relayScenario(ctx, "relay MESSAGE", TypeSet{Names: []string{messages.EventTypeMessage}}, r.opts.Events, &r.ceiling.prodMsg)
 		},
@@ -422,6 +425,8 @@ type relaySpec struct {
 	types    TypeSet
 	perType  int
 	interval time.Duration
+	// noMemory runs the processor without its unmarked memory (memory-cost).
+	noMemory bool
 }
 
 // relayResult is what one run measured.
@@ -479,7 +484,7 @@ func (r *runner) runRelay(ctx context.Context, spec relaySpec) (relayResult, err
 	busy0 := machineBusy()
 	ab0, ao0 := allocs()
 	cpu0, t0 := cpuTime(), time.Now()
-	a, err := app.New(r.processorConfig(addr, spec.interval), r.log, app.Options{Routes: spec.routes, Metrics: m})
+	a, err := app.New(r.processorConfig(addr, spec.interval), r.log, app.Options{Routes: spec.routes, Metrics: m, WithoutUnmarkedMemory: spec.noMemory})
 	if err != nil {
 		s.finish()
 		return res, err

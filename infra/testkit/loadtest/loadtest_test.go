@@ -130,6 +130,8 @@ func scenarioTitle(s string) string {
 		return "relay HOBOM_LOG"
 	case ScenarioMix:
 		return "relay mix"
+	case ScenarioMemory:
+		return "remember at the ack"
 	case ScenarioLatency:
 		return "latency"
 	case ScenarioPollers:
