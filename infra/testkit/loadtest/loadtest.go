@@ -273,7 +273,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 
 	steps := map[string]func(context.Context) error{
 		ScenarioCeilings: r.ceilings,
-		ScenarioMemory: r.memoryCost,
+		ScenarioMemory:   r.memoryCost,
 		ScenarioMessage: func(ctx context.Context) error {
 			return r.relayScenario(ctx, "relay MESSAGE", TypeSet{Names: []string{messages.EventTypeMessage}}, r.opts.Events, &r.ceiling.prodMsg)
 		},
