@@ -585,7 +585,7 @@ func (p *Publisher) deadLetter(route messages.Route, id string, value []byte, re
 	})
 }
 
-// errFenced says a mark was not made because the poller's lease tenure
+// errFenced says a mark was not made because the batch's lease tenure
 // ended or passed its local deadline: another instance may own the event
 // type now and resolves the event.
 var errFenced = errors.New("lease tenure ended; mark left to the new holder")

@@ -122,7 +122,7 @@ func settings() []setting {
 		{"grpc-mark-conns", "HOBOM_GRPC_MARK_CONNS", "2", "gRPC connections carrying the mark rpcs, round robin (1..16)", false, intIn(1, 16, func(c *Config) *int { return &c.MarkConns })},
 		{"max-in-flight", "HOBOM_MAX_IN_FLIGHT", "20000", "events held at once across all pollers, shared equally (100..10000000); bounds memory whatever the number of event types", false, intIn(100, 10_000_000, func(c *Config) *int { return &c.MaxInFlight })},
 		{"dlq-ttl", "HOBOM_DLQ_TTL", "72h", "how long a DLQ entry is kept (1m..720h)", false, durIn(time.Minute, 720*time.Hour, func(c *Config) *time.Duration { return &c.DLQTTL })},
-		{"lease-ttl", "HOBOM_LEASE_TTL", "15s", "each event type's poller holds a Redis lease of this TTL, so several instances share the work instead of doubling it (0s: off, for one instance only; else 300ms..10m)", false, func(c *Config, v string) error {
+		{"lease-ttl", "HOBOM_LEASE_TTL", "15s", "each event type is polled only under its Redis lease of this TTL (held and renewed by the lease actor), so several instances share the work instead of doubling it (0s: off, for one instance only; else 300ms..10m)", false, func(c *Config, v string) error {
 			d, err := time.ParseDuration(v)
 			if err != nil || d < 0 || (d > 0 && (d < 300*time.Millisecond || d > 10*time.Minute)) {
 				return fmt.Errorf("not 0s or a duration from 300ms to 10m")
