@@ -2,6 +2,7 @@ package actors_test
 
 import (
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -319,5 +320,37 @@ func TestLeaseActor(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			c.run(t, startLeases(t, c.setup, c.types...))
 		})
+	}
+}
+
+// TestALeaseActorCrashKeepsTheTenures: the lease actor panics at a
+// renewal; the supervisor restarts it, the fresh one takes the leases back
+// under the same tenure (Redis still holds them for this owner) and grants
+// them again, and the poller, told its lease actor was lost, polls again
+// once granted.
+func TestALeaseActorCrashKeepsTheTenures(t *testing.T) {
+	var on atomic.Bool
+	m := &restarts{}
+	var ids []string
+	w := startWith(t, func(cfg *actors.TreeConfig) {
+		cfg.Lease.TTL = leaseTTL
+		cfg.Poller.Interval, cfg.Poller.MaxBackoff, cfg.Poller.BatchTimeout = time.Hour, time.Hour, 0
+		cfg.ChildMiddleware = []actor.MiddlewareFunc{panicking("lease", &on)}
+	}, func(w *world) { w.clock, w.lease = newManualClock(), newLease(w.j) }, m)
+	eventually(t, "the first find, under the lease", func() bool { return w.backend.findCount() == 1 })
+	on.Store(true)
+	w.clock.Advance(leaseTTL / 3) // the renewal's tick: the lease actor panics on it
+	eventually(t, "the lease actor crashed", func() bool { return len(m.of("lease")) == 1 })
+	on.Store(false)
+	ids = w.backend.add("e", 2)
+	eventually(t, "its restart scheduled", func() bool {
+		d, ok := w.clock.NextDue()
+		return ok && d <= testConfig().RestartBackoff
+	})
+	d, _ := w.clock.NextDue()
+	w.clock.Advance(d)
+	eventually(t, "the events SENT under the lease taken back", w.allStatus(messages.StatusSent, ids...))
+	if n := w.j.count("acquire MESSAGE 1"); n != 1 || w.j.index("acquire MESSAGE 2") >= 0 {
+		t.Fatalf("the restart took a new tenure: %s", w.j)
 	}
 }
