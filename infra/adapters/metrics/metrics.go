@@ -98,6 +98,21 @@ type Metrics struct {
 	// not resolved yet, by event type.
 	mu      sync.Mutex
 	backlog map[string]int
+
+	// series and marks are the series the actors report per event and
+	// per record, looked up once in New and read-only after: a label
+	// lookup hashes the label values and allocates, which the publisher
+	// would pay several times per event. Unknown event types ("other")
+	// take the lookup, so their series still appear only once used.
+	series map[string]*typeSeries
+	marks  [2][2]prometheus.Observer // [SENT, FAILED][ok, error]
+}
+
+// typeSeries are the per-event series of one known event type.
+type typeSeries struct {
+	published, failed, deferred, unmarked, busy, skipped prometheus.Counter
+	produce                                              [2]prometheus.Observer // [ok, error]
+	inFlight                                             prometheus.Gauge
 }
 
 var _ actors.Metrics = (*Metrics)(nil)
@@ -168,6 +183,19 @@ func New(o Options) *Metrics {
 	for c := range m.children {
 		m.restarts.WithLabelValues(c)
 	}
+	m.series = make(map[string]*typeSeries, len(m.eventTypes))
+	for t := range m.eventTypes {
+		m.series[t] = &typeSeries{
+			published: m.published.WithLabelValues(t), failed: m.failed.WithLabelValues(t),
+			deferred: m.deferred.WithLabelValues(t), unmarked: m.unmarked.WithLabelValues(t),
+			busy: m.skipped.WithLabelValues(t, "busy"), skipped: m.skipped.WithLabelValues(t, "skipped"),
+			produce:  [2]prometheus.Observer{m.produce.WithLabelValues(t, "ok"), m.produce.WithLabelValues(t, "error")},
+			inFlight: m.inFlight.WithLabelValues(t),
+		}
+	}
+	for i, status := range []string{messages.StatusSent, messages.StatusFailed} {
+		m.marks[i] = [2]prometheus.Observer{m.mark.WithLabelValues(status, "ok"), m.mark.WithLabelValues(status, "error")}
+	}
 	for _, p := range m.prefixes {
 		m.dlqEntries.WithLabelValues(p)
 	}
@@ -190,6 +218,14 @@ func (m *Metrics) eventType(t string) string {
 	return other
 }
 
+// resultIndex is result's index in the cached series: 0 ok, 1 error.
+func resultIndex(err error) int {
+	if err != nil {
+		return 1
+	}
+	return 0
+}
+
 func result(err error) string {
 	if err != nil {
 		return "error"
@@ -209,6 +245,28 @@ func (m *Metrics) PollDone(eventType string, took time.Duration, fetched int, er
 
 // Resolved records how n events of a batch ended (actors.Metrics).
 func (m *Metrics) Resolved(eventType string, outcome messages.Outcome, n int) {
+	if s := m.series[eventType]; s != nil {
+		var c prometheus.Counter
+		switch outcome {
+		case messages.OutcomeSent:
+			c = s.published
+		case messages.OutcomeFailed:
+			c = s.failed
+		case messages.OutcomeDeferred:
+			c = s.deferred
+		case messages.OutcomeUnmarked:
+			c = s.unmarked
+		case messages.OutcomeBusy:
+			c = s.busy
+		case messages.OutcomeSkipped:
+			c = s.skipped
+		}
+		if c != nil {
+			c.Add(float64(n))
+		}
+		m.addBacklogTo(eventType, s.inFlight, -n)
+		return
+	}
 	t := m.eventType(eventType)
 	switch outcome {
 	case messages.OutcomeSent:
@@ -229,15 +287,24 @@ func (m *Metrics) Resolved(eventType string, outcome messages.Outcome, n int) {
 
 // ProduceDone records one produce attempt of a record (actors.Metrics).
 func (m *Metrics) ProduceDone(eventType string, took time.Duration, err error) {
+	if s := m.series[eventType]; s != nil {
+		s.produce[resultIndex(err)].Observe(took.Seconds())
+		return
+	}
 	m.produce.WithLabelValues(m.eventType(eventType), result(err)).Observe(took.Seconds())
 }
 
 // MarkDone records a SENT or FAILED mark (actors.Metrics).
 func (m *Metrics) MarkDone(status string, took time.Duration, err error) {
-	if status != messages.StatusSent && status != messages.StatusFailed {
-		status = other
+	switch status {
+	case messages.StatusSent:
+		m.marks[0][resultIndex(err)].Observe(took.Seconds())
+		return
+	case messages.StatusFailed:
+		m.marks[1][resultIndex(err)].Observe(took.Seconds())
+		return
 	}
-	m.mark.WithLabelValues(status, result(err)).Observe(took.Seconds())
+	m.mark.WithLabelValues(other, result(err)).Observe(took.Seconds())
 }
 
 // ChildRestarted counts a crash of a child of the tree (actors.Metrics).
@@ -296,11 +363,16 @@ func (m *Metrics) KafkaReachable(up bool) {
 }
 
 func (m *Metrics) addBacklog(t string, n int) {
+	m.addBacklogTo(t, m.inFlight.WithLabelValues(t), n)
+}
+
+// addBacklogTo is addBacklog with t's in-flight gauge looked up already.
+func (m *Metrics) addBacklogTo(t string, g prometheus.Gauge, n int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	v := max(m.backlog[t]+n, 0)
 	m.backlog[t] = v
-	m.inFlight.WithLabelValues(t).Set(float64(v))
+	g.Set(float64(v))
 }
 
 // factory registers metrics under Namespace.
