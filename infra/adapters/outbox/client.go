@@ -14,9 +14,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
-
-	"github.com/hobom/hobom-event-processor/proto/gen/outboxlogv1"
-	"github.com/hobom/hobom-event-processor/proto/gen/outboxmessagev1"
 )
 
 const (
@@ -76,11 +73,9 @@ const (
 // Client talks to the backend over one gRPC connection. It is safe for
 // concurrent use.
 type Client struct {
-	conn     *grpc.ClientConn   // finds, and the first of markConns
-	conns    []*grpc.ClientConn // the mark connections, conns[0] == conn
-	next     atomic.Uint32      // round robin over conns
-	messages outboxmessagev1.FindHoBomMessageOutboxControllerClient
-	logs     outboxlogv1.FindHoBomLogOutboxControllerClient
+	conn  *grpc.ClientConn   // finds, and the first of markConns
+	conns []*grpc.ClientConn // the mark connections, conns[0] == conn
+	next  atomic.Uint32      // round robin over conns
 
 	maxRecvBytes int
 	callTimeout  time.Duration
@@ -156,8 +151,6 @@ func Dial(cfg Config, log zerolog.Logger) (*Client, error) {
 		c.conns = append(c.conns, conn)
 	}
 	c.conn = c.conns[0]
-	c.messages = outboxmessagev1.NewFindHoBomMessageOutboxControllerClient(c.conn)
-	c.logs = outboxlogv1.NewFindHoBomLogOutboxControllerClient(c.conn)
 	return c, nil
 }
 

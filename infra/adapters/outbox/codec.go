@@ -58,6 +58,9 @@ func (codec) Marshal(v any) (mem.BufferSlice, error) {
 }
 
 func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
+	if r, ok := v.(*findReply); ok {
+		return r.decode(data)
+	}
 	m := messageOf(v)
 	if m == nil {
 		return fmt.Errorf("outbox codec: cannot unmarshal into %T, want a proto message", v)

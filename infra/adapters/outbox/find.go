@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strings"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -52,31 +51,26 @@ var finders = map[messages.FindRPC]finder{
 }
 
 func (c *Client) findMessages(ctx context.Context, eventType, status string, limit int) ([]messages.Event, error) {
-	ctx, cancel := c.callContext(ctx)
-	defer cancel()
 	req := &outboxmessagev1.Request{EventType: eventType, Status: status, Limit: limitField(limit)}
-	var repairs []repair
-	resp, err := c.messages.FindOutboxByEventTypeAndStatusUseCase(ctx, req, grpc.ForceCodecV2(codec{repairs: &repairs}))
-	if err != nil {
-		return nil, err
-	}
-	events := messageEvents(resp.GetItems())
-	c.markDefects(events, repairs, eventType, status)
-	return events, nil
+	return c.find(ctx, outboxmessagev1.FindHoBomMessageOutboxController_FindOutboxByEventTypeAndStatusUseCase_FullMethodName, req, false, eventType, status)
 }
 
 func (c *Client) findLogs(ctx context.Context, eventType, status string, limit int) ([]messages.Event, error) {
+	req := &outboxlogv1.Request{EventType: eventType, Status: status, Limit: limitField(limit)}
+	return c.find(ctx, outboxlogv1.FindHoBomLogOutboxController_FindLogOutboxByEventTypeAndStatusUseCase_FullMethodName, req, true, eventType, status)
+}
+
+// find calls a find rpc and decodes its rows straight into events (the
+// codec's findReply), the log rpc's when log is set.
+func (c *Client) find(ctx context.Context, method string, req any, log bool, eventType, status string) ([]messages.Event, error) {
 	ctx, cancel := c.callContext(ctx)
 	defer cancel()
-	req := &outboxlogv1.Request{EventType: eventType, Status: status, Limit: limitField(limit)}
-	var repairs []repair
-	resp, err := c.logs.FindLogOutboxByEventTypeAndStatusUseCase(ctx, req, grpc.ForceCodecV2(codec{repairs: &repairs}))
-	if err != nil {
+	reply := findReply{log: log}
+	if err := c.conn.Invoke(ctx, method, req, &reply); err != nil {
 		return nil, err
 	}
-	events := logEvents(resp.GetItems())
-	c.markDefects(events, repairs, eventType, status)
-	return events, nil
+	c.markDefects(reply.events, reply.repairs, eventType, status)
+	return reply.events, nil
 }
 
 // limitField is the optional request field: unset for 0, so that "no

@@ -6,12 +6,9 @@ import (
 	"github.com/hobom/hobom-event-processor/proto/gen/outboxmessagev1"
 )
 
-// The conversions below run on every poll over possibly large backlogs, so
-// they allocate in slabs: one slice of events and one of payloads per
-// response instead of one allocation per row. Strings and the detail maps
-// are taken over from the decoded response, which nothing else references.
-// The price: an event kept after its poll keeps its whole page's payload
-// slab alive, which is fine for the short-lived pages the pollers use.
+// messageEvents and logEvents convert the generated find responses as the
+// client did before it decoded rows itself (findReply): the reference the
+// decoder is compared with.
 
 // messageEvents converts the message find rpc's rows; Event.Message is set,
 // or nil when the row has no payload.

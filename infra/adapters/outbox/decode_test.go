@@ -1,0 +1,238 @@
+package outbox
+
+import (
+	"bytes"
+	"reflect"
+	"testing"
+
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/hobom/hobom-event-processor/messages"
+	"github.com/hobom/hobom-event-processor/proto/gen/outboxlogv1"
+	"github.com/hobom/hobom-event-processor/proto/gen/outboxmessagev1"
+)
+
+// viaProtobuf decodes a find response as the client did before findReply:
+// proto.Unmarshal into the generated Response, then messageEvents or
+// logEvents.
+func viaProtobuf(wire []byte, log bool) ([]messages.Event, error) {
+	if log {
+		var r outboxlogv1.Response
+		if err := proto.Unmarshal(wire, &r); err != nil {
+			return nil, err
+		}
+		return logEvents(r.GetItems()), nil
+	}
+	var r outboxmessagev1.Response
+	if err := proto.Unmarshal(wire, &r); err != nil {
+		return nil, err
+	}
+	return messageEvents(r.GetItems()), nil
+}
+
+// viaDecoder decodes it with findReply, the wire split over two buffers
+// as gRPC may hand it.
+func viaDecoder(wire []byte, log bool) ([]messages.Event, []repair, error) {
+	half := len(wire) / 2
+	data := mem.BufferSlice{mem.SliceBuffer(bytes.Clone(wire[:half])), mem.SliceBuffer(bytes.Clone(wire[half:]))}
+	r := findReply{log: log}
+	err := codec{}.Unmarshal(data, &r)
+	return r.events, r.repairs, err
+}
+
+func mustMarshal(t testing.TB, m proto.Message) []byte {
+	t.Helper()
+	b, err := proto.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// findWires are responses of both rpcs with every field, rows without a
+// payload, repeated fields, unknown fields and known fields of the wrong
+// wire type. The second element says whether it is the log rpc's.
+func findWires(t testing.TB) []struct {
+	name string
+	wire []byte
+	log  bool
+} {
+	full := &outboxmessagev1.QueryResult{Id: "row-1", EventId: "e1", EventType: "MESSAGE", Status: "PENDING", RetryCount: 2, Version: -3,
+		SentAt: "s", FailedAt: "f", LastError: "le", CreatedAt: "c", UpdatedAt: "u",
+		Payload: &outboxmessagev1.MessagePayload{Id: "m1", Title: "Hello", Body: "Body 안녕", Recipient: "a@example.com", SenderId: "s1", Type: "PUSH_MESSAGE"}}
+	bare := &outboxmessagev1.QueryResult{EventId: "e2", Version: 1}
+	fullLog := &outboxlogv1.QueryResult{Id: "row-l1", EventId: "l1", EventType: "HOBOM_LOG", Status: "PENDING", RetryCount: 1, Version: 4,
+		SentAt: "s", FailedAt: "f", LastError: "le", CreatedAt: "c", UpdatedAt: "u",
+		Payload: &outboxlogv1.HoBomLogPayload{TraceId: "t", Level: "ERROR", Method: "POST", Path: "/x", StatusCode: 503, Host: "h", UserId: "u",
+			ServiceType: "HOBOM_BACKEND", Message: "boom",
+			Payload: &outboxlogv1.LogPayloadDetail{Query: map[string]string{"page": "2", "": "empty key"}, Body: map[string]string{"name": ""},
+				Headers: map[string]string{"content-type": "application/json"}, Error: "stack"}}}
+	noDetail := &outboxlogv1.QueryResult{EventId: "l2", Payload: &outboxlogv1.HoBomLogPayload{Level: "INFO"}}
+
+	msgResp := mustMarshal(t, &outboxmessagev1.Response{Items: []*outboxmessagev1.QueryResult{full, bare, {}}})
+	logResp := mustMarshal(t, &outboxlogv1.Response{Items: []*outboxlogv1.QueryResult{fullLog, noDetail, {EventId: "l3"}}})
+
+	// One row sent as two parts: scalars of the second win, its payload
+	// merges into the first's.
+	part1 := mustMarshal(t, &outboxmessagev1.QueryResult{EventId: "first", Payload: &outboxmessagev1.MessagePayload{Title: "t1", Body: "b1"}})
+	part2 := mustMarshal(t, &outboxmessagev1.QueryResult{EventId: "second", Payload: &outboxmessagev1.MessagePayload{Title: "t2"}})
+	merged := msg(nil, 1, append(part1, part2...))
+	logPart1 := mustMarshal(t, &outboxlogv1.QueryResult{EventId: "l", Payload: &outboxlogv1.HoBomLogPayload{
+		Payload: &outboxlogv1.LogPayloadDetail{Headers: map[string]string{"a": "1", "b": "2"}}}})
+	logPart2 := mustMarshal(t, &outboxlogv1.QueryResult{Payload: &outboxlogv1.HoBomLogPayload{StatusCode: 200,
+		Payload: &outboxlogv1.LogPayloadDetail{Headers: map[string]string{"a": "3"}}}})
+	logMerged := msg(nil, 1, append(logPart1, logPart2...))
+
+	// Unknown fields everywhere, and known fields of the wrong wire type
+	// (skipped as unknown by protobuf).
+	var odd []byte
+	odd = str(odd, 2, "odd")
+	odd = varint(odd, 3, 7)                                                              // eventType as a varint
+	odd = msg(odd, 4, varint(str(nil, 2, "title"), 99, 1))                               // payload with an unknown field
+	odd = protowire.AppendFixed32(protowire.AppendTag(odd, 6, protowire.Fixed32Type), 5) // retryCount as fixed32
+	odd = protowire.AppendFixed64(protowire.AppendTag(odd, 50, protowire.Fixed64Type), 1)
+	odd = protowire.AppendTag(odd, 51, protowire.StartGroupType)
+	odd = str(odd, 1, "in a group")
+	odd = protowire.AppendTag(odd, 51, protowire.EndGroupType)
+	oddResp := append(str(nil, 7, "unknown top-level field"), msg(nil, 1, odd)...)
+	oddResp = varint(oddResp, 1, 3) // items as a varint: unknown
+
+	// A map entry without its value, one without its key.
+	var detail []byte
+	detail = msg(detail, 1, str(nil, 1, "k"))
+	detail = msg(detail, 2, str(nil, 2, "v"))
+	logEntries := msg(nil, 1, msg(str(nil, 2, "l4"), 12, msg(nil, 8, detail)))
+
+	return []struct {
+		name string
+		wire []byte
+		log  bool
+	}{
+		{"message rows", msgResp, false},
+		{"log rows", logResp, true},
+		{"empty", nil, false},
+		{"merged message row", merged, false},
+		{"merged log row", logMerged, true},
+		{"unknown and mistyped fields", oddResp, false},
+		{"map entries without key or value", logEntries, true},
+	}
+}
+
+func TestFindDecodeMatchesProtobuf(t *testing.T) {
+	for _, c := range findWires(t) {
+		want, err := viaProtobuf(c.wire, c.log)
+		if err != nil {
+			t.Fatalf("%s: protobuf: %v", c.name, err)
+		}
+		got, repairs, err := viaDecoder(c.wire, c.log)
+		if err != nil || len(repairs) != 0 {
+			t.Fatalf("%s: decoder: %v, repairs %v", c.name, err, repairs)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s:\n got %+v\nwant %+v", c.name, got, want)
+		}
+	}
+}
+
+// The repairs name the row and the field as the generic repair does.
+func TestFindDecodeRepairsInvalidUTF8(t *testing.T) {
+	wire := response(messageItem("ok", "fine", "fine"), messageItem("bad", "x"+surrogate, "y"+surrogate), messageItem("bad"+surrogate, "t", "b"))
+	got, repairs, err := viaDecoder(wire, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []repair{{Top: "items", Index: 1, Path: "payload.title"}, {Top: "items", Index: 1, Path: "payload.body"},
+		{Top: "items", Index: 2, Path: "id"}, {Top: "items", Index: 2, Path: "eventId"}}
+	if !reflect.DeepEqual(repairs, want) {
+		t.Errorf("repairs = %+v, want %+v", repairs, want)
+	}
+	if len(got) != 3 || got[1].Message.Title != "x\uFFFD" || got[2].EventID != "bad\uFFFD" || got[0].Message.Title != "fine" {
+		t.Errorf("events = %+v", got)
+	}
+	got, repairs, err = viaDecoder(response(logItem("l", [][2]string{{"k" + surrogate, "v"}, {"k2", surrogate}})), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = []repair{{Top: "items", Index: 0, Path: "payload.payload.headers[key]"}, {Top: "items", Index: 0, Path: "payload.payload.headers[value]"}}
+	if !reflect.DeepEqual(repairs, want) || got[0].Log.Detail.Headers["k\uFFFD"] != "v" || got[0].Log.Detail.Headers["k2"] != "\uFFFD" {
+		t.Errorf("repairs = %+v, want %+v; headers %v", repairs, want, got[0].Log.Detail.Headers)
+	}
+}
+
+func TestFindDecodeRefusesBrokenWire(t *testing.T) {
+	for name, wire := range map[string][]byte{
+		"truncated length": {0x0a, 0x05, 'a'},
+		"field number 0":   {0x02, 0x00},
+		"end group alone":  {0x0c},
+		"truncated varint": {0x08, 0x80},
+		"bad nested field": msg(nil, 1, []byte{0x12, 0x09, 'x'}),
+	} {
+		if _, err := viaProtobuf(wire, false); err == nil {
+			t.Fatalf("%s: protobuf accepts it; not a broken wire", name)
+		}
+		if _, _, err := viaDecoder(wire, false); err == nil {
+			t.Errorf("%s: decoded without error", name)
+		}
+	}
+}
+
+// FuzzFindDecode: whatever protobuf decodes, the decoder decodes to the
+// same events; whatever the decoder accepts and protobuf refuses, protobuf
+// refuses for invalid UTF-8 only.
+func FuzzFindDecode(f *testing.F) {
+	for _, c := range findWires(f) {
+		f.Add(c.wire, c.log)
+	}
+	f.Add(response(messageItem("bad", "x"+surrogate, "y")), false)
+	f.Fuzz(func(t *testing.T, wire []byte, log bool) {
+		want, perr := viaProtobuf(wire, log)
+		got, repairs, err := viaDecoder(wire, log)
+		switch {
+		case perr == nil && err != nil:
+			t.Fatalf("protobuf decodes it, the decoder fails: %v", err)
+		case perr == nil && len(repairs) > 0:
+			t.Fatalf("repairs %v of a response protobuf accepts", repairs)
+		case perr == nil && !reflect.DeepEqual(got, want):
+			t.Fatalf("\n got %+v\nwant %+v", got, want)
+		case perr != nil && err == nil && !isInvalidUTF8(perr):
+			t.Fatalf("the decoder accepts what protobuf refuses with %v", perr)
+		case perr != nil && err == nil && len(repairs) == 0:
+			t.Fatalf("protobuf refuses it for invalid UTF-8 (%v), the decoder repaired nothing", perr)
+		}
+	})
+}
+
+func BenchmarkFindDecode(b *testing.B) {
+	items := make([]*outboxmessagev1.QueryResult, 5000)
+	for i := range items {
+		items[i] = &outboxmessagev1.QueryResult{Id: "row-" + string(rune('a'+i%26)), EventId: "0f8fad5b-d9cb-469f-a165-70867728950e",
+			EventType: "MESSAGE", Status: "PENDING", Version: 1, CreatedAt: "2024-01-01T00:00:00Z", UpdatedAt: "2024-01-01T00:00:00Z",
+			Payload: &outboxmessagev1.MessagePayload{Id: "m", Title: "title", Body: "a body of some length", Recipient: "user@example.com",
+				SenderId: "sender", Type: "MAIL_MESSAGE"}}
+	}
+	wire := mustMarshal(b, &outboxmessagev1.Response{Items: items})
+	data := mem.BufferSlice{mem.SliceBuffer(wire)}
+	b.Run("decoder", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			r := findReply{}
+			if err := (codec{}).Unmarshal(data, &r); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(items)), "ns/row")
+	})
+	b.Run("protobuf", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var r outboxmessagev1.Response
+			if err := (codec{}).Unmarshal(data, &r); err != nil {
+				b.Fatal(err)
+			}
+			_ = messageEvents(r.GetItems())
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(items)), "ns/row")
+	})
+}
