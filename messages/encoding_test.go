@@ -80,6 +80,37 @@ func TestMessageEncodingOneRecordPerEventKeyedByEventID(t *testing.T) {
 	}
 }
 
+// The records of a batch share one arena: each still holds exactly its own
+// bytes, also when escapes outgrow the arena's estimate, and appending to
+// one's key or value leaves the others alone.
+func TestMessageEncodingRecordsShareNoBytes(t *testing.T) {
+	at := time.Unix(1700000000, 0)
+	var events []*Event
+	for i := range 50 {
+		title := strings.Repeat("\x01\"", i) // escaped to 7 bytes each: more than the estimate
+		events = append(events, &Event{EventID: "m-" + strconv.Itoa(i), EventType: EventTypeMessage,
+			Message: &MessagePayload{Title: title, Body: "b", Recipient: "r"}})
+	}
+	var s testSink
+	MessageEncoding.Encode(events, 1<<20, fixedClock(at), &s)
+	if len(s.records) != len(events) {
+		t.Fatalf("%d records, want %d", len(s.records), len(events))
+	}
+	for i := range s.records {
+		s.records[i].key = append(s.records[i].key, "-changed"...)
+		s.records[i].value = append(s.records[i].value, "garbage"...)
+	}
+	for i, r := range s.records {
+		want, _ := AppendMessageValue(nil, events[i].Message, at)
+		if got := string(r.value[:len(r.value)-len("garbage")]); got != string(want) {
+			t.Errorf("record %d value %s, want %s", i, got, want)
+		}
+		if got := string(r.key); got != events[i].EventID+"-changed" {
+			t.Errorf("record %d key %q", i, got)
+		}
+	}
+}
+
 func TestLogArrayEncodingSplitsUnderTheLimitKeyedByTime(t *testing.T) {
 	at := time.Unix(1700000000, 7)
 	var events []*Event

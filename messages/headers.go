@@ -26,16 +26,36 @@ const (
 // eventType; ids are its events' ids, traceID the trace the backend gave
 // (empty when none).
 func RecordHeaders(eventType, producer, traceID string, ids []byte) []kgo.RecordHeader {
-	h := make([]kgo.RecordHeader, 0, 4)
-	h = append(h,
+	return NewHeaderValues(eventType, producer).Append(make([]kgo.RecordHeader, 0, 4), traceID, ids)
+}
+
+// HeaderValues holds the header values that every record of one event type
+// carries alike, built once and shared by all of its records: franz-go only
+// reads a record's headers, so the publisher need not copy two constant
+// strings into fresh slices for every record it produces.
+type HeaderValues struct {
+	eventType, producer []byte
+}
+
+// NewHeaderValues returns the constant header values of eventType's records.
+func NewHeaderValues(eventType, producer string) HeaderValues {
+	return HeaderValues{eventType: []byte(eventType), producer: []byte(producer)}
+}
+
+// Append appends the headers of one record to dst, exactly those of
+// RecordHeaders: ids are its events' ids, traceID the trace the backend
+// gave (empty when none). The values are shared: callers must not change
+// them.
+func (v HeaderValues) Append(dst []kgo.RecordHeader, traceID string, ids []byte) []kgo.RecordHeader {
+	dst = append(dst,
 		kgo.RecordHeader{Key: HeaderEventID, Value: ids},
-		kgo.RecordHeader{Key: HeaderEventType, Value: []byte(eventType)},
-		kgo.RecordHeader{Key: HeaderProducer, Value: []byte(producer)},
+		kgo.RecordHeader{Key: HeaderEventType, Value: v.eventType},
+		kgo.RecordHeader{Key: HeaderProducer, Value: v.producer},
 	)
 	if tp, ok := Traceparent(traceID); ok {
-		h = append(h, kgo.RecordHeader{Key: HeaderTraceparent, Value: []byte(tp)})
+		dst = append(dst, kgo.RecordHeader{Key: HeaderTraceparent, Value: []byte(tp)})
 	}
-	return h
+	return dst
 }
 
 // Traceparent builds a W3C traceparent from a backend trace id, when it is
