@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/anthdm/hollywood/actor"
@@ -74,8 +75,16 @@ type Publisher struct {
 	engine *actor.Engine
 	self   *actor.PID
 
-	events     map[string]*pubBatch // in flight, by eventId
-	records    map[uint64]*recordFlight
+	events  map[string]*pubBatch // in flight, by eventId
+	records map[uint64]*recordFlight
+	// attempts are the produce attempts in flight, by the record handed
+	// to the client; group is the attempt group open for new attempts.
+	attempts   map[*kgo.Record]*recordFlight
+	headers    map[string]messages.HeaderValues // by event type
+	group      *attemptGroup
+	acks       *ackBox
+	spare      []ackOutcome
+	promise    func(*kgo.Record, error)
 	nextRecord uint64
 	waiting    []*recordFlight // ready, held back by MaxInflightRecords
 	producing  int
@@ -136,21 +145,86 @@ type recordFlight struct {
 	events  []messages.Span
 	attempt int
 	sent    time.Time
-	// cancel ends the attempt in flight; nil while none is.
+	// inflight is the record handed to the client for the attempt in
+	// flight (rec itself for the first attempt, a copy for a retry); nil
+	// while none is. It is the attempt's key in Publisher.attempts.
+	inflight *kgo.Record
+	// group is the attempt group of the attempt in flight (nil without
+	// AttemptTimeout).
+	group *attemptGroup
+}
+
+// attemptGroup bounds the produce attempts started within a short span of
+// each other (AttemptTimeout/20, at most maxGroupSpan) by one context and
+// one deadline timer, instead of a context, a timer and a closure per
+// record: a MESSAGE batch is thousands of records produced in the same
+// instant. The group's deadline is AttemptTimeout after its first attempt,
+// so a later attempt of the group is bounded a little sooner (by at most
+// the span), never later. The group closes (its context cancelled, its
+// timer stopped) when its last attempt ends, so no stray message follows
+// the acks; an attempt still in flight at the deadline ends then, and the
+// cancelled context lets the client fail its record. Spans and deadlines
+// are real time, like the timer.
+type attemptGroup struct {
+	opened time.Time
+	ctx    context.Context
 	cancel context.CancelFunc
-	// deadline ends the attempt at AttemptTimeout; stopped when the
-	// attempt ends first, so no stray message follows every ack.
-	deadline *time.Timer
+	timer  *time.Timer
+	// recs are the records of the attempts started in the group; those
+	// still in Publisher.attempts are in flight.
+	recs []*kgo.Record
+	live int
+}
+
+// maxGroupSpan bounds how long an attempt group takes new attempts (and
+// so how much sooner than AttemptTimeout its last attempt may be ended).
+const maxGroupSpan = 50 * time.Millisecond
+
+// ackBox carries produce outcomes from the Kafka client's promise
+// goroutines to the publisher: a promise appends its outcome and only the
+// first of a burst sends the actor a message (acksReady), which takes
+// them all. One message per burst of acks instead of one per record; the
+// box is the inbox of those outcomes, touched only under its lock.
+type ackBox struct {
+	mu   sync.Mutex
+	acks []ackOutcome
+	rung bool // an acksReady is on its way
+}
+
+type ackOutcome struct {
+	rec *kgo.Record
+	err error
+}
+
+// push is the promise's half: it reports whether the caller must send
+// acksReady.
+func (b *ackBox) push(rec *kgo.Record, err error) bool {
+	b.mu.Lock()
+	b.acks = append(b.acks, ackOutcome{rec: rec, err: err})
+	ring := !b.rung
+	b.rung = true
+	b.mu.Unlock()
+	return ring
+}
+
+// take is the actor's half: it returns what arrived and hands the box
+// spare, an emptied slice of an earlier take, to fill next.
+func (b *ackBox) take(spare []ackOutcome) []ackOutcome {
+	b.mu.Lock()
+	acks := b.acks
+	b.acks, b.rung = spare, false
+	b.mu.Unlock()
+	return acks
 }
 
 type (
-	// produced and retryRecord carry the instance that produced, because
-	// promises and timers of a crashed predecessor arrive at the same PID.
-	produced struct {
-		from    *Publisher
-		record  uint64
-		attempt int
-		err     error
+	// acksReady, attemptsExpired and retryRecord carry the instance (or
+	// its box) that produced, because promises and timers of a crashed
+	// predecessor arrive at the same PID.
+	acksReady       struct{ box *ackBox }
+	attemptsExpired struct {
+		from  *Publisher
+		group *attemptGroup
 	}
 	retryRecord struct {
 		from   *Publisher
@@ -193,6 +267,8 @@ func NewPublisher(producer Producer, outbox Outbox, memory UnmarkedStore, dlq *a
 			log:      log.With().Str("actor", "publisher").Logger(),
 			events:   make(map[string]*pubBatch),
 			records:  make(map[uint64]*recordFlight),
+			attempts: make(map[*kgo.Record]*recordFlight),
+			headers:  make(map[string]messages.HeaderValues),
 			marks:    newWorkQueue(cfg.MarkConcurrency),
 			unmarked: newUnmarked(cfg.UnmarkedMemory),
 			atDLQ:    make(map[string]struct{}),
@@ -207,6 +283,15 @@ func (p *Publisher) Receive(c *actor.Context) {
 	case actor.Started:
 		p.engine, p.self = c.Engine(), c.PID()
 		p.marks.bind(p.engine, p.self)
+		box, engine, self := &ackBox{}, p.engine, p.self
+		p.acks = box
+		// One promise for every record: the record itself says which
+		// attempt it was (Publisher.attempts).
+		p.promise = func(rec *kgo.Record, err error) {
+			if box.push(rec, err) {
+				engine.Send(self, acksReady{box: box})
+			}
+		}
 	case messages.PublishBatch:
 		p.onBatch(m)
 	case lookedUp:
@@ -225,9 +310,18 @@ func (p *Publisher) Receive(c *actor.Context) {
 		}
 	case messages.Remembered:
 		p.onRemembered(m)
-	case produced:
+	case acksReady:
+		if m.box == p.acks {
+			acks := p.acks.take(p.spare)
+			for _, a := range acks {
+				p.onProduced(a.rec, a.err)
+			}
+			clear(acks) // let the records go
+			p.spare = acks[:0]
+		}
+	case attemptsExpired:
 		if m.from == p {
-			p.onProduced(m)
+			p.onAttemptsExpired(m.group)
 		}
 	case retryRecord:
 		if f, ok := p.records[m.record]; ok && m.from == p {
@@ -263,6 +357,9 @@ func (p *Publisher) Receive(c *actor.Context) {
 	case actor.Stopped:
 		if p.forgetTimer != nil {
 			p.forgetTimer.Stop()
+		}
+		if p.group != nil {
+			p.group.timer.Stop()
 		}
 		if n := len(p.events); n > 0 {
 			p.log.Warn().Int("events", n).Msg("stopped with events in flight; they stay PENDING or published-but-unmarked and are retried by the next run")
@@ -355,9 +452,9 @@ func (p *Publisher) dispatch(b *pubBatch, events []*messages.Event) {
 		todo = append(todo, e)
 	}
 	if len(todo) > 0 {
-		p.sink = encodeSink{p: p, route: b.route, fence: b.fence}
+		p.sink.p, p.sink.route, p.sink.fence, p.sink.hv = p, b.route, b.fence, p.headerValues(b.route.EventType)
 		b.route.Encoding.Encode(todo, p.cfg.MaxRecordBytes, p.now, &p.sink)
-		p.sink = encodeSink{}
+		p.sink.p, p.sink.route, p.sink.fence = nil, messages.Route{}, messages.Fence{}
 	}
 	clear(todo) // hold no event past its batch
 	p.toEncode = todo[:0]
@@ -366,17 +463,52 @@ func (p *Publisher) dispatch(b *pubBatch, events []*messages.Event) {
 
 // encodeSink enqueues the records a route's encoding builds for one batch
 // and dead-letters the events it rejects.
+//
+// The flights, records and headers come from slabs (one per kind,
+// allocated together, doubling in size over a burst of records) rather
+// than three to five allocations per record: a MESSAGE batch is one
+// record per event. A slab lives while any of its records is in flight,
+// and what a batch leaves of it serves the next one.
 type encodeSink struct {
 	p     *Publisher
 	route messages.Route
 	fence messages.Fence
+	hv    messages.HeaderValues
+
+	flights []recordFlight
+	recs    []kgo.Record
+	headers []kgo.RecordHeader
+	next    int // size of the next slabs
 }
 
+// minSlab and maxSlab bound the records of one slab.
+const minSlab, maxSlab = 8, 4096
+
 func (s *encodeSink) Record(key, value []byte, traceID string, ids []byte, spans []messages.Span) {
-	s.p.enqueue(&recordFlight{route: s.route, fence: s.fence, events: spans, rec: &kgo.Record{
-		Topic: s.route.Topic, Key: key, Value: value,
-		Headers: messages.RecordHeaders(s.route.EventType, s.p.cfg.Producer, traceID, ids),
-	}})
+	if len(s.flights) == 0 {
+		n := min(max(s.next, minSlab), maxSlab)
+		s.next = 2 * n
+		s.flights, s.recs = make([]recordFlight, n), make([]kgo.Record, n)
+		s.headers = make([]kgo.RecordHeader, 0, 3*n)
+	}
+	h := len(s.headers)
+	s.headers = s.hv.Append(s.headers, traceID, ids) // a traceparent may outgrow it: append copies then
+	f, rec := &s.flights[0], &s.recs[0]
+	s.flights, s.recs = s.flights[1:], s.recs[1:]
+	*rec = kgo.Record{Topic: s.route.Topic, Key: key, Value: value, Headers: s.headers[h:len(s.headers):len(s.headers)]}
+	*f = recordFlight{route: s.route, fence: s.fence, events: spans, rec: rec}
+	s.p.enqueue(f)
+}
+
+// headerValues returns the constant header values of eventType's records,
+// built on first use.
+func (p *Publisher) headerValues(eventType string) messages.HeaderValues {
+	hv, ok := p.headers[eventType]
+	if !ok {
+		hv = messages.NewHeaderValues(eventType, p.cfg.Producer)
+		p.headers[eventType] = hv
+	}
+	return hv
 }
 
 func (s *encodeSink) Reject(eventID string, value []byte, reason string) {
@@ -424,43 +556,82 @@ func (p *Publisher) produce(f *recordFlight) {
 	f.attempt++
 	f.sent = p.now()
 	p.producing++
-	// A fresh record per attempt: the client owns a record until its
-	// promise has run and fills in partition, offset and producer state.
-	rec := &kgo.Record{Topic: f.rec.Topic, Key: f.rec.Key, Value: f.rec.Value, Headers: f.rec.Headers}
-	ctx, cancel := context.Background(), context.CancelFunc(func() {})
-	if p.cfg.AttemptTimeout > 0 {
-		ctx, cancel = context.WithTimeout(ctx, p.cfg.AttemptTimeout)
+	// The client owns a record until its promise has run and fills in
+	// partition, offset and producer state: a retry gets a fresh copy,
+	// as the record of an attempt ended at its deadline may still be
+	// with the client.
+	rec := f.rec
+	if f.attempt > 1 {
+		rec = &kgo.Record{Topic: f.rec.Topic, Key: f.rec.Key, Value: f.rec.Value, Headers: f.rec.Headers}
 	}
-	f.cancel = cancel
-	engine, self, id, attempt := p.engine, p.self, f.id, f.attempt
-	p.producer.Produce(ctx, rec, func(_ *kgo.Record, err error) {
-		cancel()
-		engine.Send(self, produced{from: p, record: id, attempt: attempt, err: err})
-	})
+	ctx := context.Background()
 	if p.cfg.AttemptTimeout > 0 {
-		// The client fails a record whose context ended only when it looks
-		// at it again, which while it cannot reach a broker may be seconds
-		// later; the attempt ends at its deadline regardless, and the late
-		// promise is ignored.
-		timeout := p.cfg.AttemptTimeout
-		f.deadline = time.AfterFunc(timeout, func() {
-			engine.Send(self, produced{from: p, record: id, attempt: attempt,
-				err: fmt.Errorf("produce attempt timed out after %v: %w", timeout, context.DeadlineExceeded)})
-		})
+		g := p.openGroup()
+		g.live++
+		g.recs = append(g.recs, rec)
+		f.group, ctx = g, g.ctx
+	}
+	f.inflight = rec
+	p.attempts[rec] = f
+	p.producer.Produce(ctx, rec, p.promise)
+}
+
+// openGroup returns the attempt group that takes an attempt started now,
+// opening a new one when the open one is older than its span.
+func (p *Publisher) openGroup() *attemptGroup {
+	now := time.Now()
+	span := min(p.cfg.AttemptTimeout/20, maxGroupSpan)
+	if g := p.group; g != nil && now.Sub(g.opened) < span {
+		return g
+	}
+	g := &attemptGroup{opened: now}
+	g.ctx, g.cancel = context.WithTimeout(context.Background(), p.cfg.AttemptTimeout)
+	// The client fails a record whose context ended only when it looks
+	// at it again, which while it cannot reach a broker may be seconds
+	// later; the attempts end at the deadline regardless, and their late
+	// promises are ignored.
+	engine, self := p.engine, p.self
+	g.timer = time.AfterFunc(p.cfg.AttemptTimeout, func() { engine.Send(self, attemptsExpired{from: p, group: g}) })
+	p.group = g
+	return g
+}
+
+// onAttemptsExpired ends the attempts of g still in flight at its
+// deadline.
+func (p *Publisher) onAttemptsExpired(g *attemptGroup) {
+	err := fmt.Errorf("produce attempt timed out after %v: %w", p.cfg.AttemptTimeout, context.DeadlineExceeded)
+	for _, rec := range g.recs {
+		if f := p.attempts[rec]; f != nil && f.group == g {
+			p.onProduced(rec, err)
+		}
 	}
 }
 
-func (p *Publisher) onProduced(m produced) {
-	f, ok := p.records[m.record]
-	if !ok || f.attempt != m.attempt || f.cancel == nil {
+// endAttempt ends f's attempt in flight: its promise, or its deadline,
+// came first; whatever comes later for it is ignored.
+func (p *Publisher) endAttempt(f *recordFlight) {
+	delete(p.attempts, f.inflight)
+	f.inflight = nil
+	if g := f.group; g != nil {
+		f.group = nil
+		if g.live--; g.live == 0 {
+			g.cancel()
+			g.timer.Stop()
+			if p.group == g {
+				p.group = nil
+			}
+		}
+	}
+}
+
+// onProduced takes the outcome of the attempt that handed rec to the
+// client.
+func (p *Publisher) onProduced(rec *kgo.Record, err error) {
+	f, ok := p.attempts[rec]
+	if !ok {
 		return // the attempt ended already: its deadline, or its promise, came first
 	}
-	f.cancel()
-	f.cancel = nil
-	if f.deadline != nil {
-		f.deadline.Stop()
-		f.deadline = nil
-	}
+	p.endAttempt(f)
 	p.producing--
 	for p.producing < p.cfg.MaxInflightRecords && len(p.waiting) > 0 {
 		next := p.waiting[0]
@@ -468,17 +639,17 @@ func (p *Publisher) onProduced(m produced) {
 		p.waiting = p.waiting[1:]
 		p.produce(next)
 	}
-	p.metrics.ProduceDone(f.route.EventType, p.now().Sub(f.sent), m.err)
-	if p.cfg.Kafka != nil && !errors.Is(m.err, errShutdownDeadline) {
-		p.cfg.Kafka.Observe(m.err)
+	p.metrics.ProduceDone(f.route.EventType, p.now().Sub(f.sent), err)
+	if p.cfg.Kafka != nil && !errors.Is(err, errShutdownDeadline) {
+		p.cfg.Kafka.Observe(err)
 	}
-	if m.err != nil && p.draining {
-		p.log.Warn().Err(m.err).Str("topic", f.route.Topic).Int("events", len(f.events)).Int("attempt", f.attempt).
+	if err != nil && p.draining {
+		p.log.Warn().Err(err).Str("topic", f.route.Topic).Int("events", len(f.events)).Int("attempt", f.attempt).
 			Msg("produce failed during shutdown; its events stay PENDING for the next run")
 		p.abandon(f)
 		return
 	}
-	if m.err == nil {
+	if err == nil {
 		delete(p.records, f.id)
 		for _, ev := range f.events {
 			if p.memory == nil {
@@ -492,22 +663,22 @@ func (p *Publisher) onProduced(m produced) {
 	}
 	if f.attempt < p.cfg.Attempts {
 		wait := doubling(p.cfg.Backoff, 0, f.attempt)
-		p.log.Warn().Err(m.err).Str("topic", f.route.Topic).Int("events", len(f.events)).Int("attempt", f.attempt).
+		p.log.Warn().Err(err).Str("topic", f.route.Topic).Int("events", len(f.events)).Int("attempt", f.attempt).
 			Dur("retryIn", wait).Msg("produce failed; retrying")
 		engine, self, id := p.engine, p.self, f.id
 		time.AfterFunc(wait, func() { engine.Send(self, retryRecord{from: p, record: id}) })
 		return
 	}
-	if p.cfg.Hold && p.cfg.Kafka != nil && p.cfg.Kafka.Unreachable(m.err) {
-		p.log.Warn().Err(m.err).Str("topic", f.route.Topic).Int("events", len(f.events)).Int("attempts", f.attempt).
+	if p.cfg.Hold && p.cfg.Kafka != nil && p.cfg.Kafka.Unreachable(err) {
+		p.log.Warn().Err(err).Str("topic", f.route.Topic).Int("events", len(f.events)).Int("attempts", f.attempt).
 			Msg("no kafka broker answers; HOBOM_KAFKA_OUTAGE=hold leaves the events PENDING until one does")
 		p.abandon(f)
 		return
 	}
 	delete(p.records, f.id)
-	p.log.Error().Err(m.err).Str("topic", f.route.Topic).Int("events", len(f.events)).Int("attempts", f.attempt).
+	p.log.Error().Err(err).Str("topic", f.route.Topic).Int("events", len(f.events)).Int("attempts", f.attempt).
 		Msg("produce failed for good; sending events to the DLQ")
-	reason := m.err
+	reason := err
 	if p.cfg.Kafka != nil {
 		reason = p.cfg.Kafka.Explain(reason)
 	}
@@ -529,7 +700,7 @@ func (p *Publisher) onDrain(m messages.Drain) {
 	}
 	p.waiting = nil
 	for _, f := range p.records {
-		if f.cancel == nil { // waiting for its retry timer
+		if f.inflight == nil { // waiting for its retry timer
 			p.abandon(f)
 		}
 	}
@@ -551,10 +722,10 @@ func (p *Publisher) onDrain(m messages.Drain) {
 func (p *Publisher) cancelAttempts() {
 	n := 0
 	for _, f := range p.records {
-		if f.cancel != nil {
+		if f.inflight != nil {
 			// Ended here rather than when the client reports the
 			// cancellation, which can take seconds while no broker answers.
-			p.onProduced(produced{from: p, record: f.id, attempt: f.attempt, err: errShutdownDeadline})
+			p.onProduced(f.inflight, errShutdownDeadline)
 			n++
 		}
 	}
@@ -568,10 +739,6 @@ var errShutdownDeadline = errors.New("produce attempt cancelled: the shutdown de
 // abandon drops a record without dead-lettering it: its events stay
 // PENDING and the next poll (or run) publishes them again.
 func (p *Publisher) abandon(f *recordFlight) {
-	if f.deadline != nil {
-		f.deadline.Stop()
-		f.deadline = nil
-	}
 	delete(p.records, f.id)
 	for _, ev := range f.events {
 		p.resolve(ev.EventID, messages.OutcomeDeferred)
