@@ -64,6 +64,7 @@ type kafkaWorld struct {
 	lostRecords int
 	rereads     int
 	destroyed   []string
+	keepErrors  []string // topics keep could not read before their destruction
 
 	// crashes are the broker processes that died by themselves (a kfake
 	// panic, say): harness events, each followed by a restart (empty).
@@ -350,19 +351,22 @@ func (k *kafkaWorld) reapply() error {
 	return nil
 }
 
-// keep ends the watcher's generation before records are destroyed: it
-// stops appends (every produce request answered NOT_ENOUGH_REPLICAS, which
-// the client retries; a paused broker is continued first), catches up with
-// the end offsets, keeps what it read of the topics to be destroyed and
-// stops. why names the fault. The
-// caller destroys, then calls rewatch and re-applies the knobs.
+// keep saves what the topics to be destroyed hold, and ends the watcher's
+// generation: it stops appends (every produce request answered
+// NOT_ENOUGH_REPLICAS, which the client retries; a paused broker is
+// continued first, kafka-down lifted meanwhile), then reads those topics
+// from the start up to their end offsets with a client of its own. The
+// watcher, which reads all along, is the fallback when that read fails (and
+// the only source when the broker crashes): a long-lived consumer may lag
+// or start over after partitions moved, and a 2-minute run lost 1,416
+// events' records to a watcher that had not caught up when the broker was
+// killed. why names the fault. The caller destroys, then calls rewatch and
+// re-applies the knobs.
 func (k *kafkaWorld) keep(why string, topics ...string) {
 	k.mu.Lock()
 	k.destroyed = append(k.destroyed, why)
 	k.mu.Unlock()
-	if k.watch == nil {
-		return
-	}
+	read := false
 	if k.b.Running() {
 		k.mu.Lock()
 		if k.paused {
@@ -370,11 +374,51 @@ func (k *kafkaWorld) keep(why string, topics ...string) {
 			k.paused = false
 		}
 		k.mu.Unlock()
+		_ = k.b.Command("up", commandTimeout)
 		_ = k.b.Command(fmt.Sprintf("produce-error %d 1", kerr.NotEnoughReplicas.Code), commandTimeout)
-		k.watch.catchUp(5 * time.Second)
+		stamps, n, err := readStamps(k.addrs, topics, 30*time.Second)
+		if err == nil {
+			k.archive(stamps, n, 0)
+			read = true
+		} else {
+			k.mu.Lock()
+			k.keepErrors = append(k.keepErrors, fmt.Sprintf("%s: %v (the watcher's reads were kept instead)", why, err))
+			k.mu.Unlock()
+			if k.watch != nil {
+				k.watch.catchUp(5 * time.Second)
+			}
+		}
 	}
-	k.archive(k.watch.close(topics...))
+	if k.watch == nil {
+		return
+	}
+	stamps, n, rereads := k.watch.close(topics...)
+	if read {
+		stamps, n = nil, 0
+	}
+	k.archive(stamps, n, rereads)
 	k.watch = nil
+}
+
+// readStamps reads topics from the start to their end offsets and returns
+// the record timestamps per event id and the records.
+func readStamps(addrs, topics []string, timeout time.Duration) (map[string][]time.Time, int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	out, n := map[string][]time.Time{}, 0
+	for _, t := range topics {
+		recs, err := readTopic(ctx, addrs, t)
+		if err != nil {
+			return nil, 0, err
+		}
+		n += len(recs)
+		for _, r := range recs {
+			for _, id := range recordIDs(r) {
+				out[id] = append(out[id], r.Timestamp)
+			}
+		}
+	}
+	return out, n, nil
 }
 
 // rewatch starts a new watcher generation, reading from the start.
@@ -489,6 +533,13 @@ func (k *kafkaWorld) lostView() (map[string][]time.Time, int, int, []string) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return maps.Clone(k.lost), k.lostRecords, k.rereads, slices.Clone(k.destroyed)
+}
+
+// keepErrorsView are the destructions whose topics could not be read first.
+func (k *kafkaWorld) keepErrorsView() []string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return slices.Clone(k.keepErrors)
 }
 
 // readTopic returns every record of topic, reading up to the end offsets

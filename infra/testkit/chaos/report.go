@@ -41,6 +41,7 @@ type Report struct {
 	LostRecords         int      // read by the watcher from topics destroyed since
 	Destroyed           []string // the faults that destroyed them (restart empty, topic recreated)
 	Rereads             int      // records the watching consumer read twice (counted once)
+	KeepErrors          []string // destructions whose topics could not be read first (the watcher's reads stood in)
 
 	Duplicates       int                  // events in Kafka more than once before the replay
 	DuplicateRecords int                  // the extra records
@@ -158,6 +159,9 @@ func (r *Report) String() string {
 		p("destroyed topics", "%d times (%s): %d records read before, counted as in Kafka", len(r.Destroyed), strings.Join(r.Destroyed, ", "), r.LostRecords)
 	}
 	p("watcher re-reads", "%d records read twice by the watching consumer, counted once", r.Rereads)
+	if len(r.KeepErrors) > 0 {
+		p("", "WARN topics not read before their destruction (the watcher's reads stood in): %s", strings.Join(r.KeepErrors, "; "))
+	}
 	p("broker crashes", "%d (harness events: the broker process died by itself and was restarted empty)%s", len(r.BrokerCrashes), prefixed(": ", r.BrokerCrashes))
 	if len(r.GoneWithBroker) > 0 {
 		p("", "%d SENT events acked just before a crash, unread: gone with the broker, not counted lost: %s", len(r.GoneWithBroker), head(r.GoneWithBroker, 5))

@@ -136,6 +136,7 @@ func (r *runner) verify(ctx context.Context) {
 		r.problem("read Kafka: %v", err)
 		return
 	}
+	rep.KeepErrors = r.w.kafka.keepErrorsView()
 	crashes := r.w.kafka.crashView()
 	for _, c := range crashes {
 		line := fmt.Sprintf("t+%.1fs: %s", c.at.Sub(r.start).Seconds(), c.exit)
