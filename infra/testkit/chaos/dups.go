@@ -34,7 +34,8 @@ var causeOrder = []string{causeBroker, causeHeld, causeRedis, causeKill, causePa
 var ambiguousCauses = []string{causeBroker, causeHeld, causeRedis}
 
 // crashCauses are the crashes and takeovers: the product promises that at
-// most 1 % of the events in flight at one is published again (it remembers
+// most 1 % of the events in flight at one (fetched, not resolved yet) is
+// published again (it remembers
 // every acked record before marking it, so only what was acked in the last
 // Redis round trip, or handed to the Kafka client just before a pause, is
 // republished). The other causes are ambiguous produces and a memory that
@@ -49,7 +50,7 @@ const crashBudgetPercent = 1
 type DupCause struct {
 	Cause    string
 	Moments  int // how many times it happened
-	InFlight int // events created before one ended and resolved after it began
+	InFlight int // events fetched before one ended and resolved after it began
 	Budget   int // extra records allowed
 	Events   int // duplicated events attributed to it
 	Records  int // extra records attributed to it
@@ -121,7 +122,7 @@ func attribute(eventType string, stamps []time.Time, moments []moment) (causes [
 
 // dupBudgets counts, per cause, its moments, the events in flight at them
 // and the budget they give.
-func dupBudgets(events []created, resolved map[string]time.Time, moments []moment) map[string]*DupCause {
+func dupBudgets(events []created, resolved map[string]time.Time, fetched func(string) (time.Time, bool), moments []moment) map[string]*DupCause {
 	out := map[string]*DupCause{}
 	for _, c := range causeOrder {
 		out[c] = &DupCause{Cause: c}
@@ -145,7 +146,7 @@ func dupBudgets(events []created, resolved map[string]time.Time, moments []momen
 			seen[m.kind] = map[string]bool{}
 		}
 		d.Moments++
-		n := inFlight(evs, resolved, m, seen[m.kind])
+		n := inFlight(evs, resolved, fetched, m, seen[m.kind])
 		if slices.Contains(crashCauses, m.kind) {
 			d.Budget += (n*crashBudgetPercent + 99) / 100
 		}

@@ -217,7 +217,7 @@ func (r *runner) verify(ctx context.Context) {
 	r.mu.Lock()
 	moments := append([]moment(nil), r.moments...)
 	r.mu.Unlock()
-	rep.DupByCause = dupBudgets(events, resolved, moments)
+	rep.DupByCause = dupBudgets(events, resolved, r.fetch.at, moments)
 	if c := r.cfg.DupBudgetCap; c != nil {
 		for _, d := range rep.DupByCause {
 			d.Budget = min(d.Budget, *c)
@@ -340,13 +340,19 @@ func explain(created, resolved time.Time, moments []moment) []string {
 	return kinds
 }
 
-// inFlight counts the events created before m ended and resolved after it
-// began, the most m can publish twice, and adds them to seen.
-func inFlight(events []created, resolved map[string]time.Time, m moment, seen map[string]bool) int {
+// inFlight counts the events in flight at m: fetched (by any instance)
+// before m ended and resolved after it began, the most m can publish
+// twice, and adds them to seen. An event created but not fetched yet is
+// only PENDING in the backend; no instance holds it.
+func inFlight(events []created, resolved map[string]time.Time, fetched func(string) (time.Time, bool), m moment, seen map[string]bool) int {
 	n := 0
 	for _, e := range events {
 		res := resolved[e.id]
-		if !e.at.After(m.until) && (res.IsZero() || !res.Before(m.at)) {
+		at, ok := fetched(e.id)
+		if !ok {
+			at = e.at
+		}
+		if !at.After(m.until) && (res.IsZero() || !res.Before(m.at)) {
 			n++
 			seen[e.id] = true
 		}
