@@ -19,28 +19,32 @@ const (
 	causeRedis          = "redis down (memory of unmarked events)"
 )
 
-// causeOrder is the order a duplicate is attributed in when several causes
-// explain it. The ambiguous causes come first, and explain a duplicate
-// only when its first record was taken by the client while no broker
-// answered (or a produce was held, or Redis could not take the memory of
-// the ack): such a record cannot have been acked and remembered, which is
-// what the crash causes rely on. The crash causes explain a duplicate
-// whose records fall on both sides of them, the crash before the takeover
-// it caused.
-var causeOrder = []string{causeBroker, causeHeld, causeRedis, causeKill, causePause, causePublisherPanic, causeSIGTERM, causeTakeover}
+// causeOrder is the order the report lists the causes in, and the order a
+// duplicate is attributed in when several ambiguous causes explain it.
+// The ambiguous causes come first, and explain a duplicate only when its
+// first record was taken by the client while no broker answered (or a
+// produce was held, or Redis could not take the memory of the ack): such
+// a record cannot have been acked and remembered, which is what the crash
+// causes rely on. Otherwise the crash causes explain a duplicate whose
+// records fall on both sides of their instant, and the first one after
+// the first record is charged: the crash before the takeover it caused.
+var causeOrder = []string{causeBroker, causeHeld, causeRedis, causePublisherPanic, causeKill, causePause, causeSIGTERM, causeTakeover}
 
 // ambiguousCauses explain a duplicate whose first record lies within
 // their moment; the others one whose records surround theirs.
 var ambiguousCauses = []string{causeBroker, causeHeld, causeRedis}
 
-// crashCauses are the crashes and takeovers: the product promises that at
-// most 1 % of the events in flight at one (fetched, not resolved yet) is
-// published again (it remembers
-// every acked record before marking it, so only what was acked in the last
-// Redis round trip, or handed to the Kafka client just before a pause, is
-// republished). The other causes are ambiguous produces and a memory that
-// cannot be reached: each event in flight may be published once more.
-var crashCauses = []string{causeKill, causePause, causePublisherPanic, causeSIGTERM, causeTakeover}
+// crashCauses are the process crashes, pauses, stops and takeovers: the
+// product promises that at most 1 % of the events in flight at one
+// (fetched, not resolved yet) is published again (it remembers every acked
+// record before marking it, so only what was acked in the last Redis
+// round trip, or handed to the Kafka client just before a pause, is
+// republished). The other causes are ambiguous produces, a memory that
+// cannot be reached, and a publisher panic, which loses the fate of every
+// record it had handed to the client and not seen acked (README "When an
+// event can be published twice"): each event in flight may be published
+// once more.
+var crashCauses = []string{causeKill, causePause, causeSIGTERM, causeTakeover}
 
 // crashBudgetPercent is the share of the events in flight at a crash or
 // takeover that may be published again (rounded up, per moment).
@@ -103,14 +107,37 @@ func attribute(eventType string, stamps []time.Time, moments []moment) (causes [
 			}
 		}
 		cause := ""
+		for _, c := range ambiguousCauses {
+			if slices.Contains(hits, c) {
+				cause = c
+				break
+			}
+		}
+		if cause == "" {
+			// The first crash, pause, stop or takeover after the first
+			// record, among those whose instant lies between the two.
+			var first time.Time
+			for _, m := range moments {
+				in := m.instant()
+				if slices.Contains(ambiguousCauses, m.kind) || !slices.Contains(hits, m.kind) || in.Before(lo) || in.After(hi) {
+					continue
+				}
+				if cause == "" || in.Before(first) {
+					cause, first = m.kind, in
+				}
+			}
+		}
+		if cause == "" {
+			for _, c := range causeOrder {
+				if slices.Contains(hits, c) {
+					cause = c
+					break
+				}
+			}
+		}
 		var rest []string
 		for _, c := range causeOrder {
-			if !slices.Contains(hits, c) {
-				continue
-			}
-			if cause == "" {
-				cause = c
-			} else {
+			if c != cause && slices.Contains(hits, c) {
 				rest = append(rest, c)
 			}
 		}

@@ -83,6 +83,16 @@ type moment struct {
 	kind      string
 	at, until time.Time
 	eventType string // the event type it concerns; "" for every one
+	// when is the instant the fault happened (a lease's acquisition);
+	// at when zero.
+	when time.Time
+}
+
+func (m moment) instant() time.Time {
+	if m.when.IsZero() {
+		return m.at
+	}
+	return m.when
 }
 
 type runner struct {
@@ -684,7 +694,7 @@ func (r *runner) leaseMoments() {
 		}
 		r.rep.Takeovers++
 		r.mu.Lock()
-		r.moments = append(r.moments, moment{kind: causeTakeover, at: a.at.Add(-leaseTTL), until: a.at.Add(2 * writeTimeout), eventType: a.eventType})
+		r.moments = append(r.moments, moment{kind: causeTakeover, at: a.at.Add(-leaseTTL), until: a.at.Add(2 * writeTimeout), eventType: a.eventType, when: a.at})
 		r.faultLog = append(r.faultLog, moment{kind: causeTakeover, at: a.at.Add(-leaseTTL), until: a.at, eventType: a.eventType})
 		r.mu.Unlock()
 	}
