@@ -26,8 +26,11 @@ const (
 // produce was held, or Redis could not take the memory of the ack): such
 // a record cannot have been acked and remembered, which is what the crash
 // causes rely on. Otherwise the crash causes explain a duplicate whose
-// records fall on both sides of their instant, and the first one after
-// the first record is charged: the crash before the takeover it caused.
+// records fall on both sides of their instant: a publisher panic if one
+// did, else the first one after the first record (the crash before the
+// takeover it caused). The moments do not say which instance held the
+// event: a panic or kill of another instance between the two records is
+// charged too.
 var causeOrder = []string{causeBroker, causeHeld, causeRedis, causePublisherPanic, causeKill, causePause, causeSIGTERM, causeTakeover}
 
 // ambiguousCauses explain a duplicate whose first record lies within
@@ -113,8 +116,14 @@ func attribute(eventType string, stamps []time.Time, moments []moment) (causes [
 				break
 			}
 		}
+		if cause == "" && slices.Contains(hits, causePublisherPanic) {
+			// A publisher that panics loses the fate of what it held,
+			// whatever stop, kill or takeover comes with it (a drain that
+			// panics ends the stop at once).
+			cause = causePublisherPanic
+		}
 		if cause == "" {
-			// The first crash, pause, stop or takeover after the first
+			// The first kill, pause, stop or takeover after the first
 			// record, among those whose instant lies between the two.
 			var first time.Time
 			for _, m := range moments {

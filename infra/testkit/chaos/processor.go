@@ -93,6 +93,12 @@ const (
 
 // --- in-process -------------------------------------------------------------
 
+// nanoTimes makes in-process instances log times to the nanosecond, as the
+// binary does (app's logger): the suite orders lease acquisitions, panics
+// and records by them, and zerolog's default keeps whole seconds. It is
+// set once, before the first instance logs (zerolog reads it unguarded).
+var nanoTimes sync.Once
+
 type inProc struct {
 	name    string
 	app     *app.App
@@ -113,6 +119,7 @@ func startInProc(w *world, name string, httpPort int, pan *panicker) (*inProc, e
 	if p.logf, err = os.Create(p.logPath); err != nil {
 		return nil, err
 	}
+	nanoTimes.Do(func() { zerolog.TimeFieldFormat = time.RFC3339Nano })
 	log := zerolog.New(p.logf).Level(cfg.LogLevel).With().Timestamp().Str("instance", name).Logger()
 	p.app, err = app.New(cfg, log, app.Options{ChildMiddleware: []actor.MiddlewareFunc{pan.middleware}})
 	if err != nil {
