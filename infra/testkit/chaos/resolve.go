@@ -94,9 +94,9 @@ func (s slowEvent) counted() time.Duration { return s.Took - s.Held }
 func (s slowEvent) String() string {
 	x := ""
 	if len(s.Exempt) > 0 {
-		x = fmt.Sprintf(" (%v of it in %v)", s.Held.Round(time.Millisecond), s.Exempt)
+		x = fmt.Sprintf(", %v of it in %v", s.Held.Round(time.Millisecond), s.Exempt)
 	}
-	return fmt.Sprintf("%s %s %v after its first fetch%s", s.ID, s.Status, s.Took.Round(time.Millisecond), x)
+	return fmt.Sprintf("%s %s: %v counted (%v after its first fetch%s)", s.ID, s.Status, s.counted().Round(time.Millisecond), s.Took.Round(time.Millisecond), x)
 }
 
 // checkResolve measures, per resolved event, first fetch (creation when no
