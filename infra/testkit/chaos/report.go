@@ -168,7 +168,7 @@ func (r *Report) String() string {
 	}
 	p("in Kafka after replay", "%d of %d events (%d records before the replay, %d after)", r.Created-len(r.MissingAfterReplay), r.Created, r.RecordsBeforeReplay, r.RecordsAfterReplay)
 	p("LOST", "%d", r.Lost())
-	p("time to resolve", "first fetch → SENT/FAILED, less the time a mark, Redis, find-slow, stop, pause, takeover or panic fault held it (PENDING by design), ≤ %v: %d events checked, %d over; %d of them held by such a fault",
+	p("time to resolve", "first fetch (or the end of the last mark, Redis, find-slow, stop, pause, takeover or panic fault that could hold it, PENDING by design) → SENT/FAILED ≤ %v: %d events checked, %d over; %d of them held by such a fault",
 		r.ResolveBound, r.ResolveChecked, len(r.ResolveOver), r.ResolveExempt)
 	p("", "slowest counted: %s", orNone(r.ResolveSlowest))
 	p("", "slowest overall: %s", orNone(r.ResolveSlowestExempt))

@@ -84,7 +84,7 @@ func (f *fetchClock) at(id string) (time.Time, bool) {
 type slowEvent struct {
 	ID, Status string
 	Took       time.Duration // first fetch to SENT/FAILED
-	Held       time.Duration // of it, within pending-by-design faults (each + resolveSlack)
+	Held       time.Duration // of it, before the last pending-by-design fault ended (+ resolveSlack)
 	Exempt     []string      // those faults
 }
 
@@ -94,16 +94,16 @@ func (s slowEvent) counted() time.Duration { return s.Took - s.Held }
 func (s slowEvent) String() string {
 	x := ""
 	if len(s.Exempt) > 0 {
-		x = fmt.Sprintf(", %v of it in %v", s.Held.Round(time.Millisecond), s.Exempt)
+		x = fmt.Sprintf(", the first %v of it until %v ended", s.Held.Round(time.Millisecond), s.Exempt)
 	}
 	return fmt.Sprintf("%s %s: %v counted (%v after its first fetch%s)", s.ID, s.Status, s.counted().Round(time.Millisecond), s.Took.Round(time.Millisecond), x)
 }
 
 // checkResolve measures, per resolved event, first fetch (creation when no
-// fetch was seen) to SENT/FAILED, takes away the time a pending-by-design
-// fault was in force meanwhile (each fault's window and resolveSlack after
-// it, for the fetch that follows it), and flags the events whose remaining
-// time is above the bound. Kafka faults take nothing away: an attempt is
+// fetch was seen) to SENT/FAILED; when a pending-by-design fault was in
+// force meanwhile, from the end of the last such fault (its window and
+// resolveSlack after it, for the fetch that follows) instead. It flags the
+// events whose counted time is above the bound. Kafka faults take nothing away: an attempt is
 // bounded by the write timeout whether a broker answers or not, so an event
 // reaches Kafka or the DLQ within the bound (the outage hold mode, which
 // keeps events PENDING while no broker answers, is not the mode this
@@ -133,28 +133,29 @@ func (r *runner) checkResolve(events []created, resolved map[string]time.Time, s
 			start = t
 		}
 		s := slowEvent{ID: e.id, Status: status[e.id], Took: end.Sub(start)}
-		// The union of the windows within [start, end] (sorted by start).
-		cur := start
+		// The clock starts again when the last window that could hold the
+		// event ends: such a fault may make it start over by design (a
+		// FAILED mark the backend refused leaves it PENDING, to be fetched
+		// and tried again), so only the time after it is held to the bound.
+		restart := start
 		for _, w := range wins {
 			if w.eventType != "" && w.eventType != e.eventType {
 				continue
 			}
-			lo, hi := w.at, w.until
-			if lo.Before(cur) {
-				lo = cur
-			}
-			if hi.After(end) {
-				hi = end
-			}
-			if !hi.After(lo) {
+			if w.at.After(end) || !w.until.After(start) {
 				continue
 			}
-			s.Held += hi.Sub(lo)
-			cur = hi
+			if w.until.After(restart) {
+				restart = w.until
+			}
 			if !slices.Contains(s.Exempt, w.kind) {
 				s.Exempt = append(s.Exempt, w.kind)
 			}
 		}
+		if restart.After(end) {
+			restart = end
+		}
+		s.Held = restart.Sub(start)
 		all = append(all, s)
 		if s.counted() > bound {
 			rep.ResolveOver = append(rep.ResolveOver, s.String())
