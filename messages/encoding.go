@@ -162,7 +162,7 @@ func (logArrayEncoding) Encode(events []*Event, maxBytes int, now func() time.Ti
 		value, ids, spans := b.Take()
 		sink.Record(LogRecordKey(nil, now()), value, trace, ids, spans)
 	}
-	for _, e := range events {
+	for i, e := range events {
 		obj, err = AppendLogObject(obj[:0], e.Log)
 		if err != nil {
 			one := append([]byte{'['}, AppendUnencodable(nil, e.EventID, e.EventType, err.Error())...)
@@ -180,6 +180,12 @@ func (logArrayEncoding) Encode(events []*Event, maxBytes int, now func() time.Ti
 		}
 		if b.Len() == 0 {
 			trace = e.Log.TraceID
+			// Size the record from this event and those left, as if they
+			// were alike (an eighth more), up to the limit: a record grown
+			// by doubling from 64 KB to 1 MB copied about twice its size.
+			per := len(obj) + len(e.EventID) + 2
+			n := min(len(events)-i, maxBytes/per+1)
+			b.Capacity, b.Events = min(maxBytes, n*per+n*per/8), n+n/8
 		} else if e.Log.TraceID != trace {
 			trace = ""
 		}

@@ -24,9 +24,11 @@ type Span struct {
 // builds its produce ceiling's records the same way. The zero value is an
 // empty builder.
 type LogArrayBuilder struct {
-	// Capacity is the room a new record's value starts with; sized to the
-	// records expected, it saves growing them by copying.
+	// Capacity is the room a new record's value starts with, and Events
+	// the events it is expected to hold (room for their ids and spans);
+	// sized to the records expected, they save growing them by copying.
 	Capacity int
+	Events   int
 
 	value []byte // "[" and the objects joined by ","; Take adds the "]"
 	ids   []byte
@@ -58,6 +60,8 @@ func (b *LogArrayBuilder) Add(id string, obj []byte) {
 	if b.Len() == 0 {
 		if b.value == nil {
 			b.value = make([]byte, 0, max(b.Capacity, len(obj)+2))
+			b.ids = make([]byte, 0, max(b.Events*(len(id)+1), len(id)))
+			b.spans = make([]Span, 0, max(b.Events, 1))
 		}
 		b.value = append(b.value[:0], '[')
 		b.ids = b.ids[:0]
@@ -79,6 +83,6 @@ func (b *LogArrayBuilder) Take() (value, ids []byte, spans []Span) {
 		return []byte("[]"), nil, nil
 	}
 	value, ids, spans = append(b.value, ']'), b.ids, b.spans
-	*b = LogArrayBuilder{Capacity: b.Capacity}
+	*b = LogArrayBuilder{Capacity: b.Capacity, Events: b.Events}
 	return value, ids, spans
 }
