@@ -248,6 +248,7 @@ func (r *runner) verify(ctx context.Context) {
 				for _, t := range kv.stamps[e.id] {
 					ts = append(ts, t.Format("15:04:05.000"))
 				}
+				slices.Sort(ts) // one day's clock: sorts as times
 				d.Examples = append(d.Examples, fmt.Sprintf("%s records at %s, created %s, resolved %s, also %v", e.id,
 					strings.Join(ts, " "), created[e.id].Format("15:04:05.000"), resolved[e.id].Format("15:04:05.000"), also[i]))
 			}
