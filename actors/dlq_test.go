@@ -216,6 +216,29 @@ func TestFailedMarksAreFencedLikeSentMarks(t *testing.T) {
 	}
 }
 
+// TestADLQWriteRetryPastTheDeadlineIsNotWritten: the fence is checked
+// before every try of the DLQ write, not once before the first: a retry
+// that comes after the tenure's deadline writes no entry, and the answer
+// says fenced.
+func TestADLQWriteRetryPastTheDeadlineIsNotWritten(t *testing.T) {
+	r := startDLQ(t, func(cfg *actors.DLQConfig) {
+		cfg.Write = actors.RetryPolicy{Attempts: 3, Timeout: time.Second}
+	})
+	r.store.failPuts = 1
+	// The failed first try takes the clock past the tenure's deadline.
+	r.store.afterFail = func(string) { r.clock.Advance(2 * time.Second) }
+	route := messages.DefaultRoutes()[0]
+	r.engine.Send(r.pid, messages.DeadLetter{Route: route, EventID: "late", Value: []byte(`{}`), Reason: "kafka: down",
+		Fence: messages.Fence{Name: route.EventType, Token: 1, Until: r.clock.Now().Add(time.Second)}, ReplyTo: r.inbox})
+	res, ok := r.reply(t).(messages.DeadLetterResult)
+	if n := r.j.count("dlq dlq:menu:late") + r.j.count("mark FAILED late"); n != 0 {
+		t.Fatalf("entry or mark written after the deadline: %s", r.j)
+	}
+	if !ok || res.Outcome != messages.OutcomeDeferred || !res.Fenced {
+		t.Fatalf("answer %+v, want deferred and fenced", res)
+	}
+}
+
 // TestReplayLocking: a replay holds its key's lock while it runs and
 // refreshes it on the clock, so a second replay of the key is refused as
 // locked; the lock is released after; a lock another process holds

@@ -31,7 +31,8 @@ import (
 // gets neither its entry nor its FAILED mark: the
 // event stays PENDING for the new holder, who publishes it or dead-letters
 // it itself (docs/decisions/0004-leases-without-backend-fencing.md). The
-// fence is checked before the write and before every mark try.
+// fence is checked before every try of the write and of the mark, and
+// each try's context ends at the deadline (RetryPolicy.runFenced).
 type dlqWriter struct {
 	cfg     DLQConfig
 	store   DeadLetterStore
@@ -57,8 +58,8 @@ type deadLettered struct {
 	outcome messages.Outcome
 	err     error
 	took    time.Duration
-	// fenced says the lease tenure ended before the write (written false)
-	// or before the mark (written true).
+	// fenced says the lease tenure ended before or during the write
+	// (written false) or before the mark (written true).
 	fenced, written bool
 }
 
@@ -170,27 +171,23 @@ func (w *dlqWriter) onDeadLetter(m messages.DeadLetter) {
 		start := time.Now()
 		r := deadLettered{req: m, written: m.StoredAlready}
 		if !m.StoredAlready {
-			if !m.Fence.HeldAt(now()) {
-				r.outcome, r.err, r.fenced = messages.OutcomeDeferred, errFenced, true
-				return r
-			}
 			meta := DeadLetterMeta{
 				EventType: m.Route.EventType, EventID: m.EventID, Topic: m.Route.Topic,
 				Reason: m.Reason, Attempts: m.Attempts, FailedAt: m.FailedAt,
 			}
 			key := m.Route.DLQKey(m.EventID)
-			if _, err := cfg.Write.run(func(ctx context.Context) error {
+			// Fenced before every try, not once: a retry can come seconds
+			// after the first try, past the tenure's deadline.
+			if _, err := cfg.Write.runFenced(m.Fence, now, func(ctx context.Context) error {
 				return store.Put(ctx, key, m.Value, meta, cfg.TTL)
 			}); err != nil {
 				r.outcome, r.err, r.took = messages.OutcomeDeferred, err, time.Since(start)
+				r.fenced = errors.Is(err, errFenced)
 				return r
 			}
 			r.written = true
 		}
-		_, err := cfg.Mark.run(func(ctx context.Context) error {
-			if !m.Fence.HeldAt(now()) {
-				return errFenced // checked before every try: a retry may come after the deadline
-			}
+		_, err := cfg.Mark.runFenced(m.Fence, now, func(ctx context.Context) error {
 			return outbox.MarkFailed(ctx, m.EventID, m.Reason)
 		})
 		r.took = time.Since(start)
@@ -228,7 +225,7 @@ func (w *dlqWriter) onStored(r deadLettered) {
 		log.Warn().Err(r.err).Msg("dead-lettered but the FAILED mark failed; the next poll retries the mark")
 	}
 	if r.req.ReplyTo != nil {
-		w.engine.Send(r.req.ReplyTo, messages.DeadLetterResult{EventID: r.req.EventID, Outcome: r.outcome, Reason: r.req.Reason})
+		w.engine.Send(r.req.ReplyTo, messages.DeadLetterResult{EventID: r.req.EventID, Outcome: r.outcome, Reason: r.req.Reason, Fenced: r.fenced})
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -81,6 +82,9 @@ type memBackend struct {
 	// markHook, when set, is called before each mark, outside the lock
 	// (a test blocks chosen marks in it).
 	markHook func(id, status string)
+	// markLeft is the time each mark's context had left when the mark
+	// came, in order.
+	markLeft []time.Duration
 }
 
 func newBackend(j *journal) *memBackend { return &memBackend{j: j, status: map[string]string{}} }
@@ -147,11 +151,30 @@ func (b *memBackend) mark(id, status string) error {
 	return nil
 }
 
-func (b *memBackend) MarkSent(_ context.Context, id string) error {
+func (b *memBackend) MarkSent(ctx context.Context, id string) error {
+	b.noteDeadline(ctx)
 	return b.mark(id, messages.StatusSent)
 }
-func (b *memBackend) MarkFailed(_ context.Context, id, _ string) error {
+func (b *memBackend) MarkFailed(ctx context.Context, id, _ string) error {
+	b.noteDeadline(ctx)
 	return b.mark(id, messages.StatusFailed)
+}
+
+func (b *memBackend) noteDeadline(ctx context.Context) {
+	left := time.Duration(-1) // no deadline
+	if d, ok := ctx.Deadline(); ok {
+		left = time.Until(d)
+	}
+	b.mu.Lock()
+	b.markLeft = append(b.markLeft, left)
+	b.mu.Unlock()
+}
+
+// marksLeft returns markLeft.
+func (b *memBackend) marksLeft() []time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.markLeft)
 }
 
 func (b *memBackend) statusOf(id string) string {
@@ -249,6 +272,9 @@ type memDLQ struct {
 	// afterPut, when set before the first write, is called after each
 	// entry is written (outside the lock).
 	afterPut func(key string)
+	// afterFail, when set before the first write, is called after each
+	// write failed by failPuts (outside the lock).
+	afterFail func(key string)
 }
 
 func newDLQ(j *journal) *memDLQ {
@@ -261,6 +287,9 @@ func (d *memDLQ) Put(_ context.Context, key string, value []byte, meta actors.De
 	if d.failPuts != 0 {
 		d.failPuts--
 		d.mu.Unlock()
+		if d.afterFail != nil {
+			d.afterFail(key)
+		}
 		return errDown
 	}
 	d.entries[key] = meta

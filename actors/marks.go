@@ -83,32 +83,32 @@ func (p *Publisher) flushMarks() {
 
 func (p *Publisher) pushBatchMark(items []markItem) {
 	batcher, policy, now := p.batcher, p.cfg.Mark, p.now
-	fence := p.current(items[0].fence) // the deadline known now (see markOne)
-	p.marks.push(func() any {
-		start := time.Now()
-		res := batchMarkResult{items: items}
-		ids := make([]string, len(items))
-		for i, it := range items {
-			ids[i] = it.id
-		}
-		// One context per try of the whole batch.
-		res.tries, res.err = policy.run(func(ctx context.Context) error {
-			if !fence.HeldAt(now()) {
-				return errFenced // checked before every try: a retry may come after the deadline
+	p.marks.pushLazy(func() func() any {
+		fence := p.current(items[0].fence) // the deadline known when the call starts (see markOne)
+		return func() any {
+			start := time.Now()
+			res := batchMarkResult{items: items}
+			ids := make([]string, len(items))
+			for i, it := range items {
+				ids[i] = it.id
 			}
-			var err error
-			res.unknown, err = batcher.MarkMany(ctx, ids, nil)
-			if errors.Is(err, messages.ErrBatchUnsupported) {
-				res.unsupported = true
-				return nil // not worth retrying: the backend lacks the rpc
+			// One context per try of the whole batch, ending at the
+			// tenure's deadline at the latest.
+			res.tries, res.err = policy.runFenced(fence, now, func(ctx context.Context) error {
+				var err error
+				res.unknown, err = batcher.MarkMany(ctx, ids, nil)
+				if errors.Is(err, messages.ErrBatchUnsupported) {
+					res.unsupported = true
+					return nil // not worth retrying: the backend lacks the rpc
+				}
+				return err
+			})
+			if errors.Is(res.err, errFenced) {
+				res.fenced, res.err = true, nil
 			}
-			return err
-		})
-		if errors.Is(res.err, errFenced) {
-			res.fenced, res.err = true, nil
+			res.took = time.Since(start)
+			return res
 		}
-		res.took = time.Since(start)
-		return res
 	})
 }
 

@@ -771,27 +771,28 @@ func (p *Publisher) markSent(id string) {
 
 // markOne marks one event SENT with its own rpc.
 func (p *Publisher) markOne(id string, fence messages.Fence) {
-	// The worker checks the deadline known now before every try: a
-	// renewal that comes later does not reach it (it would be shared
-	// state), so a retry past this deadline is fenced, which is safe.
 	outbox, policy, now := p.outbox, p.cfg.Mark, p.now
-	fence = p.current(fence)
-	p.marks.push(func() any {
-		start := time.Now()
-		tries, err := policy.run(func(ctx context.Context) error {
-			if !fence.HeldAt(now()) {
-				return errFenced // checked before every try: a retry may come after the deadline
-			}
-			return outbox.MarkSent(ctx, id)
-		})
-		return markResult{eventID: id, err: err, tries: tries, took: time.Since(start)}
+	p.marks.pushLazy(func() func() any {
+		// The tenure's deadline as known when the mark starts, not when
+		// it was queued: behind MarkConcurrency others in a backlog, a
+		// renewal may have moved it since. A renewal that comes later
+		// does not reach the worker (it would be shared state), so a
+		// retry past this deadline is fenced, which is safe.
+		fence := p.current(fence)
+		return func() any {
+			start := time.Now()
+			tries, err := policy.runFenced(fence, now, func(ctx context.Context) error {
+				return outbox.MarkSent(ctx, id)
+			})
+			return markResult{eventID: id, err: err, tries: tries, took: time.Since(start)}
+		}
 	})
 }
 
 func (p *Publisher) onMarked(m markResult) {
 	p.metrics.MarkDone(messages.StatusSent, m.took, m.err)
 	if errors.Is(m.err, errFenced) {
-		p.log.Warn().Str("eventId", m.eventID).Msg("published, but the lease moved to another instance: not marking (the new holder finds the event in the memory and marks it)")
+		p.log.Warn().Str("eventId", m.eventID).Msg("published, but the lease tenure is over or past its local deadline: not marking (whoever holds the lease next finds the event in the memory and marks it)")
 		p.resolve(m.eventID, messages.OutcomeUnmarked)
 		return
 	}
@@ -816,7 +817,15 @@ func (p *Publisher) onDeadLettered(m messages.DeadLetterResult) {
 		if p.events[m.EventID] != nil {
 			p.remember(m.EventID, messages.Unmarked{Status: messages.StatusFailed, Reason: m.Reason, At: p.now()})
 		}
-	case messages.OutcomeFailed, messages.OutcomeDeferred:
+	case messages.OutcomeDeferred:
+		if m.Fenced {
+			// The new holder needs the memory ("dead-lettered, only
+			// mark FAILED") or it would publish the event again; the
+			// SENT path keeps it on errFenced alike.
+			break
+		}
+		p.forget(m.EventID, p.unmarked.Contains(m.EventID))
+	case messages.OutcomeFailed:
 		p.forget(m.EventID, p.unmarked.Contains(m.EventID))
 	}
 	p.resolve(m.EventID, m.Outcome)

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/anthdm/hollywood/actor"
+
+	"github.com/hobom/hobom-event-processor/messages"
 )
 
 // workQueue runs an actor's blocking calls (gRPC marks, Redis writes) on
@@ -22,9 +24,11 @@ import (
 // small stack and grows it by copying through the deep gRPC call path on
 // every job (runtime.newstack/copystack were 8% of the relay's CPU).
 type workQueue struct {
-	limit   int
-	active  int
-	pending []func() any
+	limit  int
+	active int
+	// pending holds the jobs not started yet; each is built when it
+	// starts (see pushLazy).
+	pending []func() func() any
 	engine  *actor.Engine
 	self    *actor.PID
 	// handoff passes a job to an idle worker; unbuffered, so a send
@@ -55,7 +59,16 @@ func newWorkQueue(limit int) *workQueue {
 func (q *workQueue) bind(e *actor.Engine, self *actor.PID) { q.engine, q.self = e, self }
 
 func (q *workQueue) push(job func() any) {
-	q.pending = append(q.pending, job)
+	q.pushLazy(func() func() any { return job })
+}
+
+// pushLazy queues a job that build makes when a worker is free for it, on
+// the actor's goroutine (push and done are called from Receive): a job
+// that waited behind limit others reads the actor's state as it is when
+// it starts, not as it was when queued (a mark reads its tenure's latest
+// deadline).
+func (q *workQueue) pushLazy(build func() func() any) {
+	q.pending = append(q.pending, build)
 	q.pump()
 }
 
@@ -67,7 +80,7 @@ func (q *workQueue) done() {
 
 func (q *workQueue) pump() {
 	for q.active < q.limit && len(q.pending) > 0 {
-		job := q.pending[0]
+		job := q.pending[0]()
 		q.pending[0] = nil
 		q.pending = q.pending[1:]
 		if len(q.pending) == 0 {
@@ -114,17 +127,39 @@ type RetryPolicy struct {
 	Timeout  time.Duration // for each try
 }
 
-// run calls fn until it succeeds, the attempts are spent or fn says it is
-// fenced (errFenced: no later try may write either) and returns the
-// last error and the number of tries. Each try gets a fresh context from
+// run calls fn until it succeeds or the attempts are spent and returns
+// the last error and the number of tries. Each try gets a fresh context from
 // context.Background: a call in flight is never cut short by shutdown, which
 // waits for it instead (the old service cancelled calls under itself).
 func (p RetryPolicy) run(fn func(ctx context.Context) error) (tries int, err error) {
+	return p.runFenced(messages.Fence{}, nil, fn)
+}
+
+// runFenced is run for a write made under a lease tenure (docs/decisions/0004):
+// before every try it checks fence on now and returns errFenced once the
+// local deadline has passed, and each try's context ends at that deadline
+// at the latest (else after Timeout), so no try can start, or go on
+// writing, after the tenure is over. A try that fails once the deadline has
+// passed reports errFenced too: no later try may write, and the new holder
+// resolves the event. fn may itself return errFenced to stop the retries.
+// Without leases (an inactive fence) it is run, and now is not called.
+func (p RetryPolicy) runFenced(fence messages.Fence, now func() time.Time, fn func(ctx context.Context) error) (tries int, err error) {
 	attempts := max(p.Attempts, 1)
 	for tries = 1; ; tries++ {
-		ctx, cancel := context.WithTimeout(context.Background(), p.Timeout)
+		timeout := p.Timeout
+		if fence.Active() {
+			left := fence.Until.Sub(now())
+			if left <= 0 {
+				return tries, errFenced // checked before every try: a retry may come after the deadline
+			}
+			timeout = min(timeout, left)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		err = fn(ctx)
 		cancel()
+		if err != nil && fence.Active() && !fence.HeldAt(now()) {
+			err = errFenced
+		}
 		if err == nil || tries >= attempts || errors.Is(err, errFenced) {
 			return tries, err
 		}

@@ -122,6 +122,11 @@ type DeadLetterResult struct {
 	Outcome Outcome
 	// Reason is the failure the FAILED mark carries, kept for its retry.
 	Reason string
+	// Fenced says the lease tenure ended before the entry or the mark
+	// (Outcome is OutcomeDeferred): the new holder resolves the event, and
+	// the publisher keeps its memory of it ("dead-lettered, only mark
+	// FAILED"), which the new holder reads.
+	Fenced bool
 }
 
 // Unmarked is an event whose last step succeeded (published, or written to

@@ -40,7 +40,7 @@ if cur and string.sub(cur, 1, string.len(ARGV[1]) + 1) ~= ARGV[1] .. '|' then
   return -1
 end
 if cur then
-  -- Already ours (a restarted poller of this process): same tenure.
+  -- Already ours (a restarted lease actor of this process): same tenure.
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return tonumber(string.sub(cur, string.len(ARGV[1]) + 2))
 end
