@@ -82,6 +82,10 @@ type memBackend struct {
 	// markHook, when set, is called before each mark, outside the lock
 	// (a test blocks chosen marks in it).
 	markHook func(id, status string)
+	// findHook, when set before the first find, is called in each find
+	// after the rows are read, outside the lock (a test blocks a find in
+	// it).
+	findHook func()
 	// markLeft is the time each mark's context had left when the mark
 	// came, in order.
 	markLeft []time.Duration
@@ -116,6 +120,14 @@ func (b *memBackend) addWithoutEventID(row string) {
 }
 
 func (b *memBackend) Find(_ context.Context, _ messages.FindRPC, eventType, status string, limit int) ([]messages.Event, error) {
+	out, err := b.find(eventType, status, limit)
+	if b.findHook != nil {
+		b.findHook() // with the rows read: rows added meanwhile are not in them
+	}
+	return out, err
+}
+
+func (b *memBackend) find(eventType, status string, limit int) ([]messages.Event, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.finds++

@@ -117,7 +117,9 @@ type pollBatch struct {
 type (
 	pollTick struct{ gen uint64 }
 	findDone struct {
-		seq    uint64
+		seq uint64
+		// fence is the tenure the find was made under.
+		fence  messages.Fence
 		events []messages.Event
 		err    error
 		took   time.Duration
@@ -239,7 +241,7 @@ func (p *Poller) dropBatches() {
 func (p *Poller) find() {
 	p.seq++
 	p.finding = true
-	seq, route, limit := p.seq, p.route, p.findLimit()
+	seq, route, limit, fence := p.seq, p.route, p.findLimit(), p.fence
 	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.FindTimeout)
 	p.cancelFind = cancel
 	engine, self, outbox := p.engine, p.self, p.outbox
@@ -247,7 +249,7 @@ func (p *Poller) find() {
 		defer cancel()
 		start := time.Now()
 		events, err := outbox.Find(ctx, route.Find, route.EventType, messages.StatusPending, limit)
-		engine.Send(self, findDone{seq: seq, events: events, err: err, took: time.Since(start)})
+		engine.Send(self, findDone{seq: seq, fence: fence, events: events, err: err, took: time.Since(start)})
 	}()
 }
 
@@ -290,6 +292,16 @@ func (p *Poller) onFound(m findDone) {
 		// The lease was revoked while the find ran: the events belong to the
 		// new holder now, and publishing them here would duplicate them.
 		p.log.Info().Int("events", len(events)).Msg("lease lost during the find; leaving the events to the new holder")
+		return
+	}
+	if !m.fence.Same(p.fence) {
+		// Revoked and granted again under a new token while the find
+		// ran: its rows were read under the old tenure, and another
+		// holder may have handled them in between. Find again under
+		// this one (the grant did not, with a find running).
+		p.log.Info().Int("events", len(events)).Int64("token", p.fence.Token).
+			Msg("lease granted again under a new tenure during the find; finding again under it")
+		p.schedule(0)
 		return
 	}
 	if !p.fenceHeld() {

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,10 +26,21 @@ import (
 type pollerLog struct {
 	mu    sync.Mutex
 	types []string
+	// batches are the event ids of every batch the publisher got.
+	batches [][]string
 }
 
 func (l *pollerLog) middleware(next actor.ReceiveFunc) actor.ReceiveFunc {
 	return func(c *actor.Context) {
+		if b, ok := c.Message().(messages.PublishBatch); ok {
+			ids := make([]string, len(b.Events))
+			for i, e := range b.Events {
+				ids[i] = e.EventID
+			}
+			l.mu.Lock()
+			l.batches = append(l.batches, ids)
+			l.mu.Unlock()
+		}
 		next(c)
 		if strings.Contains(c.PID().ID, "/poller/") {
 			l.mu.Lock()
@@ -36,6 +48,13 @@ func (l *pollerLog) middleware(next actor.ReceiveFunc) actor.ReceiveFunc {
 			l.mu.Unlock()
 		}
 	}
+}
+
+// published returns the batches the publisher got.
+func (l *pollerLog) published() [][]string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.batches)
 }
 
 // handledAfter reports whether the poller handled a message of type want
@@ -190,6 +209,7 @@ func TestPollerKeepsRelayingPastARowWithoutEventID(t *testing.T) {
 // the lease actor grants it its event type and the grant's deadline has
 // not passed.
 func TestPollerPollsOnlyWhileGranted(t *testing.T) {
+	findGate, findsEntered := make(chan struct{}), &atomic.Int32{}
 	cases := []struct {
 		name     string
 		interval time.Duration // of the poller; 0: an hour, no tick is ever due
@@ -245,6 +265,43 @@ func TestPollerPollsOnlyWhileGranted(t *testing.T) {
 				eventually(t, "the events produced without a poll interval passing", func() bool {
 					return w.j.count("record "+ids[0]) == 1 && w.j.count("record "+ids[1]) == 1
 				})
+			},
+		},
+		{
+			name: "re-granted under a new tenure during a find: its rows are fetched again under it",
+			setup: func(w *world) {
+				w.backend.add("e", 2)
+				w.backend.findHook = func() {
+					if findsEntered.Add(1) == 1 {
+						<-findGate // the first find runs while the tenure changes
+					}
+				}
+			},
+			run: func(t *testing.T, w *world, log *pollerLog) {
+				var once sync.Once
+				open := func() { once.Do(func() { close(findGate) }) }
+				t.Cleanup(open)
+				eventually(t, "the first find under way and the renewal scheduled", func() bool {
+					return findsEntered.Load() == 1 && w.clock.Pending() == 1
+				})
+				w.lease.steal("MESSAGE")
+				w.clock.Advance(leaseTTL / 3) // the renewal finds the lease lost
+				eventually(t, "the lease revoked", func() bool { return log.handledAfter("messages.LeaseRevoked", "messages.LeaseGranted") })
+				w.backend.add("f", 1)                                          // not in the rows of the find under way
+				w.lease.set(func(l *memLease) { delete(l.holder, "MESSAGE") }) // the other holder's lease expired
+				eventually(t, "the acquisition scheduled", func() bool { return w.clock.Pending() == 1 })
+				d, _ := w.clock.NextDue()
+				w.clock.Advance(d)
+				eventually(t, "granted under a new token", func() bool { return log.handledAfter("messages.LeaseGranted", "messages.LeaseRevoked") })
+				open()
+				eventually(t, "the events produced", func() bool {
+					return w.j.count("record e-0") == 1 && w.j.count("record e-1") == 1 && w.j.count("record f-0") == 1
+				})
+				// The find under the revoked tenure did not see f-0: the
+				// first batch is the next find's, made under the new one.
+				if b := log.published(); len(b) == 0 || !slices.Contains(b[0], "f-0") {
+					t.Fatalf("batches %v: the rows of the find made under the revoked tenure were handed on", b)
+				}
 			},
 		},
 	}
