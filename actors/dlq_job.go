@@ -10,12 +10,21 @@ import (
 )
 
 // A bulk job (replay or keep of a filtered set of DLQ entries) runs in an
-// actor of its own, spawned by the replayer: its pacing, its replays in
-// flight and its work queue are its own, so a long or slow job delays
-// neither the writer's failure handling nor single replays nor another
-// job. It reports every result and its status to the replayer, which
-// keeps the status for the API, logs, measures and marks SENT, and which
-// stops the job's actor once the job reports that it is finished.
+// actor of its own, spawned by the replayer: its pacing, its counts and its
+// bound on replays in flight are its own, and its replays run on a work
+// queue of its own, so a long or slow job delays neither the writer's
+// failure handling nor single replays nor another job.
+//
+// That work queue is held by the replayer, not by the job: the job asks
+// the replayer to start each replay (jobStart), and every result comes
+// back to the replayer, which logs, measures and marks it SENT before it
+// passes it on to the job (jobResult). So a replay that published is
+// marked SENT even when the job's actor panicked meanwhile (a crashed
+// actor drops every later message, recovery.go): the replayer counts the
+// results of a crashed job itself until its replays in flight are done.
+// The job reports its status after each result to the replayer, which
+// keeps it for the API and stops the job's actor once the job reports
+// that it is finished.
 
 // bulkJob is the state of a running or ended bulk job.
 type bulkJob struct {
@@ -32,16 +41,26 @@ type bulkJob struct {
 
 // Messages between the replayer and its jobs.
 type (
-	// jobProgress is a job's report to the replayer: the result of one
-	// replay or keep (nil when none), the job's status after it, and
+	// jobProgress is a job's report to the replayer: its status, whether
+	// that counts one more jobResult (each result gets one report), and
 	// whether the job is finished (ended, nothing in flight).
 	jobProgress struct {
-		id     string
-		pid    *actor.PID
-		result *adminDone
-		status messages.JobStatus
-		final  bool
+		id      string
+		pid     *actor.PID
+		counted bool
+		status  messages.JobStatus
+		final   bool
 	}
+	// jobStart asks the replayer to run one replay or keep of the job on
+	// the job's work queue.
+	jobStart struct {
+		id   string
+		pid  *actor.PID
+		work func() any
+	}
+	// jobResult is the result of one of the job's replays or keeps, passed
+	// on by the replayer once it handled it.
+	jobResult struct{ res messages.ReplayResult }
 	// jobEnd tells a job that the replayer ended it (cancel, shutdown):
 	// it starts nothing more.
 	jobEnd struct {
@@ -61,14 +80,13 @@ type bulkJobActor struct {
 
 	engine *actor.Engine
 	self   *actor.PID
-	work   *workQueue
 	// finished says the final report was sent.
 	finished bool
 }
 
 func newBulkJobActor(j *bulkJob, env replayEnv, cfg ReplayConfig, parent *actor.PID) actor.Producer {
 	return func() actor.Receiver {
-		return &bulkJobActor{job: j, env: env, cfg: cfg, parent: parent, work: newWorkQueue(cfg.JobInflight)}
+		return &bulkJobActor{job: j, env: env, cfg: cfg, parent: parent}
 	}
 }
 
@@ -76,7 +94,6 @@ func (a *bulkJobActor) Receive(c *actor.Context) {
 	switch m := c.Message().(type) {
 	case actor.Started:
 		a.engine, a.self = c.Engine(), c.PID()
-		a.work.bind(a.engine, a.self)
 		a.job.nextAt = a.env.clock.Now()
 		a.pump()
 	case jobTick:
@@ -84,14 +101,9 @@ func (a *bulkJobActor) Receive(c *actor.Context) {
 			a.job.tick = nil
 			a.pump()
 		}
-	case workDone:
-		if m.q != a.work {
-			return
-		}
-		a.work.done()
-		r := m.result.(adminDone)
-		a.onDone(r.res)
-		a.report(&r)
+	case jobResult:
+		a.onDone(m.res)
+		a.report(true)
 		a.pump()
 	case jobEnd:
 		if a.job.status.State == messages.JobRunning {
@@ -105,17 +117,17 @@ func (a *bulkJobActor) Receive(c *actor.Context) {
 	}
 }
 
-// report sends the replayer the job's status, with a result if there is
-// one; the report that finds the job ended with nothing in flight is the
-// final one.
-func (a *bulkJobActor) report(result *adminDone) {
+// report sends the replayer the job's status, saying whether it counts one
+// more result; the report that finds the job ended with nothing in flight
+// is the final one.
+func (a *bulkJobActor) report(counted bool) {
 	if a.finished {
 		return
 	}
 	j := a.job
 	final := j.status.State != messages.JobRunning && j.inflight == 0
 	a.finished = final
-	a.engine.Send(a.parent, jobProgress{id: j.status.ID, pid: a.self, result: result, status: j.snapshot(), final: final})
+	a.engine.Send(a.parent, jobProgress{id: j.status.ID, pid: a.self, counted: counted, status: j.snapshot(), final: final})
 }
 
 // pump starts the job's next replays as the rate and its in-flight bound
@@ -138,17 +150,19 @@ func (a *bulkJobActor) pump() {
 		j.targets[j.next] = messages.ReplayTarget{}
 		j.next++
 		j.inflight++
+		var work func() any
 		if j.status.Op == messages.JobOpKeep {
-			a.work.push(a.env.keepJob(t.Key, j.ttl, j.status.Caller, j.status.ID, nil))
+			work = a.env.keepJob(t.Key, j.ttl, j.status.Caller, j.status.ID, nil)
 		} else {
-			a.work.push(a.env.replayJob(t, j.status.Caller, j.status.ID, false, nil))
+			work = a.env.replayJob(t, j.status.Caller, j.status.ID, false, nil)
 		}
+		a.engine.Send(a.parent, jobStart{id: j.status.ID, pid: a.self, work: work})
 	}
 	if j.status.State == messages.JobRunning && j.next >= len(j.targets) && j.inflight == 0 {
 		a.end(messages.JobDone, "", a.env.clock.Now().UTC())
 	}
 	if j.status.State != messages.JobRunning && j.inflight == 0 {
-		a.report(nil)
+		a.report(false)
 	}
 }
 
@@ -159,9 +173,19 @@ func maxTime(a, b time.Time) time.Time {
 	return b
 }
 
-// onDone counts the result of one of the job's replays or keeps.
+// onDone counts the result of one of the job's replays or keeps and aborts
+// the job after a run of outages.
 func (a *bulkJobActor) onDone(res messages.ReplayResult) {
 	j := a.job
+	j.count(res, a.cfg.MaxJobErrors)
+	if j.status.State == messages.JobRunning && j.failRun >= a.cfg.AbortAfterFailures {
+		a.end(messages.JobAborted, fmt.Sprintf("%d replays failed in a row (Redis or Kafka unavailable); last: %s", j.failRun, res.Err), a.env.clock.Now().UTC())
+	}
+}
+
+// count counts the result of one of the job's replays or keeps in flight.
+// The replayer counts with it too, for a job whose actor crashed.
+func (j *bulkJob) count(res messages.ReplayResult, maxErrors int) {
 	j.inflight--
 	switch res.Status {
 	case messages.ReplayDone:
@@ -181,14 +205,11 @@ func (a *bulkJobActor) onDone(res messages.ReplayResult) {
 		// goes on. It says nothing about Redis or Kafka being down, so it
 		// neither counts toward an abort nor clears a run of outages.
 		j.status.Invalid++
-		j.addInvalid(res.Key, res.Status.String()+": "+res.Err, a.cfg.MaxJobErrors)
+		j.addInvalid(res.Key, res.Status.String()+": "+res.Err, maxErrors)
 	default:
 		j.status.Failed++
 		j.failRun++
-		j.addError(res.Key, res.Status.String()+": "+res.Err, a.cfg.MaxJobErrors)
-	}
-	if j.status.State == messages.JobRunning && j.failRun >= a.cfg.AbortAfterFailures {
-		a.end(messages.JobAborted, fmt.Sprintf("%d replays failed in a row (Redis or Kafka unavailable); last: %s", j.failRun, res.Err), a.env.clock.Now().UTC())
+		j.addError(res.Key, res.Status.String()+": "+res.Err, maxErrors)
 	}
 }
 

@@ -164,11 +164,12 @@ type dlqReplayer struct {
 	queue *workQueue
 	work  *workQueue
 	// jobs are the bulk jobs kept for their status, jobOrder their ids,
-	// oldest first.
-	jobs     map[string]*jobEntry
-	jobOrder []string
-	draining bool
-	drainTo  *actor.PID
+	// oldest first; jobQueues finds a job by its work queue.
+	jobs      map[string]*jobEntry
+	jobOrder  []string
+	jobQueues map[*workQueue]*jobEntry
+	draining  bool
+	drainTo   *actor.PID
 	// auditArmed says a flush of the audit backlog is armed or running,
 	// auditRound counts the flushes without progress (for the backoff).
 	auditArmed bool
@@ -176,10 +177,18 @@ type dlqReplayer struct {
 }
 
 // jobEntry is the replayer's record of a bulk job: its last status as the
-// job reported it, and its actor while that runs.
+// job reported it, its actor while that runs, and the work queue its
+// replays run on (held here, dlq_job.go) while any may be in flight.
 type jobEntry struct {
 	status messages.JobStatus
 	pid    *actor.PID // nil once stopped
+	queue  *workQueue // nil once the job is finished
+	// unreported are the results passed on to the job's actor that no
+	// report of it counted yet, oldest first.
+	unreported []messages.ReplayResult
+	// crashed is the job's state, counted here, after its actor crashed
+	// with replays in flight.
+	crashed *bulkJob
 }
 
 func newDLQReplayer(outbox Outbox, cfg DLQConfig, log zerolog.Logger, m Metrics, rd ReplayDeps, audit *auditLog) actor.Producer {
@@ -192,9 +201,10 @@ func newDLQReplayer(outbox Outbox, cfg DLQConfig, log zerolog.Logger, m Metrics,
 	return func() actor.Receiver {
 		return &dlqReplayer{
 			cfg: cfg, env: env, outbox: outbox, log: log, metrics: orNop(m), routes: routes,
-			queue: newWorkQueue(cfg.Replay.Concurrency),
-			work:  newWorkQueue(cfg.Concurrency),
-			jobs:  make(map[string]*jobEntry),
+			queue:     newWorkQueue(cfg.Replay.Concurrency),
+			work:      newWorkQueue(cfg.Concurrency),
+			jobs:      make(map[string]*jobEntry),
+			jobQueues: make(map[*workQueue]*jobEntry),
 		}
 	}
 }
@@ -261,6 +271,12 @@ func (r *dlqReplayer) Receive(c *actor.Context) {
 		r.onCancel(m, c)
 	case messages.Audit:
 		r.audit(m.Record)
+	case jobStart:
+		// A start of a job whose actor was stopped cannot come: its
+		// starts arrive before its crash report or its final report.
+		if e := r.jobs[m.id]; e != nil && e.pid != nil && e.pid.Equals(m.pid) && e.queue != nil {
+			e.queue.push(m.work)
+		}
 	case jobProgress:
 		r.onJobProgress(m)
 	case messages.ChildCrashed:
@@ -272,7 +288,21 @@ func (r *dlqReplayer) Receive(c *actor.Context) {
 		case r.work:
 			r.work.done()
 		default:
-			return // a job of a crashed predecessor
+			e := r.jobQueues[m.q]
+			if e == nil {
+				// A job of a crashed predecessor: a replay of it that
+				// published still gets its SENT mark.
+				if d, ok := m.result.(adminDone); ok {
+					r.onAdminDone(d)
+					r.kickAudit()
+				}
+				return
+			}
+			e.queue.done()
+			r.onJobDone(e, m.result.(adminDone))
+			r.kickAudit()
+			r.checkDrained()
+			return
 		}
 		r.onWork(m.result)
 		r.kickAudit()
@@ -779,15 +809,19 @@ func (r *dlqReplayer) onBulk(m messages.BulkReplay, replyTo *actor.PID) {
 		}
 		j.targets = append(j.targets, t)
 	}
-	e := &jobEntry{status: j.snapshot()}
+	e := &jobEntry{status: j.snapshot(), queue: newWorkQueue(r.cfg.Replay.JobInflight)}
+	e.queue.bind(r.engine, r.self)
+	r.jobQueues[e.queue] = e
 	r.keepJob(e)
 	r.log.Info().Str("jobId", j.status.ID).Str("prefix", m.Prefix).Int("rate", m.Rate).Int("matched", j.status.Matched).
 		Str("op", m.Op).Str("caller", m.Caller.Addr).Str("operator", m.Caller.Operator).Msg("bulk job started")
 	r.audit(messages.AuditRecord{Action: messages.AuditBulkStart, Prefix: m.Prefix, JobID: j.status.ID,
 		Outcome: messages.JobRunning, Caller: m.Caller, Rate: m.Rate, Counts: j.counts(),
 		Op: j.auditOp(), TTLSeconds: j.status.TTLSeconds, Filter: m.Filter})
-	r.answer(replyTo, copyStatus(e.status))
+	// Spawned before the answer, so that the job's actor is registered
+	// once the caller has the job's id.
 	e.pid = r.startJob(j)
+	r.answer(replyTo, copyStatus(e.status))
 }
 
 // startJob spawns the actor that runs j. It is spawned beside this actor,
@@ -810,7 +844,7 @@ func (r *dlqReplayer) keepJob(e *jobEntry) {
 	r.jobOrder = append(r.jobOrder, e.status.ID)
 	for i := 0; len(r.jobs) > r.cfg.Replay.KeepJobs && i < len(r.jobOrder); {
 		id := r.jobOrder[i]
-		if old := r.jobs[id]; old != nil && old.status.State != messages.JobRunning && old.pid == nil {
+		if old := r.jobs[id]; old != nil && old.status.State != messages.JobRunning && old.pid == nil && old.queue == nil {
 			delete(r.jobs, id)
 			r.jobOrder = append(r.jobOrder[:i], r.jobOrder[i+1:]...)
 			continue
@@ -819,17 +853,46 @@ func (r *dlqReplayer) keepJob(e *jobEntry) {
 	}
 }
 
-// onJobProgress takes a job's report: the result of one of its replays or
-// keeps (logged, measured and, for a replay, marked SENT here, so that a
-// mark outlives the job), its status, and whether it is finished.
-func (r *dlqReplayer) onJobProgress(m jobProgress) {
-	if m.result != nil {
-		r.onAdminDone(*m.result)
-		r.kickAudit()
+// onJobDone takes the result of one of a job's replays or keeps: it is
+// logged, measured and, for a replay, marked SENT here, so that the mark
+// outlives the job, even one whose actor crashed; then it is passed on to
+// the job's actor to count, or counted here if that crashed.
+func (r *dlqReplayer) onJobDone(e *jobEntry, d adminDone) {
+	r.onAdminDone(d)
+	switch {
+	case e.pid != nil:
+		e.unreported = append(e.unreported, d.res)
+		r.engine.Send(e.pid, jobResult{res: d.res})
+	case e.crashed != nil:
+		e.crashed.count(d.res, r.cfg.Replay.MaxJobErrors)
+		e.status = e.crashed.snapshot()
+		r.finishQueue(e)
 	}
+}
+
+// finishQueue lets go of the work queue of a job whose actor is stopped,
+// once nothing of it is in flight.
+func (r *dlqReplayer) finishQueue(e *jobEntry) {
+	if e.pid != nil || e.queue == nil || !e.queue.idle() {
+		return
+	}
+	if e.crashed != nil {
+		r.log.Info().Str("jobId", e.status.ID).Int("replayed", e.status.Replayed).Int("failed", e.status.Failed).
+			Msg("the replays in flight of a crashed bulk job finished")
+	}
+	delete(r.jobQueues, e.queue)
+	e.queue, e.crashed, e.unreported = nil, nil, nil
+}
+
+// onJobProgress takes a job's report: its status, and whether it is
+// finished.
+func (r *dlqReplayer) onJobProgress(m jobProgress) {
 	e := r.jobs[m.id]
 	if e == nil || e.pid == nil || !e.pid.Equals(m.pid) {
 		return // a job of a crashed predecessor, stopped already
+	}
+	if m.counted && len(e.unreported) > 0 {
+		e.unreported = e.unreported[1:]
 	}
 	st := m.status
 	if e.status.State != messages.JobRunning {
@@ -845,6 +908,7 @@ func (r *dlqReplayer) onJobProgress(m jobProgress) {
 	}
 	if m.final {
 		r.stopJob(e)
+		r.finishQueue(e)
 		r.checkDrained()
 	}
 }
@@ -886,19 +950,35 @@ func (r *dlqReplayer) stopJob(e *jobEntry) {
 	}
 }
 
-// onJobCrashed ends a job whose actor panicked: it is not restarted (its
-// progress is gone with it; the operator starts a new job for what is
-// left), and it is stopped.
+// onJobCrashed ends a job whose actor panicked: it is not restarted (the
+// operator starts a new job for what is left), and it is stopped. Its
+// replays in flight go on: the replayer marks those that published SENT
+// and counts them in the job's status until none is left. Its end is
+// audited here unless it had ended already (then it was audited then).
 func (r *dlqReplayer) onJobCrashed(m messages.ChildCrashed) {
 	for _, e := range r.jobs {
 		if e.pid == nil || !e.pid.Equals(m.PID) {
 			continue
 		}
 		r.log.Error().Str("jobId", e.status.ID).Str("reason", m.Reason).Str("stack", m.Stack).Msg("bulk job crashed")
+		r.stopJob(e)
+		if e.queue != nil {
+			// The job's counts as last reported, plus the results its
+			// actor got but never counted; in flight is what the queue runs.
+			j := &bulkJob{status: copyStatus(e.status), inflight: e.queue.active + len(e.queue.pending) + len(e.unreported)}
+			for _, res := range e.unreported {
+				j.count(res, r.cfg.Replay.MaxJobErrors)
+			}
+			e.crashed, e.unreported = j, nil
+			e.status = j.snapshot()
+		}
 		if e.status.State == messages.JobRunning {
 			r.endJob(e, messages.JobAborted, "the job crashed: "+m.Reason, e.status.Caller)
+			if e.crashed != nil {
+				e.crashed.status = copyStatus(e.status)
+			}
 		}
-		r.stopJob(e)
+		r.finishQueue(e)
 		r.checkDrained()
 		return
 	}
@@ -949,13 +1029,14 @@ func (r *dlqReplayer) onDrain() {
 }
 
 // checkDrained answers a drain once no replay, mark or audit write runs
-// and every job's actor has finished its replays in flight.
+// and every job's actor is stopped and its replays in flight finished
+// (those of a crashed job too).
 func (r *dlqReplayer) checkDrained() {
 	if r.drainTo == nil || !r.queue.idle() || !r.work.idle() {
 		return
 	}
 	for _, e := range r.jobs {
-		if e.pid != nil {
+		if e.pid != nil || e.queue != nil {
 			return
 		}
 	}

@@ -557,3 +557,141 @@ func TestABulkJobThatPanicsEndsAbortedAndTheReplayerGoesOn(t *testing.T) {
 		t.Errorf("replay after a job crashed: %v (%s)", res.Status, res.Err)
 	}
 }
+
+// TestABulkJobThatPanicsWithReplaysInFlightLeavesNoneFailedInTheBackend:
+// a job's actor panics while its replays are in flight (Kafka holds their
+// records). Those replays go on, publish and delete their entries after
+// the job is gone, so each must still get its SENT mark: no event is in
+// Kafka without its DLQ entry and still FAILED in the backend. The job's
+// end is in the audit trail, its status counts the replays that finished
+// after the crash, and a drain waits for them.
+func TestABulkJobThatPanicsWithReplaysInFlightLeavesNoneFailedInTheBackend(t *testing.T) {
+	var on atomic.Bool
+	r := startDLQ(t, func(cfg *actors.DLQConfig) { cfg.ChildMiddleware = []actor.MiddlewareFunc{panicIn("job", &on)} })
+	const n = 8 // the default JobInflight: every replay in flight at once
+	var ids []string
+	m := messages.BulkReplay{Prefix: "dlq:menu:p", Rate: 1000, Caller: messages.Caller{Addr: "test"}}
+	for i := range n {
+		id := "p" + string(rune('0'+i))
+		ids = append(ids, id)
+		m.Targets = append(m.Targets, target(id))
+	}
+	r.store.seed(ids...)
+	r.kafka.hold = true
+	job, ok := r.ask(t, m).(messages.JobStatus)
+	if !ok {
+		t.Fatalf("bulk: %+v", job)
+	}
+	eventually(t, "every replay in flight", func() bool {
+		for _, id := range ids {
+			if r.kafka.attempts(id) != 1 {
+				r.clock.Advance(time.Millisecond) // rate 1000/s: one start a millisecond
+				return false
+			}
+		}
+		return true
+	})
+	on.Store(true)
+	r.engine.Send(r.jobPID(job.ID), "poke") // the job's actor panics on it
+	eventually(t, "the job aborted and its actor gone", func() bool {
+		s := r.job(t, job.ID)
+		return s.State == messages.JobAborted && strings.Contains(s.EndReason, "crashed") && r.jobPID(job.ID) == nil
+	})
+	r.engine.Send(r.pid, messages.Drain{ReplyTo: r.inbox})
+	select {
+	case m := <-r.replies:
+		t.Fatalf("drained (%T) while the crashed job's replays were in flight", m)
+	case <-time.After(50 * time.Millisecond):
+	}
+	r.kafka.release()
+	eventually(t, "every replay published and its entry deleted", func() bool {
+		for _, id := range ids {
+			if _, kept := r.store.entry(target(id).Key); kept || r.j.count("record "+id) != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	if _, ok := r.reply(t).(messages.Drained); !ok {
+		t.Errorf("no Drained after the crashed job's replays finished")
+	}
+	// The drain waited for the SENT marks too: each is made by now.
+	for _, id := range ids {
+		if s := r.backend.statusOf(id); s != messages.StatusSent || r.j.count("mark SENT "+id) != 1 {
+			t.Errorf("%s published and its DLQ entry deleted, but the backend has it %q after %d SENT marks, want SENT after 1: %s",
+				id, s, r.j.count("mark SENT "+id), r.j)
+		}
+	}
+	s := r.job(t, job.ID)
+	if s.Replayed != n || s.InFlight != 0 || s.Remaining != 0 {
+		t.Errorf("crashed job: replayed %d, in flight %d, remaining %d; want %d, 0, 0", s.Replayed, s.InFlight, s.Remaining, n)
+	}
+	ends := 0
+	r.store.mu.Lock()
+	for _, a := range r.store.audits {
+		if a.JobID == job.ID && a.Action == messages.AuditBulkEnd && a.Outcome == messages.JobAborted && strings.Contains(a.Error, "crashed") {
+			ends++
+		}
+	}
+	r.store.mu.Unlock()
+	if ends != 1 {
+		t.Errorf("the audit trail has %d records of the crashed job's end, want 1: %s", ends, r.j)
+	}
+}
+
+// TestAReplayerPanicWithJobReplaysInFlightStillMarksThemSent: the replayer
+// crashes while a bulk job's replays are in flight (Kafka holds their
+// records); the job ends with it. The replays go on and publish after the
+// replayer was restarted, and the new replayer marks each SENT once.
+func TestAReplayerPanicWithJobReplaysInFlightStillMarksThemSent(t *testing.T) {
+	boom := func(next actor.ReceiveFunc) actor.ReceiveFunc {
+		return func(c *actor.Context) {
+			if s, ok := c.Message().(string); ok && s == "boom" {
+				panic("injected panic in " + c.PID().ID)
+			}
+			next(c)
+		}
+	}
+	r := startDLQ(t, func(cfg *actors.DLQConfig) { cfg.ChildMiddleware = []actor.MiddlewareFunc{boom} })
+	ids := []string{"q0", "q1", "q2", "q3"}
+	m := messages.BulkReplay{Prefix: "dlq:menu:q", Rate: 1000, Caller: messages.Caller{Addr: "test"}}
+	for _, id := range ids {
+		m.Targets = append(m.Targets, target(id))
+	}
+	r.store.seed(ids...)
+	r.kafka.hold = true
+	job, ok := r.ask(t, m).(messages.JobStatus)
+	if !ok {
+		t.Fatalf("bulk: %+v", job)
+	}
+	eventually(t, "every replay in flight", func() bool {
+		for _, id := range ids {
+			if r.kafka.attempts(id) != 1 {
+				r.clock.Advance(time.Millisecond)
+				return false
+			}
+		}
+		return true
+	})
+	replayer := r.engine.Registry.GetPID(r.pid.ID+"/replayer", "0")
+	if replayer == nil {
+		t.Fatal("no replayer")
+	}
+	r.engine.Send(replayer, "boom")
+	eventually(t, "a new replayer, without the job", func() bool {
+		r.clock.Advance(100 * time.Millisecond) // the restart's backoff is on the clock
+		res, err := r.engine.Request(r.pid, messages.JobQuery{ID: job.ID}, 200*time.Millisecond).Result()
+		_, gone := res.(messages.JobNotFound)
+		return err == nil && gone
+	})
+	r.kafka.release()
+	eventually(t, "every published replay marked SENT once", func() bool {
+		for _, id := range ids {
+			if _, kept := r.store.entry(target(id).Key); kept || r.j.count("record "+id) != 1 ||
+				r.backend.statusOf(id) != messages.StatusSent || r.j.count("mark SENT "+id) != 1 {
+				return false
+			}
+		}
+		return true
+	})
+}
