@@ -495,6 +495,8 @@ type memLease struct {
 	// hang, while set, holds every Acquire and Renew until it is closed:
 	// Redis neither answers nor fails.
 	hang chan struct{}
+	// hanging counts the calls that began waiting on hang.
+	hanging atomic.Int32
 }
 
 func (l *memLease) waitHang() {
@@ -502,6 +504,7 @@ func (l *memLease) waitHang() {
 	h := l.hang
 	l.mu.Unlock()
 	if h != nil {
+		l.hanging.Add(1)
 		<-h
 	}
 }

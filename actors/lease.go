@@ -81,6 +81,7 @@ type leaseSlot struct {
 	until     time.Time // local deadline; meaningful while held
 	renewedAt time.Time // start of the last successful acquisition or renewal
 	busy      bool      // a Redis call for it is in flight
+	renewing  bool      // that call is a renewal
 	timer     Timer
 	gen       uint64 // voids the ticks of replaced timers
 }
@@ -194,7 +195,7 @@ func (a *LeaseActor) op(s *leaseSlot) {
 	if s.busy || a.draining || (a.frozen && !s.held) {
 		return
 	}
-	s.busy = true
+	s.busy, s.renewing = true, s.held
 	lease, owner, ttl, name := a.lease, a.cfg.Owner, a.cfg.TTL, s.name
 	started := a.clock.Now()
 	if s.held {
@@ -233,6 +234,13 @@ func (a *LeaseActor) onDone(d leaseDone) {
 		return
 	case d.renew && (!s.held || s.token != d.token):
 		return // the tenure ended while the call ran
+	case a.frozen && !d.renew && d.ok:
+		// Taken by an acquisition that was in flight when the shutdown
+		// began: no lease is taken during a shutdown, so it is not
+		// granted (the poller is stopped anyway) but given up at once.
+		a.log.Info().Str("eventType", s.name).Int64("token", d.token).Msg("lease taken as the shutdown began; released")
+		a.release(s)
+		return
 	case !d.renew && d.ok:
 		s.held, s.token = true, d.token
 		a.held++
@@ -374,9 +382,14 @@ func (a *LeaseActor) checkDrained() {
 		return
 	}
 	for _, s := range a.slots {
-		if s.busy {
-			return // its result releases what it took
+		if s.busy && !s.renewing {
+			return // an acquisition: its result releases what it took
 		}
+		// A renewal's result is ignored while draining, and one that
+		// hangs in Redis (up to TTL/3) would hold the shutdown past its
+		// deadline: not waited for. The release sent meanwhile ends the
+		// lease whatever the renewal's fate (the renew script only
+		// extends a lease this owner holds).
 	}
 	a.log.Info().Msg("leases released")
 	a.engine.Send(a.drainTo, messages.Drained{From: a.self})

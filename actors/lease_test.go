@@ -315,6 +315,43 @@ func TestLeaseActor(t *testing.T) {
 				}
 			},
 		},
+		{
+			name:  "an acquisition in flight when a shutdown starts is released at once, not granted",
+			types: []string{"MESSAGE"},
+			setup: func(l *memLease) { l.hang = make(chan struct{}) },
+			run: func(t *testing.T, r *leaseRig) {
+				eventually(t, "the acquisition under way", func() bool { return r.lease.hanging.Load() == 1 })
+				r.engine.Send(r.pid, actors.LeaseFreeze)
+				close(r.lease.hang) // the acquisition succeeds after the freeze
+				eventually(t, "the lease taken during the shutdown released", func() bool {
+					return r.j.count("acquire MESSAGE 1") == 1 && r.j.count("release MESSAGE") == 1
+				})
+				if rest := append(r.pollers["MESSAGE"].rest(t, r.engine), r.pub.rest(t, r.engine)...); len(rest) != 0 {
+					t.Fatalf("told %v of a lease taken during the shutdown", rest)
+				}
+			},
+		},
+		{
+			name:  "a drain does not wait for a renewal that hangs",
+			types: []string{"MESSAGE"},
+			run: func(t *testing.T, r *leaseRig) {
+				grantOf(t, r.pollers["MESSAGE"].next(t))
+				r.settle(t, 1)
+				h := make(chan struct{})
+				defer close(h)
+				r.lease.set(func(l *memLease) { l.hang = h })
+				r.clock.Advance(leaseTTL / 3)
+				eventually(t, "the renewal hangs", func() bool { return r.lease.hanging.Load() == 1 })
+				sup := newProbe(t, r.engine, "supervisor")
+				r.engine.Send(r.pid, messages.Drain{ReplyTo: sup.pid, Deadline: time.Now().Add(wait / 5)})
+				if _, ok := sup.next(t).(messages.Drained); !ok {
+					t.Fatal("no Drained")
+				}
+				if r.j.count("release MESSAGE") != 1 {
+					t.Fatalf("Drained without releasing the lease: %s", r.j)
+				}
+			},
+		},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
