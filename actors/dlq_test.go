@@ -2,6 +2,7 @@ package actors_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -133,7 +134,20 @@ func TestTheWriterWritesTheEntryBeforeTheFailedMarkAndRemembersBeforeTheSentMark
 // no SENT mark; once it is written, the events are marked.
 func TestTheSentMarkWaitsForTheMemoryWrite(t *testing.T) {
 	gate := make(chan struct{})
-	w := start(t, nil, func(w *world) {
+	// flushed counts the memFlush messages the publisher handled: it
+	// turns the acks it took into the memory write then, and a mark made
+	// at the ack would have been queued by then.
+	var flushed atomic.Int32
+	w := start(t, func(cfg *actors.TreeConfig) {
+		cfg.ChildMiddleware = []actor.MiddlewareFunc{func(next actor.ReceiveFunc) actor.ReceiveFunc {
+			return func(c *actor.Context) {
+				next(c)
+				if strings.Contains(c.PID().ID, "publisher") && fmt.Sprintf("%T", c.Message()) == "actors.memFlush" {
+					flushed.Add(1)
+				}
+			}
+		}}
+	}, func(w *world) {
 		w.memory = newMemory(w.j)
 		w.memory.gate = gate
 		w.backend.add("e", 2)
@@ -142,8 +156,7 @@ func TestTheSentMarkWaitsForTheMemoryWrite(t *testing.T) {
 	open := func() { once.Do(func() { close(gate) }) }
 	t.Cleanup(open) // before the tree's stop, which waits for the write
 	eventually(t, "the acked events' memory write under way", func() bool { return w.memory.entered.Load() > 0 })
-	// Absence cannot be waited for: give a wrong order time to show.
-	time.Sleep(100 * time.Millisecond)
+	eventually(t, "the publisher handled the acks", func() bool { return flushed.Load() > 0 && w.kafka.attempts("e-0") == 1 && w.kafka.attempts("e-1") == 1 })
 	if n := w.j.count("mark SENT e-0") + w.j.count("mark SENT e-1"); n != 0 {
 		t.Fatalf("%d SENT marks while the memory write hangs: %s", n, w.j)
 	}
