@@ -214,7 +214,7 @@ func (w *dlqWriter) onStored(r deadLettered) {
 			w.metrics.MarkDone(messages.StatusFailed, r.took, r.err)
 		}
 		log.Warn().Bool("entryWritten", r.written).Int64("token", r.req.Fence.Token).
-			Msg("the lease moved to another instance: not marked FAILED, the event stays PENDING for the new holder")
+			Msg("the lease tenure is over or past its local deadline: not marked FAILED, the event stays PENDING for whoever holds the lease next")
 	case r.outcome == messages.OutcomeFailed:
 		w.metrics.MarkDone(messages.StatusFailed, r.took, nil)
 		log.Info().Str("reason", r.req.Reason).Dur("took", r.took).Msg("dead-lettered and marked FAILED")
