@@ -708,3 +708,31 @@ func TestAReplayerPanicWithJobReplaysInFlightStillMarksThemSent(t *testing.T) {
 		return true
 	})
 }
+
+// TestWriteRetriesWaitTheirBackoffOnTheClock: a DLQ write that failed is
+// tried again only once the policy's clock has passed the (jittered)
+// backoff, and
+// the entry is then written before the FAILED mark.
+func TestWriteRetriesWaitTheirBackoffOnTheClock(t *testing.T) {
+	backoff := newManualClock() // the retries' own clock: no other timer on it
+	r := startDLQ(t, func(cfg *actors.DLQConfig) {
+		cfg.Write = actors.RetryPolicy{Attempts: 3, Backoff: time.Second, Timeout: time.Second, Clock: backoff}
+	})
+	r.store.failPuts = 1
+	route := messages.DefaultRoutes()[0]
+	r.engine.Send(r.pid, messages.DeadLetter{Route: route, EventID: "slow", Value: []byte(`{}`), Reason: "kafka: down", ReplyTo: r.inbox})
+	eventually(t, "the worker waiting its backoff", func() bool { return backoff.Pending() == 1 })
+	// The backoff is 1 s less up to a fifth of jitter: nothing before 0.8 s.
+	backoff.Advance(800*time.Millisecond - time.Millisecond)
+	if backoff.Pending() != 1 || r.j.count("dlq dlq:menu:slow") != 0 {
+		t.Fatalf("retried before the backoff passed: pending %d, %s", backoff.Pending(), r.j)
+	}
+	backoff.Advance(200*time.Millisecond + time.Millisecond)
+	res, ok := r.reply(t).(messages.DeadLetterResult)
+	if !ok || res.Outcome != messages.OutcomeFailed {
+		t.Fatalf("answer %+v, want failed (entry and mark written)", res)
+	}
+	if r.j.count("dlq dlq:menu:slow") != 1 || r.j.count("mark FAILED slow") != 1 {
+		t.Fatalf("want one entry and one FAILED mark after the retry: %s", r.j)
+	}
+}

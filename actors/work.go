@@ -125,6 +125,9 @@ type RetryPolicy struct {
 	Attempts int
 	Backoff  time.Duration // before the second try; doubles after that
 	Timeout  time.Duration // for each try
+	// Clock paces the backoff between tries (nil: SystemClock), so that
+	// actor tests drive retries with a manual clock instead of sleeping.
+	Clock Clock
 }
 
 // run calls fn until it succeeds or the attempts are spent and returns
@@ -163,8 +166,19 @@ func (p RetryPolicy) runFenced(fence messages.Fence, now func() time.Time, fn fu
 		if err == nil || tries >= attempts || errors.Is(err, errFenced) {
 			return tries, err
 		}
-		time.Sleep(doubling(p.Backoff, 0, tries))
+		sleepOn(p.Clock, doubling(p.Backoff, 0, tries))
 	}
+}
+
+// sleepOn blocks the calling worker goroutine (never an actor's Receive)
+// for d on c, or on SystemClock when c is nil.
+func sleepOn(c Clock, d time.Duration) {
+	if c == nil {
+		c = SystemClock
+	}
+	done := make(chan struct{})
+	c.AfterFunc(d, func() { close(done) })
+	<-done
 }
 
 // doubling is the wait before try n+1 (n counts from 1): base after the
