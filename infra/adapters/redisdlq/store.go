@@ -314,6 +314,13 @@ const listScanCount = 500
 // keys are found, which are then some of the matching keys, not the first in
 // any order. The keys are not sorted.
 func (s *Store) List(ctx context.Context, prefix string, limit int) ([]string, error) {
+	return s.list(ctx, prefix, nil, limit)
+}
+
+// list walks SCAN over prefix's keys to its end (or to limit keys), each
+// key once; keep, when not nil, takes each step's new keys and returns those
+// to list (ListFiltered's filter).
+func (s *Store) list(ctx context.Context, prefix string, keep func(context.Context, []string) ([]string, error), limit int) ([]string, error) {
 	match, err := PrefixPattern(prefix)
 	if err != nil {
 		return nil, fmt.Errorf("dlq list: %w", err)
@@ -326,11 +333,19 @@ func (s *Store) List(ctx context.Context, prefix string, limit int) ([]string, e
 		if err != nil {
 			return nil, fmt.Errorf("dlq list %q: %w", prefix, err)
 		}
+		fresh := step[:0]
 		for _, k := range step {
-			if seen[k] {
-				continue
+			if !seen[k] {
+				seen[k] = true
+				fresh = append(fresh, k)
 			}
-			seen[k] = true
+		}
+		if keep != nil {
+			if fresh, err = keep(ctx, fresh); err != nil {
+				return nil, fmt.Errorf("dlq list %q: %w", prefix, err)
+			}
+		}
+		for _, k := range fresh {
 			keys = append(keys, k)
 			if limit > 0 && len(keys) >= limit {
 				return keys, nil

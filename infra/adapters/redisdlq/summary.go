@@ -224,40 +224,9 @@ func (s *Store) ListFiltered(ctx context.Context, prefix string, f Filter, limit
 	if f.IsZero() {
 		return s.List(ctx, prefix, limit)
 	}
-	match, err := PrefixPattern(prefix)
-	if err != nil {
-		return nil, fmt.Errorf("dlq list: %w", err)
-	}
-	seen := map[string]bool{}
-	keys := []string{}
-	var cursor uint64
-	for {
-		step, next, err := s.Scan(ctx, match, cursor, listScanCount)
-		if err != nil {
-			return nil, fmt.Errorf("dlq list %q: %w", prefix, err)
-		}
-		fresh := step[:0]
-		for _, k := range step {
-			if !seen[k] {
-				seen[k] = true
-				fresh = append(fresh, k)
-			}
-		}
-		kept, err := s.FilterKeys(ctx, fresh, f)
-		if err != nil {
-			return nil, fmt.Errorf("dlq list %q: %w", prefix, err)
-		}
-		for _, k := range kept {
-			keys = append(keys, k)
-			if limit > 0 && len(keys) >= limit {
-				return keys, nil
-			}
-		}
-		if next == 0 {
-			return keys, nil
-		}
-		cursor = next
-	}
+	return s.list(ctx, prefix, func(ctx context.Context, keys []string) ([]string, error) {
+		return s.FilterKeys(ctx, keys, f)
+	}, limit)
 }
 
 // Failure is one entry and the time of its last failure.
