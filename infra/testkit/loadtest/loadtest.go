@@ -664,16 +664,21 @@ func (r *runner) relayScenario(ctx context.Context, name string, types TypeSet, 
 	return nil
 }
 
-// addCommonRows reports delivery, memory, goroutines and CPU of a run.
-func (r *runner) addCommonRows(scen string, res relayResult) {
-	ok := res.Sent == res.Events && res.InKafka == res.Events
+// addDeliveryRows reports the run's delivery check (every event SENT and
+// in Kafka, once) and any anomalies the world counted.
+func (r *runner) addDeliveryRows(scen string, res relayResult, detail string) {
 	check := Row{Scenario: scen, Figure: "SENT / in Kafka", Text: fmt.Sprintf("%s / %s", count(res.Sent), count(res.InKafka)),
-		Target: "all, once", Detail: res.KafkaDetail}
-	check.setPass(ok)
+		Target: "all, once", Detail: detail}
+	check.setPass(res.Sent == res.Events && res.InKafka == res.Events)
 	r.report.add(check)
 	if !res.Anomalies.none() {
 		r.report.add(Row{Scenario: scen, Figure: "anomalies", Text: fmt.Sprintf("%+v", res.Anomalies)})
 	}
+}
+
+// addCommonRows reports delivery, memory, goroutines and CPU of a run.
+func (r *runner) addCommonRows(scen string, res relayResult) {
+	r.addDeliveryRows(scen, res, res.KafkaDetail)
 	r.report.add(Row{Scenario: scen, Figure: "peak heap / RSS", Text: mb(res.Peaks.HeapBytes) + " / " + mb(uint64(res.Peaks.RSSBytes))})
 	alloc := Row{Scenario: scen, Figure: "allocated per event", Value: res.AllocBytes, Unit: "B",
 		Text: fmt.Sprintf("%s B, %.1f allocs", count(int(res.AllocBytes)), res.AllocObjects), Target: "≤ 3 KB",
@@ -871,12 +876,7 @@ func (r *runner) pollers(ctx context.Context) error {
 			row.VsCeiling = fmt.Sprintf("%.2f of mark rpc", res.Rate/r.ceiling.mark)
 		}
 		r.report.add(row)
-		check := Row{Scenario: scen, Figure: "SENT / in Kafka", Text: fmt.Sprintf("%s / %s", count(res.Sent), count(res.InKafka)), Target: "all, once"}
-		check.setPass(res.Sent == res.Events && res.InKafka == res.Events)
-		r.report.add(check)
-		if !res.Anomalies.none() {
-			r.report.add(Row{Scenario: scen, Figure: "anomalies", Text: fmt.Sprintf("%+v", res.Anomalies)})
-		}
+		r.addDeliveryRows(scen, res, "")
 	}
 	return nil
 }
@@ -1001,12 +1001,7 @@ func (r *runner) drain(ctx context.Context) error {
 	r.report.add(heap)
 	r.report.add(Row{Scenario: scen, Figure: "end-to-end rate", Value: res.Rate, Unit: "ev/s",
 		Detail: fmt.Sprintf("%s in %s, %s finds", count(res.Events), dur(res.Took), count(int(res.Finds)))})
-	check := Row{Scenario: scen, Figure: "SENT / in Kafka", Text: fmt.Sprintf("%s / %s", count(res.Sent), count(res.InKafka)), Target: "all, once"}
-	check.setPass(res.Sent == res.Events && res.InKafka == res.Events)
-	r.report.add(check)
-	if !res.Anomalies.none() {
-		r.report.add(Row{Scenario: scen, Figure: "anomalies", Text: fmt.Sprintf("%+v", res.Anomalies)})
-	}
+	r.addDeliveryRows(scen, res, "")
 	r.report.add(Row{Scenario: scen, Figure: "peak goroutines / CPU", Text: fmt.Sprintf("%s / %.2f cores", count(int(res.Peaks.Goroutines)), res.CPU.Seconds()/res.Took.Seconds())})
 	return nil
 }
@@ -1024,12 +1019,7 @@ func (r *runner) oldBackend(ctx context.Context) error {
 		Detail: "RSS " + mb(uint64(res.Peaks.RSSBytes)) + ", whole backlog in one find response"})
 	r.report.add(Row{Scenario: scen, Figure: "end-to-end rate", Value: res.Rate, Unit: "ev/s",
 		Detail: fmt.Sprintf("%s in %s, %s finds", count(res.Events), dur(res.Took), count(int(res.Finds)))})
-	check := Row{Scenario: scen, Figure: "SENT / in Kafka", Text: fmt.Sprintf("%s / %s", count(res.Sent), count(res.InKafka)), Target: "all, once"}
-	check.setPass(res.Sent == res.Events && res.InKafka == res.Events)
-	r.report.add(check)
-	if !res.Anomalies.none() {
-		r.report.add(Row{Scenario: scen, Figure: "anomalies", Text: fmt.Sprintf("%+v", res.Anomalies)})
-	}
+	r.addDeliveryRows(scen, res, "")
 	return nil
 }
 
