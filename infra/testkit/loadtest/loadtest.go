@@ -636,11 +636,20 @@ func (r *runner) relayScenario(ctx context.Context, name string, types TypeSet, 
 	if err != nil {
 		return err
 	}
+	// MESSAGE relays are one record and one mark per event, as the floor
+	// relay: it runs beside them, in the same bracket.
+	var floor floorResult
+	if types.Synthetic == 0 && slices.Equal(types.Names, []string{messages.EventTypeMessage}) && r.ceiling.haveMark {
+		r.progress("floor relay: %s MESSAGE events at %s", count(res.Events), r.ceiling.markBest.label())
+		if floor, err = r.floorRelay(ctx, res.Events); err != nil {
+			return err
+		}
+	}
 	if err := measure(); err != nil {
 		return err
 	}
 	key := strings.ToLower(strings.TrimPrefix(name, "relay "))
-	r.report.raw("relay_"+key, map[string]any{"relay": res, "adjacentMarkCeilings": bracket})
+	r.report.raw("relay_"+key, map[string]any{"relay": res, "adjacentMarkCeilings": bracket, "floorRelay": floor})
 	scen := fmt.Sprintf("%s (%s)", name, count(res.Events))
 	row := Row{Scenario: scen, Figure: "end-to-end rate", Value: res.Rate, Unit: "ev/s",
 		Detail: fmt.Sprintf("%s in %s; %s finds, %s with events, %.0f%% of the run", count(res.Events), dur(res.Took),
@@ -655,11 +664,24 @@ func (r *runner) relayScenario(ctx context.Context, name string, types TypeSet, 
 		row.Target = fmt.Sprintf("≥ %.2f of mark ceiling", targetMarkRatio)
 		row.setPass(ratio >= targetMarkRatio)
 	}
+	if floor.Rate > 0 {
+		ratios = append(ratios, fmt.Sprintf("%.2f of floor relay", res.Rate/floor.Rate))
+	}
 	if r.ceiling.haveProds && *prodCeiling > 0 {
 		ratios = append(ratios, fmt.Sprintf("%.2f of produce", res.Rate / *prodCeiling))
 	}
 	row.VsCeiling = strings.Join(ratios, ", ")
 	r.report.add(row)
+	if floor.Rate > 0 {
+		fr := Row{Scenario: scen, Figure: "floor relay (no actors)", Value: floor.Rate, Unit: "ev/s",
+			Detail: fmt.Sprintf("the least a relay with one mark per event does, beside it: %s in %s, %s finds, marks by generated stubs at %d in flight × %d conn, plain franz-go; CPU here / world %.2f / %.2f cores",
+				count(floor.Events), dur(floor.Took), count(floor.Finds), floor.InFlight, floor.Conns,
+				floor.CPU.Seconds()/floor.Took.Seconds(), floor.World.Seconds()/floor.Took.Seconds())}
+		if len(bracket) == 2 {
+			fr.VsCeiling = fmt.Sprintf("%.2f of mark ceiling", floor.Rate/((bracket[0]+bracket[1])/2))
+		}
+		r.report.add(fr)
+	}
 	r.addCommonRows(scen, res)
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -111,6 +112,10 @@ func checkReport(t *testing.T, rep *Report, scenarios []string) {
 	var back map[string]any
 	if err := json.Unmarshal(js.Bytes(), &back); err != nil {
 		t.Fatalf("JSON report does not parse: %v", err)
+	}
+	if slices.Contains(scenarios, ScenarioCeilings) && slices.Contains(scenarios, ScenarioMessage) &&
+		!strings.Contains(table.String(), "floor relay (no actors)") {
+		t.Error("the MESSAGE relay ran beside the ceilings without its floor relay")
 	}
 	for _, s := range scenarios {
 		if !strings.Contains(table.String(), scenarioTitle(s)) {

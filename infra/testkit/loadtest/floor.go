@@ -1,0 +1,198 @@
+package loadtest
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/hobom/hobom-event-processor/infra/adapters/outbox"
+	"github.com/hobom/hobom-event-processor/infra/app"
+	"github.com/hobom/hobom-event-processor/messages"
+	"github.com/hobom/hobom-event-processor/proto/gen/outboxmessagev1"
+)
+
+// The floor relay is the least work a relay with one mark per event can
+// do on this machine, and so the most such a relay can reach: each event
+// is found, written to Kafka and marked SENT with one unary rpc, and
+// nothing else happens. No actor, lease, retry, timeout, Redis memory or
+// dead letter; marks through the generated stubs of the mark ceiling's
+// minimal client, at the sweep's best point; records built with the
+// processor's encoder and written by a plain franz-go client; finds
+// decoded by the processor's own decoder (the cheapest on hand) and
+// overlapped with marking as the processor overlaps them.
+//
+// The relay is held to a ratio of the mark ceiling; the floor relay's own
+// ratio says how much of that ceiling is left once the rest of a relay's
+// work (finds, records, Kafka, the broker's side of them) shares the
+// machine's cores with the marks. A target above the floor's ratio cannot
+// be met by any processor with one mark per event here.
+
+// floorResult is one floor relay run.
+type floorResult struct {
+	Events   int           `json:"events"`
+	Took     time.Duration `json:"tookNs"`
+	Rate     float64       `json:"rate"`
+	InFlight int           `json:"inFlight"`
+	Conns    int           `json:"conns"`
+	Finds    int           `json:"finds"`
+	// CPU is this process's CPU, World the world's, during the run.
+	CPU   time.Duration `json:"cpuNs"`
+	World time.Duration `json:"worldCpuNs"`
+}
+
+// floorRelay relays events MESSAGE rows from a fresh backend through the
+// floor relay at the mark sweep's best point.
+func (r *runner) floorRelay(ctx context.Context, events int) (floorResult, error) {
+	best := r.ceiling.markBest
+	res := floorResult{Events: events, InFlight: max(best.InFlight, 1), Conns: max(best.Conns, 1)}
+	addr, err := r.world.NewBackend(BackendSpec{})
+	if err != nil {
+		return res, err
+	}
+	if err := r.world.Seed(SeedSpec{Types: TypeSet{Names: []string{messages.EventTypeMessage}}, PerType: events, IDPrefix: "floor-"}); err != nil {
+		return res, err
+	}
+	topic := "loadtest.floor." + strconv.FormatInt(sweepTopicSeq.Add(1), 10)
+	adm := kadm.NewClient(r.admin)
+	if _, err := adm.CreateTopic(ctx, -1, -1, nil, topic); err != nil {
+		return res, fmt.Errorf("create %s: %w", topic, err)
+	}
+	defer func() { _, _ = adm.DeleteTopics(context.WithoutCancel(ctx), topic) }()
+
+	finder, err := outbox.Dial(outbox.Config{Addr: addr, APIKey: r.cfg.GRPCAPIKey, MarkConns: 1}, zerolog.Nop())
+	if err != nil {
+		return res, err
+	}
+	defer finder.Close()
+	mctx := ctx
+	if r.cfg.GRPCAPIKey != "" {
+		mctx = metadata.AppendToOutgoingContext(ctx, "x-api-key", r.cfg.GRPCAPIKey)
+	}
+	markers := make([]outboxmessagev1.PatchOutboxControllerClient, res.Conns)
+	for i := range markers {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return res, err
+		}
+		defer conn.Close()
+		markers[i] = outboxmessagev1.NewPatchOutboxControllerClient(conn)
+		_, _ = markers[i].PatchOutboxMarkAsSentUseCase(mctx, &outboxmessagev1.MarkRequest{EventId: "warm-up"})
+	}
+	opts := []kgo.Opt{kgo.SeedBrokers(r.info.KafkaAddrs...), kgo.DefaultProduceTopic(topic), kgo.MaxBufferedRecords(100_000)}
+	if r.cfg.KafkaAcks == "leader" {
+		opts = append(opts, kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
+	} else {
+		opts = append(opts, kgo.RequiredAcks(kgo.AllISRAcks()))
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return res, err
+	}
+	defer cl.Close()
+	if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("warm-up")}).FirstErr(); err != nil {
+		return res, fmt.Errorf("warm-up produce: %w", err)
+	}
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var (
+		acked  = make(chan string, events) // never blocks a produce callback
+		marked atomic.Int64
+		done   = make(chan struct{})
+		wg     sync.WaitGroup
+	)
+	limit := max(r.cfg.FindLimit, 1)
+	producer := app.TreeConfig(r.cfg, nil).Publisher.Producer
+	u := r.startUsage()
+	t0 := time.Now()
+	for g := range res.InFlight {
+		m := markers[g%len(markers)]
+		wg.Go(func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case id := <-acked:
+					if _, err := m.PatchOutboxMarkAsSentUseCase(mctx, &outboxmessagev1.MarkRequest{EventId: id}); err != nil {
+						cancel(fmt.Errorf("mark %s: %w", id, err))
+						return
+					}
+					if marked.Add(1) == int64(events) {
+						close(done)
+					}
+				}
+			}
+		})
+	}
+	wg.Go(func() {
+		// Finds: rows still PENDING come back until marked, so the ids
+		// handed over are remembered and at most two find limits are
+		// held at once, as the processor's two batches per poller.
+		taken := make(map[string]struct{}, events)
+		var produced int64
+		for ctx.Err() == nil && len(taken) < events {
+			held := produced - marked.Load()
+			if held >= int64(2*limit) {
+				time.Sleep(200 * time.Microsecond)
+				continue
+			}
+			rows, err := finder.Find(ctx, messages.FindMessageOutbox, messages.EventTypeMessage, messages.StatusPending, limit+int(held))
+			res.Finds++
+			if err != nil {
+				cancel(fmt.Errorf("find: %w", err))
+				return
+			}
+			now := time.Now()
+			fresh := 0
+			for i := range rows {
+				id := rows[i].EventID
+				if _, ok := taken[id]; ok || rows[i].Message == nil {
+					continue
+				}
+				taken[id] = struct{}{}
+				fresh++
+				v, err := messages.AppendMessageValue(nil, rows[i].Message, now)
+				if err != nil {
+					cancel(fmt.Errorf("encode %s: %w", id, err))
+					return
+				}
+				key := []byte(id)
+				cl.Produce(ctx, &kgo.Record{Key: key, Value: v, Headers: messages.RecordHeaders(messages.EventTypeMessage, producer, "", key)},
+					func(_ *kgo.Record, err error) {
+						if err != nil {
+							cancel(fmt.Errorf("produce %s: %w", id, err))
+							return
+						}
+						acked <- id
+					})
+			}
+			produced += int64(fresh)
+			if fresh == 0 {
+				time.Sleep(time.Millisecond)
+			}
+		}
+	})
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	res.Took = time.Since(t0)
+	res.CPU, res.World, _ = u.finish()
+	cancel(nil)
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil && marked.Load() < int64(events) {
+		return res, fmt.Errorf("floor relay: %w", err)
+	}
+	res.Rate = float64(events) / res.Took.Seconds()
+	return res, nil
+}
