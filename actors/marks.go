@@ -84,7 +84,7 @@ func (p *Publisher) flushMarks() {
 func (p *Publisher) pushBatchMark(items []markItem) {
 	batcher, policy, now := p.batcher, p.cfg.Mark, p.now
 	p.marks.pushLazy(func() func() any {
-		fence := p.current(items[0].fence) // the deadline known when the call starts (see markOne)
+		fence := p.current(items[0].fence) // the deadline known when the call starts (see pumpMarks)
 		return func() any {
 			start := time.Now()
 			res := batchMarkResult{items: items}

@@ -88,7 +88,11 @@ type Publisher struct {
 	nextRecord uint64
 	waiting    []*recordFlight // ready, held back by MaxInflightRecords
 	producing  int
+	// marks runs the batch mark calls, single the one-event marks
+	// (single_marks.go); spareMarks is single's emptied result slice.
 	marks      *workQueue
+	single     *markQueue
+	spareMarks []markResult
 	// batcher is the outbox's batch-mark extension, nil without one;
 	// toMark are acked ids waiting for a batch call (marks.go).
 	batcher    BatchMarker
@@ -270,6 +274,7 @@ func NewPublisher(producer Producer, outbox Outbox, memory UnmarkedStore, dlq *a
 			attempts: make(map[*kgo.Record]*recordFlight),
 			headers:  make(map[string]messages.HeaderValues),
 			marks:    newWorkQueue(cfg.MarkConcurrency),
+			single:   newMarkQueue(),
 			unmarked: newUnmarked(cfg.UnmarkedMemory),
 			atDLQ:    make(map[string]struct{}),
 
@@ -283,6 +288,7 @@ func (p *Publisher) Receive(c *actor.Context) {
 	case actor.Started:
 		p.engine, p.self = c.Engine(), c.PID()
 		p.marks.bind(p.engine, p.self)
+		p.bindMarks()
 		box, engine, self := &ackBox{}, p.engine, p.self
 		p.acks = box
 		// One promise for every record: the record itself says which
@@ -327,9 +333,14 @@ func (p *Publisher) Receive(c *actor.Context) {
 		if f, ok := p.records[m.record]; ok && m.from == p {
 			p.enqueue(f)
 		}
+	case marksReady:
+		if m.box == p.single.box {
+			p.onMarksReady()
+		}
 	case workDone:
 		if m.q == p.marks {
 			p.marks.done()
+			p.pumpMarks() // the marks in flight bound both queues together
 			switch r := m.result.(type) {
 			case markResult:
 				p.onMarked(r)
@@ -769,26 +780,6 @@ func (p *Publisher) markSent(id string) {
 	p.markOne(id, fence)
 }
 
-// markOne marks one event SENT with its own rpc.
-func (p *Publisher) markOne(id string, fence messages.Fence) {
-	outbox, policy, now := p.outbox, p.cfg.Mark, p.now
-	p.marks.pushLazy(func() func() any {
-		// The tenure's deadline as known when the mark starts, not when
-		// it was queued: behind MarkConcurrency others in a backlog, a
-		// renewal may have moved it since. A renewal that comes later
-		// does not reach the worker (it would be shared state), so a
-		// retry past this deadline is fenced, which is safe.
-		fence := p.current(fence)
-		return func() any {
-			start := time.Now()
-			tries, err := policy.runFenced(fence, now, func(ctx context.Context) error {
-				return outbox.MarkSent(ctx, id)
-			})
-			return markResult{eventID: id, err: err, tries: tries, took: time.Since(start)}
-		}
-	})
-}
-
 func (p *Publisher) onMarked(m markResult) {
 	p.metrics.MarkDone(messages.StatusSent, m.took, m.err)
 	if errors.Is(m.err, errFenced) {
@@ -968,7 +959,7 @@ func (p *Publisher) maybeAnswer(b *pubBatch) {
 }
 
 func (p *Publisher) checkDrained() {
-	if p.drainTo == nil || len(p.events) > 0 || len(p.records) > 0 || !p.marks.idle() || len(p.toMark) > 0 {
+	if p.drainTo == nil || len(p.events) > 0 || len(p.records) > 0 || !p.marks.idle() || !p.single.idle() || len(p.toMark) > 0 {
 		return
 	}
 	if p.forgetTimer != nil {

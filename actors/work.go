@@ -147,6 +147,14 @@ func (p RetryPolicy) run(fn func(ctx context.Context) error) (tries int, err err
 // resolves the event. fn may itself return errFenced to stop the retries.
 // Without leases (an inactive fence) it is run, and now is not called.
 func (p RetryPolicy) runFenced(fence messages.Fence, now func() time.Time, fn func(ctx context.Context) error) (tries int, err error) {
+	return runFencedArg(p, fence, now, callWithContext, fn)
+}
+
+func callWithContext(ctx context.Context, fn func(ctx context.Context) error) error { return fn(ctx) }
+
+// runFencedArg is p.runFenced calling fn(ctx, arg): a hot path passes its
+// argument instead of building a closure per call.
+func runFencedArg[A any](p RetryPolicy, fence messages.Fence, now func() time.Time, fn func(context.Context, A) error, arg A) (tries int, err error) {
 	attempts := max(p.Attempts, 1)
 	for tries = 1; ; tries++ {
 		timeout := p.Timeout
@@ -158,7 +166,7 @@ func (p RetryPolicy) runFenced(fence messages.Fence, now func() time.Time, fn fu
 			timeout = min(timeout, left)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		err = fn(ctx)
+		err = fn(ctx, arg)
 		cancel()
 		if err != nil && fence.Active() && !fence.HeldAt(now()) {
 			err = errFenced

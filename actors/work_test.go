@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -111,5 +112,115 @@ func TestDoubling(t *testing.T) {
 	}
 	if got := doubling(0, 0, 3); got != 0 {
 		t.Errorf("doubling(0, 0, 3) = %v, want 0", got)
+	}
+}
+
+// markOwner is an actor that starts marks on a markQueue and reports how
+// many results each marksReady carried.
+type markOwner struct {
+	q       *markQueue
+	started chan struct{} // closed once the first marksReady arrived
+	hold    chan struct{} // the first marksReady is taken once closed
+	sizes   chan int
+	results chan markResult
+}
+
+func (o *markOwner) Receive(c *actor.Context) {
+	switch m := c.Message().(type) {
+	case actor.Started:
+		o.q.engine, o.q.self = c.Engine(), c.PID()
+	case []markJob:
+		for _, j := range m {
+			o.q.start(j)
+		}
+	case marksReady:
+		if m.box != o.q.box {
+			return
+		}
+		select {
+		case <-o.started:
+		default:
+			close(o.started)
+			<-o.hold // a busy publisher: more results arrive meanwhile
+		}
+		rs := o.q.box.take(nil)
+		o.q.active -= len(rs)
+		o.sizes <- len(rs)
+		for _, r := range rs {
+			o.results <- r
+		}
+	}
+}
+
+// TestMarkQueueHandsBackABurstInOneMessage: marks that finish while the
+// publisher is busy come back together in one marksReady, each exactly
+// once; a lone mark comes back at once, with no waiting for company.
+func TestMarkQueueHandsBackABurstInOneMessage(t *testing.T) {
+	e, err := actor.NewEngine(actor.NewEngineConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 50
+	gate := make(chan struct{})
+	q := newMarkQueue()
+	q.mark = func(j markJob) markResult {
+		if j.id != "lone" {
+			<-gate
+		}
+		return markResult{eventID: j.id}
+	}
+	owner := &markOwner{q: q, started: make(chan struct{}), hold: make(chan struct{}), sizes: make(chan int, n+1), results: make(chan markResult, n+1)}
+	pid := e.Spawn(func() actor.Receiver { return owner }, "owner")
+	defer func() { <-e.Poison(pid).Done() }()
+
+	jobs := make([]markJob, n)
+	for i := range jobs {
+		jobs[i] = markJob{id: strconv.Itoa(i)}
+	}
+	e.Send(pid, jobs)
+	close(gate)
+	select {
+	case <-owner.started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no marksReady")
+	}
+	for boxed := 0; boxed < n; {
+		q.box.mu.Lock()
+		boxed = len(q.box.results)
+		q.box.mu.Unlock()
+		time.Sleep(time.Millisecond)
+	}
+	close(owner.hold)
+	seen := map[string]bool{}
+	messages := 0
+	for len(seen) < n {
+		select {
+		case <-owner.sizes:
+			messages++
+		case r := <-owner.results:
+			if seen[r.eventID] {
+				t.Fatalf("result %s delivered twice", r.eventID)
+			}
+			seen[r.eventID] = true
+		case <-time.After(10 * time.Second):
+			t.Fatalf("only %d of %d results", len(seen), n)
+		}
+	}
+	for len(owner.sizes) > 0 {
+		<-owner.sizes
+		messages++
+	}
+	if messages != 1 {
+		t.Errorf("%d results came in %d messages, want the burst in one", n, messages)
+	}
+
+	e.Send(pid, []markJob{{id: "lone"}})
+	select {
+	case r := <-owner.results:
+		if r.eventID != "lone" {
+			t.Fatalf("result %q, want lone", r.eventID)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a lone mark's result did not come back")
 	}
 }
