@@ -31,8 +31,9 @@ type markQueue struct {
 	// succeeds only when a worker is waiting for it.
 	handoff chan markJob
 	box     *markBox
-	// mark makes one mark; set when the publisher starts.
-	mark   func(markJob) markResult
+	// mark makes one mark with the calling worker's tryContexts; set
+	// when the publisher starts.
+	mark   func(markJob, *tryContexts) markResult
 	engine *actor.Engine
 	self   *actor.PID
 }
@@ -99,8 +100,9 @@ func (q *markQueue) start(job markJob) {
 func (q *markQueue) worker(job markJob) {
 	box, mark, handoff, engine, self := q.box, q.mark, q.handoff, q.engine, q.self
 	var idle *time.Timer
+	var tc tryContexts // this goroutine's, as it makes one mark at a time
 	for {
-		if box.push(mark(job)) {
+		if box.push(mark(job, &tc)) {
 			engine.Send(self, marksReady{box: box})
 		}
 		if idle == nil {
@@ -124,9 +126,9 @@ func (p *Publisher) bindMarks() {
 	q, outbox, policy, now := p.single, p.outbox, p.cfg.Mark, p.now
 	q.engine, q.self = p.engine, p.self
 	markSent := outbox.MarkSent
-	q.mark = func(j markJob) markResult {
+	q.mark = func(j markJob, tc *tryContexts) markResult {
 		start := time.Now()
-		tries, err := runFencedArg(policy, j.fence, now, markSent, j.id)
+		tries, err := runFencedArg(policy, j.fence, now, tc, markSent, j.id)
 		return markResult{eventID: j.id, err: err, tries: tries, took: time.Since(start)}
 	}
 }

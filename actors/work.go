@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"time"
 
@@ -147,14 +148,16 @@ func (p RetryPolicy) run(fn func(ctx context.Context) error) (tries int, err err
 // resolves the event. fn may itself return errFenced to stop the retries.
 // Without leases (an inactive fence) it is run, and now is not called.
 func (p RetryPolicy) runFenced(fence messages.Fence, now func() time.Time, fn func(ctx context.Context) error) (tries int, err error) {
-	return runFencedArg(p, fence, now, callWithContext, fn)
+	return runFencedArg(p, fence, now, nil, callWithContext, fn)
 }
 
 func callWithContext(ctx context.Context, fn func(ctx context.Context) error) error { return fn(ctx) }
 
 // runFencedArg is p.runFenced calling fn(ctx, arg): a hot path passes its
-// argument instead of building a closure per call.
-func runFencedArg[A any](p RetryPolicy, fence messages.Fence, now func() time.Time, fn func(context.Context, A) error, arg A) (tries int, err error) {
+// argument instead of building a closure per call. With tc, the tries'
+// contexts come from tc (see tryContexts) instead of a context.WithTimeout
+// each.
+func runFencedArg[A any](p RetryPolicy, fence messages.Fence, now func() time.Time, tc *tryContexts, fn func(context.Context, A) error, arg A) (tries int, err error) {
 	attempts := max(p.Attempts, 1)
 	for tries = 1; ; tries++ {
 		timeout := p.Timeout
@@ -165,9 +168,20 @@ func runFencedArg[A any](p RetryPolicy, fence messages.Fence, now func() time.Ti
 			}
 			timeout = min(timeout, left)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		err = fn(ctx, arg)
-		cancel()
+		if tc == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			err = fn(ctx, arg)
+			cancel()
+		} else {
+			ctx := tc.begin(timeout)
+			err = fn(ctx, arg)
+			if err != nil && ctx.Err() != nil {
+				// The call saw base's cancellation (context.Canceled):
+				// say that it was the try's deadline.
+				err = fmt.Errorf("%w after %v: %w", context.DeadlineExceeded, timeout, err)
+			}
+			tc.end()
+		}
 		if err != nil && fence.Active() && !fence.HeldAt(now()) {
 			err = errFenced
 		}
@@ -175,6 +189,69 @@ func runFencedArg[A any](p RetryPolicy, fence messages.Fence, now func() time.Ti
 			return tries, err
 		}
 		sleepOn(p.Clock, doubling(p.Backoff, 0, tries))
+	}
+}
+
+// tryContexts makes the per-try contexts of runFencedArg for a goroutine
+// that makes one call at a time (a mark worker), for a fraction of the
+// cost of a context.WithTimeout per try: that is a timer context, a
+// timer, two closures, a done channel and, once gRPC derives the call's
+// context from it, a map of children, for every mark.
+//
+// Each try's context (tryCtx) reports its own deadline (gRPC sends it as
+// grpc-timeout) and is done when base is cancelled, which timer does at
+// that deadline, exactly when a context.WithTimeout would end. Between
+// tries the timer is stopped; one that could not be stopped had fired or
+// was firing, so its base is given up and the next try gets a new base
+// and timer. base is cancelled by nothing else, so a try never sees an
+// earlier try's end.
+type tryContexts struct {
+	base   context.Context
+	cancel context.CancelFunc
+	timer  *time.Timer
+}
+
+// tryCtx is one try's context: base's cancellation (and values), the
+// try's deadline.
+type tryCtx struct {
+	context.Context
+	deadline time.Time
+}
+
+func (c *tryCtx) Deadline() (time.Time, bool) { return c.deadline, true }
+
+// Err is context.DeadlineExceeded once base is cancelled: only the try's
+// deadline cancels it.
+func (c *tryCtx) Err() error {
+	if c.Context.Err() != nil {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+// begin returns the context of a try that may take timeout; end must
+// follow before the next begin.
+func (t *tryContexts) begin(timeout time.Duration) context.Context {
+	deadline := time.Now().Add(timeout)
+	left := time.Until(deadline)
+	if left <= 0 {
+		ctx, cancel := context.WithDeadline(context.Background(), deadline) // done already
+		cancel()
+		return ctx
+	}
+	if t.timer == nil {
+		t.base, t.cancel = context.WithCancel(context.Background())
+		t.timer = time.AfterFunc(left, t.cancel)
+	} else {
+		t.timer.Reset(left)
+	}
+	return &tryCtx{Context: t.base, deadline: deadline}
+}
+
+// end ends the try begun last.
+func (t *tryContexts) end() {
+	if t.timer != nil && !t.timer.Stop() {
+		t.base, t.cancel, t.timer = nil, nil, nil // fired: base is cancelled, or about to be
 	}
 }
 

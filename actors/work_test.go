@@ -1,6 +1,8 @@
 package actors
 
 import (
+	"context"
+	"errors"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -163,7 +165,7 @@ func TestMarkQueueHandsBackABurstInOneMessage(t *testing.T) {
 	const n = 50
 	gate := make(chan struct{})
 	q := newMarkQueue()
-	q.mark = func(j markJob) markResult {
+	q.mark = func(j markJob, _ *tryContexts) markResult {
 		if j.id != "lone" {
 			<-gate
 		}
@@ -223,4 +225,47 @@ func TestMarkQueueHandsBackABurstInOneMessage(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("a lone mark's result did not come back")
 	}
+}
+
+// TestTryContextsEndEachTryAtItsDeadline: a try's context, and one gRPC
+// derives from it, reports the try's deadline and is done at it, not
+// before (a try under way is cut off on time); a try that ended before
+// its deadline leaves the next try's context live, and so does one cut
+// off; a try with no time left is done at once.
+func TestTryContextsEndEachTryAtItsDeadline(t *testing.T) {
+	var tc tryContexts
+	const timeout = 30 * time.Millisecond
+	for i := range 3 {
+		start := time.Now()
+		ctx := tc.begin(timeout)
+		if d, ok := ctx.Deadline(); !ok || d.Before(start.Add(timeout)) || d.After(time.Now().Add(timeout)) {
+			t.Fatalf("try %d: deadline %v (%v), want %v after the start", i, d, ok, timeout)
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("try %d: done at its start: %v", i, ctx.Err())
+		}
+		if i == 1 { // a try that ends early
+			tc.end()
+			continue
+		}
+		call, cancel := context.WithCancel(ctx) // as gRPC does
+		select {
+		case <-call.Done():
+		case <-time.After(10 * time.Second):
+			t.Fatalf("try %d: not cut off at its deadline", i)
+		}
+		cancel()
+		if took := time.Since(start); took < timeout {
+			t.Errorf("try %d: cut off after %v, before its deadline", i, took)
+		}
+		if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			t.Errorf("try %d: Err %v, want the deadline", i, ctx.Err())
+		}
+		tc.end()
+	}
+	ctx := tc.begin(0)
+	if ctx.Err() == nil {
+		t.Errorf("a try without time left: not done")
+	}
+	tc.end()
 }
