@@ -60,11 +60,12 @@ func (m *Unmarked) Write(ctx context.Context, ops []actors.UnmarkedOp) error {
 		for lo := 0; lo < len(op.EventIDs); lo += fieldsPerCommand {
 			ids := op.EventIDs[lo:min(lo+fieldsPerCommand, len(op.EventIDs))]
 			if op.Forget {
-				pipe.HDel(ctx, today, ids...)
-				pipe.HDel(ctx, yesterday, ids...)
+				fields := boxFields(ids)
+				_ = pipe.Process(ctx, redis.NewIntCmd(ctx, keyArgs("hdel", today, fields)...))
+				_ = pipe.Process(ctx, redis.NewIntCmd(ctx, keyArgs("hdel", yesterday, fields)...))
 				continue
 			}
-			v := formatUnmarked(op.Unmarked)
+			var v any = formatUnmarked(op.Unmarked) // boxed once for all ids
 			args := make([]any, 0, 2+2*len(ids))
 			args = append(args, "hset", today)
 			for _, id := range ids {
@@ -101,10 +102,13 @@ func (m *Unmarked) Lookup(ctx context.Context, ids []string) (map[string]message
 		cmd *redis.SliceCmd
 	}
 	var reads []read
-	for _, key := range []string{yesterday, today} { // today's entries win
-		for lo := 0; lo < len(ids); lo += fieldsPerCommand {
-			part := ids[lo:min(lo+fieldsPerCommand, len(ids))]
-			reads = append(reads, read{ids: part, cmd: pipe.HMGet(ctx, key, part...)})
+	for lo := 0; lo < len(ids); lo += fieldsPerCommand {
+		part := ids[lo:min(lo+fieldsPerCommand, len(ids))]
+		fields := boxFields(part)
+		for _, key := range []string{yesterday, today} { // today's entries win
+			cmd := redis.NewSliceCmd(ctx, keyArgs("hmget", key, fields)...)
+			_ = pipe.Process(ctx, cmd)
+			reads = append(reads, read{ids: part, cmd: cmd})
 		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
@@ -120,6 +124,24 @@ func (m *Unmarked) Lookup(ctx context.Context, ids []string) (map[string]message
 		}
 	}
 	return out, nil
+}
+
+// boxFields returns ids as command arguments. Boxing a string allocates:
+// the commands on today's and yesterday's hash share one boxing of their
+// fields (keyArgs) instead of boxing them each, as HDel and HMGet do.
+func boxFields(ids []string) []any {
+	fields := make([]any, len(ids))
+	for i, id := range ids {
+		fields[i] = id
+	}
+	return fields
+}
+
+// keyArgs returns the arguments of command cmd on key with fields.
+func keyArgs(cmd, key string, fields []any) []any {
+	args := make([]any, 0, 2+len(fields))
+	args = append(args, cmd, key)
+	return append(args, fields...)
 }
 
 func formatUnmarked(u messages.Unmarked) string {

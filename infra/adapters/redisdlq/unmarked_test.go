@@ -123,3 +123,32 @@ func TestUnmarkedMemoryTakesOneRoundTripPerCallForThousandsOfEvents(t *testing.T
 		t.Errorf("%d round trips to remember, look up and forget 2,000 events, want 3", n)
 	}
 }
+
+// TestUnmarkedMemoryBoxesEachIDOnce: remembering and forgetting a group
+// cost about one allocation per id (its boxing as a command argument,
+// shared by the commands on today's and yesterday's hash), not one per
+// id and command.
+func TestUnmarkedMemoryBoxesEachIDOnce(t *testing.T) {
+	ctx := context.Background()
+	c := testenv.Redis(t).Client(t)
+	m := NewUnmarked(c)
+	ids := make([]string, fieldsPerCommand)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("box-%d", i)
+	}
+	remember := []actors.UnmarkedOp{{EventIDs: ids, Unmarked: messages.Unmarked{Status: messages.StatusSent, At: time.Now()}}}
+	forget := []actors.UnmarkedOp{{Forget: true, EventIDs: ids}}
+	for _, w := range []struct {
+		name string
+		ops  []actors.UnmarkedOp
+	}{{"remember", remember}, {"forget", forget}} {
+		perID := testing.AllocsPerRun(5, func() {
+			if err := m.Write(ctx, w.ops); err != nil {
+				t.Fatal(err)
+			}
+		}) / float64(len(ids))
+		if perID > 1.5 {
+			t.Errorf("%s: %.2f allocations per id, want about one", w.name, perID)
+		}
+	}
+}
