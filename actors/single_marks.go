@@ -125,10 +125,10 @@ func (q *markQueue) idle() bool { return q.active == 0 && len(q.pending) == 0 }
 func (p *Publisher) bindMarks() {
 	q, outbox, policy, now := p.single, p.outbox, p.cfg.Mark, p.now
 	q.engine, q.self = p.engine, p.self
-	markSent := outbox.MarkSent
+	rpc := outbox.MarkSent // one method value, not one per mark
 	q.mark = func(j markJob, tc *tryContexts) markResult {
 		start := time.Now()
-		tries, err := runFencedArg(policy, j.fence, now, tc, markSent, j.id)
+		tries, err := runFencedArg(policy, j.fence, now, tc, rpc, j.id)
 		return markResult{eventID: j.id, err: err, tries: tries, took: time.Since(start)}
 	}
 }

@@ -209,6 +209,7 @@ type tryContexts struct {
 	base   context.Context
 	cancel context.CancelFunc
 	timer  *time.Timer
+	armed  bool // timer runs for the try begun last
 }
 
 // tryCtx is one try's context: base's cancellation (and values), the
@@ -245,14 +246,16 @@ func (t *tryContexts) begin(timeout time.Duration) context.Context {
 	} else {
 		t.timer.Reset(left)
 	}
+	t.armed = true
 	return &tryCtx{Context: t.base, deadline: deadline}
 }
 
 // end ends the try begun last.
 func (t *tryContexts) end() {
-	if t.timer != nil && !t.timer.Stop() {
+	if t.armed && !t.timer.Stop() {
 		t.base, t.cancel, t.timer = nil, nil, nil // fired: base is cancelled, or about to be
 	}
+	t.armed = false
 }
 
 // sleepOn blocks the calling worker goroutine (never an actor's Receive)

@@ -268,4 +268,8 @@ func TestTryContextsEndEachTryAtItsDeadline(t *testing.T) {
 		t.Errorf("a try without time left: not done")
 	}
 	tc.end()
+	if ctx := tc.begin(timeout); ctx.Err() != nil {
+		t.Errorf("the try after one without time left: done at its start")
+	}
+	tc.end()
 }
