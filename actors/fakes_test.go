@@ -89,6 +89,8 @@ type memBackend struct {
 	// markLeft is the time each mark's context had left when the mark
 	// came, in order.
 	markLeft []time.Duration
+	// skipped are the ids each find through skippingBackend left out.
+	skipped [][]string
 }
 
 func newBackend(j *journal) *memBackend { return &memBackend{j: j, status: map[string]string{}} }
@@ -125,6 +127,33 @@ func (b *memBackend) Find(_ context.Context, _ messages.FindRPC, eventType, stat
 		b.findHook() // with the rows read: rows added meanwhile are not in them
 	}
 	return out, err
+}
+
+// skippingBackend is memBackend as an actors.SkippingFinder: it records
+// the ids each find left out (skipped), in order.
+type skippingBackend struct{ *memBackend }
+
+func (b skippingBackend) FindSkipping(ctx context.Context, rpc messages.FindRPC, eventType, status string, limit int, skip func(string) bool) ([]messages.Event, error) {
+	out, err := b.Find(ctx, rpc, eventType, status, limit)
+	var left []string
+	out = slices.DeleteFunc(out, func(e messages.Event) bool {
+		if e.EventID != "" && skip(e.EventID) {
+			left = append(left, e.EventID)
+			return true
+		}
+		return false
+	})
+	b.mu.Lock()
+	b.skipped = append(b.skipped, left)
+	b.mu.Unlock()
+	return out, err
+}
+
+// skippedByFind returns the ids each FindSkipping left out.
+func (b *memBackend) skippedByFind() [][]string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.skipped)
 }
 
 func (b *memBackend) find(eventType, status string, limit int) ([]messages.Event, error) {
@@ -590,6 +619,8 @@ type world struct {
 	// when set, is its UnmarkedStore. Set them in setup.
 	admin  bool
 	memory *memMemory
+	// skipping gives the tree the backend as an actors.SkippingFinder.
+	skipping bool
 }
 
 // testConfig is a tree of the MESSAGE route with millisecond timings.
@@ -633,6 +664,9 @@ func startWith(t *testing.T, mutate func(*actors.TreeConfig), setup func(*world)
 	w.engine = engine
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.ErrorLevel)
 	deps := actors.Deps{Outbox: w.backend, Producer: w.kafka, Store: w.dlq, Log: log, Metrics: m}
+	if w.skipping {
+		deps.Outbox = skippingBackend{w.backend}
+	}
 	if w.admin {
 		deps.Admin = w.dlq
 	}

@@ -55,7 +55,9 @@ const maxBatches = 2
 // flow control the unbounded inboxes lack. A find that runs while batches
 // are in flight returns their rows too (they are still PENDING): the
 // poller drops the ids it has in flight, and those of a batch resolved
-// while the find ran, so no event is handed over twice.
+// while the find ran, so no event is handed over twice. An outbox that is
+// a SkippingFinder leaves those rows out undecoded; the poller drops them
+// all the same.
 type Poller struct {
 	route     messages.Route
 	outbox    Outbox
@@ -76,7 +78,6 @@ type Poller struct {
 	cancelFind context.CancelFunc
 	batches    map[uint64]*pollBatch // at the publisher, or resolved while a find ran
 	open       int                   // batches not resolved yet
-	inFlight   map[string]uint64     // event ids of batches, by batch
 	events     int                   // events of unresolved batches
 	failures   int
 	timer      Timer
@@ -108,10 +109,24 @@ func NewPoller(route messages.Route, outbox Outbox, leases *actor.PID, publisher
 
 // pollBatch is a batch handed to the publisher.
 type pollBatch struct {
-	ids      []string
+	ids []string
+	// set holds ids; it is never written after the batch is made, so a
+	// find's goroutine may read it (SkippingFinder) while the poller
+	// goes on.
+	set map[string]struct{}
+	// oldest is when the batch's oldest event was created (zero: none
+	// parses): its rows are left out of the finds while it is in flight,
+	// and they are still pending.
+	oldest   time.Time
 	start    time.Time
 	timer    Timer
 	resolved bool // kept only to filter the find that was running
+}
+
+// has reports whether id is one of the batch's events.
+func (b *pollBatch) has(id string) bool {
+	_, ok := b.set[id]
+	return ok
 }
 
 type (
@@ -234,7 +249,6 @@ func (p *Poller) dropBatches() {
 		}
 		delete(p.batches, id)
 	}
-	clear(p.inFlight)
 	p.open, p.events = 0, 0
 }
 
@@ -245,12 +259,59 @@ func (p *Poller) find() {
 	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.FindTimeout)
 	p.cancelFind = cancel
 	engine, self, outbox := p.engine, p.self, p.outbox
+	skipper, _ := outbox.(SkippingFinder)
+	skip := p.inFlightFilter()
 	go func() {
 		defer cancel()
 		start := time.Now()
-		events, err := outbox.Find(ctx, route.Find, route.EventType, messages.StatusPending, limit)
+		var events []messages.Event
+		var err error
+		if skipper != nil && skip != nil {
+			events, err = skipper.FindSkipping(ctx, route.Find, route.EventType, messages.StatusPending, limit, skip)
+		} else {
+			events, err = outbox.Find(ctx, route.Find, route.EventType, messages.StatusPending, limit)
+		}
 		engine.Send(self, findDone{seq: seq, fence: fence, events: events, err: err, took: time.Since(start)})
 	}()
+}
+
+// inFlightFilter returns what tells a find's goroutine the ids of the
+// batches out now (nil: none), over their sets, which nobody writes: the
+// poller forgets a batch by dropping it from p.batches, never by changing
+// its set.
+func (p *Poller) inFlightFilter() func(string) bool {
+	var sets []map[string]struct{}
+	for _, b := range p.batches {
+		if !b.resolved {
+			sets = append(sets, b.set)
+		}
+	}
+	switch len(sets) {
+	case 0:
+		return nil
+	case 1:
+		set := sets[0]
+		return func(id string) bool { _, ok := set[id]; return ok }
+	}
+	return func(id string) bool {
+		for _, set := range sets {
+			if _, ok := set[id]; ok {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// inFlight reports whether id is an event of a batch at the publisher, or
+// of one resolved while the running find ran.
+func (p *Poller) inFlight(id string) bool {
+	for _, b := range p.batches {
+		if b.has(id) {
+			return true
+		}
+	}
+	return false
 }
 
 func (p *Poller) onFound(m findDone) {
@@ -259,18 +320,18 @@ func (p *Poller) onFound(m findDone) {
 	}
 	p.finding, p.cancelFind = false, nil
 	if m.err == nil {
-		p.metrics.OldestPending(p.route.EventType, oldestPendingAge(m.events, time.Now()))
+		p.metrics.OldestPending(p.route.EventType, p.oldestPendingAge(m.events))
 	}
 	// Rows of batches in flight, or resolved while this find ran (the
 	// backend may have answered before their marks), are not new.
 	events := m.events
-	if len(p.inFlight) > 0 {
-		events = slices.DeleteFunc(events, func(e messages.Event) bool { _, ok := p.inFlight[e.EventID]; return ok })
+	if len(p.batches) > 0 {
+		events = slices.DeleteFunc(events, func(e messages.Event) bool { return p.inFlight(e.EventID) })
 	}
 	p.metrics.PollDone(p.route.EventType, m.took, len(events), m.err)
 	for id, b := range p.batches {
 		if b.resolved {
-			p.forgetBatch(id, b)
+			delete(p.batches, id) // its ids leave the filter with it
 		}
 	}
 	if m.err != nil {
@@ -314,13 +375,14 @@ func (p *Poller) onFound(m findDone) {
 	}
 	id := m.seq
 	if p.batches == nil { // made on first use: most pollers of a large tree idle
-		p.batches, p.inFlight = map[uint64]*pollBatch{}, map[string]uint64{}
+		p.batches = map[uint64]*pollBatch{}
 	}
-	b := &pollBatch{ids: make([]string, 0, len(events)), start: p.clock.Now()}
+	b := &pollBatch{ids: make([]string, 0, len(events)), set: make(map[string]struct{}, len(events)), start: p.clock.Now(),
+		oldest: oldestCreated(events)}
 	for i := range events {
 		if e := events[i].EventID; e != "" {
 			b.ids = append(b.ids, e)
-			p.inFlight[e] = id
+			b.set[e] = struct{}{}
 		}
 	}
 	p.batches[id] = b
@@ -341,14 +403,17 @@ func (p *Poller) onFound(m findDone) {
 	p.schedule(0)
 }
 
-// forgetBatch drops a batch and its ids from the filter.
-func (p *Poller) forgetBatch(id uint64, b *pollBatch) {
-	for _, e := range b.ids {
-		if p.inFlight[e] == id {
-			delete(p.inFlight, e)
+// oldestPendingAge is the age of the oldest of the found events and of
+// the events in flight, which are still pending though a SkippingFinder
+// leaves them out of the find.
+func (p *Poller) oldestPendingAge(found []messages.Event) time.Duration {
+	oldest := oldestCreated(found)
+	for _, b := range p.batches {
+		if !b.resolved && !b.oldest.IsZero() && (oldest.IsZero() || b.oldest.Before(oldest)) {
+			oldest = b.oldest
 		}
 	}
-	delete(p.batches, id)
+	return ageOf(oldest, time.Now())
 }
 
 func (p *Poller) onResolved(m messages.BatchResolved) {
@@ -364,7 +429,7 @@ func (p *Poller) onResolved(m messages.BatchResolved) {
 	if p.finding {
 		b.resolved = true // its ids still filter the find that is running
 	} else {
-		p.forgetBatch(m.BatchID, b)
+		delete(p.batches, m.BatchID)
 	}
 	ev := p.log.Info()
 	if !m.AllResolved() {

@@ -47,6 +47,13 @@ const (
 	maxBufferedRecords = 2 * maxInflightRecords
 )
 
+// The outbox client's optional extensions, which the actors find by type
+// assertion: a change of signature must not turn them off silently.
+var (
+	_ actors.BatchMarker    = (*outbox.Client)(nil)
+	_ actors.SkippingFinder = (*outbox.Client)(nil)
+)
+
 // App is a running processor.
 type App struct {
 	cfg    config.Config

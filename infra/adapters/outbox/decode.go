@@ -30,7 +30,10 @@ import (
 // rejects for the whole response, are repaired with U+FFFD and reported
 // in repairs (see codec), so the other rows of the page flow.
 type findReply struct {
-	log     bool // the log rpc's response, else the message rpc's
+	log bool // the log rpc's response, else the message rpc's
+	// skip, when set, leaves out the rows whose eventId it reports,
+	// undecoded (see findDecoder.skipped).
+	skip    func(eventID string) bool
 	events  []messages.Event
 	repairs []repair
 }
@@ -46,7 +49,7 @@ func (r *findReply) decode(data mem.BufferSlice) error {
 	for _, b := range data {
 		sb.Write(b.ReadOnlyData())
 	}
-	d := findDecoder{s: sb.String(), log: r.log}
+	d := findDecoder{s: sb.String(), log: r.log, skip: r.skip}
 	if err := d.response(); err != nil {
 		return fmt.Errorf("%w: %w", errFindWire, err)
 	}
@@ -56,8 +59,9 @@ func (r *findReply) decode(data mem.BufferSlice) error {
 
 // findDecoder walks one response. Positions are byte offsets into s.
 type findDecoder struct {
-	s   string
-	log bool
+	s    string
+	log  bool
+	skip func(eventID string) bool
 
 	events  []messages.Event
 	msgs    []messages.MessagePayload // slabs, one element per row at most
@@ -132,14 +136,26 @@ func (d *findDecoder) str(f field, path string) string {
 }
 
 func (d *findDecoder) response() error {
+	// The first pass counts the rows to decode, and with d.skip notes
+	// which rows are left out (by their order), for the second.
 	n := 0
+	var left []bool
 	for pos := 0; pos < len(d.s); {
 		f, next, err := d.next(pos, len(d.s))
 		if err != nil {
 			return err
 		}
 		if f.num == 1 && f.typ == protowire.BytesType {
-			n++
+			skip, err := d.skipped(f.lo, f.hi)
+			if err != nil {
+				return err
+			}
+			if d.skip != nil {
+				left = append(left, skip)
+			}
+			if !skip {
+				n++
+			}
 		}
 		pos = next
 	}
@@ -153,13 +169,17 @@ func (d *findDecoder) response() error {
 	} else {
 		d.msgs = make([]messages.MessagePayload, 0, n)
 	}
-	for pos := 0; pos < len(d.s); {
+	for pos, row := 0, 0; pos < len(d.s); {
 		f, next, err := d.next(pos, len(d.s))
 		if err != nil {
 			return err
 		}
 		pos = next
 		if f.num != 1 || f.typ != protowire.BytesType {
+			continue
+		}
+		row++
+		if left != nil && left[row-1] {
 			continue
 		}
 		d.item = len(d.events)
@@ -175,6 +195,34 @@ func (d *findDecoder) response() error {
 		}
 	}
 	return nil
+}
+
+// skipped reports whether the row s[lo:hi] is left out: d.skip reports its
+// eventId, read as the row decoder would (the last occurrence wins). Only
+// the row's own fields are walked, not its payload. An eventId that is not
+// valid UTF-8 is never skipped: its row goes through the repair, and so
+// to the DLQ. A row that is not valid wire returns the error the row
+// decoder would.
+func (d *findDecoder) skipped(lo, hi int) (bool, error) {
+	if d.skip == nil {
+		return false, nil
+	}
+	num := messageRowNums.eventID
+	if d.log {
+		num = logRowNums.eventID
+	}
+	id, found := "", false
+	for pos := lo; pos < hi; {
+		f, next, err := d.next(pos, hi)
+		if err != nil {
+			return false, err
+		}
+		pos = next
+		if f.num == num && f.typ == protowire.BytesType {
+			id, found = d.s[f.lo:f.hi], true
+		}
+	}
+	return found && utf8.ValidString(id) && d.skip(id), nil
 }
 
 // rowField decodes the fields every row has, numbered by the caller's

@@ -3,6 +3,7 @@ package outbox
 import (
 	"bytes"
 	"reflect"
+	"slices"
 	"testing"
 
 	"google.golang.org/grpc/mem"
@@ -158,6 +159,63 @@ func TestFindDecodeRepairsInvalidUTF8(t *testing.T) {
 	want = []repair{{Top: "items", Index: 0, Path: "payload.payload.headers[key]"}, {Top: "items", Index: 0, Path: "payload.payload.headers[value]"}}
 	if !reflect.DeepEqual(repairs, want) || got[0].Log.Detail.Headers["k\uFFFD"] != "v" || got[0].Log.Detail.Headers["k2"] != "\uFFFD" {
 		t.Errorf("repairs = %+v, want %+v; headers %v", repairs, want, got[0].Log.Detail.Headers)
+	}
+}
+
+// viaSkippingDecoder is viaDecoder leaving out the rows skip reports.
+func viaSkippingDecoder(wire []byte, log bool, skip func(string) bool) ([]messages.Event, []repair, error) {
+	r := findReply{log: log, skip: skip}
+	err := codec{}.Unmarshal(mem.BufferSlice{mem.SliceBuffer(bytes.Clone(wire))}, &r)
+	return r.events, r.repairs, err
+}
+
+// TestFindDecodeSkipsRows: the rows whose eventId skip reports (the last
+// occurrence of the field, as decoded) are left out; the others decode as
+// without skip.
+func TestFindDecodeSkipsRows(t *testing.T) {
+	for _, c := range findWires(t) {
+		all, _, err := viaDecoder(c.wire, c.log)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		for _, left := range []map[string]bool{{}, {"e1": true, "l1": true, "second": true, "l": true, "odd": true},
+			{"e2": true, "l3": true, "first": true}} {
+			var asked []string
+			got, _, err := viaSkippingDecoder(c.wire, c.log, func(id string) bool { asked = append(asked, id); return left[id] })
+			if err != nil {
+				t.Fatalf("%s: %v", c.name, err)
+			}
+			var want []messages.Event
+			for _, e := range all {
+				if !left[e.EventID] {
+					want = append(want, e)
+				}
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("%s skipping %v:\n got %+v\nwant %+v", c.name, left, got, want)
+			}
+			for _, id := range asked {
+				if !slices.ContainsFunc(all, func(e messages.Event) bool { return e.EventID == id }) {
+					t.Errorf("%s: skip asked about %q, no row's eventId", c.name, id)
+				}
+			}
+		}
+	}
+}
+
+// A row whose eventId is not valid UTF-8 is never left out (it goes to the
+// DLQ through the repair); the repairs name rows by their place among the
+// rows decoded.
+func TestFindDecodeSkipKeepsRowsToRepair(t *testing.T) {
+	wire := response(messageItem("gone", "t", "b"), messageItem("bad"+surrogate, "t", "b"), messageItem("gone2", "t", "b"),
+		messageItem("kept", "x"+surrogate, "b"))
+	got, repairs, err := viaSkippingDecoder(wire, false, func(id string) bool { return id != "kept" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []repair{{Top: "items", Index: 0, Path: "id"}, {Top: "items", Index: 0, Path: "eventId"}, {Top: "items", Index: 1, Path: "payload.title"}}
+	if len(got) != 2 || got[0].EventID != "bad\uFFFD" || got[1].EventID != "kept" || !reflect.DeepEqual(repairs, want) {
+		t.Errorf("events %+v, repairs %+v; want bad\uFFFD and kept, repairs %+v", got, repairs, want)
 	}
 }
 

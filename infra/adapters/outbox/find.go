@@ -26,6 +26,15 @@ var ErrResponseTooLarge = errors.New("backlog response exceeded the receive limi
 // the route. limit > 0 asks for at most limit rows (an old backend ignores
 // it and returns them all); 0 leaves the request field unset.
 func (c *Client) Find(ctx context.Context, rpc messages.FindRPC, eventType, status string, limit int) ([]messages.Event, error) {
+	return c.FindSkipping(ctx, rpc, eventType, status, limit, nil)
+}
+
+// FindSkipping is Find without the rows whose eventId skip reports, which
+// are not decoded (nil: none left out). The poller passes the ids it has in
+// flight, which every find returns while they are PENDING. A row whose
+// eventId is not valid UTF-8 is not left out: it is repaired and marked
+// defective like any other. skip runs on the caller's goroutine.
+func (c *Client) FindSkipping(ctx context.Context, rpc messages.FindRPC, eventType, status string, limit int, skip func(eventID string) bool) ([]messages.Event, error) {
 	if limit < 0 {
 		return nil, fmt.Errorf("outbox: find %s/%s: negative limit %d", eventType, status, limit)
 	}
@@ -33,15 +42,16 @@ func (c *Client) Find(ctx context.Context, rpc messages.FindRPC, eventType, stat
 	if !ok {
 		return nil, fmt.Errorf("outbox: find %s/%s: unknown find rpc %q", eventType, status, rpc.Name())
 	}
-	events, err := find(c, ctx, eventType, status, limit)
+	events, err := find(c, ctx, eventType, status, limit, skip)
 	if err != nil {
 		return nil, c.findError(rpc, eventType, status, err)
 	}
 	return events, nil
 }
 
-// finder calls one find rpc and turns its rows into events.
-type finder func(c *Client, ctx context.Context, eventType, status string, limit int) ([]messages.Event, error)
+// finder calls one find rpc and turns its rows into events, but for those
+// skip (if not nil) reports.
+type finder func(c *Client, ctx context.Context, eventType, status string, limit int, skip func(string) bool) ([]messages.Event, error)
 
 // finders maps each find shape of messages.FindRPCs to its gRPC method,
 // once; routes name a shape and Find calls through this map.
@@ -50,22 +60,23 @@ var finders = map[messages.FindRPC]finder{
 	messages.FindLogOutbox:     (*Client).findLogs,
 }
 
-func (c *Client) findMessages(ctx context.Context, eventType, status string, limit int) ([]messages.Event, error) {
+func (c *Client) findMessages(ctx context.Context, eventType, status string, limit int, skip func(string) bool) ([]messages.Event, error) {
 	req := &outboxmessagev1.Request{EventType: eventType, Status: status, Limit: limitField(limit)}
-	return c.find(ctx, outboxmessagev1.FindHoBomMessageOutboxController_FindOutboxByEventTypeAndStatusUseCase_FullMethodName, req, false, eventType, status)
+	return c.find(ctx, outboxmessagev1.FindHoBomMessageOutboxController_FindOutboxByEventTypeAndStatusUseCase_FullMethodName, req, false, skip, eventType, status)
 }
 
-func (c *Client) findLogs(ctx context.Context, eventType, status string, limit int) ([]messages.Event, error) {
+func (c *Client) findLogs(ctx context.Context, eventType, status string, limit int, skip func(string) bool) ([]messages.Event, error) {
 	req := &outboxlogv1.Request{EventType: eventType, Status: status, Limit: limitField(limit)}
-	return c.find(ctx, outboxlogv1.FindHoBomLogOutboxController_FindLogOutboxByEventTypeAndStatusUseCase_FullMethodName, req, true, eventType, status)
+	return c.find(ctx, outboxlogv1.FindHoBomLogOutboxController_FindLogOutboxByEventTypeAndStatusUseCase_FullMethodName, req, true, skip, eventType, status)
 }
 
 // find calls a find rpc and decodes its rows straight into events (the
-// codec's findReply), the log rpc's when log is set.
-func (c *Client) find(ctx context.Context, method string, req any, log bool, eventType, status string) ([]messages.Event, error) {
+// codec's findReply), the log rpc's when log is set, leaving out those
+// skip reports.
+func (c *Client) find(ctx context.Context, method string, req any, log bool, skip func(string) bool, eventType, status string) ([]messages.Event, error) {
 	ctx, cancel := c.callContext(ctx)
 	defer cancel()
-	reply := findReply{log: log}
+	reply := findReply{log: log, skip: skip}
 	if err := c.conn.Invoke(ctx, method, req, &reply); err != nil {
 		return nil, err
 	}
