@@ -201,8 +201,10 @@ func (d *findDecoder) response() error {
 // eventId, read as the row decoder would (the last occurrence wins). Only
 // the row's own fields are walked, not its payload. An eventId that is not
 // valid UTF-8 is never skipped: its row goes through the repair, and so
-// to the DLQ. A row that is not valid wire returns the error the row
-// decoder would.
+// to the DLQ. A row whose own fields are not valid wire returns the error
+// the row decoder would; a skipped row's payload is not looked into, so a
+// response that protobuf refuses for a broken payload of a skipped row
+// decodes.
 func (d *findDecoder) skipped(lo, hi int) (bool, error) {
 	if d.skip == nil {
 		return false, nil
@@ -213,6 +215,18 @@ func (d *findDecoder) skipped(lo, hi int) (bool, error) {
 	}
 	id, found := "", false
 	for pos := lo; pos < hi; {
+		// Most fields of a row are strings shorter than 128 bytes under a
+		// one-byte tag: read those here, anything else through next
+		// (which also reports what is not valid wire).
+		if c := d.s[pos]; c < 0x80 && c>>3 != 0 && protowire.Type(c&7) == protowire.BytesType && pos+1 < hi && d.s[pos+1] < 0x80 {
+			if end := pos + 2 + int(d.s[pos+1]); end <= hi {
+				if protowire.Number(c>>3) == num {
+					id, found = d.s[pos+2:end], true
+				}
+				pos = end
+				continue
+			}
+		}
 		f, next, err := d.next(pos, hi)
 		if err != nil {
 			return false, err

@@ -2,9 +2,12 @@ package outbox
 
 import (
 	"bytes"
+	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -259,7 +262,31 @@ func FuzzFindDecode(f *testing.F) {
 		case perr != nil && err == nil && len(repairs) == 0:
 			t.Fatalf("protobuf refuses it for invalid UTF-8 (%v), the decoder repaired nothing", perr)
 		}
+		if err == nil {
+			checkSkipping(t, wire, log, got)
+		}
 	})
+}
+
+// checkSkipping: whatever the decoder decodes to all, it decodes with skip
+// to all but the rows skip reports. skip reports no id with U+FFFD, so a
+// repaired eventId (never skipped) is not reported either way.
+func checkSkipping(t *testing.T, wire []byte, log bool, all []messages.Event) {
+	t.Helper()
+	skip := func(id string) bool { return id != "" && len(id)%2 == 0 && !strings.ContainsRune(id, utf8.RuneError) }
+	var want []messages.Event
+	for _, e := range all {
+		if !skip(e.EventID) {
+			want = append(want, e)
+		}
+	}
+	got, _, err := viaSkippingDecoder(wire, log, skip)
+	if err != nil {
+		t.Fatalf("decodes without skip, fails with it: %v", err)
+	}
+	if len(got) != len(want) || (len(want) > 0 && !reflect.DeepEqual(got, want)) {
+		t.Fatalf("with skip:\n got %+v\nwant %+v", got, want)
+	}
 }
 
 func BenchmarkFindDecode(b *testing.B) {
@@ -282,6 +309,30 @@ func BenchmarkFindDecode(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(items)), "ns/row")
 	})
+	// A find overlapping a batch in flight: the first half of the rows
+	// are in flight (SkippingFinder), left out undecoded.
+	inFlight := map[string]bool{}
+	for i := range items[:len(items)/2] {
+		items[i].EventId = fmt.Sprintf("in-flight-%d", i)
+		inFlight[items[i].EventId] = true
+	}
+	halfWire := mustMarshal(b, &outboxmessagev1.Response{Items: items})
+	half := mem.BufferSlice{mem.SliceBuffer(halfWire)}
+	for _, c := range []struct {
+		name string
+		skip func(string) bool
+	}{{"decoder, half in flight, all decoded", nil}, {"decoder, half in flight, skipped", func(id string) bool { return inFlight[id] }}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				r := findReply{skip: c.skip}
+				if err := (codec{}).Unmarshal(half, &r); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(items)), "ns/row")
+		})
+	}
 	b.Run("protobuf", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
