@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/anthdm/hollywood/actor"
@@ -185,40 +184,13 @@ type attemptGroup struct {
 const maxGroupSpan = 50 * time.Millisecond
 
 // ackBox carries produce outcomes from the Kafka client's promise
-// goroutines to the publisher: a promise appends its outcome and only the
-// first of a burst sends the actor a message (acksReady), which takes
-// them all. One message per burst of acks instead of one per record; the
-// box is the inbox of those outcomes, touched only under its lock.
-type ackBox struct {
-	mu   sync.Mutex
-	acks []ackOutcome
-	rung bool // an acksReady is on its way
-}
+// goroutines to the publisher (see burstBox): one acksReady per burst of
+// acks instead of one message per record.
+type ackBox = burstBox[ackOutcome]
 
 type ackOutcome struct {
 	rec *kgo.Record
 	err error
-}
-
-// push is the promise's half: it reports whether the caller must send
-// acksReady.
-func (b *ackBox) push(rec *kgo.Record, err error) bool {
-	b.mu.Lock()
-	b.acks = append(b.acks, ackOutcome{rec: rec, err: err})
-	ring := !b.rung
-	b.rung = true
-	b.mu.Unlock()
-	return ring
-}
-
-// take is the actor's half: it returns what arrived and hands the box
-// spare, an emptied slice of an earlier take, to fill next.
-func (b *ackBox) take(spare []ackOutcome) []ackOutcome {
-	b.mu.Lock()
-	acks := b.acks
-	b.acks, b.rung = spare, false
-	b.mu.Unlock()
-	return acks
 }
 
 type (
@@ -294,7 +266,7 @@ func (p *Publisher) Receive(c *actor.Context) {
 		// One promise for every record: the record itself says which
 		// attempt it was (Publisher.attempts).
 		p.promise = func(rec *kgo.Record, err error) {
-			if box.push(rec, err) {
+			if box.push(ackOutcome{rec: rec, err: err}) {
 				engine.Send(self, acksReady{box: box})
 			}
 		}

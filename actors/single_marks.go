@@ -1,7 +1,6 @@
 package actors
 
 import (
-	"sync"
 	"time"
 
 	"github.com/anthdm/hollywood/actor"
@@ -45,14 +44,9 @@ type markJob struct {
 	fence messages.Fence
 }
 
-// markBox carries mark results from the workers to the publisher: a
-// worker appends its result and only the first of a burst sends the actor
-// marksReady, which takes them all (the ackBox's scheme).
-type markBox struct {
-	mu      sync.Mutex
-	results []markResult
-	rung    bool // a marksReady is on its way
-}
+// markBox carries mark results from the workers to the publisher (see
+// burstBox): one marksReady per burst of results.
+type markBox = burstBox[markResult]
 
 // marksReady tells the publisher that results wait in box; box tells the
 // results of this instance from those of a crashed predecessor (same PID).
@@ -60,27 +54,6 @@ type marksReady struct{ box *markBox }
 
 func newMarkQueue() *markQueue {
 	return &markQueue{handoff: make(chan markJob), box: &markBox{}}
-}
-
-// push is a worker's half: it reports whether the caller must send
-// marksReady.
-func (b *markBox) push(r markResult) bool {
-	b.mu.Lock()
-	b.results = append(b.results, r)
-	ring := !b.rung
-	b.rung = true
-	b.mu.Unlock()
-	return ring
-}
-
-// take is the actor's half: it returns what arrived and hands the box
-// spare, an emptied slice of an earlier take, to fill next.
-func (b *markBox) take(spare []markResult) []markResult {
-	b.mu.Lock()
-	results := b.results
-	b.results, b.rung = spare, false
-	b.mu.Unlock()
-	return results
 }
 
 // start hands job to an idle worker, or to a new one when none waits.

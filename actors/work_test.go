@@ -188,7 +188,7 @@ func TestMarkQueueHandsBackABurstInOneMessage(t *testing.T) {
 	}
 	for boxed := 0; boxed < n; {
 		q.box.mu.Lock()
-		boxed = len(q.box.results)
+		boxed = len(q.box.items)
 		q.box.mu.Unlock()
 		time.Sleep(time.Millisecond)
 	}

@@ -78,21 +78,11 @@ func (r *runner) markPoint(ctx context.Context, inFlight, nConns int, window tim
 	for i := range ids {
 		ids[i] = prefix + strconv.Itoa(i)
 	}
-	cctx := ctx
-	if r.cfg.GRPCAPIKey != "" {
-		cctx = metadata.AppendToOutgoingContext(ctx, "x-api-key", r.cfg.GRPCAPIKey)
+	cctx, clients, closeClients, err := r.minimalMarkers(ctx, addr, nConns)
+	if err != nil {
+		return p, err
 	}
-	clients := make([]outboxmessagev1.PatchOutboxControllerClient, nConns)
-	for i := range clients {
-		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			return p, err
-		}
-		defer conn.Close()
-		clients[i] = outboxmessagev1.NewPatchOutboxControllerClient(conn)
-		// Connect first: an unknown id answers NOT_FOUND after a round trip.
-		_, _ = clients[i].PatchOutboxMarkAsSentUseCase(cctx, &outboxmessagev1.MarkRequest{EventId: "warm-up"})
-	}
+	defer closeClients()
 	var next, failed atomic.Int64
 	var firstErr atomic.Value
 	deadline := time.Now().Add(window)
@@ -124,6 +114,43 @@ func (r *runner) markPoint(ctx context.Context, inFlight, nConns int, window tim
 	p.Marks = min(next.Load(), int64(rows))
 	p.Rate = float64(p.Marks) / p.Took.Seconds()
 	return p, nil
+}
+
+// minimalMarkers are n connections to addr with the generated mark stub
+// on each, connected (an unknown id answers NOT_FOUND after a round trip),
+// and the context that carries the API key to call them with.
+func (r *runner) minimalMarkers(ctx context.Context, addr string, n int) (context.Context, []outboxmessagev1.PatchOutboxControllerClient, func(), error) {
+	if r.cfg.GRPCAPIKey != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, "x-api-key", r.cfg.GRPCAPIKey)
+	}
+	var conns []*grpc.ClientConn
+	closeAll := func() {
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	}
+	clients := make([]outboxmessagev1.PatchOutboxControllerClient, n)
+	for i := range clients {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			closeAll()
+			return ctx, nil, nil, err
+		}
+		conns = append(conns, conn)
+		clients[i] = outboxmessagev1.NewPatchOutboxControllerClient(conn)
+		_, _ = clients[i].PatchOutboxMarkAsSentUseCase(ctx, &outboxmessagev1.MarkRequest{EventId: "warm-up"})
+	}
+	return ctx, clients, closeAll, nil
+}
+
+// plainProducerOpts are a plain franz-go producer's options: the world's
+// brokers and the processor's acks, plus extra.
+func (r *runner) plainProducerOpts(extra ...kgo.Opt) []kgo.Opt {
+	opts := append([]kgo.Opt{kgo.SeedBrokers(r.info.KafkaAddrs...)}, extra...)
+	if r.cfg.KafkaAcks == "leader" {
+		return append(opts, kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
+	}
+	return append(opts, kgo.RequiredAcks(kgo.AllISRAcks()))
 }
 
 func bestMark(ps []markPoint) markPoint {
@@ -221,12 +248,7 @@ func (r *runner) producePoint(ctx context.Context, name string, sets []ceilingRe
 			}
 		}
 	}
-	opts := []kgo.Opt{kgo.SeedBrokers(r.info.KafkaAddrs...), kgo.ProducerLinger(linger), kgo.MaxBufferedRecords(100_000), kgo.MaxBufferedBytes(32 << 20)}
-	if r.cfg.KafkaAcks == "leader" {
-		opts = append(opts, kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
-	} else {
-		opts = append(opts, kgo.RequiredAcks(kgo.AllISRAcks()))
-	}
+	opts := r.plainProducerOpts(kgo.ProducerLinger(linger), kgo.MaxBufferedRecords(100_000), kgo.MaxBufferedBytes(32<<20))
 	cls := make([]*kgo.Client, nClients)
 	for i := range cls {
 		cl, err := kgo.NewClient(opts...)

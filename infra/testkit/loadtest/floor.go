@@ -11,9 +11,6 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/metadata"
 
 	"github.com/hobom/hobom-event-processor/infra/adapters/outbox"
 	"github.com/hobom/hobom-event-processor/infra/app"
@@ -74,26 +71,12 @@ func (r *runner) floorRelay(ctx context.Context, events int) (floorResult, error
 		return res, err
 	}
 	defer finder.Close()
-	mctx := ctx
-	if r.cfg.GRPCAPIKey != "" {
-		mctx = metadata.AppendToOutgoingContext(ctx, "x-api-key", r.cfg.GRPCAPIKey)
+	mctx, markers, closeMarkers, err := r.minimalMarkers(ctx, addr, res.Conns)
+	if err != nil {
+		return res, err
 	}
-	markers := make([]outboxmessagev1.PatchOutboxControllerClient, res.Conns)
-	for i := range markers {
-		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			return res, err
-		}
-		defer conn.Close()
-		markers[i] = outboxmessagev1.NewPatchOutboxControllerClient(conn)
-		_, _ = markers[i].PatchOutboxMarkAsSentUseCase(mctx, &outboxmessagev1.MarkRequest{EventId: "warm-up"})
-	}
-	opts := []kgo.Opt{kgo.SeedBrokers(r.info.KafkaAddrs...), kgo.DefaultProduceTopic(topic), kgo.MaxBufferedRecords(100_000)}
-	if r.cfg.KafkaAcks == "leader" {
-		opts = append(opts, kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
-	} else {
-		opts = append(opts, kgo.RequiredAcks(kgo.AllISRAcks()))
-	}
+	defer closeMarkers()
+	opts := r.plainProducerOpts(kgo.DefaultProduceTopic(topic), kgo.MaxBufferedRecords(100_000))
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return res, err
