@@ -138,6 +138,9 @@ type (
 		events []messages.Event
 		err    error
 		took   time.Duration
+		// skippedOldest is when the oldest event of the batches whose
+		// rows the find skipped was created (zero: none skipped).
+		skippedOldest time.Time
 	}
 	batchTimeout struct{ batch uint64 }
 )
@@ -261,6 +264,10 @@ func (p *Poller) find() {
 	engine, self, outbox := p.engine, p.self, p.outbox
 	skipper, _ := outbox.(SkippingFinder)
 	skip := p.inFlightFilter()
+	var skippedOldest time.Time
+	if skipper != nil && skip != nil {
+		skippedOldest = p.oldestInFlight()
+	}
 	go func() {
 		defer cancel()
 		start := time.Now()
@@ -271,7 +278,7 @@ func (p *Poller) find() {
 		} else {
 			events, err = outbox.Find(ctx, route.Find, route.EventType, messages.StatusPending, limit)
 		}
-		engine.Send(self, findDone{seq: seq, fence: fence, events: events, err: err, took: time.Since(start)})
+		engine.Send(self, findDone{seq: seq, fence: fence, events: events, err: err, took: time.Since(start), skippedOldest: skippedOldest})
 	}()
 }
 
@@ -320,7 +327,7 @@ func (p *Poller) onFound(m findDone) {
 	}
 	p.finding, p.cancelFind = false, nil
 	if m.err == nil {
-		p.metrics.OldestPending(p.route.EventType, p.oldestPendingAge(m.events))
+		p.metrics.OldestPending(p.route.EventType, pendingAge(m.events, m.skippedOldest))
 	}
 	// Rows of batches in flight, or resolved while this find ran (the
 	// backend may have answered before their marks), are not new.
@@ -403,15 +410,26 @@ func (p *Poller) onFound(m findDone) {
 	p.schedule(0)
 }
 
-// oldestPendingAge is the age of the oldest of the found events and of
-// the events in flight, which are still pending though a SkippingFinder
-// leaves them out of the find.
-func (p *Poller) oldestPendingAge(found []messages.Event) time.Duration {
-	oldest := oldestCreated(found)
+// oldestInFlight is when the oldest event of the batches out now was
+// created (zero: none).
+func (p *Poller) oldestInFlight() time.Time {
+	var oldest time.Time
 	for _, b := range p.batches {
 		if !b.resolved && !b.oldest.IsZero() && (oldest.IsZero() || b.oldest.Before(oldest)) {
 			oldest = b.oldest
 		}
+	}
+	return oldest
+}
+
+// pendingAge is the age of the oldest of the found events and of the
+// events whose rows the find skipped (taken when it started: they were
+// pending then, as a find without the skip would have shown, even if their
+// batch resolved or was dropped while it ran).
+func pendingAge(found []messages.Event, skippedOldest time.Time) time.Duration {
+	oldest := oldestCreated(found)
+	if !skippedOldest.IsZero() && (oldest.IsZero() || skippedOldest.Before(oldest)) {
+		oldest = skippedOldest
 	}
 	return ageOf(oldest, time.Now())
 }
