@@ -41,6 +41,9 @@ type PublisherConfig struct {
 	// that Produce never blocks the actor.
 	MaxInflightRecords int
 	// Mark bounds each SENT mark; MarkConcurrency bounds marks in flight.
+	// Batch calls (at most batchMarkCalls) count against it, but are not
+	// held back by single marks: while the backend's answer to the batch
+	// rpc changes, up to batchMarkCalls more calls may be in flight.
 	Mark            RetryPolicy
 	MarkConcurrency int
 	// UnmarkedMemory bounds how many published-but-unmarked ids are kept

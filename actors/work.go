@@ -3,7 +3,6 @@ package actors
 import (
 	"context"
 	"errors"
-	"fmt"
 	"math/rand/v2"
 	"time"
 
@@ -173,13 +172,7 @@ func runFencedArg[A any](p RetryPolicy, fence messages.Fence, now func() time.Ti
 			err = fn(ctx, arg)
 			cancel()
 		} else {
-			ctx := tc.begin(timeout)
-			err = fn(ctx, arg)
-			if err != nil && ctx.Err() != nil {
-				// The call saw base's cancellation (context.Canceled):
-				// say that it was the try's deadline.
-				err = fmt.Errorf("%w after %v: %w", context.DeadlineExceeded, timeout, err)
-			}
+			err = fn(tc.begin(timeout), arg)
 			tc.end()
 		}
 		if err != nil && fence.Active() && !fence.HeldAt(now()) {
@@ -204,7 +197,10 @@ func runFencedArg[A any](p RetryPolicy, fence messages.Fence, now func() time.Ti
 // tries the timer is stopped; one that could not be stopped had fired or
 // was firing, so its base is given up and the next try gets a new base
 // and timer. base is cancelled by nothing else, so a try never sees an
-// earlier try's end.
+// earlier try's end. A context derived from a try's (as gRPC derives its
+// call's) is a child of base and ends Canceled, not DeadlineExceeded: the
+// outbox client gives such a call the code DeadlineExceeded again, so the
+// error reads as a context.WithTimeout's would.
 type tryContexts struct {
 	base   context.Context
 	cancel context.CancelFunc

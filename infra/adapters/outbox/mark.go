@@ -2,9 +2,12 @@ package outbox
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/hobom/hobom-event-processor/proto/gen/outboxmessagev1"
@@ -24,15 +27,15 @@ var markCalls = sync.Pool{New: func() any { return new(markCall) }}
 // MarkSent marks an event SENT (the backend sets sentAt, clears lastError
 // and bumps version). It serves events of every type.
 func (c *Client) MarkSent(ctx context.Context, eventID string) error {
-	ctx, cancel := c.callContext(ctx)
+	callCtx, cancel := c.callContext(ctx)
 	defer cancel()
 	mc := markCalls.Get().(*markCall)
 	mc.sent.EventId = eventID
-	err := c.markConn().Invoke(ctx, outboxmessagev1.PatchOutboxController_PatchOutboxMarkAsSentUseCase_FullMethodName, &mc.sent, &mc.reply)
+	err := c.markConn().Invoke(callCtx, outboxmessagev1.PatchOutboxController_PatchOutboxMarkAsSentUseCase_FullMethodName, &mc.sent, &mc.reply)
 	mc.sent.EventId = ""
 	markCalls.Put(mc)
 	if err != nil {
-		return fmt.Errorf("outbox: mark event %s sent: %w", eventID, err)
+		return fmt.Errorf("outbox: mark event %s sent: %w", eventID, deadlineStatus(ctx, err))
 	}
 	return nil
 }
@@ -40,15 +43,28 @@ func (c *Client) MarkSent(ctx context.Context, eventID string) error {
 // MarkFailed marks an event FAILED with errorMessage as its lastError (the
 // backend sets failedAt and bumps retryCount and version).
 func (c *Client) MarkFailed(ctx context.Context, eventID, errorMessage string) error {
-	ctx, cancel := c.callContext(ctx)
+	callCtx, cancel := c.callContext(ctx)
 	defer cancel()
 	mc := markCalls.Get().(*markCall)
 	mc.failed.EventId, mc.failed.ErrorMessage = eventID, errorMessage
-	err := c.markConn().Invoke(ctx, outboxmessagev1.PatchOutboxController_PatchOutboxMarkAsFailedUseCase_FullMethodName, &mc.failed, &mc.reply)
+	err := c.markConn().Invoke(callCtx, outboxmessagev1.PatchOutboxController_PatchOutboxMarkAsFailedUseCase_FullMethodName, &mc.failed, &mc.reply)
 	mc.failed.EventId, mc.failed.ErrorMessage = "", ""
 	markCalls.Put(mc)
 	if err != nil {
-		return fmt.Errorf("outbox: mark event %s failed: %w", eventID, err)
+		return fmt.Errorf("outbox: mark event %s failed: %w", eventID, deadlineStatus(ctx, err))
 	}
 	return nil
+}
+
+// deadlineStatus gives a call that ended because ctx reached its deadline
+// the code DeadlineExceeded, as gRPC does for a context.WithTimeout. gRPC
+// derives the call's context from ctx; when ctx enforces its deadline by
+// cancelling a parent (the publisher's mark workers reuse one cancel
+// context and timer across tries), the derived context ends Canceled and
+// gRPC reports Canceled although ctx itself says DeadlineExceeded.
+func deadlineStatus(ctx context.Context, err error) error {
+	if status.Code(err) == codes.Canceled && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return status.Error(codes.DeadlineExceeded, context.DeadlineExceeded.Error())
+	}
+	return err
 }
