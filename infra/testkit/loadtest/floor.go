@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,9 +25,9 @@ import (
 // nothing else happens. No actor, lease, retry, timeout, Redis memory or
 // dead letter; marks through the generated stubs of the mark ceiling's
 // minimal client, at the sweep's best point; records built with the
-// processor's encoder and written by a plain franz-go client; finds
-// decoded by the processor's own decoder (the cheapest on hand) and
-// overlapped with marking as the processor overlaps them.
+// route's encoder (the processor's) and written by a plain franz-go
+// client; finds decoded by the processor's own decoder (the cheapest on
+// hand) and overlapped with marking as the processor overlaps them.
 //
 // The relay is held to a ratio of the mark ceiling; the floor relay's own
 // ratio says how much of that ceiling is left once the rest of a relay's
@@ -47,16 +48,16 @@ type floorResult struct {
 	World time.Duration `json:"worldCpuNs"`
 }
 
-// floorRelay relays events MESSAGE rows from a fresh backend through the
-// floor relay at the mark sweep's best point.
-func (r *runner) floorRelay(ctx context.Context, events int) (floorResult, error) {
+// floorRelay relays events rows of route's event type from a fresh
+// backend through the floor relay at the mark sweep's best point.
+func (r *runner) floorRelay(ctx context.Context, route messages.Route, events int) (floorResult, error) {
 	best := r.ceiling.markBest
 	res := floorResult{Events: events, InFlight: max(best.InFlight, 1), Conns: max(best.Conns, 1)}
 	addr, err := r.world.NewBackend(BackendSpec{})
 	if err != nil {
 		return res, err
 	}
-	if err := r.world.Seed(SeedSpec{Types: TypeSet{Names: []string{messages.EventTypeMessage}}, PerType: events, IDPrefix: "floor-"}); err != nil {
+	if err := r.world.Seed(SeedSpec{Types: TypeSet{Names: []string{route.EventType}}, PerType: events, IDPrefix: "floor-"}); err != nil {
 		return res, err
 	}
 	topic := "loadtest.floor." + strconv.FormatInt(sweepTopicSeq.Add(1), 10)
@@ -95,7 +96,8 @@ func (r *runner) floorRelay(ctx context.Context, events int) (floorResult, error
 		wg     sync.WaitGroup
 	)
 	limit := max(r.cfg.FindLimit, 1)
-	producer := app.TreeConfig(r.cfg, nil).Publisher.Producer
+	pub := app.TreeConfig(r.cfg, nil).Publisher
+	producer, maxBytes := pub.Producer, pub.MaxRecordBytes
 	u := r.startUsage()
 	t0 := time.Now()
 	for g := range res.InFlight {
@@ -122,45 +124,31 @@ func (r *runner) floorRelay(ctx context.Context, events int) (floorResult, error
 		// handed over are remembered and at most two find limits are
 		// held at once, as the processor's two batches per poller.
 		taken := make(map[string]struct{}, events)
+		sink := &floorSink{ctx: ctx, cancel: cancel, cl: cl, acked: acked, eventType: route.EventType, producer: producer}
 		var produced int64
+		var fresh []*messages.Event
 		for ctx.Err() == nil && len(taken) < events {
 			held := produced - marked.Load()
 			if held >= int64(2*limit) {
 				time.Sleep(200 * time.Microsecond)
 				continue
 			}
-			rows, err := finder.Find(ctx, messages.FindMessageOutbox, messages.EventTypeMessage, messages.StatusPending, limit+int(held))
+			rows, err := finder.Find(ctx, route.Find, route.EventType, messages.StatusPending, limit+int(held))
 			res.Finds++
 			if err != nil {
 				cancel(fmt.Errorf("find: %w", err))
 				return
 			}
-			now := time.Now()
-			fresh := 0
+			fresh = fresh[:0]
 			for i := range rows {
-				id := rows[i].EventID
-				if _, ok := taken[id]; ok || rows[i].Message == nil {
-					continue
+				if _, ok := taken[rows[i].EventID]; !ok {
+					taken[rows[i].EventID] = struct{}{}
+					fresh = append(fresh, &rows[i])
 				}
-				taken[id] = struct{}{}
-				fresh++
-				v, err := messages.AppendMessageValue(nil, rows[i].Message, now)
-				if err != nil {
-					cancel(fmt.Errorf("encode %s: %w", id, err))
-					return
-				}
-				key := []byte(id)
-				cl.Produce(ctx, &kgo.Record{Key: key, Value: v, Headers: messages.RecordHeaders(messages.EventTypeMessage, producer, "", key)},
-					func(_ *kgo.Record, err error) {
-						if err != nil {
-							cancel(fmt.Errorf("produce %s: %w", id, err))
-							return
-						}
-						acked <- id
-					})
 			}
-			produced += int64(fresh)
-			if fresh == 0 {
+			route.Encoding.Encode(fresh, maxBytes, time.Now, sink)
+			produced += int64(len(fresh))
+			if len(fresh) == 0 {
 				time.Sleep(time.Millisecond)
 			}
 		}
@@ -178,4 +166,32 @@ func (r *runner) floorRelay(ctx context.Context, events int) (floorResult, error
 	}
 	res.Rate = float64(events) / res.Took.Seconds()
 	return res, nil
+}
+
+// floorSink produces each record the encoding builds and, on its ack,
+// hands its event ids to the markers.
+type floorSink struct {
+	ctx       context.Context
+	cancel    context.CancelCauseFunc
+	cl        *kgo.Client
+	acked     chan<- string
+	eventType string
+	producer  string
+}
+
+func (s *floorSink) Record(key, value []byte, traceID string, ids []byte, _ []messages.Span) {
+	rec := &kgo.Record{Key: key, Value: value, Headers: messages.RecordHeaders(s.eventType, s.producer, traceID, ids)}
+	s.cl.Produce(s.ctx, rec, func(_ *kgo.Record, err error) {
+		if err != nil {
+			s.cancel(fmt.Errorf("produce %s: %w", ids, err))
+			return
+		}
+		for id := range strings.SplitSeq(string(ids), ",") {
+			s.acked <- id
+		}
+	})
+}
+
+func (s *floorSink) Reject(eventID string, _ []byte, reason string) {
+	s.cancel(fmt.Errorf("encode %s: %s", eventID, reason))
 }

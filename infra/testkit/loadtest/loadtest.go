@@ -636,12 +636,12 @@ func (r *runner) relayScenario(ctx context.Context, name string, types TypeSet, 
 	if err != nil {
 		return err
 	}
-	// MESSAGE relays are one record and one mark per event, as the floor
-	// relay: it runs beside them, in the same bracket.
+	// A relay of one event type runs beside the floor relay of that type,
+	// in the same bracket of ceilings.
 	var floor floorResult
-	if types.Synthetic == 0 && slices.Equal(types.Names, []string{messages.EventTypeMessage}) && r.ceiling.haveMark {
-		r.progress("floor relay: %s MESSAGE events at %s", count(res.Events), r.ceiling.markBest.label())
-		if floor, err = r.floorRelay(ctx, res.Events); err != nil {
+	if route, ok := singleRoute(types); ok && r.ceiling.haveMark {
+		r.progress("floor relay: %s %s events at %s", count(res.Events), route.EventType, r.ceiling.markBest.label())
+		if floor, err = r.floorRelay(ctx, route, res.Events); err != nil {
 			return err
 		}
 	}
@@ -684,6 +684,19 @@ func (r *runner) relayScenario(ctx context.Context, name string, types TypeSet, 
 	}
 	r.addCommonRows(scen, res)
 	return nil
+}
+
+// singleRoute is the default route of types when they are that one type.
+func singleRoute(types TypeSet) (messages.Route, bool) {
+	if types.Synthetic != 0 || len(types.Names) != 1 {
+		return messages.Route{}, false
+	}
+	for _, rt := range messages.DefaultRoutes() {
+		if rt.EventType == types.Names[0] {
+			return rt, true
+		}
+	}
+	return messages.Route{}, false
 }
 
 // addDeliveryRows reports the run's delivery check (every event SENT and

@@ -113,9 +113,17 @@ func checkReport(t *testing.T, rep *Report, scenarios []string) {
 	if err := json.Unmarshal(js.Bytes(), &back); err != nil {
 		t.Fatalf("JSON report does not parse: %v", err)
 	}
-	if slices.Contains(scenarios, ScenarioCeilings) && slices.Contains(scenarios, ScenarioMessage) &&
-		!strings.Contains(table.String(), "floor relay (no actors)") {
-		t.Error("the MESSAGE relay ran beside the ceilings without its floor relay")
+	if slices.Contains(scenarios, ScenarioCeilings) {
+		floors := strings.Count(table.String(), "floor relay (no actors)")
+		want := 0
+		for _, s := range []string{ScenarioMessage, ScenarioLog} {
+			if slices.Contains(scenarios, s) {
+				want++
+			}
+		}
+		if floors != want {
+			t.Errorf("%d floor relays beside the ceilings, want one per single-type relay (%d)", floors, want)
+		}
 	}
 	for _, s := range scenarios {
 		if !strings.Contains(table.String(), scenarioTitle(s)) {
