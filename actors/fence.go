@@ -9,7 +9,10 @@ import (
 // The publisher's side of self-fencing (docs/decisions/0004). The lease
 // actor sends the publisher every grant, renewal and revocation; a batch
 // carries the tenure it was fetched under. The checks below read only the
-// publisher's own state and its clock: no I/O, no shared state.
+// publisher's own state and its clock: no I/O, no state shared with other
+// actors. The publisher's table of fences is copied, on every change, to
+// its single-mark queue, whose workers read it when they start a mark
+// (markQueue.nextLocked).
 
 // onLeaseGranted records a tenure and its latest deadline.
 func (p *Publisher) onLeaseGranted(f messages.Fence) {
@@ -20,6 +23,7 @@ func (p *Publisher) onLeaseGranted(f messages.Fence) {
 		return // an older renewal overtaken by a newer one
 	}
 	p.fences[f.Name] = f
+	p.single.setFence(f)
 }
 
 // onLeaseRevoked ends a tenure: nothing fetched under it is produced or
@@ -33,17 +37,25 @@ func (p *Publisher) onLeaseRevoked(f messages.Fence) {
 	}
 	f.Until = time.Time{} // never held
 	p.fences[f.Name] = f
+	p.single.setFence(f)
 }
 
 // current returns fence with the deadline the lease actor last gave its
-// tenure. A batch's fence is used as it is while the lease actor has said
-// nothing about its lease (a restarted publisher); a tenure other than the
-// one the lease actor last named is over.
+// tenure (see currentFence).
 func (p *Publisher) current(fence messages.Fence) messages.Fence {
+	return currentFence(p.fences, fence)
+}
+
+// currentFence returns fence with the deadline fences (a publisher's
+// table, or its mark queue's copy) gives its tenure. A batch's fence is
+// used as it is while the lease actor has said nothing about its lease (a
+// restarted publisher); a tenure other than the one the lease actor last
+// named is over.
+func currentFence(fences map[string]messages.Fence, fence messages.Fence) messages.Fence {
 	if !fence.Active() {
 		return fence
 	}
-	cur, ok := p.fences[fence.Name]
+	cur, ok := fences[fence.Name]
 	switch {
 	case !ok:
 		return fence

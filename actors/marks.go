@@ -78,13 +78,14 @@ func (p *Publisher) flushMarks() {
 		}
 		p.batchCalls++
 		p.pushBatchMark(items)
+		p.pumpMarks() // fewer single marks may run while it is in flight
 	}
 }
 
 func (p *Publisher) pushBatchMark(items []markItem) {
 	batcher, policy, now := p.batcher, p.cfg.Mark, p.now
 	p.marks.pushLazy(func() func() any {
-		fence := p.current(items[0].fence) // the deadline known when the call starts (see pumpMarks)
+		fence := p.current(items[0].fence) // the deadline known when the call starts (see markQueue.nextLocked)
 		return func() any {
 			start := time.Now()
 			res := batchMarkResult{items: items}

@@ -341,6 +341,7 @@ func (p *Publisher) Receive(c *actor.Context) {
 			p.cancelAttempts()
 		}
 	case actor.Stopped:
+		p.single.close()
 		if p.forgetTimer != nil {
 			p.forgetTimer.Stop()
 		}

@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"sync"
 	"time"
 
 	"github.com/anthdm/hollywood/actor"
@@ -11,30 +12,48 @@ import (
 // markQueue runs the publisher's single-event SENT marks, one rpc each, on
 // worker goroutines, at most as many at once as the publisher allows.
 //
-// It is the workQueue's scheme (pending jobs built when they start, idle
-// workers reused, exiting after workerIdle) specialised to the most
-// frequent call of the processor: a job is a markJob value, not a closure,
-// and results come back through a markBox, so that one marksReady message
-// carries every mark that finished while the publisher was busy instead
-// of one message per mark. The first result of a burst sends the message
-// at once: a lone mark is handed back as soon as before.
+// It is the workQueue's scheme (idle workers reused, exiting after
+// workerIdle) specialised to the most frequent call of the processor: a
+// job is a markJob value, not a closure, results come back through a
+// markBox, and a worker that has handed its result to the box takes its
+// next mark from the queue itself instead of waiting for the publisher to
+// hand it one. So a worker never waits for the actor between marks, and
+// one marksReady message carries every mark that finished while the
+// publisher was busy instead of one message per mark. The first result of
+// a burst sends the message at once: a lone mark is handed back as soon as
+// before.
 //
-// The queue is the publisher's: everything but the box and the handoff
-// channel is touched only from Receive.
+// The queue belongs to one publisher instance and its own workers, never
+// to another actor: a restarted publisher makes a new one (its box tells
+// the results apart), and the old one is closed when its instance stops or
+// crashes, so its workers start nothing more.
 type markQueue struct {
-	active int
-	// pending holds the marks not started yet; each gets its tenure's
-	// deadline when it starts (see Publisher.pumpMarks).
-	pending []markItem
+	// queued counts the marks queued whose results the publisher has not
+	// taken yet; touched only from Receive.
+	queued int
 	// handoff passes a job to an idle worker; unbuffered, so a send
 	// succeeds only when a worker is waiting for it.
 	handoff chan markJob
 	box     *markBox
 	// mark makes one mark with the calling worker's tryContexts; set
-	// when the publisher starts.
+	// when the publisher starts, before any worker.
 	mark   func(markJob, *tryContexts) markResult
 	engine *actor.Engine
 	self   *actor.PID
+
+	// mu guards the rest, which the publisher and its workers share.
+	mu sync.Mutex
+	// pending holds the marks not started yet; each gets its tenure's
+	// deadline when it starts (see next).
+	pending []markItem
+	// running counts the marks started whose results are not in the box
+	// yet; limit is how many may run at once (see Publisher.pumpMarks).
+	running, limit int
+	// fences is the publisher's fences table (Publisher.fences), kept
+	// here by the publisher so that a worker reads the tenure's latest
+	// deadline when it starts a mark.
+	fences map[string]messages.Fence
+	closed bool
 }
 
 // markJob is a mark about to start: the event and its tenure with the
@@ -53,23 +72,94 @@ type markBox = burstBox[markResult]
 type marksReady struct{ box *markBox }
 
 func newMarkQueue() *markQueue {
-	return &markQueue{handoff: make(chan markJob), box: &markBox{}}
+	return &markQueue{handoff: make(chan markJob), box: &markBox{}, limit: 1}
 }
 
-// start hands job to an idle worker, or to a new one when none waits.
-func (q *markQueue) start(job markJob) {
-	q.active++
-	select {
-	case q.handoff <- job:
-	default:
-		go q.worker(job)
+// add queues a mark and starts the pending ones while fewer than limit
+// run; called from Receive.
+func (q *markQueue) add(it markItem, limit int) {
+	q.queued++
+	q.mu.Lock()
+	q.pending = append(q.pending, it)
+	q.startLocked(limit)
+	q.mu.Unlock()
+}
+
+// pump sets the limit and starts the pending marks it allows; called from
+// Receive.
+func (q *markQueue) pump(limit int) {
+	q.mu.Lock()
+	q.startLocked(limit)
+	q.mu.Unlock()
+}
+
+// startLocked hands each mark that limit allows to an idle worker, or to
+// a new one when none waits. The send never blocks (a worker waiting in
+// select holds no lock), so it is made under q.mu.
+func (q *markQueue) startLocked(limit int) {
+	q.limit = limit
+	for {
+		job, ok := q.nextLocked()
+		if !ok {
+			return
+		}
+		select {
+		case q.handoff <- job:
+		default:
+			go q.worker(job)
+		}
 	}
 }
 
+// nextLocked takes the oldest pending mark, if fewer than limit run and
+// the queue is open, and counts it running. Its fence carries the
+// deadline the publisher knows for its tenure now, when it starts, not
+// when it was queued: behind MarkConcurrency others in a backlog, a
+// renewal may have moved it since, and a revocation ends it (the tenure
+// is then never held, as with Publisher.current). A renewal that comes
+// later does not reach the mark, so a retry past this deadline is fenced,
+// which is safe.
+func (q *markQueue) nextLocked() (markJob, bool) {
+	if q.closed || len(q.pending) == 0 || q.running >= q.limit {
+		return markJob{}, false
+	}
+	it := q.pending[0]
+	q.pending[0] = markItem{}
+	q.pending = q.pending[1:]
+	if len(q.pending) == 0 {
+		q.pending = q.pending[:0:0] // let a drained backlog's array go
+	}
+	q.running++
+	return markJob{id: it.id, fence: currentFence(q.fences, it.fence)}, true
+}
+
+// setFence records the publisher's latest word on a lease (a grant,
+// renewal or revocation as Publisher.fences holds it); called from
+// Receive.
+func (q *markQueue) setFence(f messages.Fence) {
+	q.mu.Lock()
+	if q.fences == nil {
+		q.fences = make(map[string]messages.Fence)
+	}
+	q.fences[f.Name] = f
+	q.mu.Unlock()
+}
+
+// close drops the marks not started: the publisher instance is gone, and
+// its workers must not start marks under fences nobody updates any more.
+// Marks under way finish; their results go to the box nobody takes.
+func (q *markQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.pending = nil
+	q.mu.Unlock()
+}
+
 // worker makes job's mark, hands its result to the box and takes the next
-// job handed to it, until none comes for workerIdle. As in
-// workQueue.worker, a job is never lost: the handoff only succeeds while
-// the worker waits in select.
+// pending mark itself; with none it may start, it waits for one handed
+// to it until none comes for workerIdle. As in workQueue.worker, a job is
+// never lost: the handoff only succeeds while the worker waits in select,
+// and a pending mark is taken under q.mu by one worker or the publisher.
 func (q *markQueue) worker(job markJob) {
 	box, mark, handoff, engine, self := q.box, q.mark, q.handoff, q.engine, q.self
 	var idle *time.Timer
@@ -77,6 +167,14 @@ func (q *markQueue) worker(job markJob) {
 	for {
 		if box.push(mark(job, &tc)) {
 			engine.Send(self, marksReady{box: box})
+		}
+		q.mu.Lock()
+		q.running--
+		next, ok := q.nextLocked()
+		q.mu.Unlock()
+		if ok {
+			job = next
+			continue
 		}
 		if idle == nil {
 			idle = time.NewTimer(workerIdle)
@@ -91,8 +189,9 @@ func (q *markQueue) worker(job markJob) {
 	}
 }
 
-// idle reports whether no mark is queued or running.
-func (q *markQueue) idle() bool { return q.active == 0 && len(q.pending) == 0 }
+// idle reports whether no mark is queued or running and every result was
+// taken.
+func (q *markQueue) idle() bool { return q.queued == 0 }
 
 // bindMarks readies the single-mark queue; called from Started.
 func (p *Publisher) bindMarks() {
@@ -108,44 +207,32 @@ func (p *Publisher) bindMarks() {
 
 // markOne marks one event SENT with its own rpc.
 func (p *Publisher) markOne(id string, fence messages.Fence) {
-	p.single.pending = append(p.single.pending, markItem{id: id, fence: fence})
-	p.pumpMarks()
+	p.single.add(markItem{id: id, fence: fence}, p.singleMarkLimit())
 }
 
-// pumpMarks starts the waiting single marks while fewer than
-// MarkConcurrency marks (batch calls included) are in flight. A batch call
-// (at most batchMarkCalls) is not held back by single marks: while the
-// backend's answer to the batch rpc changes, up to batchMarkCalls more
-// than MarkConcurrency calls may be in flight.
-func (p *Publisher) pumpMarks() {
-	q := p.single
-	limit := max(p.cfg.MarkConcurrency, 1)
-	for len(q.pending) > 0 && q.active+p.marks.active < limit {
-		it := q.pending[0]
-		q.pending[0] = markItem{}
-		q.pending = q.pending[1:]
-		if len(q.pending) == 0 {
-			q.pending = q.pending[:0:0] // let a drained backlog's array go
-		}
-		// The tenure's deadline as known when the mark starts, not when
-		// it was queued: behind MarkConcurrency others in a backlog, a
-		// renewal may have moved it since. A renewal that comes later
-		// does not reach the worker (it would be shared state), so a
-		// retry past this deadline is fenced, which is safe.
-		q.start(markJob{id: it.id, fence: p.current(it.fence)})
-	}
+// singleMarkLimit is how many single marks may run at once: fewer than
+// MarkConcurrency by the batch calls in flight. A batch call (at most
+// batchMarkCalls) is not held back by single marks: while the backend's
+// answer to the batch rpc changes, up to batchMarkCalls more than
+// MarkConcurrency calls may be in flight.
+func (p *Publisher) singleMarkLimit() int {
+	return max(p.cfg.MarkConcurrency, 1) - p.marks.active
 }
 
-// onMarksReady takes every mark result in the box.
+// pumpMarks starts the waiting single marks that singleMarkLimit allows
+// now; called whenever the batch calls in flight change.
+func (p *Publisher) pumpMarks() { p.single.pump(p.singleMarkLimit()) }
+
+// onMarksReady takes every mark result in the box. It starts no mark: the
+// workers take the pending ones themselves.
 func (p *Publisher) onMarksReady() {
 	q := p.single
 	results := q.box.take(p.spareMarks)
-	q.active -= len(results)
+	q.queued -= len(results)
 	for i := range results {
 		p.onMarked(results[i])
 	}
 	clear(results) // hold no error past its mark
 	p.spareMarks = results[:0]
-	p.pumpMarks()
 	p.flushMarks()
 }

@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/anthdm/hollywood/actor"
+
+	"github.com/hobom/hobom-event-processor/messages"
 )
 
 // queueOwner is an actor that runs jobs through a workQueue and reports
@@ -117,10 +120,12 @@ func TestDoubling(t *testing.T) {
 	}
 }
 
-// markOwner is an actor that starts marks on a markQueue and reports how
-// many results each marksReady carried.
+// markOwner is an actor that queues marks on a markQueue, at most limit
+// running at once (0: no bound), and reports how many results each
+// marksReady carried.
 type markOwner struct {
 	q       *markQueue
+	limit   int
 	started chan struct{} // closed once the first marksReady arrived
 	hold    chan struct{} // the first marksReady is taken once closed
 	sizes   chan int
@@ -131,9 +136,13 @@ func (o *markOwner) Receive(c *actor.Context) {
 	switch m := c.Message().(type) {
 	case actor.Started:
 		o.q.engine, o.q.self = c.Engine(), c.PID()
-	case []markJob:
-		for _, j := range m {
-			o.q.start(j)
+	case []markItem:
+		limit := o.limit
+		if limit == 0 {
+			limit = len(m)
+		}
+		for _, it := range m {
+			o.q.add(it, limit)
 		}
 	case marksReady:
 		if m.box != o.q.box {
@@ -146,7 +155,7 @@ func (o *markOwner) Receive(c *actor.Context) {
 			<-o.hold // a busy publisher: more results arrive meanwhile
 		}
 		rs := o.q.box.take(nil)
-		o.q.active -= len(rs)
+		o.q.queued -= len(rs)
 		o.sizes <- len(rs)
 		for _, r := range rs {
 			o.results <- r
@@ -175,11 +184,11 @@ func TestMarkQueueHandsBackABurstInOneMessage(t *testing.T) {
 	pid := e.Spawn(func() actor.Receiver { return owner }, "owner")
 	defer func() { <-e.Poison(pid).Done() }()
 
-	jobs := make([]markJob, n)
-	for i := range jobs {
-		jobs[i] = markJob{id: strconv.Itoa(i)}
+	items := make([]markItem, n)
+	for i := range items {
+		items[i] = markItem{id: strconv.Itoa(i)}
 	}
-	e.Send(pid, jobs)
+	e.Send(pid, items)
 	close(gate)
 	select {
 	case <-owner.started:
@@ -216,7 +225,7 @@ func TestMarkQueueHandsBackABurstInOneMessage(t *testing.T) {
 		t.Errorf("%d results came in %d messages, want the burst in one", n, messages)
 	}
 
-	e.Send(pid, []markJob{{id: "lone"}})
+	e.Send(pid, []markItem{{id: "lone"}})
 	select {
 	case r := <-owner.results:
 		if r.eventID != "lone" {
@@ -272,4 +281,217 @@ func TestTryContextsEndEachTryAtItsDeadline(t *testing.T) {
 		t.Errorf("the try after one without time left: done at its start")
 	}
 	tc.end()
+}
+
+// boxed reports how many results wait in q's box.
+func boxed(q *markQueue) int {
+	q.box.mu.Lock()
+	defer q.box.mu.Unlock()
+	return len(q.box.items)
+}
+
+// TestMarkWorkersTakeTheirNextMarkThemselves: while the publisher is busy
+// (blocked in its first marksReady), its workers go on through the queued
+// marks, never more than limit at once, so every mark is made meanwhile;
+// each result then reaches the publisher once, in a few messages, not
+// one per mark.
+func TestMarkWorkersTakeTheirNextMarkThemselves(t *testing.T) {
+	e, err := actor.NewEngine(actor.NewEngineConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n, limit = 40, 3
+	var running, most atomic.Int32
+	q := newMarkQueue()
+	q.mark = func(j markJob, _ *tryContexts) markResult {
+		r := running.Add(1)
+		for m := most.Load(); r > m && !most.CompareAndSwap(m, r); m = most.Load() {
+		}
+		time.Sleep(time.Millisecond)
+		running.Add(-1)
+		return markResult{eventID: j.id}
+	}
+	owner := &markOwner{q: q, limit: limit, started: make(chan struct{}), hold: make(chan struct{}), sizes: make(chan int, n+1), results: make(chan markResult, n+1)}
+	pid := e.Spawn(func() actor.Receiver { return owner }, "owner")
+	var release sync.Once
+	defer func() {
+		release.Do(func() { close(owner.hold) })
+		<-e.Poison(pid).Done()
+	}()
+
+	items := make([]markItem, n)
+	for i := range items {
+		items[i] = markItem{id: strconv.Itoa(i)}
+	}
+	e.Send(pid, items)
+	select {
+	case <-owner.started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no marksReady")
+	}
+	// The publisher is blocked now; the marks go on without it.
+	for deadline := time.Now().Add(10 * time.Second); boxed(q) < n-1; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d marks made while the publisher was busy: the workers waited for it", boxed(q), n-1)
+		}
+	}
+	release.Do(func() { close(owner.hold) })
+	seen := map[string]bool{}
+	messages := 0
+	for len(seen) < n {
+		select {
+		case <-owner.sizes:
+			messages++
+		case r := <-owner.results:
+			if seen[r.eventID] {
+				t.Fatalf("result %s delivered twice", r.eventID)
+			}
+			seen[r.eventID] = true
+		case <-time.After(10 * time.Second):
+			t.Fatalf("only %d of %d results", len(seen), n)
+		}
+	}
+	for len(owner.sizes) > 0 {
+		<-owner.sizes
+		messages++
+	}
+	if m := most.Load(); m > limit {
+		t.Errorf("%d marks ran at once, want at most %d", m, limit)
+	}
+	if messages > 1+limit {
+		t.Errorf("%d results came in %d messages, want at most %d", n, messages, 1+limit)
+	}
+}
+
+// TestAMarkTakenByAWorkerReadsTheLatestFence: a worker that takes a queued
+// mark gives it its tenure's deadline as the publisher knows it then: a
+// renewal moves it, a revoked or replaced tenure is never held, a lease
+// the publisher knows nothing of keeps the mark's own.
+func TestAMarkTakenByAWorkerReadsTheLatestFence(t *testing.T) {
+	e, err := actor.NewEngine(actor.NewEngineConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now().Add(time.Hour)
+	gate := make(chan struct{})
+	var mu sync.Mutex
+	got := map[string]messages.Fence{}
+	q := newMarkQueue()
+	q.mark = func(j markJob, _ *tryContexts) markResult {
+		if j.id == "first" {
+			<-gate
+		}
+		mu.Lock()
+		got[j.id] = j.fence
+		mu.Unlock()
+		return markResult{eventID: j.id}
+	}
+	owner := &markOwner{q: q, limit: 1, started: make(chan struct{}), hold: make(chan struct{}), sizes: make(chan int, 8), results: make(chan markResult, 8)}
+	close(owner.hold)
+	pid := e.Spawn(func() actor.Receiver { return owner }, "owner")
+	defer func() { <-e.Poison(pid).Done() }()
+
+	fence := func(name string, token int64, until time.Time) messages.Fence {
+		return messages.Fence{Name: name, Token: token, Until: until}
+	}
+	for _, f := range []messages.Fence{fence("renewed", 1, t0), fence("revoked", 1, t0), fence("replaced", 1, t0)} {
+		q.setFence(f)
+	}
+	e.Send(pid, []markItem{
+		{id: "first"},
+		{id: "renewed", fence: fence("renewed", 1, t0)},
+		{id: "revoked", fence: fence("revoked", 1, t0)},
+		{id: "replaced", fence: fence("replaced", 1, t0)},
+		{id: "unknown", fence: fence("unknown", 1, t0)},
+	})
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		q.mu.Lock()
+		queued := len(q.pending)
+		q.mu.Unlock()
+		if queued == 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the marks were not queued")
+		}
+	}
+	q.setFence(fence("renewed", 1, t0.Add(time.Minute)))
+	q.setFence(fence("revoked", 1, time.Time{}))
+	q.setFence(fence("replaced", 2, t0.Add(time.Minute)))
+	close(gate)
+	for range 5 {
+		select {
+		case <-owner.results:
+		case <-time.After(10 * time.Second):
+			t.Fatal("a mark's result did not come back")
+		}
+	}
+	want := map[string]messages.Fence{
+		"first":    {},
+		"renewed":  fence("renewed", 1, t0.Add(time.Minute)),
+		"revoked":  fence("revoked", 1, time.Time{}),
+		"replaced": fence("replaced", 1, time.Time{}),
+		"unknown":  fence("unknown", 1, t0),
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for id, w := range want {
+		if g := got[id]; g != w {
+			t.Errorf("mark %s started with %+v, want %+v", id, g, w)
+		}
+	}
+}
+
+// TestAClosedMarkQueueStartsNothing: once its publisher instance is gone,
+// the queue's workers finish the marks under way and start no queued one.
+func TestAClosedMarkQueueStartsNothing(t *testing.T) {
+	e, err := actor.NewEngine(actor.NewEngineConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	gate, entered := make(chan struct{}), make(chan struct{})
+	var made atomic.Int32
+	q := newMarkQueue()
+	q.mark = func(j markJob, _ *tryContexts) markResult {
+		if j.id == "first" {
+			close(entered)
+			<-gate
+		}
+		made.Add(1)
+		return markResult{eventID: j.id}
+	}
+	owner := &markOwner{q: q, limit: 1, started: make(chan struct{}), hold: make(chan struct{}), sizes: make(chan int, 8), results: make(chan markResult, 8)}
+	close(owner.hold)
+	pid := e.Spawn(func() actor.Receiver { return owner }, "owner")
+	defer func() { <-e.Poison(pid).Done() }()
+
+	e.Send(pid, []markItem{{id: "first"}, {id: "second"}})
+	<-entered
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		q.mu.Lock()
+		queued := len(q.pending)
+		q.mu.Unlock()
+		if queued == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the second mark was not queued")
+		}
+	}
+	q.close()
+	close(gate)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		q.mu.Lock()
+		running := q.running
+		q.mu.Unlock()
+		if running == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first mark did not end")
+		}
+	}
+	if n := made.Load(); n != 1 {
+		t.Fatalf("%d marks made, want only the one under way when the queue closed", n)
+	}
 }
