@@ -258,7 +258,22 @@ func NewPublisher(producer Producer, outbox Outbox, memory UnmarkedStore, dlq *a
 	}
 }
 
+// Receive handles one message. A panic in it leaves the instance broken
+// (recoverChild drops its later messages until it is stopped): its queue
+// of single marks is closed at once, so that its workers start no more
+// marks under fences the instance no longer updates.
 func (p *Publisher) Receive(c *actor.Context) {
+	finished := false
+	defer func() {
+		if !finished {
+			p.single.close()
+		}
+	}()
+	p.receive(c)
+	finished = true
+}
+
+func (p *Publisher) receive(c *actor.Context) {
 	switch m := c.Message().(type) {
 	case actor.Started:
 		p.engine, p.self = c.Engine(), c.PID()
