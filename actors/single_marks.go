@@ -29,7 +29,9 @@ import (
 // crashes, so its workers start nothing more.
 type markQueue struct {
 	// queued counts the marks queued whose results the publisher has not
-	// taken yet; touched only from Receive.
+	// taken yet; touched only from Receive. close leaves the marks it
+	// drops in it, so idle stays false after a close: only a stopped or
+	// crashed instance closes its queue, and neither drains again.
 	queued int
 	// handoff passes a job to an idle worker; unbuffered, so a send
 	// succeeds only when a worker is waiting for it.
@@ -42,6 +44,8 @@ type markQueue struct {
 	self   *actor.PID
 
 	// mu guards the rest, which the publisher and its workers share.
+	// Nothing done under it may panic: Publisher.Receive closes the queue
+	// (taking mu) while a panic unwinds.
 	mu sync.Mutex
 	// pending holds the marks not started yet; each gets its tenure's
 	// deadline when it starts (see next).
