@@ -87,17 +87,7 @@ func TestACrashedPublishersWorkersStartNoQueuedMark(t *testing.T) {
 	}
 	ungate.Do(func() { close(out.gate) })
 	q := p.single
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
-		q.mu.Lock()
-		running := q.running
-		q.mu.Unlock()
-		if running == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the mark under way did not end")
-		}
-	}
+	waitNoMarkRunning(t, q, "the mark under way did not end")
 	out.mu.Lock()
 	defer out.mu.Unlock()
 	if len(out.marked) != 1 {

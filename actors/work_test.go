@@ -202,25 +202,7 @@ func TestMarkQueueHandsBackABurstInOneMessage(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	close(owner.hold)
-	seen := map[string]bool{}
-	messages := 0
-	for len(seen) < n {
-		select {
-		case <-owner.sizes:
-			messages++
-		case r := <-owner.results:
-			if seen[r.eventID] {
-				t.Fatalf("result %s delivered twice", r.eventID)
-			}
-			seen[r.eventID] = true
-		case <-time.After(10 * time.Second):
-			t.Fatalf("only %d of %d results", len(seen), n)
-		}
-	}
-	for len(owner.sizes) > 0 {
-		<-owner.sizes
-		messages++
-	}
+	messages := collectMarkResults(t, owner.sizes, owner.results, n)
 	if messages != 1 {
 		t.Errorf("%d results came in %d messages, want the burst in one", n, messages)
 	}
@@ -336,25 +318,7 @@ func TestMarkWorkersTakeTheirNextMarkThemselves(t *testing.T) {
 		}
 	}
 	release.Do(func() { close(owner.hold) })
-	seen := map[string]bool{}
-	messages := 0
-	for len(seen) < n {
-		select {
-		case <-owner.sizes:
-			messages++
-		case r := <-owner.results:
-			if seen[r.eventID] {
-				t.Fatalf("result %s delivered twice", r.eventID)
-			}
-			seen[r.eventID] = true
-		case <-time.After(10 * time.Second):
-			t.Fatalf("only %d of %d results", len(seen), n)
-		}
-	}
-	for len(owner.sizes) > 0 {
-		<-owner.sizes
-		messages++
-	}
+	messages := collectMarkResults(t, owner.sizes, owner.results, n)
 	if m := most.Load(); m > limit {
 		t.Errorf("%d marks ran at once, want at most %d", m, limit)
 	}
@@ -480,18 +444,49 @@ func TestAClosedMarkQueueStartsNothing(t *testing.T) {
 	}
 	q.close()
 	close(gate)
+	waitNoMarkRunning(t, q, "the first mark did not end")
+	if n := made.Load(); n != 1 {
+		t.Fatalf("%d marks made, want only the one under way when the queue closed", n)
+	}
+}
+
+// collectMarkResults reads the n results a mark queue's owner receives,
+// each once, and returns in how many marksReady messages they came.
+func collectMarkResults(t *testing.T, sizes <-chan int, results <-chan markResult, n int) (messages int) {
+	t.Helper()
+	seen := map[string]bool{}
+	for len(seen) < n {
+		select {
+		case <-sizes:
+			messages++
+		case r := <-results:
+			if seen[r.eventID] {
+				t.Fatalf("result %s delivered twice", r.eventID)
+			}
+			seen[r.eventID] = true
+		case <-time.After(10 * time.Second):
+			t.Fatalf("only %d of %d results", len(seen), n)
+		}
+	}
+	for len(sizes) > 0 {
+		<-sizes
+		messages++
+	}
+	return messages
+}
+
+// waitNoMarkRunning waits until no mark of q runs, or fails with failure.
+func waitNoMarkRunning(t *testing.T, q *markQueue, failure string) {
+	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
 		q.mu.Lock()
 		running := q.running
 		q.mu.Unlock()
 		if running == 0 {
-			break
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("the first mark did not end")
+			t.Fatal(failure)
 		}
-	}
-	if n := made.Load(); n != 1 {
-		t.Fatalf("%d marks made, want only the one under way when the queue closed", n)
 	}
 }
