@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -74,11 +75,16 @@ func TestSmokeInProcess(t *testing.T) {
 	o := smokeOptions(t)
 	o.InProcess = true
 	o.Scenarios = []string{ScenarioMix, ScenarioOld}
+	o.AllocProfile = filepath.Join(t.TempDir(), "allocs.pprof")
 	rep, err := Run(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	checkReport(t, rep, o.Scenarios)
+	// A pprof profile is gzipped protobuf.
+	if b, err := os.ReadFile(o.AllocProfile); err != nil || len(b) < 100 || b[0] != 0x1f || b[1] != 0x8b {
+		t.Errorf("allocation profile %s: %d bytes, %v; want a gzipped profile", o.AllocProfile, len(b), err)
+	}
 }
 
 func checkReport(t *testing.T, rep *Report, scenarios []string) {
