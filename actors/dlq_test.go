@@ -84,16 +84,37 @@ func askDLQ(t *testing.T, e *actor.Engine, pid *actor.PID, msg any) any {
 	return res
 }
 
+// bulkHeldInFlight seeds the entries of ids under prefix, has Kafka hold
+// their records, starts a bulk replay of them at 1,000/s and returns once
+// every replay is in flight (one start a millisecond of the rig's clock).
+func (r *dlqRig) bulkHeldInFlight(t *testing.T, prefix string, ids []string) messages.JobStatus {
+	t.Helper()
+	m := messages.BulkReplay{Prefix: prefix, Rate: 1000, Caller: messages.Caller{Addr: "test"}}
+	for _, id := range ids {
+		m.Targets = append(m.Targets, target(id))
+	}
+	r.store.seed(ids...)
+	r.kafka.hold = true
+	job, ok := r.ask(t, m).(messages.JobStatus)
+	if !ok {
+		t.Fatalf("bulk: %+v", job)
+	}
+	eventually(t, "every replay in flight", func() bool {
+		for _, id := range ids {
+			if r.kafka.attempts(id) != 1 {
+				r.clock.Advance(time.Millisecond)
+				return false
+			}
+		}
+		return true
+	})
+	return job
+}
+
 // reply waits for the next answer to the publisher's side.
 func (r *dlqRig) reply(t *testing.T) any {
 	t.Helper()
-	select {
-	case m := <-r.replies:
-		return m
-	case <-time.After(wait):
-		t.Fatal("no answer from the DLQ actor")
-		return nil
-	}
+	return within(t, r.replies, "no answer from the DLQ actor")
 }
 
 func target(id string) messages.ReplayTarget {
@@ -162,6 +183,20 @@ func TestTheSentMarkWaitsForTheMemoryWrite(t *testing.T) {
 	}
 	open()
 	eventually(t, "the events SENT once remembered", w.allStatus(messages.StatusSent, "e-0", "e-1"))
+}
+
+// within returns the next value of ch, failing with failure when none
+// comes within wait.
+func within[T any](t *testing.T, ch <-chan T, failure string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(wait):
+		t.Fatal(failure)
+		var zero T
+		return zero
+	}
 }
 
 // eventually is testenv.Eventually with the tests' usual wait, checking
@@ -383,23 +418,6 @@ func TestEachBulkJobRunsInAnActorOfItsOwn(t *testing.T) {
 	}
 }
 
-// panicIn makes the actors whose PID contains "/"+kind+"/" panic on every
-// message but the lifecycle ones while on is set.
-func panicIn(kind string, on *atomic.Bool) actor.MiddlewareFunc {
-	return func(next actor.ReceiveFunc) actor.ReceiveFunc {
-		return func(c *actor.Context) {
-			switch c.Message().(type) {
-			case actor.Initialized, actor.Started, actor.Stopped:
-			default:
-				if on.Load() && strings.Contains(c.PID().ID, "/"+kind+"/") {
-					panic("injected panic in " + kind)
-				}
-			}
-			next(c)
-		}
-	}
-}
-
 // TestAReplayerPanicDoesNotRestartTheWriter: while the replayer crashes
 // again and again, the DLQ actor restarts it (with backoff) and nothing
 // else: the writer keeps its one instance and failures keep being
@@ -418,7 +436,7 @@ func TestAReplayerPanicDoesNotRestartTheWriter(t *testing.T) {
 	}
 	m := &restarts{}
 	w := startWith(t, func(cfg *actors.TreeConfig) {
-		cfg.ChildMiddleware = []actor.MiddlewareFunc{countWriter, panicIn("replayer", &on)}
+		cfg.ChildMiddleware = []actor.MiddlewareFunc{countWriter, panicking("replayer", &on)}
 	}, func(w *world) {
 		w.admin = true
 		w.dlq.seed("r")
@@ -534,7 +552,7 @@ func TestAWriterPanicRestartsOnlyTheWriterAndThePublisherIsTold(t *testing.T) {
 	on.Store(true)
 	m := &restarts{}
 	w := startWith(t, func(cfg *actors.TreeConfig) {
-		cfg.ChildMiddleware = []actor.MiddlewareFunc{panicIn("writer", &on)}
+		cfg.ChildMiddleware = []actor.MiddlewareFunc{panicking("writer", &on)}
 	}, func(w *world) {
 		w.admin = true
 		w.kafka.fail = func(key string, _ int) bool { return strings.HasPrefix(key, "w-") }
@@ -554,7 +572,7 @@ func TestAWriterPanicRestartsOnlyTheWriterAndThePublisherIsTold(t *testing.T) {
 func TestABulkJobThatPanicsEndsAbortedAndTheReplayerGoesOn(t *testing.T) {
 	var on atomic.Bool
 	on.Store(true)
-	r := startDLQ(t, func(cfg *actors.DLQConfig) { cfg.ChildMiddleware = []actor.MiddlewareFunc{panicIn("job", &on)} })
+	r := startDLQ(t, func(cfg *actors.DLQConfig) { cfg.ChildMiddleware = []actor.MiddlewareFunc{panicking("job", &on)} })
 	r.store.seed("j0", "j1", "single")
 	job, ok := r.ask(t, messages.BulkReplay{Prefix: "dlq:menu:j", Rate: 1, Targets: []messages.ReplayTarget{target("j0"), target("j1")}, Caller: messages.Caller{Addr: "test"}}).(messages.JobStatus)
 	if !ok {
@@ -580,30 +598,13 @@ func TestABulkJobThatPanicsEndsAbortedAndTheReplayerGoesOn(t *testing.T) {
 // after the crash, and a drain waits for them.
 func TestABulkJobThatPanicsWithReplaysInFlightLeavesNoneFailedInTheBackend(t *testing.T) {
 	var on atomic.Bool
-	r := startDLQ(t, func(cfg *actors.DLQConfig) { cfg.ChildMiddleware = []actor.MiddlewareFunc{panicIn("job", &on)} })
+	r := startDLQ(t, func(cfg *actors.DLQConfig) { cfg.ChildMiddleware = []actor.MiddlewareFunc{panicking("job", &on)} })
 	const n = 8 // the default JobInflight: every replay in flight at once
 	var ids []string
-	m := messages.BulkReplay{Prefix: "dlq:menu:p", Rate: 1000, Caller: messages.Caller{Addr: "test"}}
 	for i := range n {
-		id := "p" + string(rune('0'+i))
-		ids = append(ids, id)
-		m.Targets = append(m.Targets, target(id))
+		ids = append(ids, "p"+string(rune('0'+i)))
 	}
-	r.store.seed(ids...)
-	r.kafka.hold = true
-	job, ok := r.ask(t, m).(messages.JobStatus)
-	if !ok {
-		t.Fatalf("bulk: %+v", job)
-	}
-	eventually(t, "every replay in flight", func() bool {
-		for _, id := range ids {
-			if r.kafka.attempts(id) != 1 {
-				r.clock.Advance(time.Millisecond) // rate 1000/s: one start a millisecond
-				return false
-			}
-		}
-		return true
-	})
+	job := r.bulkHeldInFlight(t, "dlq:menu:p", ids)
 	on.Store(true)
 	r.engine.Send(r.jobPID(job.ID), "poke") // the job's actor panics on it
 	eventually(t, "the job aborted and its actor gone", func() bool {
@@ -667,25 +668,7 @@ func TestAReplayerPanicWithJobReplaysInFlightStillMarksThemSent(t *testing.T) {
 	}
 	r := startDLQ(t, func(cfg *actors.DLQConfig) { cfg.ChildMiddleware = []actor.MiddlewareFunc{boom} })
 	ids := []string{"q0", "q1", "q2", "q3"}
-	m := messages.BulkReplay{Prefix: "dlq:menu:q", Rate: 1000, Caller: messages.Caller{Addr: "test"}}
-	for _, id := range ids {
-		m.Targets = append(m.Targets, target(id))
-	}
-	r.store.seed(ids...)
-	r.kafka.hold = true
-	job, ok := r.ask(t, m).(messages.JobStatus)
-	if !ok {
-		t.Fatalf("bulk: %+v", job)
-	}
-	eventually(t, "every replay in flight", func() bool {
-		for _, id := range ids {
-			if r.kafka.attempts(id) != 1 {
-				r.clock.Advance(time.Millisecond)
-				return false
-			}
-		}
-		return true
-	})
+	job := r.bulkHeldInFlight(t, "dlq:menu:q", ids)
 	replayer := r.engine.Registry.GetPID(r.pid.ID+"/replayer", "0")
 	if replayer == nil {
 		t.Fatal("no replayer")

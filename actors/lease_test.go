@@ -42,13 +42,7 @@ func newProbe(t *testing.T, e *actor.Engine, name string) *probe {
 // next returns the next message, failing after a generous wait.
 func (p *probe) next(t *testing.T) any {
 	t.Helper()
-	select {
-	case m := <-p.ch:
-		return m
-	case <-time.After(wait):
-		t.Fatalf("%s: no message within %v", p.pid.ID, wait)
-		return nil
-	}
+	return within(t, p.ch, fmt.Sprintf("%s: no message within %v", p.pid.ID, wait))
 }
 
 // rest returns every message queued before now: it sends the probe a

@@ -370,12 +370,7 @@ func TestHoldModeKeepsEventsPendingWhileNoBrokerAnswersAndResumesByItself(t *tes
 		fastReady(c)
 	})
 	base := "http://" + e.app.HTTPAddr()
-	reachable := func(want string) func() bool {
-		return func() bool {
-			_, b := get(t, base+"/metrics")
-			return strings.Contains(b, "\nhobom_kafka_reachable "+want+"\n")
-		}
-	}
+	reachable := func(want string) func() bool { return func() bool { return reachableIs(t, e, want) } }
 	before := clock.add(e.backend, "before", 3)
 	testenv.Eventually(t, 20*time.Second, "traffic before the outage SENT", allStatus(e, messages.StatusSent, before...))
 
@@ -405,32 +400,57 @@ func TestHoldModeKeepsEventsPendingWhileNoBrokerAnswersAndResumesByItself(t *tes
 	time.Sleep(outageLength(resolutionBound(e.cfg, time.Second)))
 	upAt := time.Now()
 	all := append(append([]string{}, inflight...), during...)
-	for _, id := range all {
-		if s := status(e, id); s != messages.StatusPending {
-			t.Errorf("%s is %s while no broker answers, want PENDING", id, s)
-		}
-	}
+	heldPending(t, e, all, "no broker answers")
 	if n := clock.fetchedBetween(downAt, upAt); n != 0 {
 		t.Errorf("%d events fetched while no broker answered", n)
-	}
-	keys, err := e.redis.Client(t).Keys(context.Background(), "dlq:*").Result()
-	if err != nil || len(keys) != 0 {
-		t.Errorf("DLQ while no broker answered: %v %v, want empty", keys, err)
 	}
 
 	if err := broker.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	testenv.Eventually(t, 30*time.Second, "every event SENT after the broker came back", allStatus(e, messages.StatusSent, all...))
-	resumed := time.Since(upAt)
-	testenv.Eventually(t, 10*time.Second, "hobom_kafka_reachable 1", reachable("1"))
-	sent, failed, both := checkEnd(t, e, testenv.KafkaAt(broker.Addr()), append(append([]string{}, before...), all...), all)
-	if failed != 0 {
-		t.Errorf("%d FAILED with HOBOM_KAFKA_OUTAGE=hold", failed)
-	}
+	resumed, sent, failed, both := resumedAfterHold(t, e, testenv.KafkaAt(broker.Addr()), append(append([]string{}, before...), all...), all,
+		upAt, "after the broker came back")
 	t.Logf("hold: %d events in flight at the kill and %d made while down stayed PENDING for %v with 0 fetched and 0 dead-lettered; "+
 		"all SENT %v after the empty restart; end: %d SENT, %d FAILED, %d FAILED and in Kafka",
 		len(inflight), len(during), upAt.Sub(downAt).Round(time.Millisecond), resumed.Round(time.Millisecond), sent, failed, both)
+}
+
+// reachableIs reports whether the processor's hobom_kafka_reachable gauge
+// reads want.
+func reachableIs(t *testing.T, e *env, want string) bool {
+	_, b := get(t, "http://"+e.app.HTTPAddr()+"/metrics")
+	return strings.Contains(b, "\nhobom_kafka_reachable "+want+"\n")
+}
+
+// heldPending checks, in hold mode while no broker takes the records, that
+// every event of ids is still PENDING and the DLQ empty.
+func heldPending(t *testing.T, e *env, ids []string, while string) {
+	t.Helper()
+	for _, id := range ids {
+		if s := status(e, id); s != messages.StatusPending {
+			t.Errorf("%s is %s while %s, want PENDING", id, s, while)
+		}
+	}
+	keys, err := e.redis.Client(t).Keys(context.Background(), "dlq:*").Result()
+	if err != nil || len(keys) != 0 {
+		t.Errorf("DLQ while %s: %v %v, want empty", while, keys, err)
+	}
+}
+
+// resumedAfterHold waits, once a broker takes records again, until every
+// event of all is SENT and hobom_kafka_reachable is 1, checks the end
+// (checkEnd of ids, all in k) with nothing FAILED in hold mode, and returns
+// how long the events took to be SENT after from and the end's counts.
+func resumedAfterHold(t *testing.T, e *env, k *testenv.KafkaCluster, ids, all []string, from time.Time, when string) (resumed time.Duration, sent, failed, both int) {
+	t.Helper()
+	testenv.Eventually(t, 30*time.Second, "every event SENT "+when, allStatus(e, messages.StatusSent, all...))
+	resumed = time.Since(from)
+	testenv.Eventually(t, 10*time.Second, "hobom_kafka_reachable 1", func() bool { return reachableIs(t, e, "1") })
+	sent, failed, both = checkEnd(t, e, k, ids, all)
+	if failed != 0 {
+		t.Errorf("%d FAILED with HOBOM_KAFKA_OUTAGE=hold", failed)
+	}
+	return resumed, sent, failed, both
 }
 
 // TestHoldModeCountsARefusedSASLLoginAsUnreachable: with a wrong Kafka

@@ -10,6 +10,36 @@ import (
 // client did before it decoded rows itself (findReply): the reference the
 // decoder is compared with.
 
+// rowFields are the getters the rows of both find rpcs have.
+type rowFields interface {
+	GetId() string
+	GetEventId() string
+	GetEventType() string
+	GetStatus() string
+	GetRetryCount() int32
+	GetVersion() int32
+	GetSentAt() string
+	GetFailedAt() string
+	GetLastError() string
+	GetCreatedAt() string
+	GetUpdatedAt() string
+}
+
+// setRow copies a row's fields but its payload into e.
+func setRow(e *messages.Event, r rowFields) {
+	e.ID = r.GetId()
+	e.EventID = r.GetEventId()
+	e.EventType = r.GetEventType()
+	e.Status = r.GetStatus()
+	e.RetryCount = r.GetRetryCount()
+	e.Version = r.GetVersion()
+	e.SentAt = r.GetSentAt()
+	e.FailedAt = r.GetFailedAt()
+	e.LastError = r.GetLastError()
+	e.CreatedAt = r.GetCreatedAt()
+	e.UpdatedAt = r.GetUpdatedAt()
+}
+
 // messageEvents converts the message find rpc's rows; Event.Message is set,
 // or nil when the row has no payload.
 func messageEvents(items []*outboxmessagev1.QueryResult) []messages.Event {
@@ -20,17 +50,7 @@ func messageEvents(items []*outboxmessagev1.QueryResult) []messages.Event {
 	payloads := make([]messages.MessagePayload, countNonNil(items, (*outboxmessagev1.QueryResult).GetPayload))
 	for i, it := range items {
 		e := &events[i]
-		e.ID = it.GetId()
-		e.EventID = it.GetEventId()
-		e.EventType = it.GetEventType()
-		e.Status = it.GetStatus()
-		e.RetryCount = it.GetRetryCount()
-		e.Version = it.GetVersion()
-		e.SentAt = it.GetSentAt()
-		e.FailedAt = it.GetFailedAt()
-		e.LastError = it.GetLastError()
-		e.CreatedAt = it.GetCreatedAt()
-		e.UpdatedAt = it.GetUpdatedAt()
+		setRow(e, it)
 		if p := it.GetPayload(); p != nil {
 			m := &payloads[0]
 			payloads = payloads[1:]
@@ -59,17 +79,7 @@ func logEvents(items []*outboxlogv1.QueryResult) []messages.Event {
 	}))
 	for i, it := range items {
 		e := &events[i]
-		e.ID = it.GetId()
-		e.EventID = it.GetEventId()
-		e.EventType = it.GetEventType()
-		e.Status = it.GetStatus()
-		e.RetryCount = it.GetRetryCount()
-		e.Version = it.GetVersion()
-		e.SentAt = it.GetSentAt()
-		e.FailedAt = it.GetFailedAt()
-		e.LastError = it.GetLastError()
-		e.CreatedAt = it.GetCreatedAt()
-		e.UpdatedAt = it.GetUpdatedAt()
+		setRow(e, it)
 		p := it.GetPayload()
 		if p == nil {
 			continue

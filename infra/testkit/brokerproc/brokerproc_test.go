@@ -27,15 +27,7 @@ func produce(t *testing.T, addr string, timeout time.Duration) error {
 // paused it accepts and never answers, killed it refuses, restarted it
 // serves again on the same address.
 func TestPauseKillRestart(t *testing.T) {
-	bin, err := brokerproc.Build(context.Background(), t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := brokerproc.Start(bin, brokerproc.Options{Topics: []string{"t"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := startBroker(t)
 	if err := produce(t, b.Addr(), 5*time.Second); err != nil {
 		t.Fatalf("produce to a running broker: %v", err)
 	}
@@ -67,15 +59,7 @@ func TestPauseKillRestart(t *testing.T) {
 // restart a broker that died by itself: a Kill (or Restart) is not a crash,
 // a process that dies on its own is, once, and a Restart then serves again.
 func TestReapTellsACrashFromAKill(t *testing.T) {
-	bin, err := brokerproc.Build(context.Background(), t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := brokerproc.Start(bin, brokerproc.Options{Topics: []string{"t"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := startBroker(t)
 	exited, start := b.Exited()
 	b.Kill()
 	<-exited
@@ -114,4 +98,20 @@ func TestReapTellsACrashFromAKill(t *testing.T) {
 	if err := produce(t, b.Addr(), 5*time.Second); err != nil {
 		t.Fatalf("produce after restarting a crashed broker: %v", err)
 	}
+}
+
+// startBroker builds the broker binary and starts it with topic "t"; it is
+// closed when the test ends.
+func startBroker(t *testing.T) *brokerproc.Broker {
+	t.Helper()
+	bin, err := brokerproc.Build(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := brokerproc.Start(bin, brokerproc.Options{Topics: []string{"t"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
 }

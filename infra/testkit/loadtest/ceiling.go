@@ -154,9 +154,15 @@ func (r *runner) plainProducerOpts(extra ...kgo.Opt) []kgo.Opt {
 }
 
 func bestMark(ps []markPoint) markPoint {
-	var b markPoint
+	return fastest(ps, func(p markPoint) float64 { return p.Rate })
+}
+
+// fastest is the point of ps with the highest rate (the zero point when
+// ps is empty).
+func fastest[P any](ps []P, rate func(P) float64) P {
+	var b P
 	for _, p := range ps {
-		if p.Rate > b.Rate {
+		if rate(p) > rate(b) {
 			b = p
 		}
 	}
@@ -298,13 +304,7 @@ func (r *runner) producePoint(ctx context.Context, name string, sets []ceilingRe
 }
 
 func bestProduce(ps []producePoint) producePoint {
-	var b producePoint
-	for _, p := range ps {
-		if p.Rate > b.Rate {
-			b = p
-		}
-	}
-	return b
+	return fastest(ps, func(p producePoint) float64 { return p.Rate })
 }
 
 // eventsOf is the number of events a record carries: the ids of its
