@@ -157,9 +157,12 @@ type Producer interface {
 type KafkaHealth interface {
 	Reachable() bool
 	Observe(err error)
-	// Unreachable says err means no broker took the request (as opposed
-	// to a broker rejecting the record).
-	Unreachable(err error) bool
+	// Outage says err is part of a Kafka outage rather than a broker
+	// rejecting the record: no broker took the request, or the record's
+	// topic has a new ID the producer did not know yet (a cluster
+	// restarted empty), which the next attempt heals. With
+	// HOBOM_KAFKA_OUTAGE=hold such a record's events stay PENDING.
+	Outage(err error) bool
 	// Explain adds to an error that says no broker took the request why
 	// the client could not connect, when it knows (a refused dial, an
 	// untrusted TLS certificate); it is what the dead letter's reason

@@ -9,7 +9,6 @@ import (
 	"github.com/anthdm/hollywood/actor"
 	"github.com/hashicorp/golang-lru/v2/simplelru"
 	"github.com/rs/zerolog"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/hobom/hobom-event-processor/messages"
@@ -672,12 +671,7 @@ func (p *Publisher) onProduced(rec *kgo.Record, err error) {
 		time.AfterFunc(wait, func() { engine.Send(self, retryRecord{from: p, record: id}) })
 		return
 	}
-	if p.cfg.Hold && p.cfg.Kafka != nil && (p.cfg.Kafka.Unreachable(err) || errors.Is(err, kerr.UnknownTopicID)) {
-		// UNKNOWN_TOPIC_ID: the topic has a new ID (a cluster restarted
-		// empty, or the topic recreated) and the producer still held the
-		// old one until this answer; the Kafka adapter has it look the
-		// topic up again, so the next attempt goes through. Part of the
-		// outage, not a rejection of the record.
+	if p.cfg.Hold && p.cfg.Kafka != nil && p.cfg.Kafka.Outage(err) {
 		p.log.Warn().Err(err).Str("topic", f.route.Topic).Int("events", len(f.events)).Int("attempts", f.attempt).
 			Msg("no kafka broker answers; HOBOM_KAFKA_OUTAGE=hold leaves the events PENDING until one does")
 		p.abandon(f)

@@ -45,14 +45,21 @@ func NewReach(cl *kgo.Client, timeout time.Duration, log zerolog.Logger, onSet f
 // said none did.
 func (r *Reach) Reachable() bool { return r.up.Load() }
 
+// Outage classifies a produce error for HOBOM_KAFKA_OUTAGE=hold
+// (actors.KafkaHealth): true when no broker took the request
+// (Unreachable), and for UNKNOWN_TOPIC_ID: the topic has a new ID (a
+// cluster restarted empty, or the topic recreated) and the producer held
+// the old one until this answer; Healing has it look the topic up again,
+// so the next attempt goes through. Neither is a rejection of the record.
+func (r *Reach) Outage(err error) bool {
+	return Unreachable(err) || errors.Is(err, kerr.UnknownTopicID)
+}
+
 // Unreachable classifies a produce error: true when no broker took the
 // request (refused or failed dials, connections cut, no answer within the
 // attempt's deadline, TLS or SASL login refused), false when a broker
-// answered and rejected the record (too large, invalid, not authorized,
-// ...): those are dead-lettered in every mode.
-func (r *Reach) Unreachable(err error) bool { return Unreachable(err) }
-
-// Unreachable is Reach.Unreachable.
+// answered with an error (too large, invalid, not authorized, an unknown
+// topic ID, ...).
 func Unreachable(err error) bool {
 	if err == nil {
 		return false

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/hobom/hobom-event-processor/infra/adapters/kafka"
@@ -43,5 +44,25 @@ func TestExplainNamesWhyNoBrokerTookTheRecord(t *testing.T) {
 	}
 	if err := reach.Explain(nil); err != nil {
 		t.Fatalf("Explain(nil) = %v", err)
+	}
+}
+
+// TestOutageHoldsOnlyWhatTheNextAttemptCanHeal: with
+// HOBOM_KAFKA_OUTAGE=hold, no broker taking the record and a topic whose ID
+// changed under the producer (a cluster restarted empty) keep the events
+// PENDING; a broker rejecting the record does not.
+func TestOutageHoldsOnlyWhatTheNextAttemptCanHeal(t *testing.T) {
+	var r *kafka.Reach // Outage reads nothing of the Reach
+	for err, want := range map[error]bool{
+		fmt.Errorf("unable to dial: %w", errors.New("connection refused")): true,
+		kgo.ErrRecordTimeout:                                     true,
+		fmt.Errorf("produce: %w", kerr.UnknownTopicID):           true,
+		kerr.MessageTooLarge:                                     false,
+		fmt.Errorf("produce: %w", kerr.TopicAuthorizationFailed): false,
+		fmt.Errorf("produce: %w", kerr.InvalidRecord):            false,
+	} {
+		if got := r.Outage(err); got != want {
+			t.Errorf("Outage(%v) = %v, want %v", err, got, want)
+		}
 	}
 }
