@@ -7,6 +7,7 @@ import (
 	"net/rpc"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"time"
 )
 
@@ -14,6 +15,10 @@ import (
 // serve a localWorld on stdin/stdout instead of running the load test
 // (cmd/loadtest checks for it first).
 const WorldChildArg = "--internal-world-child"
+
+// worldProfileEnv names the file the world child writes its CPU profile to
+// (Options.WorldCPUProfile); the child reads it from its environment.
+const worldProfileEnv = "LOADTEST_WORLD_CPUPROFILE"
 
 // WorldService exposes a localWorld over net/rpc.
 type WorldService struct{ w *localWorld }
@@ -57,6 +62,19 @@ func (s *WorldService) Usage(_ Empty, out *ProcUsage) (err error) {
 // ServeWorldChild runs the world of a parent load test on stdin/stdout
 // until the parent closes stdin; it returns the exit status.
 func ServeWorldChild() int {
+	if file := os.Getenv(worldProfileEnv); file != "" {
+		f, err := os.Create(file)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
+	}
 	w, err := newLocalWorld()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -86,9 +104,13 @@ type remoteWorld struct {
 	done   chan error
 }
 
-// StartChildWorld runs exe (the load test binary itself) as the world.
-func StartChildWorld(exe string) (World, error) {
+// StartChildWorld runs exe (the load test binary itself) as the world; a
+// non-empty cpuProfile is the file the child writes its CPU profile to.
+func StartChildWorld(exe, cpuProfile string) (World, error) {
 	cmd := exec.Command(exe, WorldChildArg)
+	if cpuProfile != "" {
+		cmd.Env = append(os.Environ(), worldProfileEnv+"="+cpuProfile)
+	}
 	cmd.Stderr = os.Stderr
 	dieWithParent(cmd)
 	in, err := cmd.StdinPipe()

@@ -94,6 +94,9 @@ type Options struct {
 	// CPUProfile and MemProfile are files to write profiles to; the heap
 	// profile is taken near the highest heap peak of the run.
 	CPUProfile, MemProfile string
+	// WorldCPUProfile is a file the world's child process writes its CPU
+	// profile to (ignored with InProcess, whose world is in CPUProfile).
+	WorldCPUProfile string
 	// AllocProfile is a file to write, when the run ends, the profile of
 	// everything the load test's process allocated (pprof's "allocs";
 	// `-sample_index=alloc_objects` counts allocations). With it the
@@ -267,7 +270,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 				return nil, err
 			}
 		}
-		r.world, err = StartChildWorld(exe)
+		r.world, err = StartChildWorld(exe, opts.WorldCPUProfile)
 	}
 	if err != nil {
 		return nil, err

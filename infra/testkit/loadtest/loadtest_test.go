@@ -61,6 +61,7 @@ func TestSmoke(t *testing.T) {
 	if testing.Short() {
 		o.Scenarios = []string{ScenarioCeilings, ScenarioMessage, ScenarioLog}
 	}
+	o.WorldCPUProfile = filepath.Join(t.TempDir(), "world.pprof")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	rep, err := Run(ctx, o)
@@ -68,6 +69,7 @@ func TestSmoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkReport(t, rep, o.Scenarios)
+	checkProfile(t, o.WorldCPUProfile)
 }
 
 // TestSmokeInProcess runs the world in this process.
@@ -81,9 +83,14 @@ func TestSmokeInProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkReport(t, rep, o.Scenarios)
-	// A pprof profile is gzipped protobuf.
-	if b, err := os.ReadFile(o.AllocProfile); err != nil || len(b) < 100 || b[0] != 0x1f || b[1] != 0x8b {
-		t.Errorf("allocation profile %s: %d bytes, %v; want a gzipped profile", o.AllocProfile, len(b), err)
+	checkProfile(t, o.AllocProfile)
+}
+
+// checkProfile fails t unless file holds a pprof profile (gzipped protobuf).
+func checkProfile(t *testing.T, file string) {
+	t.Helper()
+	if b, err := os.ReadFile(file); err != nil || len(b) < 100 || b[0] != 0x1f || b[1] != 0x8b {
+		t.Errorf("profile %s: %d bytes, %v; want a gzipped profile", file, len(b), err)
 	}
 }
 
