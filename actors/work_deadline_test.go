@@ -40,10 +40,8 @@ func TestTimedOutTryReadsAsAWithTimeouts(t *testing.T) {
 		t.Fatalf("codes: context.WithTimeout %v, try contexts %v; want DeadlineExceeded for both\n%v\n%v",
 			status.Code(withTimeout), status.Code(reused), withTimeout, reused)
 	}
-	// gRPC's own text for a deadline varies with which side ended the
-	// stream first ("context deadline exceeded", or the server's
-	// RST_STREAM after its grpc-timeout), in both paths alike; what the
-	// reused contexts must never say is the caller's cancellation.
+	// The exact text is gRPC's; what the reused contexts must never say
+	// is the caller's cancellation.
 	if txt := reused.Error(); strings.Contains(txt, "context canceled") || strings.Contains(txt, "code = Canceled") {
 		t.Errorf("try contexts: %v; want a deadline, not a cancellation (context.WithTimeout: %v)", reused, withTimeout)
 	}
