@@ -131,7 +131,7 @@ func (s *Server) intercept(ctx context.Context, req any, info *grpc.UnaryServerI
 		return nil, status.Errorf(codes.Unimplemented, "fakebackend: unknown method %s", info.FullMethod)
 	}
 	s.knobs.counter(rpc).Add(1)
-	md, _ := metadata.FromIncomingContext(ctx)
+	md, _ := metadata.FromIncomingContext(ctx) // a copy: read it once
 	caller := ""
 	if v := md.Get(CallerHeader); len(v) > 0 {
 		caller = v[0]
@@ -141,10 +141,10 @@ func (s *Server) intercept(ctx context.Context, req any, info *grpc.UnaryServerI
 		// What any gRPC server answers for a method it does not have.
 		return nil, status.Errorf(codes.Unimplemented, "unknown service outbox.batch.BatchPatchOutboxController")
 	}
-	if err := checkContentType(ctx); err != nil {
+	if err := checkContentType(md); err != nil {
 		return nil, err
 	}
-	if err := s.authorize(ctx); err != nil {
+	if err := s.authorize(md); err != nil {
 		return nil, err
 	}
 	fault, hook := s.knobs.take(rpc)
@@ -162,8 +162,7 @@ func (s *Server) intercept(ctx context.Context, req any, info *grpc.UnaryServerI
 // checkContentType refuses calls that are not plain protobuf: the backend
 // decodes every call as protobuf, and the forced server codec would
 // otherwise hide a client whose codec announced another content-subtype.
-func checkContentType(ctx context.Context) error {
-	md, _ := metadata.FromIncomingContext(ctx)
+func checkContentType(md metadata.MD) error {
 	for _, ct := range md.Get("content-type") {
 		if ct != "application/grpc" && ct != "application/grpc+proto" {
 			return status.Errorf(codes.Internal, "fakebackend: content-type %q: the backend speaks application/grpc+proto only", ct)
@@ -172,11 +171,10 @@ func checkContentType(ctx context.Context) error {
 	return nil
 }
 
-func (s *Server) authorize(ctx context.Context) error {
+func (s *Server) authorize(md metadata.MD) error {
 	if s.apiKey == "" {
 		return nil
 	}
-	md, _ := metadata.FromIncomingContext(ctx)
 	for _, got := range md.Get("x-api-key") {
 		if subtle.ConstantTimeCompare([]byte(got), []byte(s.apiKey)) == 1 {
 			return nil
