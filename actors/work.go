@@ -191,9 +191,9 @@ func runFencedArg[A any](p RetryPolicy, fence messages.Fence, now func() time.Ti
 // timer, two closures, a done channel and, once gRPC derives the call's
 // context from it, a map of children, for every mark.
 //
-// Each try's context (tryCtx) reports its own deadline (gRPC sends it as
-// grpc-timeout) and is done when base is cancelled, which timer does at
-// that deadline, exactly when a context.WithTimeout would end. Between
+// Each try's context (tryCtx) reports its own deadline and is done when
+// base is cancelled, which timer does at that deadline, exactly when a
+// context.WithTimeout would end. Between
 // tries the timer is stopped; one that could not be stopped had fired or
 // was firing, so its base is given up and the next try gets a new base
 // and timer. base is cancelled by nothing else, so a try never sees an

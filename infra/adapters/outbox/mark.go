@@ -28,11 +28,14 @@ var markCalls = sync.Pool{New: func() any { return new(markCall) }}
 // MarkSent marks an event SENT (the backend sets sentAt, clears lastError
 // and bumps version). It serves events of every type.
 func (c *Client) MarkSent(ctx context.Context, eventID string) error {
-	callCtx, cancel := c.markContext(ctx)
+	callCtx, cancel, err := c.markContext(ctx)
+	if err != nil {
+		return fmt.Errorf("outbox: mark event %s sent: %w", eventID, err)
+	}
 	defer cancel()
 	mc := markCalls.Get().(*markCall)
 	mc.sent.EventId = eventID
-	err := c.markConn().Invoke(callCtx, outboxmessagev1.PatchOutboxController_PatchOutboxMarkAsSentUseCase_FullMethodName, &mc.sent, &mc.reply)
+	err = c.markConn().Invoke(callCtx, outboxmessagev1.PatchOutboxController_PatchOutboxMarkAsSentUseCase_FullMethodName, &mc.sent, &mc.reply)
 	mc.sent.EventId = ""
 	markCalls.Put(mc)
 	if err != nil {
@@ -44,11 +47,14 @@ func (c *Client) MarkSent(ctx context.Context, eventID string) error {
 // MarkFailed marks an event FAILED with errorMessage as its lastError (the
 // backend sets failedAt and bumps retryCount and version).
 func (c *Client) MarkFailed(ctx context.Context, eventID, errorMessage string) error {
-	callCtx, cancel := c.markContext(ctx)
+	callCtx, cancel, err := c.markContext(ctx)
+	if err != nil {
+		return fmt.Errorf("outbox: mark event %s failed: %w", eventID, err)
+	}
 	defer cancel()
 	mc := markCalls.Get().(*markCall)
 	mc.failed.EventId, mc.failed.ErrorMessage = eventID, errorMessage
-	err := c.markConn().Invoke(callCtx, outboxmessagev1.PatchOutboxController_PatchOutboxMarkAsFailedUseCase_FullMethodName, &mc.failed, &mc.reply)
+	err = c.markConn().Invoke(callCtx, outboxmessagev1.PatchOutboxController_PatchOutboxMarkAsFailedUseCase_FullMethodName, &mc.failed, &mc.reply)
 	mc.failed.EventId, mc.failed.ErrorMessage = "", ""
 	markCalls.Put(mc)
 	if err != nil {
@@ -62,13 +68,19 @@ func (c *Client) MarkFailed(ctx context.Context, eventID, errorMessage string) e
 // and the backend arms no timer of its own for a call that updates one row.
 // The call still ends at the deadline: gRPC watches ctx.Done, resets the
 // stream (the backend sees RST_STREAM, as for any abandoned call) and
-// reports DeadlineExceeded (see deadlineStatus). A backend that got
-// grpc-timeout would not undo a mark that arrived late either, so nothing
-// is lost by it; the load test measured 7-17 % more marks per second
-// without it (docs/decisions/0007-mark-deadlines-stay-local.md).
-func (c *Client) markContext(ctx context.Context) (context.Context, context.CancelFunc) {
+// reports DeadlineExceeded (see deadlineStatus). What gRPC did with the
+// deadline before sending, refuse a call whose deadline has passed, is
+// done here: a context's Done may close a little after its deadline (a
+// late timer), and the fencing of marks (a lease's deadline bounds every
+// try) must not send one after it. The relay-only load test measured 7-17 %
+// more events per second without grpc-timeout
+// (docs/decisions/0007-mark-deadlines-stay-local.md).
+func (c *Client) markContext(ctx context.Context) (context.Context, context.CancelFunc, error) {
+	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+		return nil, nil, status.Error(codes.DeadlineExceeded, context.DeadlineExceeded.Error())
+	}
 	callCtx, cancel := c.callContext(ctx)
-	return localDeadline{callCtx}, cancel
+	return localDeadline{callCtx}, cancel, nil
 }
 
 // localDeadline is a context whose deadline, enforced by its Done, is not

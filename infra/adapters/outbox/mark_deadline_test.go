@@ -13,6 +13,8 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/hobom/hobom-event-processor/infra/adapters/outbox"
+	"github.com/hobom/hobom-event-processor/infra/devkit/fakebackend"
+	"github.com/hobom/hobom-event-processor/messages"
 	"github.com/hobom/hobom-event-processor/proto/gen/outboxmessagev1"
 )
 
@@ -108,7 +110,41 @@ func TestMarkWithoutADeadlineIsBoundByTheCallTimeout(t *testing.T) {
 	if took := time.Since(start); status.Code(err) != codes.DeadlineExceeded || took > 3*time.Second {
 		t.Fatalf("mark: %v after %s; want DeadlineExceeded at about 300ms", err, took)
 	}
-	if end := <-backend.ended; end.hadDeadline {
-		t.Error("the backend was given a deadline (grpc-timeout)")
+	select {
+	case end := <-backend.ended:
+		if end.hadDeadline {
+			t.Error("the backend was given a deadline (grpc-timeout)")
+		}
+	case <-time.After(2 * time.Second):
+		t.Error("the backend's call still runs 2s after the client gave up")
+	}
+}
+
+// lateTimer is a context whose deadline has passed while its Done has not
+// closed yet: a timer that fires late, on a loaded machine or after a
+// pause.
+type lateTimer struct {
+	context.Context
+	deadline time.Time
+}
+
+func (c lateTimer) Deadline() (time.Time, bool) { return c.deadline, true }
+
+// TestMarkPastItsDeadlineIsNotSent: the deadline of a mark (a lease's,
+// when that comes first) is checked against the clock before the call is
+// sent, not left to the context's timer, so a late timer cannot let a
+// fenced mark through.
+func TestMarkPastItsDeadlineIsNotSent(t *testing.T) {
+	e := setup(t, fakebackend.Options{}, nil)
+	e.srv.Add(messages.Event{EventID: "e1", EventType: messages.EventTypeMessage, Message: &messages.MessagePayload{Title: "t"}})
+	late := lateTimer{Context: context.Background(), deadline: time.Now().Add(-time.Millisecond)}
+	if err := e.cli.MarkSent(late, "e1"); status.Code(err) != codes.DeadlineExceeded {
+		t.Errorf("SENT mark past its deadline: %v; want DeadlineExceeded", err)
+	}
+	if err := e.cli.MarkFailed(late, "e1", "boom"); status.Code(err) != codes.DeadlineExceeded {
+		t.Errorf("FAILED mark past its deadline: %v; want DeadlineExceeded", err)
+	}
+	if n, m := e.srv.Calls(fakebackend.MarkSent), e.srv.Calls(fakebackend.MarkFailed); n+m != 0 {
+		t.Errorf("the backend received %d SENT and %d FAILED marks sent past their deadline; want none", n, m)
 	}
 }

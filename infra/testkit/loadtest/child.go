@@ -7,6 +7,7 @@ import (
 	"net/rpc"
 	"os"
 	"os/exec"
+	"os/signal"
 	"runtime/pprof"
 	"time"
 )
@@ -61,19 +62,28 @@ func (s *WorldService) Usage(_ Empty, out *ProcUsage) (err error) {
 
 // ServeWorldChild runs the world of a parent load test on stdin/stdout
 // until the parent closes stdin; it returns the exit status.
-func ServeWorldChild() int {
+func ServeWorldChild() (status int) {
+	// Ctrl-C reaches the whole process group; the parent stops on it and
+	// closes stdin, and the child ends then, its profile written.
+	signal.Ignore(os.Interrupt)
 	if file := os.Getenv(worldProfileEnv); file != "" {
 		f, err := os.Create(file)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		defer f.Close()
 		if err := pprof.StartCPUProfile(f); err != nil {
 			fmt.Fprintln(os.Stderr, err)
+			_ = f.Close()
 			return 1
 		}
-		defer pprof.StopCPUProfile()
+		defer func() {
+			pprof.StopCPUProfile()
+			if err := f.Close(); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				status = 1
+			}
+		}()
 	}
 	w, err := newLocalWorld()
 	if err != nil {
