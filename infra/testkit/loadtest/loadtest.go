@@ -51,10 +51,12 @@ type Options struct {
 	// and the mix, split evenly) and of the produce ceilings.
 	Events int
 	// SweepInFlight and SweepConns are the points of the mark ceiling's
-	// sweep (every pair); SweepWindow how long each point runs. The produce
-	// ceiling sweeps ProduceClients × ProduceLingers for SweepWindow each.
+	// sweep (every pair); each point runs SweepWarmup unmeasured, then
+	// SweepWindow measured. The produce ceiling sweeps ProduceClients ×
+	// ProduceLingers for SweepWindow each.
 	SweepInFlight  []int
 	SweepConns     []int
+	SweepWarmup    time.Duration
 	SweepWindow    time.Duration
 	ProduceClients []int
 	ProduceLingers []time.Duration
@@ -116,8 +118,9 @@ func DefaultOptions() Options {
 	return Options{
 		Scenarios:        slices.Clone(AllScenarios),
 		Events:           50_000,
-		SweepInFlight:    []int{1, 4, 16, 32, 64, 128, 256},
+		SweepInFlight:    []int{1, 4, 16, 32, 64, 128, 256, 512},
 		SweepConns:       []int{1, 2, 3, 4},
+		SweepWarmup:      300 * time.Millisecond,
 		SweepWindow:      400 * time.Millisecond,
 		ProduceClients:   []int{1, 2},
 		ProduceLingers:   []time.Duration{0, 10 * time.Millisecond},
@@ -145,8 +148,9 @@ func DefaultOptions() Options {
 func QuickOptions() Options {
 	o := DefaultOptions()
 	o.Events = 10_000
-	o.SweepInFlight = []int{1, 16, 64, 256}
+	o.SweepInFlight = []int{1, 16, 64, 256, 512}
 	o.SweepConns = []int{1, 4}
+	o.SweepWarmup = 150 * time.Millisecond
 	o.SweepWindow = 250 * time.Millisecond
 	o.LatencyDuration = 5 * time.Second
 	o.BatchEvents = 50_000
@@ -164,8 +168,12 @@ func QuickOptions() Options {
 // Targets the processor is held to; the README's Performance section
 // lists each with its figure.
 const (
-	targetMarkRatio     = 0.85
-	targetAllocBytes    = 3 << 10
+	targetMarkRatio  = 0.85
+	targetAllocBytes = 3 << 10
+	// maxFloorRatio is how far above the mark ceiling the floor relay may
+	// run before the ceiling counts as underestimated (the noise of two
+	// runs minutes apart on a shared machine).
+	maxFloorRatio       = 1.05
 	targetMemoryCost    = 0.90 // relay rate with the unmarked memory ÷ without
 	targetLatencySlack  = 50 * time.Millisecond
 	targetSpawn         = 2 * time.Second
@@ -373,19 +381,19 @@ func (r *runner) ceilings(ctx context.Context) error {
 	// minimal client of its own. One mark rpc per event is the floor of
 	// work the contract allows.
 	o := r.opts
-	r.progress("mark ceiling: sweeping %v in flight × %v connections, %s each", o.SweepInFlight, o.SweepConns, dur(o.SweepWindow))
+	r.progress("mark ceiling: sweeping %v in flight × %v connections, %s each after %s of warm-up", o.SweepInFlight, o.SweepConns, dur(o.SweepWindow), dur(o.SweepWarmup))
 	u := r.startUsage()
-	pts, err := r.markSweep(ctx, o.SweepInFlight, o.SweepConns, o.SweepWindow)
+	pts, err := r.markSweep(ctx, o.SweepInFlight, o.SweepConns, o.SweepWarmup, o.SweepWindow)
 	cpu, world, others := u.finish()
 	if err != nil {
 		return err
 	}
 	best := bestMark(pts)
 	r.ceiling.mark, r.ceiling.markBest, r.ceiling.haveMark = best.Rate, best, true
-	var marks int64
+	var marks int64 // every answered call: the CPU and allocations cover the warm-ups too
 	var allocB, allocO uint64
 	for _, p := range pts {
-		marks += p.Marks
+		marks += p.Calls
 		allocB, allocO = allocB+p.AllocBytes, allocO+p.AllocObjects
 	}
 	if marks > 0 {
@@ -451,7 +459,7 @@ func (r *runner) adjacentMarkCeiling(ctx context.Context) (float64, error) {
 		return 0, nil
 	}
 	best := r.ceiling.markBest
-	pts, err := r.markSweep(ctx, neighbours(best, r.opts.SweepInFlight), []int{best.Conns}, r.opts.SweepWindow)
+	pts, err := r.markSweep(ctx, neighbours(best, r.opts.SweepInFlight), []int{best.Conns}, r.opts.SweepWarmup, r.opts.SweepWindow)
 	if err != nil {
 		return 0, fmt.Errorf("adjacent mark ceiling: %w", err)
 	}
@@ -713,7 +721,14 @@ func (r *runner) relayScenario(ctx context.Context, name string, types TypeSet, 
 				count(floor.Events), dur(floor.Took), count(floor.Finds), floor.InFlight, floor.Conns,
 				floor.CPU.Seconds()/floor.Took.Seconds(), floor.World.Seconds()/floor.Took.Seconds())}
 		if len(bracket) == 2 {
-			fr.VsCeiling = fmt.Sprintf("%.2f of mark ceiling", floor.Rate/((bracket[0]+bracket[1])/2))
+			ratio := floor.Rate / ((bracket[0] + bracket[1]) / 2)
+			fr.VsCeiling = fmt.Sprintf("%.2f of mark ceiling", ratio)
+			// The floor relay marks as the ceiling's client does and
+			// finds, encodes and produces besides: well above the
+			// ceiling, it shows a sweep that missed the backend's
+			// maximum, and every ratio to it flatters the relay.
+			fr.Target = fmt.Sprintf("≤ %.2f of mark ceiling (the ceiling is one)", maxFloorRatio)
+			fr.setPass(ratio <= maxFloorRatio)
 		}
 		r.report.add(fr)
 	}

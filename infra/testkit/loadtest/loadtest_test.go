@@ -26,6 +26,7 @@ func smokeOptions(t *testing.T) Options {
 	o.Events = 400
 	o.SweepInFlight = []int{1, 8}
 	o.SweepConns = []int{1, 2}
+	o.SweepWarmup = 50 * time.Millisecond
 	o.SweepWindow = 100 * time.Millisecond
 	o.ProduceClients = []int{1}
 	o.ProduceLingers = []time.Duration{0}

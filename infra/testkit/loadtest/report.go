@@ -64,7 +64,7 @@ type Report struct {
 
 func newReport(o Options) *Report {
 	return &Report{Machine: machine(), Passed: true, Scenarios: map[string]any{}, Setup: map[string]any{
-		"scenarios": o.Scenarios, "events": o.Events, "sweepInFlight": o.SweepInFlight, "sweepConns": o.SweepConns, "sweepWindow": o.SweepWindow.String(),
+		"scenarios": o.Scenarios, "events": o.Events, "sweepInFlight": o.SweepInFlight, "sweepConns": o.SweepConns, "sweepWarmup": o.SweepWarmup.String(), "sweepWindow": o.SweepWindow.String(),
 		"shortPollInterval": o.PollInterval.String(), "latencyRate": o.LatencyRate, "latencyDuration": o.LatencyDuration.String(), "latencyInterval": o.LatencyInterval.String(),
 		"batchEvents": o.BatchEvents, "budgetTypes": o.BudgetTypes, "budgetPerType": o.BudgetPerType, "budgetWindow": o.BudgetWindow.String(),
 		"eventTypes": o.EventTypes, "pollerEvents": o.PollerEvents, "idleWindow": o.IdleWindow.String(),
