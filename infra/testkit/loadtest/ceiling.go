@@ -64,8 +64,10 @@ func (r *runner) markSweep(ctx context.Context, inFlight, conns []int, warm, win
 }
 
 // markProbeRows is how many rows a sweep point seeds: more than the
-// fastest point marks in its run.
-func markProbeRows(run time.Duration) int { return max(2000, int(60_000*run.Seconds())) }
+// fastest point marks in its run (about three times the fastest seen on
+// 2 cores); a point that runs out fails rather than report a rate cut
+// short.
+func markProbeRows(run time.Duration) int { return max(2000, int(100_000*run.Seconds())) }
 
 // markPoint runs inFlight callers over nConns connections for warm, then
 // counts the calls answered in the window after it. The warm-up takes
