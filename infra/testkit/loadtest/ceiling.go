@@ -37,6 +37,13 @@ type markPoint struct {
 	Took  time.Duration `json:"tookNs"`
 	Rate  float64       `json:"rate"`
 	Calls int64         `json:"calls"`
+	// WarmupRate is the rate of the warm-up before the window, for
+	// comparison: what a point measured from its first call would see.
+	WarmupRate float64 `json:"warmupRate"`
+	// CPU and World are this process's and the world's CPU while the
+	// point's calls ran (not while its backend was seeded).
+	CPU   time.Duration `json:"cpuNs"`
+	World time.Duration `json:"worldCpuNs"`
 	// AllocBytes and AllocObjects are what the minimal client allocated
 	// during the point's calls (the world runs in another process): the
 	// floor of garbage one unary mark rpc makes in any gRPC-Go client.
@@ -96,7 +103,8 @@ func (r *runner) markPoint(ctx context.Context, inFlight, nConns int, warm, wind
 	}
 	defer closeClients()
 	var next, answered, failed atomic.Int64
-	var firstErr atomic.Value
+	var firstErr atomic.Pointer[error] // atomic.Value would panic on errors of two types
+	u := r.startUsage()
 	t0 := time.Now()
 	measureFrom, deadline := t0.Add(warm), t0.Add(warm+window)
 	ab0, ao0 := allocs()
@@ -111,7 +119,7 @@ func (r *runner) markPoint(ctx context.Context, inFlight, nConns int, warm, wind
 				}
 				if _, err := cl.PatchOutboxMarkAsSentUseCase(cctx, &outboxmessagev1.MarkRequest{EventId: ids[i]}); err != nil {
 					failed.Add(1)
-					firstErr.CompareAndSwap(nil, err)
+					firstErr.CompareAndSwap(nil, &err)
 					continue
 				}
 				answered.Add(1)
@@ -124,15 +132,19 @@ func (r *runner) markPoint(ctx context.Context, inFlight, nConns int, warm, wind
 	n1, w1 := answered.Load(), time.Now()
 	wg.Wait()
 	ab1, ao1 := allocs()
+	p.CPU, p.World, _ = u.finish()
 	p.AllocBytes, p.AllocObjects = ab1-ab0, ao1-ao0
 	if f := failed.Load(); f > 0 {
-		return p, fmt.Errorf("%d mark rpcs failed, first: %v", f, firstErr.Load())
+		return p, fmt.Errorf("%d mark rpcs failed, first: %w", f, *firstErr.Load())
 	}
 	if next.Load() >= int64(rows) {
 		return p, fmt.Errorf("ran out of its %d seeded rows before the window ended", rows)
 	}
 	p.Calls, p.Marks, p.Took = answered.Load(), n1-n0, w1.Sub(w0)
 	p.Rate = float64(p.Marks) / p.Took.Seconds()
+	if d := w0.Sub(t0); d > 0 {
+		p.WarmupRate = float64(n0) / d.Seconds()
+	}
 	return p, nil
 }
 
@@ -289,7 +301,7 @@ func (r *runner) producePoint(ctx context.Context, name string, sets []ceilingRe
 		cls[i] = cl
 	}
 	var acked, events, failed atomic.Int64
-	var firstErr atomic.Value
+	var firstErr atomic.Pointer[error] // atomic.Value would panic on errors of two types
 	deadline := time.Now().Add(window)
 	t0 := time.Now()
 	var wg, inflight sync.WaitGroup
@@ -302,7 +314,7 @@ func (r *runner) producePoint(ctx context.Context, name string, sets []ceilingRe
 				cl.Produce(ctx, &kgo.Record{Topic: topic, Key: x.key, Value: x.value, Headers: x.headers}, func(_ *kgo.Record, err error) {
 					if err != nil {
 						failed.Add(1)
-						firstErr.CompareAndSwap(nil, err)
+						firstErr.CompareAndSwap(nil, &err)
 					} else {
 						acked.Add(1)
 						events.Add(int64(x.events))
@@ -316,7 +328,7 @@ func (r *runner) producePoint(ctx context.Context, name string, sets []ceilingRe
 	inflight.Wait()
 	p.Took = time.Since(t0)
 	if f := failed.Load(); f > 0 {
-		return p, fmt.Errorf("%d records failed, first: %v", f, firstErr.Load())
+		return p, fmt.Errorf("%d records failed, first: %w", f, *firstErr.Load())
 	}
 	p.Records, p.Events = acked.Load(), events.Load()
 	p.Rate = float64(p.Events) / p.Took.Seconds()
