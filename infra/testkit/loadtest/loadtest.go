@@ -174,7 +174,7 @@ const (
 	// run: it marks as the ceiling's client does and does more besides
 	// (and is timed from its first call), so above it the sweep missed the
 	// backend's maximum, or the machine slowed down between them.
-	maxFloorRatio       = 1.05
+	maxFloorRatio       = 1.00
 	targetMemoryCost    = 0.90 // relay rate with the unmarked memory ÷ without
 	targetLatencySlack  = 50 * time.Millisecond
 	targetSpawn         = 2 * time.Second
