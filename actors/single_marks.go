@@ -49,7 +49,7 @@ type markQueue struct {
 	mu sync.Mutex
 	// pending holds the marks not started yet; each gets its tenure's
 	// deadline when it starts (see next).
-	pending []markItem
+	pending fifo[markItem]
 	// running counts the marks started whose results are not in the box
 	// yet; limit is how many may run at once (see Publisher.pumpMarks).
 	running, limit int
@@ -75,8 +75,12 @@ type markBox = burstBox[markResult]
 // results of this instance from those of a crashed predecessor (same PID).
 type marksReady struct{ box *markBox }
 
+// keptMarkQueue is the most marks whose queue array stays allocated once
+// the queue drains (1 MB): two find limits of the default 5,000 fit.
+const keptMarkQueue = 1 << 14
+
 func newMarkQueue() *markQueue {
-	return &markQueue{handoff: make(chan markJob), box: &markBox{}, limit: 1}
+	return &markQueue{handoff: make(chan markJob), box: &markBox{}, limit: 1, pending: fifo[markItem]{keep: keptMarkQueue}}
 }
 
 // add queues a mark and starts the pending ones while fewer than limit
@@ -84,7 +88,7 @@ func newMarkQueue() *markQueue {
 func (q *markQueue) add(it markItem, limit int) {
 	q.queued++
 	q.mu.Lock()
-	q.pending = append(q.pending, it)
+	q.pending.push(it)
 	q.startLocked(limit)
 	q.mu.Unlock()
 }
@@ -124,14 +128,12 @@ func (q *markQueue) startLocked(limit int) {
 // later does not reach the mark, so a retry past this deadline is fenced,
 // which is safe.
 func (q *markQueue) nextLocked() (markJob, bool) {
-	if q.closed || len(q.pending) == 0 || q.running >= q.limit {
+	if q.closed || q.running >= q.limit {
 		return markJob{}, false
 	}
-	it := q.pending[0]
-	q.pending[0] = markItem{}
-	q.pending = q.pending[1:]
-	if len(q.pending) == 0 {
-		q.pending = q.pending[:0:0] // let a drained backlog's array go
+	it, ok := q.pending.pop()
+	if !ok {
+		return markJob{}, false
 	}
 	q.running++
 	return markJob{id: it.id, fence: currentFence(q.fences, it.fence)}, true
@@ -155,7 +157,7 @@ func (q *markQueue) setFence(f messages.Fence) {
 func (q *markQueue) close() {
 	q.mu.Lock()
 	q.closed = true
-	q.pending = nil
+	q.pending.drop()
 	q.mu.Unlock()
 }
 

@@ -370,7 +370,7 @@ func TestAMarkTakenByAWorkerReadsTheLatestFence(t *testing.T) {
 	})
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
 		q.mu.Lock()
-		queued := len(q.pending)
+		queued := q.pending.len()
 		q.mu.Unlock()
 		if queued == 4 {
 			break
@@ -433,7 +433,7 @@ func TestAClosedMarkQueueStartsNothing(t *testing.T) {
 	<-entered
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
 		q.mu.Lock()
-		queued := len(q.pending)
+		queued := q.pending.len()
 		q.mu.Unlock()
 		if queued == 1 {
 			break
