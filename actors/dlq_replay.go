@@ -965,7 +965,7 @@ func (r *dlqReplayer) onJobCrashed(m messages.ChildCrashed) {
 		if e.queue != nil {
 			// The job's counts as last reported, plus the results its
 			// actor got but never counted; in flight is what the queue runs.
-			j := &bulkJob{status: copyStatus(e.status), inflight: e.queue.active + len(e.queue.pending) + len(e.unreported)}
+			j := &bulkJob{status: copyStatus(e.status), inflight: e.queue.active + e.queue.pending.len() + len(e.unreported)}
 			for _, res := range e.unreported {
 				j.count(res, r.cfg.Replay.MaxJobErrors)
 			}

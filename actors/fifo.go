@@ -1,11 +1,12 @@
 package actors
 
 // fifo is a first-in, first-out queue on one slice that keeps its array
-// when it drains, up to keep items of capacity. The publisher's single
-// marks fill it a batch at a time and drain it as marks start; a queue
-// that re-sliced its front away, or let its array go whenever it emptied,
-// grew a new array by doubling for every batch (about 265 B per relayed
-// event in an allocation profile of the MESSAGE relay).
+// when it drains, up to keep items of capacity: the queue of the
+// publisher's single marks (filled a batch at a time, drained as marks
+// start) and of every workQueue. A queue that re-sliced its front away, or
+// let its array go whenever it emptied, grew a new array by doubling for
+// every batch (about 265 B per relayed event in an allocation profile of
+// the MESSAGE relay).
 type fifo[T any] struct {
 	items []T // items[head:] are queued; items[:head] are free
 	head  int

@@ -28,7 +28,7 @@ type workQueue struct {
 	active int
 	// pending holds the jobs not started yet; each is built when it
 	// starts (see pushLazy).
-	pending []func() func() any
+	pending fifo[func() func() any]
 	engine  *actor.Engine
 	self    *actor.PID
 	// handoff passes a job to an idle worker; unbuffered, so a send
@@ -48,11 +48,15 @@ type workDone struct {
 	result any
 }
 
+// keptWorkQueue is the most jobs whose queue array stays allocated once
+// the queue drains.
+const keptWorkQueue = 1024
+
 func newWorkQueue(limit int) *workQueue {
 	if limit < 1 {
 		limit = 1
 	}
-	return &workQueue{limit: limit, handoff: make(chan func() any)}
+	return &workQueue{limit: limit, handoff: make(chan func() any), pending: fifo[func() func() any]{keep: keptWorkQueue}}
 }
 
 // bind sets where results go; called from Started.
@@ -68,7 +72,7 @@ func (q *workQueue) push(job func() any) {
 // it starts, not as it was when queued (a mark reads its tenure's latest
 // deadline).
 func (q *workQueue) pushLazy(build func() func() any) {
-	q.pending = append(q.pending, build)
+	q.pending.push(build)
 	q.pump()
 }
 
@@ -79,13 +83,12 @@ func (q *workQueue) done() {
 }
 
 func (q *workQueue) pump() {
-	for q.active < q.limit && len(q.pending) > 0 {
-		job := q.pending[0]()
-		q.pending[0] = nil
-		q.pending = q.pending[1:]
-		if len(q.pending) == 0 {
-			q.pending = q.pending[:0:0] // let a drained backlog's array go
+	for q.active < q.limit {
+		build, ok := q.pending.pop()
+		if !ok {
+			return
 		}
+		job := build()
 		q.active++
 		select {
 		case q.handoff <- job:
@@ -117,7 +120,7 @@ func (q *workQueue) worker(job func() any) {
 }
 
 // idle reports whether nothing is queued or running.
-func (q *workQueue) idle() bool { return q.active == 0 && len(q.pending) == 0 }
+func (q *workQueue) idle() bool { return q.active == 0 && q.pending.len() == 0 }
 
 // RetryPolicy bounds a blocking call: attempts tries, each under its own
 // timeout, with an exponential backoff between tries.
