@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -94,10 +95,15 @@ func (localDeadline) Deadline() (time.Time, bool) { return time.Time{}, false }
 // derives the call's context from ctx; when ctx enforces its deadline by
 // cancelling a parent (the publisher's mark workers reuse one cancel
 // context and timer across tries), the derived context ends Canceled and
-// gRPC reports Canceled although ctx itself says DeadlineExceeded.
+// gRPC reports Canceled although ctx itself says DeadlineExceeded. gRPC's
+// text is kept, its "context canceled" said as the deadline it was: it
+// may tell where the call was waiting ("... while waiting for connections
+// to become ready") or why ("latest balancer error: ...").
 func deadlineStatus(ctx context.Context, err error) error {
-	if status.Code(err) == codes.Canceled && errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return status.Error(codes.DeadlineExceeded, context.DeadlineExceeded.Error())
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != codes.Canceled || !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return err
 	}
-	return err
+	msg := strings.ReplaceAll(st.Message(), context.Canceled.Error(), context.DeadlineExceeded.Error())
+	return status.Error(codes.DeadlineExceeded, msg)
 }

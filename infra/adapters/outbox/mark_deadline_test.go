@@ -2,7 +2,9 @@ package outbox_test
 
 import (
 	"context"
+	"errors"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -146,5 +148,67 @@ func TestMarkPastItsDeadlineIsNotSent(t *testing.T) {
 	}
 	if n, m := e.srv.Calls(fakebackend.MarkSent), e.srv.Calls(fakebackend.MarkFailed); n+m != 0 {
 		t.Errorf("the backend received %d SENT and %d FAILED marks sent past their deadline; want none", n, m)
+	}
+}
+
+// reusedTimer is a context like the publisher's mark workers' try
+// contexts: its deadline is enforced by a timer that cancels a parent, so
+// what gRPC derives from it ends Canceled, while it says DeadlineExceeded.
+type reusedTimer struct {
+	context.Context
+	deadline time.Time
+}
+
+func (c reusedTimer) Deadline() (time.Time, bool) { return c.deadline, true }
+
+func (c reusedTimer) Err() error {
+	if c.Context.Err() != nil {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+// TestMarkTimedOutKeepsGRPCsReason: a mark that times out while gRPC
+// still waits for a connection (the backend accepts TCP and never speaks)
+// reads as a deadline and keeps gRPC's word of where it waited, through a
+// context.WithTimeout and through a reused timer alike.
+func TestMarkTimedOutKeepsGRPCsReason(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = lis.Close() })
+	go func() {
+		for {
+			conn, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { _ = conn.Close() }) // held open, silent
+		}
+	}()
+	cli, err := outbox.Dial(outbox.Config{Addr: lis.Addr().String(), CallTimeout: 5 * time.Second}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cli.Close() })
+
+	const timeout = 200 * time.Millisecond
+	contexts := map[string]func() (context.Context, func()){
+		"context.WithTimeout": func() (context.Context, func()) { return context.WithTimeout(t.Context(), timeout) },
+		"reused timer": func() (context.Context, func()) {
+			base, cancel := context.WithCancel(t.Context())
+			timer := time.AfterFunc(timeout, cancel)
+			return reusedTimer{Context: base, deadline: time.Now().Add(timeout)}, func() { timer.Stop(); cancel() }
+		},
+	}
+	for name, newContext := range contexts {
+		ctx, done := newContext()
+		err := cli.MarkSent(ctx, "e-1")
+		done()
+		txt := status.Convert(errors.Unwrap(err)).Message()
+		if status.Code(errors.Unwrap(err)) != codes.DeadlineExceeded || !strings.Contains(txt, "while waiting for connections to become ready") || strings.Contains(txt, "canceled") {
+			t.Errorf("%s: %v; want DeadlineExceeded saying it waited for a connection, and no cancellation", name, err)
+		}
 	}
 }
