@@ -52,9 +52,14 @@ func (j *journal) index(e string) int {
 func (j *journal) count(e string) int {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	return occurrences(j.entries, e)
+}
+
+// occurrences is how many times x stands in xs.
+func occurrences[T comparable](xs []T, x T) int {
 	n := 0
-	for _, x := range j.entries {
-		if x == e {
+	for _, y := range xs {
+		if y == x {
 			n++
 		}
 	}

@@ -13,13 +13,7 @@ import (
 func (l *pollerLog) count(typ string) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	n := 0
-	for _, t := range l.types {
-		if t == typ {
-			n++
-		}
-	}
-	return n
+	return occurrences(l.types, typ)
 }
 
 // TestOldestPendingCountsRowsSkippedByAFind: a batch of hour-old events

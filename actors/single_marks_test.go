@@ -87,7 +87,7 @@ func TestACrashedPublishersWorkersStartNoQueuedMark(t *testing.T) {
 	}
 	ungate.Do(func() { close(out.gate) })
 	q := p.single
-	waitNoMarkRunning(t, q, "the mark under way did not end")
+	waitNoMarkRunning(t, q, "the mark under way to end")
 	out.mu.Lock()
 	defer out.mu.Unlock()
 	if len(out.marked) != 1 {

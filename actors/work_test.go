@@ -11,6 +11,7 @@ import (
 
 	"github.com/anthdm/hollywood/actor"
 
+	"github.com/hobom/hobom-event-processor/infra/testkit/testenv"
 	"github.com/hobom/hobom-event-processor/messages"
 )
 
@@ -368,17 +369,7 @@ func TestAMarkTakenByAWorkerReadsTheLatestFence(t *testing.T) {
 		{id: "replaced", fence: fence("replaced", 1, t0)},
 		{id: "unknown", fence: fence("unknown", 1, t0)},
 	})
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
-		q.mu.Lock()
-		queued := q.pending.len()
-		q.mu.Unlock()
-		if queued == 4 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the marks were not queued")
-		}
-	}
+	waitQueuedMarks(t, q, 4, "the marks queued")
 	q.setFence(fence("renewed", 1, t0.Add(time.Minute)))
 	q.setFence(fence("revoked", 1, time.Time{}))
 	q.setFence(fence("replaced", 2, t0.Add(time.Minute)))
@@ -431,20 +422,10 @@ func TestAClosedMarkQueueStartsNothing(t *testing.T) {
 
 	e.Send(pid, []markItem{{id: "first"}, {id: "second"}})
 	<-entered
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
-		q.mu.Lock()
-		queued := q.pending.len()
-		q.mu.Unlock()
-		if queued == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the second mark was not queued")
-		}
-	}
+	waitQueuedMarks(t, q, 1, "the second mark queued")
 	q.close()
 	close(gate)
-	waitNoMarkRunning(t, q, "the first mark did not end")
+	waitNoMarkRunning(t, q, "the first mark to end")
 	if n := made.Load(); n != 1 {
 		t.Fatalf("%d marks made, want only the one under way when the queue closed", n)
 	}
@@ -476,17 +457,21 @@ func collectMarkResults(t *testing.T, sizes <-chan int, results <-chan markResul
 }
 
 // waitNoMarkRunning waits until no mark of q runs, or fails with failure.
-func waitNoMarkRunning(t *testing.T, q *markQueue, failure string) {
+func waitNoMarkRunning(t *testing.T, q *markQueue, what string) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+	testenv.EventuallyEvery(t, 10*time.Second, time.Millisecond, what, func() bool {
 		q.mu.Lock()
-		running := q.running
-		q.mu.Unlock()
-		if running == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(failure)
-		}
-	}
+		defer q.mu.Unlock()
+		return q.running == 0
+	})
+}
+
+// waitQueuedMarks waits until n marks are queued and not started.
+func waitQueuedMarks(t *testing.T, q *markQueue, n int, what string) {
+	t.Helper()
+	testenv.EventuallyEvery(t, 10*time.Second, time.Millisecond, what, func() bool {
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		return q.pending.len() == n
+	})
 }
