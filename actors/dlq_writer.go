@@ -83,7 +83,7 @@ func (w *dlqWriter) Receive(c *actor.Context) {
 	case messages.DeadLetter:
 		w.onDeadLetter(m)
 	case messages.RememberUnmarked:
-		w.writeMemory(memRequest{op: UnmarkedOp{EventIDs: m.EventIDs, Unmarked: m.Unmarked}, replyTo: m.ReplyTo})
+		w.writeMemory(memRequest{op: UnmarkedOp{EventIDs: m.EventIDs, Unmarked: m.Unmarked}, replyTo: m.ReplyTo, seq: m.Seq})
 	case messages.ForgetUnmarked:
 		w.writeMemory(memRequest{op: UnmarkedOp{Forget: true, EventIDs: m.EventIDs}})
 	case workDone:
@@ -107,6 +107,7 @@ func (w *dlqWriter) Receive(c *actor.Context) {
 type memRequest struct {
 	op      UnmarkedOp
 	replyTo *actor.PID
+	seq     uint64 // echoed in Remembered
 }
 
 type memoryWritten struct {
@@ -154,7 +155,7 @@ func (w *dlqWriter) onMemoryWritten(m memoryWritten) {
 	}
 	for _, r := range m.reqs {
 		if r.replyTo != nil {
-			w.engine.Send(r.replyTo, messages.Remembered{EventIDs: r.op.EventIDs, Err: m.err})
+			w.engine.Send(r.replyTo, messages.Remembered{EventIDs: r.op.EventIDs, Err: m.err, Seq: r.seq})
 		}
 	}
 	w.flushMemory()

@@ -108,12 +108,16 @@ type Publisher struct {
 	// acked and taken gather the events whose records Kafka acked (to be
 	// remembered before their marks) and whose SENT marks were taken (to be
 	// forgotten), until a memFlush sends each group to the DLQ actor in one
-	// message; remembering holds the acked events until it answers.
+	// message; remembering holds each group of acked events, by its
+	// request's Seq, until the DLQ actor answers: an entry per Redis write
+	// rather than per event, which a relay of thousands of events per
+	// second would otherwise insert, look up and delete in a large map.
 	acked       []string
 	taken       []string
 	flushQueued bool
 	forgetTimer *time.Timer
-	remembering map[string]struct{}
+	remembering map[uint64][]string
+	rememberSeq uint64
 	// atDLQ holds the events handed to the DLQ actor and not answered yet.
 	atDLQ   map[string]struct{}
 	drainTo *actor.PID
@@ -253,7 +257,7 @@ func NewPublisher(producer Producer, outbox Outbox, memory UnmarkedStore, dlq *a
 			unmarked: newUnmarked(cfg.UnmarkedMemory),
 			atDLQ:    make(map[string]struct{}),
 
-			remembering: make(map[string]struct{}),
+			remembering: make(map[uint64][]string),
 		}
 	}
 }
@@ -764,6 +768,12 @@ func (p *Publisher) markSent(id string) {
 	if b := p.events[id]; b != nil {
 		fence = b.fence
 	}
+	p.markSentIn(id, fence)
+}
+
+// markSentIn is markSent for an event whose batch's fence the caller has
+// at hand.
+func (p *Publisher) markSentIn(id string, fence messages.Fence) {
 	if p.batchMarks() {
 		p.queueMark(id, fence)
 		return
@@ -818,9 +828,11 @@ func (p *Publisher) onDeadLettered(m messages.DeadLetterResult) {
 // idempotent) and come back with the next poll. Events waiting for their
 // memory write are marked without knowing whether it was written.
 func (p *Publisher) onDLQLost() {
-	for id := range p.remembering {
-		delete(p.remembering, id)
-		p.markSent(id)
+	for seq, ids := range p.remembering {
+		delete(p.remembering, seq)
+		for _, id := range ids {
+			p.markSent(id)
+		}
 	}
 	if len(p.atDLQ) > 0 {
 		p.log.Warn().Int("events", len(p.atDLQ)).Msg("DLQ actor crashed; its events stay PENDING for the next poll")
@@ -890,11 +902,10 @@ func (p *Publisher) queueFlush() {
 // marked once it answers.
 func (p *Publisher) flushAcked() {
 	if len(p.acked) > 0 {
-		for _, id := range p.acked {
-			p.remembering[id] = struct{}{}
-		}
+		p.rememberSeq++
+		p.remembering[p.rememberSeq] = p.acked
 		p.engine.Send(p.dlq, messages.RememberUnmarked{EventIDs: p.acked,
-			Unmarked: messages.Unmarked{Status: messages.StatusSent, At: p.now()}, ReplyTo: p.self})
+			Unmarked: messages.Unmarked{Status: messages.StatusSent, At: p.now()}, ReplyTo: p.self, Seq: p.rememberSeq})
 		p.acked = nil
 	}
 }
@@ -912,13 +923,14 @@ func (p *Publisher) flushTaken() {
 // does not hold the marks back: it only widens the window in which a crash
 // publishes them again.
 func (p *Publisher) onRemembered(m messages.Remembered) {
-	for _, id := range m.EventIDs {
-		if _, ok := p.remembering[id]; !ok {
-			continue // marked when the DLQ actor crashed
-		}
-		delete(p.remembering, id)
-		if p.events[id] != nil {
-			p.markSent(id)
+	ids, ok := p.remembering[m.Seq]
+	if !ok {
+		return // marked when the DLQ actor crashed
+	}
+	delete(p.remembering, m.Seq)
+	for _, id := range ids {
+		if b := p.events[id]; b != nil {
+			p.markSentIn(id, b.fence)
 		}
 	}
 }

@@ -143,11 +143,15 @@ type Unmarked struct {
 // writer) to persist Unmarked for each of EventIDs. The writer writes
 // whatever memory requests are queued in one pipelined round trip, in the
 // order they came.
-// When ReplyTo is set it answers Remembered once the write is done or failed.
+// When ReplyTo is set it answers Remembered once the write is done or failed,
+// with the request's Seq.
 type RememberUnmarked struct {
 	EventIDs []string
 	Unmarked
 	ReplyTo *actor.PID
+	// Seq is the requester's number for this request, echoed in Remembered
+	// so that it can keep one entry per request rather than per event.
+	Seq uint64
 }
 
 // Remembered answers RememberUnmarked. Err is the Redis error when the
@@ -156,6 +160,7 @@ type RememberUnmarked struct {
 type Remembered struct {
 	EventIDs []string
 	Err      error
+	Seq      uint64 // RememberUnmarked.Seq
 }
 
 // ForgetUnmarked asks the DLQ actor to drop persisted Unmarked entries once

@@ -1,0 +1,160 @@
+package actors
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/anthdm/hollywood/actor"
+	"github.com/rs/zerolog"
+
+	"github.com/hobom/hobom-event-processor/infra/testkit/testenv"
+	"github.com/hobom/hobom-event-processor/messages"
+)
+
+// emptyMemory remembers nothing: every lookup finds no earlier publish.
+type emptyMemory struct{}
+
+func (emptyMemory) Write(context.Context, []UnmarkedOp) error { return nil }
+func (emptyMemory) Lookup(context.Context, []string) (map[string]messages.Unmarked, error) {
+	return nil, nil
+}
+
+// heldMarks is an outbox whose SENT marks wait until released, counted by
+// event id.
+type heldMarks struct {
+	release chan struct{}
+	mu      sync.Mutex
+	started int
+	sent    map[string]int
+}
+
+func (o *heldMarks) Find(context.Context, messages.FindRPC, string, string, int) ([]messages.Event, error) {
+	return nil, nil
+}
+func (o *heldMarks) MarkSent(ctx context.Context, id string) error {
+	o.mu.Lock()
+	o.started++
+	o.mu.Unlock()
+	select {
+	case <-o.release:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	o.mu.Lock()
+	o.sent[id]++
+	o.mu.Unlock()
+	return nil
+}
+func (o *heldMarks) MarkFailed(context.Context, string, string) error { return nil }
+func (o *heldMarks) waiting() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.started
+}
+func (o *heldMarks) marks() (events, calls int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, n := range o.sent {
+		calls += n
+	}
+	return len(o.sent), calls
+}
+
+// TestPublisherMarksWhatItWasRememberingWhenTheDLQActorIsLost: acked events
+// wait for the DLQ actor to remember them before their marks; when that
+// actor is lost, the publisher marks them without the answer, and an answer
+// that arrives after all the same (from the lost actor's write) marks
+// nothing a second time, even while the first marks are still in flight.
+func TestPublisherMarksWhatItWasRememberingWhenTheDLQActorIsLost(t *testing.T) {
+	const events = 20
+	engine, err := actor.NewEngine(actor.NewEngineConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	outbox := &heldMarks{release: make(chan struct{}), sent: map[string]int{}}
+	cfg := PublisherConfig{Attempts: 1, Backoff: time.Millisecond, MaxRecordBytes: 990_000,
+		MaxInflightRecords: 100, Mark: RetryPolicy{Attempts: 1, Timeout: 10 * time.Second}, MarkConcurrency: 4, UnmarkedMemory: 1000, Lookup: time.Second}
+	resolved := make(chan messages.BatchResolved, 1)
+	reply := engine.SpawnFunc(func(c *actor.Context) {
+		if m, ok := c.Message().(messages.BatchResolved); ok {
+			resolved <- m
+		}
+	}, "reply")
+	// The DLQ actor takes the memory writes and never answers.
+	var mu sync.Mutex
+	var asked []messages.RememberUnmarked
+	remembering := func() (reqs []messages.RememberUnmarked, ids int) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, r := range asked {
+			ids += len(r.EventIDs)
+		}
+		return append(reqs, asked...), ids
+	}
+	dlq := engine.SpawnFunc(func(c *actor.Context) {
+		if m, ok := c.Message().(messages.RememberUnmarked); ok {
+			mu.Lock()
+			asked = append(asked, m)
+			mu.Unlock()
+		}
+	}, "dlq")
+	pub := engine.Spawn(NewPublisher(ackAtOnce{}, outbox, emptyMemory{}, dlq, cfg, zerolog.Nop(), nil), "publisher")
+	t.Cleanup(func() {
+		select {
+		case <-outbox.release:
+		default:
+			close(outbox.release)
+		}
+		<-engine.Poison(pub).Done()
+	})
+
+	batch := messages.PublishBatch{BatchID: 1, Route: messages.DefaultRoutes()[0], ReplyTo: reply}
+	for i := range events {
+		id := string(rune('a'+i)) + "-event"
+		batch.Events = append(batch.Events, messages.Event{ID: "row-" + id, EventID: id, EventType: messages.EventTypeMessage,
+			Status: messages.StatusPending, Message: &messages.MessagePayload{Title: id, Body: "b", Recipient: "r"}})
+	}
+	engine.Send(pub, batch)
+	testenv.Eventually(t, 5*time.Second, "every acked event handed to the DLQ actor to remember", func() bool {
+		_, ids := remembering()
+		return ids == events
+	})
+	reqs, _ := remembering()
+	for _, r := range reqs {
+		if r.Seq == 0 || r.ReplyTo == nil {
+			t.Fatalf("memory request without a number or a reply address: %+v", r)
+		}
+	}
+
+	time.Sleep(100 * time.Millisecond)
+	if n := outbox.waiting(); n != 0 {
+		t.Fatalf("%d SENT marks started before the events were remembered", n)
+	}
+	engine.Send(pub, messages.PeerLost{Peer: "dlq"})
+	testenv.Eventually(t, 5*time.Second, "marks started without the memory's answer", func() bool {
+		return outbox.waiting() == cfg.MarkConcurrency
+	})
+	// The lost actor's answers arrive after all, while the marks the loss
+	// started still wait for the backend.
+	for _, r := range reqs {
+		engine.Send(pub, messages.Remembered{EventIDs: r.EventIDs, Seq: r.Seq})
+	}
+	time.Sleep(100 * time.Millisecond) // the answers are handled before the marks are let through
+	close(outbox.release)
+
+	select {
+	case m := <-resolved:
+		if m.Counts[messages.OutcomeSent] != events {
+			t.Fatalf("batch resolved with %v, want %d SENT", m.Counts, events)
+		}
+	case <-time.After(5 * time.Second):
+		n, calls := outbox.marks()
+		t.Fatalf("batch not resolved after the DLQ actor was lost: %d events marked in %d calls", n, calls)
+	}
+	time.Sleep(100 * time.Millisecond) // room for a second mark of an event, if one was queued
+	if n, calls := outbox.marks(); n != events || calls != events {
+		t.Fatalf("%d events marked in %d SENT calls, want each of the %d once", n, calls, events)
+	}
+}
