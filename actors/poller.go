@@ -141,10 +141,6 @@ type (
 		// skippedOldest is when the oldest event of the batches whose
 		// rows the find skipped was created (zero: none skipped).
 		skippedOldest time.Time
-		// filtered: the outbox left out the rows of every batch that was
-		// out when the find started (a SkippingFinder), and a poller adds
-		// batches only when a find ends, so none of the rows is in flight.
-		filtered bool
 	}
 	batchTimeout struct{ batch uint64 }
 )
@@ -282,7 +278,7 @@ func (p *Poller) find() {
 		} else {
 			events, err = outbox.Find(ctx, route.Find, route.EventType, messages.StatusPending, limit)
 		}
-		engine.Send(self, findDone{seq: seq, fence: fence, events: events, err: err, took: time.Since(start), skippedOldest: skippedOldest, filtered: skipper != nil})
+		engine.Send(self, findDone{seq: seq, fence: fence, events: events, err: err, took: time.Since(start), skippedOldest: skippedOldest})
 	}()
 }
 
@@ -334,9 +330,11 @@ func (p *Poller) onFound(m findDone) {
 		p.metrics.OldestPending(p.route.EventType, pendingAge(m.events, m.skippedOldest))
 	}
 	// Rows of batches in flight, or resolved while this find ran (the
-	// backend may have answered before their marks), are not new.
+	// backend may have answered before their marks), are not new. A
+	// SkippingFinder left most of them out already, but not a row whose
+	// eventId it had to repair (invalid UTF-8): that one is checked here.
 	events := m.events
-	if len(p.batches) > 0 && !m.filtered {
+	if len(p.batches) > 0 {
 		events = slices.DeleteFunc(events, func(e messages.Event) bool { return p.inFlight(e.EventID) })
 	}
 	p.metrics.PollDone(p.route.EventType, m.took, len(events), m.err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"github.com/anthdm/hollywood/actor"
@@ -112,6 +113,8 @@ type Publisher struct {
 	// request's Seq, until the DLQ actor answers: an entry per Redis write
 	// rather than per event, which a relay of thousands of events per
 	// second would otherwise insert, look up and delete in a large map.
+	// rememberSeq starts at random, so that a restarted publisher (same
+	// PID) never takes an answer meant for its predecessor's write.
 	acked       []string
 	taken       []string
 	flushQueued bool
@@ -258,6 +261,7 @@ func NewPublisher(producer Producer, outbox Outbox, memory UnmarkedStore, dlq *a
 			atDLQ:    make(map[string]struct{}),
 
 			remembering: make(map[uint64][]string),
+			rememberSeq: rand.Uint64() >> 1,
 		}
 	}
 }
@@ -925,7 +929,7 @@ func (p *Publisher) flushTaken() {
 func (p *Publisher) onRemembered(m messages.Remembered) {
 	ids, ok := p.remembering[m.Seq]
 	if !ok {
-		return // marked when the DLQ actor crashed
+		return // marked when the DLQ actor crashed, or a predecessor's write
 	}
 	delete(p.remembering, m.Seq)
 	for _, id := range ids {

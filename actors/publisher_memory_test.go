@@ -158,3 +158,76 @@ func TestPublisherMarksWhatItWasRememberingWhenTheDLQActorIsLost(t *testing.T) {
 		t.Fatalf("%d events marked in %d SENT calls, want each of the %d once", n, calls, events)
 	}
 }
+
+// TestPublisherTakesNoAnswerMeantForItsPredecessor: a restarted publisher
+// (the same PID, as under the supervisor) numbers its memory writes anew
+// while the DLQ actor may still answer its predecessor's; such an answer
+// must not start the marks of the successor's events before their own
+// write is answered.
+func TestPublisherTakesNoAnswerMeantForItsPredecessor(t *testing.T) {
+	const events = 3
+	engine, err := actor.NewEngine(actor.NewEngineConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	outbox := &heldMarks{release: make(chan struct{}), sent: map[string]int{}}
+	defer close(outbox.release)
+	cfg := PublisherConfig{Attempts: 1, Backoff: time.Millisecond, MaxRecordBytes: 990_000,
+		MaxInflightRecords: 100, Mark: RetryPolicy{Attempts: 1, Timeout: 10 * time.Second}, MarkConcurrency: 4, UnmarkedMemory: 1000, Lookup: time.Second}
+	reply := engine.SpawnFunc(func(*actor.Context) {}, "reply")
+	var mu sync.Mutex
+	var asked []messages.RememberUnmarked
+	dlq := engine.SpawnFunc(func(c *actor.Context) {
+		if m, ok := c.Message().(messages.RememberUnmarked); ok && m.ReplyTo != nil {
+			mu.Lock()
+			asked = append(asked, m)
+			mu.Unlock()
+		}
+	}, "dlq")
+	requests := func() (reqs []messages.RememberUnmarked, ids int) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, r := range asked {
+			ids += len(r.EventIDs)
+		}
+		return append(reqs, asked...), ids
+	}
+	batch := func(id uint64, prefix string) messages.PublishBatch {
+		b := messages.PublishBatch{BatchID: id, Route: messages.DefaultRoutes()[0], ReplyTo: reply}
+		for i := range events {
+			eid := prefix + string(rune('a'+i))
+			b.Events = append(b.Events, messages.Event{ID: "row-" + eid, EventID: eid, EventType: messages.EventTypeMessage,
+				Status: messages.StatusPending, Message: &messages.MessagePayload{Title: eid, Body: "b", Recipient: "r"}})
+		}
+		return b
+	}
+	producer := NewPublisher(ackAtOnce{}, outbox, emptyMemory{}, dlq, cfg, zerolog.Nop(), nil)
+	pub := engine.Spawn(producer, "publisher", actor.WithID("0"))
+	engine.Send(pub, batch(1, "old-"))
+	testenv.Eventually(t, 5*time.Second, "the predecessor's writes asked for", func() bool {
+		_, ids := requests()
+		return ids == events
+	})
+	old, _ := requests()
+	// The predecessor stops before the DLQ actor answers; the successor
+	// takes the same PID.
+	<-engine.Poison(pub).Done()
+	successor := engine.Spawn(producer, "publisher", actor.WithID("0"))
+	if !successor.Equals(pub) {
+		t.Fatalf("the successor's PID %v is not its predecessor's %v", successor, pub)
+	}
+	defer func() { <-engine.Poison(successor).Done() }()
+	engine.Send(successor, batch(2, "new-"))
+	testenv.Eventually(t, 5*time.Second, "the successor's writes asked for", func() bool {
+		_, ids := requests()
+		return ids == 2*events
+	})
+	for _, r := range old {
+		engine.Send(successor, messages.Remembered{EventIDs: r.EventIDs, Seq: r.Seq})
+	}
+	time.Sleep(200 * time.Millisecond) // the late answers are handled
+	if n := outbox.waiting(); n != 0 {
+		all, _ := requests()
+		t.Fatalf("%d SENT marks of the successor's events started on its predecessor's answers, before their own write was answered (writes asked: %+v)", n, all)
+	}
+}
