@@ -162,6 +162,10 @@ type recordFlight struct {
 	// flight (rec itself for the first attempt, a copy for a retry); nil
 	// while none is. It is the attempt's key in Publisher.attempts.
 	inflight *kgo.Record
+	// stray: an attempt ended before the client's promise for it ran
+	// (its deadline, or the shutdown's): the client may still hold rec,
+	// or a copy sharing its value and headers, and read or write them.
+	stray bool
 	// group is the attempt group of the attempt in flight (nil without
 	// AttemptTimeout).
 	group *attemptGroup
@@ -561,6 +565,7 @@ func (p *Publisher) produce(f *recordFlight) {
 		for _, ev := range f.events {
 			p.resolve(ev.EventID, messages.OutcomeDeferred)
 		}
+		p.emptySlots(f)
 		return
 	}
 	f.attempt++
@@ -612,6 +617,7 @@ func (p *Publisher) onAttemptsExpired(g *attemptGroup) {
 	err := fmt.Errorf("produce attempt timed out after %v: %w", p.cfg.AttemptTimeout, context.DeadlineExceeded)
 	for _, rec := range g.recs {
 		if f := p.attempts[rec]; f != nil && f.group == g {
+			f.stray = true
 			p.onProduced(rec, err)
 		}
 	}
@@ -668,6 +674,7 @@ func (p *Publisher) onProduced(rec *kgo.Record, err error) {
 			}
 			p.acked = append(p.acked, ev.EventID)
 		}
+		p.emptySlots(f)
 		p.queueFlush()
 		return
 	}
@@ -696,6 +703,7 @@ func (p *Publisher) onProduced(rec *kgo.Record, err error) {
 		value := f.route.Encoding.SpanValue(f.rec.Value[ev.Lo:ev.Hi])
 		p.deadLetter(f.route, ev.EventID, value, "kafka: "+reason.Error(), f.attempt)
 	}
+	p.emptySlots(f)
 }
 
 // onDrain starts a shutdown: records waiting for a retry or for room are
@@ -735,6 +743,7 @@ func (p *Publisher) cancelAttempts() {
 		if f.inflight != nil {
 			// Ended here rather than when the client reports the
 			// cancellation, which can take seconds while no broker answers.
+			f.stray = true
 			p.onProduced(f.inflight, errShutdownDeadline)
 			n++
 		}
@@ -753,6 +762,25 @@ func (p *Publisher) abandon(f *recordFlight) {
 	for _, ev := range f.events {
 		p.resolve(ev.EventID, messages.OutcomeDeferred)
 	}
+	p.emptySlots(f)
+}
+
+// emptySlots empties the slots of a record that is done (acked,
+// dead-lettered or left PENDING; out of records already) in the
+// encodeSink's slabs. A slab lives as long as any of its slots is
+// referenced, and the sink takes its slots one by one, up to 4,096 records
+// later: a slot that kept its record would keep the record's value (up to
+// MaxRecordBytes for a log array), its headers and, through its spans'
+// event ids, the find response those were cut from, so that a log relay's
+// heap grew with every record of a slab rather than with the records in
+// flight. A stray record keeps its slots: the client may still read or
+// write them.
+func (*Publisher) emptySlots(f *recordFlight) {
+	if !f.stray {
+		clear(f.rec.Headers)
+		*f.rec = kgo.Record{}
+	}
+	*f = recordFlight{}
 }
 
 func (p *Publisher) deadLetter(route messages.Route, id string, value []byte, reason string, attempts int) {
