@@ -18,7 +18,7 @@ import (
 // to targetMemoryCost.
 func (r *runner) memoryCost(ctx context.Context) error {
 	types := TypeSet{Names: []string{messages.EventTypeMessage}}
-	per := max(r.opts.Events/2, 1000)
+	per := max(r.opts.Events/6, 1000) // 25,000 at the default: eight relays and a warm-up
 	var with, without []float64
 	var runs []string
 	warm := relaySpec{name: "memory-cost warm-up", types: types, perType: max(per/5, 1000), interval: r.opts.PollInterval}
