@@ -114,7 +114,7 @@ type Options struct {
 }
 
 // DefaultOptions is the full run of `make loadtest`. Its 150,000 events
-// make a relay last about 5 s on a 2-core VM: the processor's start (dial,
+// make a relay last 5 to 10 s on a 2-core VM: the processor's start (dial,
 // Kafka metadata, lease, first find: about 90 ms) then weighs under 2 % of
 // a relay's time, as the floor relay's clock starts once its clients are up.
 func DefaultOptions() Options {
