@@ -43,9 +43,15 @@ type kafkaWorld struct {
 	b     *brokerproc.Broker
 	addrs []string
 
-	mu      sync.Mutex
-	down    bool
+	mu   sync.Mutex
+	down bool
+	// removed are the nodes the faults want out of the cluster; applied
+	// those the running broker process has removed. They differ while
+	// the broker is paused or killed (a bounce that starts or ends then
+	// waits) and after a restart (a new process has every node):
+	// reapply sends the difference, never a node's removal twice.
 	removed map[int32]bool
+	applied map[int32]bool
 	errWin  *Fault
 	holdWin *Fault
 	paused  bool
@@ -99,7 +105,7 @@ func startKafka(dir string, brokers int, seed uint64) (*kafkaWorld, error) {
 	if err != nil {
 		return nil, err
 	}
-	k := &kafkaWorld{b: b, addrs: b.Addrs(), removed: map[int32]bool{}, lost: map[string][]time.Time{},
+	k := &kafkaWorld{b: b, addrs: b.Addrs(), removed: map[int32]bool{}, applied: map[int32]bool{}, lost: map[string][]time.Time{},
 		stop: make(chan struct{}), stopped: make(chan struct{})}
 	if k.watch, err = newWatcher(k.addrs); err != nil {
 		b.Close()
@@ -164,6 +170,7 @@ func (k *kafkaWorld) recoverCrash(exit error) {
 		k.watch = nil
 	}
 	if c.restart = k.b.Restart(); c.restart == nil {
+		k.started()
 		if err := k.reapply(); err != nil {
 			c.restart = err
 		} else {
@@ -287,7 +294,23 @@ func (k *kafkaWorld) node(verb string, node int32) error {
 	if skip {
 		return nil
 	}
-	return k.b.Command(fmt.Sprintf("%s %d", verb, node), commandTimeout)
+	return k.command(verb, node)
+}
+
+// command sends remove or add for node to the running broker and records
+// what it applied.
+func (k *kafkaWorld) command(verb string, node int32) error {
+	if err := k.b.Command(fmt.Sprintf("%s %d", verb, node), commandTimeout); err != nil {
+		return err
+	}
+	k.mu.Lock()
+	if verb == "remove" {
+		k.applied[node] = true
+	} else {
+		delete(k.applied, node)
+	}
+	k.mu.Unlock()
+	return nil
 }
 
 // removeNode takes a broker out of the cluster (its partitions move to the
@@ -332,23 +355,43 @@ func (k *kafkaWorld) resumeLocked() error {
 	return k.reapply()
 }
 
-// reapply sends every knob, removed nodes included, to the broker.
+// reapply sends every knob to the broker, and the node removals and
+// additions it has not applied yet.
 func (k *kafkaWorld) reapply() error {
 	if err := k.apply(); err != nil {
 		return err
 	}
 	k.mu.Lock()
-	var nodes []int32
+	var remove, add []int32
 	for n := range k.removed {
-		nodes = append(nodes, n)
+		if !k.applied[n] {
+			remove = append(remove, n)
+		}
+	}
+	for n := range k.applied {
+		if !k.removed[n] {
+			add = append(add, n)
+		}
 	}
 	k.mu.Unlock()
-	for _, n := range nodes {
-		if err := k.b.Command(fmt.Sprintf("remove %d", n), commandTimeout); err != nil {
+	for _, n := range remove {
+		if err := k.command("remove", n); err != nil {
+			return err
+		}
+	}
+	for _, n := range add {
+		if err := k.command("add", n); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// started records that a new broker process runs: it has every node.
+func (k *kafkaWorld) started() {
+	k.mu.Lock()
+	clear(k.applied)
+	k.mu.Unlock()
 }
 
 // keep saves what the topics to be destroyed hold, and ends the watcher's
@@ -458,6 +501,7 @@ func (k *kafkaWorld) restartLocked() error {
 	if err := k.b.Restart(); err != nil {
 		return err
 	}
+	k.started()
 	k.mu.Lock()
 	k.paused = false
 	k.mu.Unlock()
@@ -479,7 +523,7 @@ func (k *kafkaWorld) recreateTopic(ctx context.Context, topic string) error {
 		if err := k.rewatch(); err != nil {
 			k.watch = nil
 		}
-		_ = k.apply() // ends keep's freeze
+		_ = k.reapply() // ends keep's freeze, and applies what waited while it was paused
 	}()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(k.addrs...))
 	if err != nil {
@@ -524,7 +568,7 @@ func (k *kafkaWorld) clear() error {
 			return err
 		}
 	}
-	return k.apply()
+	return k.reapply()
 }
 
 // lostView is what the destroyed topics held, read before they went, and

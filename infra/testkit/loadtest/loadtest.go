@@ -1097,8 +1097,8 @@ func (r *runner) idle(ctx context.Context, n int, window time.Duration) (idleRes
 // ---- drains ----
 
 func (r *runner) drain(ctx context.Context) error {
-	// MESSAGE, then HOBOM_LOG: a log array is one Kafka record for
-	// hundreds of events, so what the publisher keeps per record (and per
+	// MESSAGE, then HOBOM_LOG: a log array is one Kafka record for some
+	// 1,700 events here, so what the publisher keeps per record (and per
 	// slab of records) weighs differently on the heap than for messages.
 	for _, typ := range []string{messages.EventTypeMessage, messages.EventTypeHoBomLog} {
 		if err := r.drainOf(ctx, typ); err != nil {
