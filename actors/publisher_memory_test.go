@@ -62,6 +62,33 @@ func (o *heldMarks) marks() (events, calls int) {
 	return len(o.sent), calls
 }
 
+// silentDLQ stands for a DLQ actor that takes the memory writes asked of
+// it and never answers.
+type silentDLQ struct {
+	mu    sync.Mutex
+	asked []messages.RememberUnmarked
+}
+
+func (d *silentDLQ) spawn(engine *actor.Engine) *actor.PID {
+	return engine.SpawnFunc(func(c *actor.Context) {
+		if m, ok := c.Message().(messages.RememberUnmarked); ok && m.ReplyTo != nil {
+			d.mu.Lock()
+			d.asked = append(d.asked, m)
+			d.mu.Unlock()
+		}
+	}, "dlq")
+}
+
+// requests returns the writes asked so far and their events.
+func (d *silentDLQ) requests() (reqs []messages.RememberUnmarked, ids int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, r := range d.asked {
+		ids += len(r.EventIDs)
+	}
+	return append(reqs, d.asked...), ids
+}
+
 // TestPublisherMarksWhatItWasRememberingWhenTheDLQActorIsLost: acked events
 // wait for the DLQ actor to remember them before their marks; when that
 // actor is lost, the publisher marks them without the answer, and an answer
@@ -74,32 +101,11 @@ func TestPublisherMarksWhatItWasRememberingWhenTheDLQActorIsLost(t *testing.T) {
 		t.Fatal(err)
 	}
 	outbox := &heldMarks{release: make(chan struct{}), sent: map[string]int{}}
-	cfg := PublisherConfig{Attempts: 1, Backoff: time.Millisecond, MaxRecordBytes: 990_000,
-		MaxInflightRecords: 100, Mark: RetryPolicy{Attempts: 1, Timeout: 10 * time.Second}, MarkConcurrency: 4, UnmarkedMemory: 1000, Lookup: time.Second}
-	resolved := make(chan messages.BatchResolved, 1)
-	reply := engine.SpawnFunc(func(c *actor.Context) {
-		if m, ok := c.Message().(messages.BatchResolved); ok {
-			resolved <- m
-		}
-	}, "reply")
-	// The DLQ actor takes the memory writes and never answers.
-	var mu sync.Mutex
-	var asked []messages.RememberUnmarked
-	remembering := func() (reqs []messages.RememberUnmarked, ids int) {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, r := range asked {
-			ids += len(r.EventIDs)
-		}
-		return append(reqs, asked...), ids
-	}
-	dlq := engine.SpawnFunc(func(c *actor.Context) {
-		if m, ok := c.Message().(messages.RememberUnmarked); ok {
-			mu.Lock()
-			asked = append(asked, m)
-			mu.Unlock()
-		}
-	}, "dlq")
+	cfg := testPublisherConfig()
+	cfg.Mark.Timeout = 10 * time.Second // the marks wait for the test to release them
+	reply, resolved := spawnResolvedTo(engine)
+	silent := &silentDLQ{}
+	dlq := silent.spawn(engine)
 	pub := engine.Spawn(NewPublisher(ackAtOnce{}, outbox, emptyMemory{}, dlq, cfg, zerolog.Nop(), nil), "publisher")
 	t.Cleanup(func() {
 		select {
@@ -118,10 +124,10 @@ func TestPublisherMarksWhatItWasRememberingWhenTheDLQActorIsLost(t *testing.T) {
 	}
 	engine.Send(pub, batch)
 	testenv.Eventually(t, 5*time.Second, "every acked event handed to the DLQ actor to remember", func() bool {
-		_, ids := remembering()
+		_, ids := silent.requests()
 		return ids == events
 	})
-	reqs, _ := remembering()
+	reqs, _ := silent.requests()
 	for _, r := range reqs {
 		if r.Seq == 0 || r.ReplyTo == nil {
 			t.Fatalf("memory request without a number or a reply address: %+v", r)
@@ -172,26 +178,11 @@ func TestPublisherTakesNoAnswerMeantForItsPredecessor(t *testing.T) {
 	}
 	outbox := &heldMarks{release: make(chan struct{}), sent: map[string]int{}}
 	defer close(outbox.release)
-	cfg := PublisherConfig{Attempts: 1, Backoff: time.Millisecond, MaxRecordBytes: 990_000,
-		MaxInflightRecords: 100, Mark: RetryPolicy{Attempts: 1, Timeout: 10 * time.Second}, MarkConcurrency: 4, UnmarkedMemory: 1000, Lookup: time.Second}
+	cfg := testPublisherConfig()
+	cfg.Mark.Timeout = 10 * time.Second // the marks wait for the test to release them
 	reply := engine.SpawnFunc(func(*actor.Context) {}, "reply")
-	var mu sync.Mutex
-	var asked []messages.RememberUnmarked
-	dlq := engine.SpawnFunc(func(c *actor.Context) {
-		if m, ok := c.Message().(messages.RememberUnmarked); ok && m.ReplyTo != nil {
-			mu.Lock()
-			asked = append(asked, m)
-			mu.Unlock()
-		}
-	}, "dlq")
-	requests := func() (reqs []messages.RememberUnmarked, ids int) {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, r := range asked {
-			ids += len(r.EventIDs)
-		}
-		return append(reqs, asked...), ids
-	}
+	silent := &silentDLQ{}
+	dlq := silent.spawn(engine)
 	batch := func(id uint64, prefix string) messages.PublishBatch {
 		b := messages.PublishBatch{BatchID: id, Route: messages.DefaultRoutes()[0], ReplyTo: reply}
 		for i := range events {
@@ -205,10 +196,10 @@ func TestPublisherTakesNoAnswerMeantForItsPredecessor(t *testing.T) {
 	pub := engine.Spawn(producer, "publisher", actor.WithID("0"))
 	engine.Send(pub, batch(1, "old-"))
 	testenv.Eventually(t, 5*time.Second, "the predecessor's writes asked for", func() bool {
-		_, ids := requests()
+		_, ids := silent.requests()
 		return ids == events
 	})
-	old, _ := requests()
+	old, _ := silent.requests()
 	// The predecessor stops before the DLQ actor answers; the successor
 	// takes the same PID.
 	<-engine.Poison(pub).Done()
@@ -219,7 +210,7 @@ func TestPublisherTakesNoAnswerMeantForItsPredecessor(t *testing.T) {
 	defer func() { <-engine.Poison(successor).Done() }()
 	engine.Send(successor, batch(2, "new-"))
 	testenv.Eventually(t, 5*time.Second, "the successor's writes asked for", func() bool {
-		_, ids := requests()
+		_, ids := silent.requests()
 		return ids == 2*events
 	})
 	for _, r := range old {
@@ -227,7 +218,7 @@ func TestPublisherTakesNoAnswerMeantForItsPredecessor(t *testing.T) {
 	}
 	time.Sleep(200 * time.Millisecond) // the late answers are handled
 	if n := outbox.waiting(); n != 0 {
-		all, _ := requests()
+		all, _ := silent.requests()
 		t.Fatalf("%d SENT marks of the successor's events started on its predecessor's answers, before their own write was answered (writes asked: %+v)", n, all)
 	}
 }

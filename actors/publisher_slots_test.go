@@ -33,14 +33,9 @@ func TestPublisherKeepsNoAckedRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	outbox := &markCounter{}
-	cfg := PublisherConfig{Attempts: 1, Backoff: time.Millisecond, MaxRecordBytes: maxRecord,
-		MaxInflightRecords: 100, Mark: RetryPolicy{Attempts: 1, Timeout: time.Second}, MarkConcurrency: 4, UnmarkedMemory: 1000, Lookup: time.Second}
-	resolved := make(chan messages.BatchResolved, 1)
-	reply := engine.SpawnFunc(func(c *actor.Context) {
-		if m, ok := c.Message().(messages.BatchResolved); ok {
-			resolved <- m
-		}
-	}, "reply")
+	cfg := testPublisherConfig()
+	cfg.MaxRecordBytes = maxRecord
+	reply, resolved := spawnResolvedTo(engine)
 	dlq := engine.SpawnFunc(func(*actor.Context) {}, "dlq")
 	pub := engine.Spawn(NewPublisher(ackAtOnce{}, outbox, nil, dlq, cfg, zerolog.Nop(), nil), "publisher")
 	t.Cleanup(func() { <-engine.Poison(pub).Done() })

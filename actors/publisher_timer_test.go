@@ -43,6 +43,25 @@ func (o *markCounter) count() int {
 	return o.sent
 }
 
+// testPublisherConfig is the publisher configuration of the tests that
+// spawn one alone: one attempt, four mark workers.
+func testPublisherConfig() PublisherConfig {
+	return PublisherConfig{Attempts: 1, Backoff: time.Millisecond, MaxRecordBytes: 990_000,
+		MaxInflightRecords: 100, Mark: RetryPolicy{Attempts: 1, Timeout: time.Second}, MarkConcurrency: 4, UnmarkedMemory: 1000, Lookup: time.Second}
+}
+
+// spawnResolvedTo spawns the actor that a test's batches reply to; it
+// hands their BatchResolved on to the returned channel.
+func spawnResolvedTo(engine *actor.Engine) (*actor.PID, chan messages.BatchResolved) {
+	resolved := make(chan messages.BatchResolved, 1)
+	reply := engine.SpawnFunc(func(c *actor.Context) {
+		if m, ok := c.Message().(messages.BatchResolved); ok {
+			resolved <- m
+		}
+	}, "reply")
+	return reply, resolved
+}
+
 // TestProduceAttemptTimerStopsWhenTheAttemptEnds: attempts acked in time
 // leave no deadline timer behind, so the publisher's inbox sees no
 // attemptsExpired message, neither while they run nor AttemptTimeout later.
@@ -62,14 +81,9 @@ func TestProduceAttemptTimerStopsWhenTheAttemptEnds(t *testing.T) {
 		}
 	}
 	outbox := &markCounter{}
-	cfg := PublisherConfig{Attempts: 1, Backoff: time.Millisecond, AttemptTimeout: timeout, MaxRecordBytes: 990_000,
-		MaxInflightRecords: 100, Mark: RetryPolicy{Attempts: 1, Timeout: time.Second}, MarkConcurrency: 4, UnmarkedMemory: 1000, Lookup: time.Second}
-	resolved := make(chan messages.BatchResolved, 1)
-	reply := engine.SpawnFunc(func(c *actor.Context) {
-		if m, ok := c.Message().(messages.BatchResolved); ok {
-			resolved <- m
-		}
-	}, "reply")
+	cfg := testPublisherConfig()
+	cfg.AttemptTimeout = timeout
+	reply, resolved := spawnResolvedTo(engine)
 	dlq := engine.SpawnFunc(func(*actor.Context) {}, "dlq")
 	pub := engine.Spawn(NewPublisher(ackAtOnce{}, outbox, nil, dlq, cfg, zerolog.Nop(), nil), "publisher", actor.WithMiddleware(count))
 	t.Cleanup(func() { <-engine.Poison(pub).Done() })
