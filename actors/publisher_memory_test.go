@@ -30,6 +30,10 @@ type heldMarks struct {
 	sent    map[string]int
 }
 
+func newHeldMarks() *heldMarks {
+	return &heldMarks{release: make(chan struct{}), sent: map[string]int{}}
+}
+
 func (o *heldMarks) Find(context.Context, messages.FindRPC, string, string, int) ([]messages.Event, error) {
 	return nil, nil
 }
@@ -100,7 +104,7 @@ func TestPublisherMarksWhatItWasRememberingWhenTheDLQActorIsLost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	outbox := &heldMarks{release: make(chan struct{}), sent: map[string]int{}}
+	outbox := newHeldMarks()
 	cfg := testPublisherConfig()
 	cfg.Mark.Timeout = 10 * time.Second // the marks wait for the test to release them
 	reply, resolved := spawnResolvedTo(engine)
@@ -116,13 +120,7 @@ func TestPublisherMarksWhatItWasRememberingWhenTheDLQActorIsLost(t *testing.T) {
 		<-engine.Poison(pub).Done()
 	})
 
-	batch := messages.PublishBatch{BatchID: 1, Route: messages.DefaultRoutes()[0], ReplyTo: reply}
-	for i := range events {
-		id := string(rune('a'+i)) + "-event"
-		batch.Events = append(batch.Events, messages.Event{ID: "row-" + id, EventID: id, EventType: messages.EventTypeMessage,
-			Status: messages.StatusPending, Message: &messages.MessagePayload{Title: id, Body: "b", Recipient: "r"}})
-	}
-	engine.Send(pub, batch)
+	engine.Send(pub, messageBatch(1, reply, "", events))
 	testenv.Eventually(t, 5*time.Second, "every acked event handed to the DLQ actor to remember", func() bool {
 		_, ids := silent.requests()
 		return ids == events
@@ -176,25 +174,16 @@ func TestPublisherTakesNoAnswerMeantForItsPredecessor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	outbox := &heldMarks{release: make(chan struct{}), sent: map[string]int{}}
+	outbox := newHeldMarks()
 	defer close(outbox.release)
 	cfg := testPublisherConfig()
 	cfg.Mark.Timeout = 10 * time.Second // the marks wait for the test to release them
 	reply := engine.SpawnFunc(func(*actor.Context) {}, "reply")
 	silent := &silentDLQ{}
 	dlq := silent.spawn(engine)
-	batch := func(id uint64, prefix string) messages.PublishBatch {
-		b := messages.PublishBatch{BatchID: id, Route: messages.DefaultRoutes()[0], ReplyTo: reply}
-		for i := range events {
-			eid := prefix + string(rune('a'+i))
-			b.Events = append(b.Events, messages.Event{ID: "row-" + eid, EventID: eid, EventType: messages.EventTypeMessage,
-				Status: messages.StatusPending, Message: &messages.MessagePayload{Title: eid, Body: "b", Recipient: "r"}})
-		}
-		return b
-	}
 	producer := NewPublisher(ackAtOnce{}, outbox, emptyMemory{}, dlq, cfg, zerolog.Nop(), nil)
 	pub := engine.Spawn(producer, "publisher", actor.WithID("0"))
-	engine.Send(pub, batch(1, "old-"))
+	engine.Send(pub, messageBatch(1, reply, "old-", events))
 	testenv.Eventually(t, 5*time.Second, "the predecessor's writes asked for", func() bool {
 		_, ids := silent.requests()
 		return ids == events
@@ -208,7 +197,7 @@ func TestPublisherTakesNoAnswerMeantForItsPredecessor(t *testing.T) {
 		t.Fatalf("the successor's PID %v is not its predecessor's %v", successor, pub)
 	}
 	defer func() { <-engine.Poison(successor).Done() }()
-	engine.Send(successor, batch(2, "new-"))
+	engine.Send(successor, messageBatch(2, reply, "new-", events))
 	testenv.Eventually(t, 5*time.Second, "the successor's writes asked for", func() bool {
 		_, ids := silent.requests()
 		return ids == 2*events

@@ -62,6 +62,18 @@ func spawnResolvedTo(engine *actor.Engine) (*actor.PID, chan messages.BatchResol
 	return reply, resolved
 }
 
+// messageBatch is batch id of n MESSAGE events, "<prefix>a-event",
+// "<prefix>b-event"..., answered to reply.
+func messageBatch(id uint64, reply *actor.PID, prefix string, n int) messages.PublishBatch {
+	b := messages.PublishBatch{BatchID: id, Route: messages.DefaultRoutes()[0], ReplyTo: reply}
+	for i := range n {
+		eid := prefix + string(rune('a'+i)) + "-event"
+		b.Events = append(b.Events, messages.Event{ID: "row-" + eid, EventID: eid, EventType: messages.EventTypeMessage,
+			Status: messages.StatusPending, Message: &messages.MessagePayload{Title: eid, Body: "b", Recipient: "r"}})
+	}
+	return b
+}
+
 // TestProduceAttemptTimerStopsWhenTheAttemptEnds: attempts acked in time
 // leave no deadline timer behind, so the publisher's inbox sees no
 // attemptsExpired message, neither while they run nor AttemptTimeout later.
@@ -88,13 +100,7 @@ func TestProduceAttemptTimerStopsWhenTheAttemptEnds(t *testing.T) {
 	pub := engine.Spawn(NewPublisher(ackAtOnce{}, outbox, nil, dlq, cfg, zerolog.Nop(), nil), "publisher", actor.WithMiddleware(count))
 	t.Cleanup(func() { <-engine.Poison(pub).Done() })
 
-	batch := messages.PublishBatch{BatchID: 1, Route: messages.DefaultRoutes()[0], ReplyTo: reply}
-	for i := range events {
-		id := string(rune('a'+i)) + "-event"
-		batch.Events = append(batch.Events, messages.Event{ID: "row-" + id, EventID: id, EventType: messages.EventTypeMessage,
-			Status: messages.StatusPending, Message: &messages.MessagePayload{Title: id, Body: "b", Recipient: "r"}})
-	}
-	engine.Send(pub, batch)
+	engine.Send(pub, messageBatch(1, reply, "", events))
 	select {
 	case m := <-resolved:
 		if m.Counts[messages.OutcomeSent] != events {
