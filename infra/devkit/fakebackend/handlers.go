@@ -21,8 +21,9 @@ type messageFinder struct {
 }
 
 func (h messageFinder) FindOutboxByEventTypeAndStatusUseCase(_ context.Context, req *outboxmessagev1.Request) (*outboxmessagev1.Response, error) {
-	events := h.store.find(req.GetEventType(), req.GetStatus(), int(req.GetLimit()))
-	return &outboxmessagev1.Response{Items: messageResults(events)}, nil
+	var res messageResults
+	h.store.find(req.GetEventType(), req.GetStatus(), int(req.GetLimit()), res.add)
+	return &outboxmessagev1.Response{Items: res.items}, nil
 }
 
 type logFinder struct {
@@ -31,8 +32,9 @@ type logFinder struct {
 }
 
 func (h logFinder) FindLogOutboxByEventTypeAndStatusUseCase(_ context.Context, req *outboxlogv1.Request) (*outboxlogv1.Response, error) {
-	events := h.store.find(req.GetEventType(), req.GetStatus(), int(req.GetLimit()))
-	return &outboxlogv1.Response{Items: logResults(events)}, nil
+	var res logResults
+	h.store.find(req.GetEventType(), req.GetStatus(), int(req.GetLimit()), res.add)
+	return &outboxlogv1.Response{Items: res.items}, nil
 }
 
 type patcher struct {

@@ -1,88 +1,122 @@
 package fakebackend
 
-import "sort"
+import (
+	"cmp"
+	"slices"
+	"sort"
+)
 
 // queue holds the rows of one (event type, status) in insertion order
-// (ascending row.seq). Finds read from the front and marks take rows out
-// near the front and put them in near the back of another queue, so the
-// queue is a sorted slice with a movable head: removal and insertion shift
-// whichever side of the position is shorter. Every operation is then
-// O(log n) plus a copy that is short in the common case, and a find costs
-// O(limit) however many rows the backlog holds.
+// (ascending row.seq). Finds read from the front; marks take rows out near
+// the front of the PENDING queue and add them, roughly in order, at the
+// back of a SENT or FAILED queue that is seldom read. So:
+//
+//   - a removal leaves a tombstone (a slot whose row is nil, its seq kept
+//     for the binary search) instead of shifting the slots behind it, and
+//     the head moves past the tombstones at the front; the tombstones are
+//     compacted away once they outnumber the rows;
+//   - an insertion appends, and a queue whose appends came out of order is
+//     sorted when it is next read or searched, not at every insertion.
+//
+// A mark then costs O(log n) and no copy, a find O(limit + tombstones
+// among those rows), however many rows the backlog holds. Shifting slots
+// instead (an earlier version) made the copies, with their GC write
+// barriers, the fake backend's largest cost in a batch-mark relay.
 type queue struct {
-	rows []*row // rows[head:] is the queue; rows[:head] is free space
-	head int
+	slots    []slot // slots[head:] holds the queue; slots[:head] is free space
+	head     int
+	n        int  // rows in the queue (slots[head:] minus tombstones)
+	unsorted bool // an append came out of order: sort before reading
 }
 
-// minReclaim is the free space under which a queue does not bother to
-// give memory back.
+// slot is a queue position; r == nil is a tombstone.
+type slot struct {
+	seq uint64
+	r   *row
+}
+
+// minReclaim is the free space (and the tombstones) under which a queue
+// does not bother to give memory back.
 const minReclaim = 1024
 
-func (q *queue) len() int { return len(q.rows) - q.head }
+func (q *queue) len() int { return q.n }
 
-// search returns the absolute index of the first row with seq >= seq.
+// order sorts the queue if an append came out of order.
+func (q *queue) order() {
+	if !q.unsorted {
+		return
+	}
+	slices.SortFunc(q.slots[q.head:], func(a, b slot) int { return cmp.Compare(a.seq, b.seq) })
+	q.unsorted = false
+}
+
+// search returns the absolute index of the first slot with seq >= seq; the
+// queue must be in order.
 func (q *queue) search(seq uint64) int {
-	live := q.rows[q.head:]
+	live := q.slots[q.head:]
 	return q.head + sort.Search(len(live), func(i int) bool { return live[i].seq >= seq })
 }
 
-// insert adds r at its place in seq order.
+// insert adds r; it is put in seq order when the queue is next read.
 func (q *queue) insert(r *row) {
-	n := len(q.rows)
-	if q.head == n || q.rows[n-1].seq < r.seq { // the common case: newest row
-		q.rows = append(q.rows, r)
-		return
+	if n := len(q.slots); n > q.head && q.slots[n-1].seq > r.seq {
+		q.unsorted = true
 	}
-	i := q.search(r.seq)
-	if q.head > 0 && i-q.head < n-i {
-		// Shift the front part one slot down into the free space.
-		copy(q.rows[q.head-1:i-1], q.rows[q.head:i])
-		q.head--
-		q.rows[i-1] = r
-		return
-	}
-	q.rows = append(q.rows, nil)
-	copy(q.rows[i+1:], q.rows[i:n])
-	q.rows[i] = r
+	q.slots = append(q.slots, slot{seq: r.seq, r: r})
+	q.n++
 }
 
 // remove takes r out; r must be in q.
 func (q *queue) remove(r *row) {
+	q.order()
 	i := q.search(r.seq)
-	if i == len(q.rows) || q.rows[i] != r {
+	// A row that left this queue and came back (FAILED, SENT, FAILED
+	// again) has its old tombstone beside it, under the same seq.
+	for i < len(q.slots) && q.slots[i].seq == r.seq && q.slots[i].r != r {
+		i++
+	}
+	if i == len(q.slots) || q.slots[i].r != r {
 		panic("fakebackend: row missing from its queue")
 	}
-	n := len(q.rows)
-	if i-q.head < n-1-i {
-		// Shift the front part one slot up and grow the free space.
-		copy(q.rows[q.head+1:i+1], q.rows[q.head:i])
-		q.rows[q.head] = nil
+	q.slots[i].r = nil
+	q.n--
+	for q.head < len(q.slots) && q.slots[q.head].r == nil {
+		q.slots[q.head] = slot{}
 		q.head++
-	} else {
-		copy(q.rows[i:], q.rows[i+1:])
-		q.rows[n-1] = nil
-		q.rows = q.rows[:n-1]
 	}
 	q.reclaim()
 }
 
 // reclaim gives the free space back once it outweighs the rows, so that a
-// drained backlog of a million rows does not stay allocated.
+// drained backlog of a million rows does not stay allocated, and drops the
+// tombstones once they outnumber the rows.
 func (q *queue) reclaim() {
-	if q.head < minReclaim || q.head < q.len() {
+	free, dead := q.head, len(q.slots)-q.head-q.n
+	if (free < minReclaim || free < q.n) && (dead < minReclaim || dead < q.n) {
 		return
 	}
-	q.rows = append([]*row(nil), q.rows[q.head:]...)
-	q.head = 0
+	live := make([]slot, 0, q.n)
+	for _, s := range q.slots[q.head:] {
+		if s.r != nil {
+			live = append(live, s)
+		}
+	}
+	q.slots, q.head = live, 0
 }
 
 // front calls fn for the first limit rows (all when limit <= 0).
 func (q *queue) front(limit int, fn func(*row)) {
-	live := q.rows[q.head:]
-	if limit > 0 && limit < len(live) {
-		live = live[:limit]
+	q.order()
+	if limit <= 0 {
+		limit = q.n
 	}
-	for _, r := range live {
-		fn(r)
+	for _, s := range q.slots[q.head:] {
+		if limit == 0 {
+			return
+		}
+		if s.r != nil {
+			fn(s.r)
+			limit--
+		}
 	}
 }

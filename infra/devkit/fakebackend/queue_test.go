@@ -76,8 +76,8 @@ func TestQueueReclaimsDrainedSpace(t *testing.T) {
 	for _, r := range rows[:4000] {
 		q.remove(r)
 	}
-	if q.head >= minReclaim || cap(q.rows) >= len(rows) {
-		t.Fatalf("head %d, cap %d: free space not reclaimed", q.head, cap(q.rows))
+	if q.head >= minReclaim || cap(q.slots) >= len(rows) {
+		t.Fatalf("head %d, cap %d: free space not reclaimed", q.head, cap(q.slots))
 	}
 	var got []*row
 	q.front(0, func(r *row) { got = append(got, r) })

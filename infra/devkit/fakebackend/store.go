@@ -104,22 +104,26 @@ func fillDefaults(ev *messages.Event, seq uint64, ts string, buf []byte) []byte 
 	return buf
 }
 
-// find snapshots the first limit rows of (eventType, status), all when
-// limit <= 0.
-func (s *store) find(eventType, status string, limit int) []messages.Event {
+// find calls visit, with the store locked, for the first limit rows of
+// (eventType, status) (all when limit <= 0), in order: i counts from 0 to
+// n-1. visit copies what it needs (a response is a snapshot) and keeps no
+// pointer into ev, which the next mark changes.
+func (s *store) find(eventType, status string, limit int, visit func(i, n int, ev *messages.Event)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	q := s.queues[queueKey{eventType, status}]
 	if q == nil {
-		return nil
+		return
 	}
 	n := q.len()
 	if limit > 0 {
 		n = min(n, limit)
 	}
-	out := make([]messages.Event, 0, n)
-	q.front(limit, func(r *row) { out = append(out, r.ev) })
-	return out
+	i := 0
+	q.front(n, func(r *row) {
+		visit(i, n, &r.ev)
+		i++
+	})
 }
 
 // markSent applies the backend's SENT side effects; false if eventID is

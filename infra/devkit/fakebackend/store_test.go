@@ -7,13 +7,25 @@ import (
 	"github.com/hobom/hobom-event-processor/messages"
 )
 
+// findEvents is a snapshot of the first limit rows of (eventType, status).
+func (s *store) findEvents(eventType, status string, limit int) []messages.Event {
+	var out []messages.Event
+	s.find(eventType, status, limit, func(_, n int, ev *messages.Event) {
+		if out == nil {
+			out = make([]messages.Event, 0, n)
+		}
+		out = append(out, *ev)
+	})
+	return out
+}
+
 // drain plays the processor against the store: find a page of PENDING
 // rows, mark them (every tenth FAILED, rest SENT), until none is left.
 func drain(tb testing.TB, s *store, total, page int) {
 	tb.Helper()
 	marked := 0
 	for {
-		events := s.find(messages.EventTypeMessage, messages.StatusPending, page)
+		events := s.findEvents(messages.EventTypeMessage, messages.StatusPending, page)
 		if len(events) == 0 {
 			break
 		}
@@ -59,7 +71,9 @@ func BenchmarkFindPage(b *testing.B) {
 	(&Server{store: s}).Seed(messages.EventTypeMessage, 1_000_000, nil)
 	b.ResetTimer()
 	for b.Loop() {
-		if len(s.find(messages.EventTypeMessage, messages.StatusPending, 1000)) != 1000 {
+		var res messageResults
+		s.find(messages.EventTypeMessage, messages.StatusPending, 1000, res.add)
+		if len(res.items) != 1000 {
 			b.Fatal("short page")
 		}
 	}
