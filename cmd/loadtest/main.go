@@ -33,7 +33,7 @@ func run(args []string) int {
 	scenarios := fs.String("scenarios", strings.Join(loadtest.AllScenarios, ","), "comma-separated scenarios to run")
 	events := fs.Int("events", 0, "backlog of each relay scenario and of the produce ceilings")
 	sweepWindow := fs.Duration("sweep-window", 0, "how long each point of the ceiling sweeps is measured")
-	sweepWarmup := fs.Duration("sweep-warmup", -1, "how long each point of the mark ceiling's sweep runs before it is measured (negative: 300ms, or 150ms with --quick)")
+	sweepWarmup := fs.Duration("sweep-warmup", -1, "how long each point of the ceiling sweeps (mark and produce) runs before it is measured (negative: 300ms, or 150ms with --quick)")
 	pollInterval := fs.Duration("poll-interval", 0, "poll interval of the backlog scenarios (latency and pollers use HOBOM_POLL_INTERVAL, 5s)")
 	rate := fs.Int("latency-rate", 0, "offered load of the latency scenario, events/s")
 	batchEvents := fs.Int("batch-events", 0, "backlog of the batch-mark relay")

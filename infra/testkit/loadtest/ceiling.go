@@ -230,20 +230,25 @@ type producePoint struct {
 	Events  int64         `json:"events"`
 	Took    time.Duration `json:"tookNs"`
 	Rate    float64       `json:"rate"` // events/s
+	// WarmupRate is the rate acked during the warm-up before the window.
+	WarmupRate float64 `json:"warmupRate"`
 }
 
 func (p producePoint) label() string {
 	return fmt.Sprintf("%d client(s), linger %s", p.Clients, dur(p.Linger))
 }
 
-// produceSweep produces sets' records (cycled) for window at each point
-// through plain franz-go clients with the processor's acks, to a topic of
-// their own that is deleted afterwards (kfake keeps every record).
-func (r *runner) produceSweep(ctx context.Context, name string, sets []ceilingRecords, clients []int, lingers []time.Duration, window time.Duration) ([]producePoint, error) {
+// produceSweep produces sets' records (cycled) at each point through plain
+// franz-go clients with the processor's acks, to a topic of their own that
+// is deleted afterwards (kfake keeps every record), for warm unmeasured,
+// then for window, whose acked events make the point's rate: as the mark
+// points, a point is not charged with its own start (new clients' batches
+// and connections, kfake's first partitions growing).
+func (r *runner) produceSweep(ctx context.Context, name string, sets []ceilingRecords, clients []int, lingers []time.Duration, warm, window time.Duration) ([]producePoint, error) {
 	var out []producePoint
 	for _, c := range clients {
 		for _, l := range lingers {
-			p, err := r.producePoint(ctx, name, sets, c, l, window)
+			p, err := r.producePoint(ctx, name, sets, c, l, warm, window)
 			if err != nil {
 				return out, fmt.Errorf("produce sweep %s %d clients, linger %s: %w", name, c, l, err)
 			}
@@ -255,7 +260,7 @@ func (r *runner) produceSweep(ctx context.Context, name string, sets []ceilingRe
 
 var sweepTopicSeq atomic.Int64
 
-func (r *runner) producePoint(ctx context.Context, name string, sets []ceilingRecords, nClients int, linger time.Duration, window time.Duration) (producePoint, error) {
+func (r *runner) producePoint(ctx context.Context, name string, sets []ceilingRecords, nClients int, linger time.Duration, warm, window time.Duration) (producePoint, error) {
 	p := producePoint{Clients: nClients, Linger: linger}
 	topic := "loadtest.ceiling." + strconv.FormatInt(sweepTopicSeq.Add(1), 10)
 	adm := kadm.NewClient(r.admin)
@@ -303,8 +308,8 @@ func (r *runner) producePoint(ctx context.Context, name string, sets []ceilingRe
 	}
 	var acked, events, failed atomic.Int64
 	var firstErr atomic.Pointer[error] // atomic.Value would panic on errors of two types
-	deadline := time.Now().Add(window)
 	t0 := time.Now()
+	measureFrom, deadline := t0.Add(warm), t0.Add(warm+window)
 	var wg, inflight sync.WaitGroup
 	for g, cl := range cls {
 		wg.Go(func() {
@@ -325,14 +330,20 @@ func (r *runner) producePoint(ctx context.Context, name string, sets []ceilingRe
 			}
 		})
 	}
+	time.Sleep(time.Until(measureFrom))
+	r0, e0, w0 := acked.Load(), events.Load(), time.Now()
+	time.Sleep(time.Until(deadline))
+	r1, e1, w1 := acked.Load(), events.Load(), time.Now()
 	wg.Wait()
 	inflight.Wait()
-	p.Took = time.Since(t0)
 	if f := failed.Load(); f > 0 {
 		return p, fmt.Errorf("%d records failed, first: %w", f, *firstErr.Load())
 	}
-	p.Records, p.Events = acked.Load(), events.Load()
+	p.Records, p.Events, p.Took = r1-r0, e1-e0, w1.Sub(w0)
 	p.Rate = float64(p.Events) / p.Took.Seconds()
+	if d := w0.Sub(t0); d > 0 {
+		p.WarmupRate = float64(e0) / d.Seconds()
+	}
 	return p, nil
 }
 

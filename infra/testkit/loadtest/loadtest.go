@@ -53,7 +53,7 @@ type Options struct {
 	// SweepInFlight and SweepConns are the points of the mark ceiling's
 	// sweep (every pair); each point runs SweepWarmup unmeasured, then
 	// SweepWindow measured. The produce ceiling sweeps ProduceClients ×
-	// ProduceLingers for SweepWindow each.
+	// ProduceLingers the same way: SweepWarmup, then SweepWindow each.
 	SweepInFlight  []int
 	SweepConns     []int
 	SweepWarmup    time.Duration
@@ -462,8 +462,8 @@ func (r *runner) ceilings(ctx context.Context) error {
 		{"HOBOM_LOG", []ceilingRecords{logs}, &r.ceiling.prodLog},
 		{"mix", []ceilingRecords{mixMsgs, mixLogs}, &r.ceiling.prodMix},
 	} {
-		r.progress("produce ceiling %s: sweeping %v clients × linger %v, %s each", c.name, o.ProduceClients, o.ProduceLingers, dur(o.SweepWindow))
-		pts, err := r.produceSweep(ctx, c.name, c.sets, o.ProduceClients, o.ProduceLingers, o.SweepWindow)
+		r.progress("produce ceiling %s: sweeping %v clients × linger %v, %s each after %s of warm-up", c.name, o.ProduceClients, o.ProduceLingers, dur(o.SweepWindow), dur(o.SweepWarmup))
+		pts, err := r.produceSweep(ctx, c.name, c.sets, o.ProduceClients, o.ProduceLingers, o.SweepWarmup, o.SweepWindow)
 		if err != nil {
 			return err
 		}
