@@ -85,3 +85,40 @@ func TestQueueReclaimsDrainedSpace(t *testing.T) {
 		t.Fatal("order lost by reclaiming")
 	}
 }
+
+// TestQueueDropsTombstones checks that rows taken out behind a row that
+// stays (a batch still in flight at the front) do not keep their slots:
+// the tombstones are compacted away once they outnumber the rows.
+func TestQueueDropsTombstones(t *testing.T) {
+	var q queue
+	rows := make([]*row, 10_000)
+	for i := range rows {
+		rows[i] = &row{seq: uint64(i + 1)}
+		q.insert(rows[i])
+	}
+	for _, r := range rows[1:9000] { // rows[0] stays at the front
+		q.remove(r)
+	}
+	if live := 1 + len(rows) - 9000; q.len() != live || len(q.slots)-q.head > 2*live+minReclaim {
+		t.Fatalf("%d rows in %d slots: tombstones kept", q.len(), len(q.slots)-q.head)
+	}
+	var got []*row
+	q.front(0, func(r *row) { got = append(got, r) })
+	if want := append([]*row{rows[0]}, rows[9000:]...); !slices.Equal(got, want) {
+		t.Fatal("order lost by compacting")
+	}
+}
+
+// TestQueueSortsOutOfOrderAppendsWhenRead checks that rows appended out of
+// seq order (marks arriving out of order) are read back in order.
+func TestQueueSortsOutOfOrderAppendsWhenRead(t *testing.T) {
+	var q queue
+	for _, seq := range []uint64{5, 3, 9, 1, 7} {
+		q.insert(&row{seq: seq})
+	}
+	var seqs []uint64
+	q.front(0, func(r *row) { seqs = append(seqs, r.seq) })
+	if !slices.Equal(seqs, []uint64{1, 3, 5, 7, 9}) {
+		t.Fatalf("front = %v", seqs)
+	}
+}
