@@ -22,7 +22,7 @@ type messageResults struct {
 	payloads []outboxmessagev1.MessagePayload
 }
 
-// add converts ev, the i-th of n rows.
+// add converts e, the i-th of n rows.
 func (m *messageResults) add(i, n int, e *messages.Event) {
 	if i == 0 {
 		m.items, m.rows = make([]*outboxmessagev1.QueryResult, n), make([]outboxmessagev1.QueryResult, n)
@@ -50,7 +50,7 @@ type logResults struct {
 	payloads []outboxlogv1.HoBomLogPayload
 }
 
-// add converts ev, the i-th of n rows.
+// add converts e, the i-th of n rows.
 func (l *logResults) add(i, n int, e *messages.Event) {
 	if i == 0 {
 		l.items, l.rows = make([]*outboxlogv1.QueryResult, n), make([]outboxlogv1.QueryResult, n)

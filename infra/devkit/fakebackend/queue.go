@@ -18,10 +18,16 @@ import (
 //   - an insertion appends, and a queue whose appends came out of order is
 //     sorted when it is next read or searched, not at every insertion.
 //
-// A mark then costs O(log n) and no copy, a find O(limit + tombstones
-// among those rows), however many rows the backlog holds. Shifting slots
-// instead (an earlier version) made the copies, with their GC write
-// barriers, the fake backend's largest cost in a batch-mark relay.
+// A mark out of the PENDING queue then costs O(log n) and no copy, and a
+// find O(limit + the tombstones among those rows), however many rows the
+// backlog holds. Two costs remain for patterns the relays do not make: a
+// row that stays at the front while the rows behind it are marked keeps
+// up to about as many tombstones as rows behind it until they are
+// compacted, and a find walks over them; and a row that leaves a SENT or
+// FAILED queue whose appends came out of order (a FAILED mark of a SENT
+// row) sorts that queue first. Shifting slots instead (an earlier
+// version) made the copies, with their GC write barriers, the fake
+// backend's largest cost in a batch-mark relay.
 type queue struct {
 	slots    []slot // slots[head:] holds the queue; slots[:head] is free space
 	head     int

@@ -106,8 +106,9 @@ func fillDefaults(ev *messages.Event, seq uint64, ts string, buf []byte) []byte 
 
 // find calls visit, with the store locked, for the first limit rows of
 // (eventType, status) (all when limit <= 0), in order: i counts from 0 to
-// n-1. visit copies what it needs (a response is a snapshot) and keeps no
-// pointer into ev, which the next mark changes.
+// n-1. visit copies the fields it needs (a response is a snapshot: the
+// next mark changes ev) and keeps no pointer to ev itself; it may share
+// ev's strings and its payload's maps, which nothing writes after Add.
 func (s *store) find(eventType, status string, limit int, visit func(i, n int, ev *messages.Event)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
