@@ -43,9 +43,7 @@ func TestQueueMatchesModel(t *testing.T) {
 			t.Fatalf("step %d: len %d, want %d", step, q.len(), len(model))
 		}
 		if step%97 == 0 {
-			var got []*row
-			q.front(0, func(r *row) { got = append(got, r) })
-			if !slices.Equal(got, model) {
+			if !slices.Equal(queued(&q), model) {
 				t.Fatalf("step %d: queue order differs from model", step)
 			}
 		}
@@ -67,21 +65,14 @@ func TestQueueFrontLimit(t *testing.T) {
 // TestQueueReclaimsDrainedSpace checks that a queue drained from the front,
 // as a backlog is, gives its free space back and keeps its order.
 func TestQueueReclaimsDrainedSpace(t *testing.T) {
-	var q queue
-	rows := make([]*row, 5000)
-	for i := range rows {
-		rows[i] = &row{seq: uint64(i + 1)}
-		q.insert(rows[i])
-	}
+	q, rows := filledQueue(5000)
 	for _, r := range rows[:4000] {
 		q.remove(r)
 	}
 	if q.head >= minReclaim || cap(q.slots) >= len(rows) {
 		t.Fatalf("head %d, cap %d: free space not reclaimed", q.head, cap(q.slots))
 	}
-	var got []*row
-	q.front(0, func(r *row) { got = append(got, r) })
-	if !slices.Equal(got, rows[4000:]) {
+	if !slices.Equal(queued(q), rows[4000:]) {
 		t.Fatal("order lost by reclaiming")
 	}
 }
@@ -90,21 +81,14 @@ func TestQueueReclaimsDrainedSpace(t *testing.T) {
 // stays (a batch still in flight at the front) do not keep their slots:
 // the tombstones are compacted away once they outnumber the rows.
 func TestQueueDropsTombstones(t *testing.T) {
-	var q queue
-	rows := make([]*row, 10_000)
-	for i := range rows {
-		rows[i] = &row{seq: uint64(i + 1)}
-		q.insert(rows[i])
-	}
+	q, rows := filledQueue(10_000)
 	for _, r := range rows[1:9000] { // rows[0] stays at the front
 		q.remove(r)
 	}
 	if live := 1 + len(rows) - 9000; q.len() != live || len(q.slots)-q.head > 2*live+minReclaim {
 		t.Fatalf("%d rows in %d slots: tombstones kept", q.len(), len(q.slots)-q.head)
 	}
-	var got []*row
-	q.front(0, func(r *row) { got = append(got, r) })
-	if want := append([]*row{rows[0]}, rows[9000:]...); !slices.Equal(got, want) {
+	if want := append([]*row{rows[0]}, rows[9000:]...); !slices.Equal(queued(q), want) {
 		t.Fatal("order lost by compacting")
 	}
 }
@@ -121,4 +105,22 @@ func TestQueueSortsOutOfOrderAppendsWhenRead(t *testing.T) {
 	if !slices.Equal(seqs, []uint64{1, 3, 5, 7, 9}) {
 		t.Fatalf("front = %v", seqs)
 	}
+}
+
+// filledQueue returns a queue of n rows with seqs 1..n, and the rows.
+func filledQueue(n int) (*queue, []*row) {
+	q := &queue{}
+	rows := make([]*row, n)
+	for i := range rows {
+		rows[i] = &row{seq: uint64(i + 1)}
+		q.insert(rows[i])
+	}
+	return q, rows
+}
+
+// queued returns q's rows in the order a find reads them.
+func queued(q *queue) []*row {
+	var got []*row
+	q.front(0, func(r *row) { got = append(got, r) })
+	return got
 }
