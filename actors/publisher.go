@@ -82,7 +82,15 @@ type Publisher struct {
 	records map[uint64]*recordFlight
 	// attempts are the produce attempts in flight, by the record handed
 	// to the client; group is the attempt group open for new attempts.
-	attempts   map[*kgo.Record]*recordFlight
+	attempts map[*kgo.Record]*recordFlight
+	// strays are the records of attempts that ended before the client's
+	// promise for them ran (their deadline, or the shutdown's), by the
+	// record the client holds, with the slab record whose value and
+	// headers it shares; held counts them per slab record. A slab record
+	// is emptied once its flight is done and the client has given back
+	// every attempt of it (stray.go).
+	strays     map[*kgo.Record]*kgo.Record
+	held       map[*kgo.Record]*heldRecord
 	headers    map[string]messages.HeaderValues // by event type
 	group      *attemptGroup
 	acks       *ackBox
@@ -162,10 +170,6 @@ type recordFlight struct {
 	// flight (rec itself for the first attempt, a copy for a retry); nil
 	// while none is. It is the attempt's key in Publisher.attempts.
 	inflight *kgo.Record
-	// stray: an attempt ended before the client's promise for it ran
-	// (its deadline, or the shutdown's): the client may still hold rec,
-	// or a copy sharing its value and headers, and read or write them.
-	stray bool
 	// group is the attempt group of the attempt in flight (nil without
 	// AttemptTimeout).
 	group *attemptGroup
@@ -258,6 +262,8 @@ func NewPublisher(producer Producer, outbox Outbox, memory UnmarkedStore, dlq *a
 			events:   make(map[string]*pubBatch),
 			records:  make(map[uint64]*recordFlight),
 			attempts: make(map[*kgo.Record]*recordFlight),
+			strays:   make(map[*kgo.Record]*kgo.Record),
+			held:     make(map[*kgo.Record]*heldRecord),
 			headers:  make(map[string]messages.HeaderValues),
 			marks:    newWorkQueue(cfg.MarkConcurrency),
 			single:   newMarkQueue(),
@@ -323,6 +329,7 @@ func (p *Publisher) receive(c *actor.Context) {
 			acks := p.acks.take(p.spare)
 			for _, a := range acks {
 				p.onProduced(a.rec, a.err)
+				p.releaseStray(a.rec)
 			}
 			clear(acks) // let the records go
 			p.spare = acks[:0]
@@ -617,7 +624,7 @@ func (p *Publisher) onAttemptsExpired(g *attemptGroup) {
 	err := fmt.Errorf("produce attempt timed out after %v: %w", p.cfg.AttemptTimeout, context.DeadlineExceeded)
 	for _, rec := range g.recs {
 		if f := p.attempts[rec]; f != nil && f.group == g {
-			f.stray = true
+			p.strayAttempt(f)
 			p.onProduced(rec, err)
 		}
 	}
@@ -743,7 +750,7 @@ func (p *Publisher) cancelAttempts() {
 		if f.inflight != nil {
 			// Ended here rather than when the client reports the
 			// cancellation, which can take seconds while no broker answers.
-			f.stray = true
+			p.strayAttempt(f)
 			p.onProduced(f.inflight, errShutdownDeadline)
 			n++
 		}
@@ -773,12 +780,13 @@ func (p *Publisher) abandon(f *recordFlight) {
 // MaxRecordBytes for a log array), its headers and, through its spans'
 // event ids, the find response those were cut from, so that a log relay's
 // heap grew with every record of a slab rather than with the records in
-// flight. A stray record keeps its slots: the client may still read or
-// write them.
-func (*Publisher) emptySlots(f *recordFlight) {
-	if !f.stray {
-		clear(f.rec.Headers)
-		*f.rec = kgo.Record{}
+// flight. A record the client may still read or write (one of its
+// attempts is stray) keeps its record slot until the client gives it back.
+func (p *Publisher) emptySlots(f *recordFlight) {
+	if h := p.held[f.rec]; h != nil {
+		h.done = true
+	} else {
+		emptyRecord(f.rec)
 	}
 	*f = recordFlight{}
 }
