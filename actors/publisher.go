@@ -512,8 +512,14 @@ func (s *encodeSink) Record(key, value []byte, traceID string, ids []byte, spans
 		s.flights, s.recs = make([]recordFlight, n), make([]kgo.Record, n)
 		s.headers = make([]kgo.RecordHeader, 0, 3*n)
 	}
-	h := len(s.headers)
+	h, room := len(s.headers), cap(s.headers)
 	s.headers = s.hv.Append(s.headers, traceID, ids) // a traceparent may outgrow it: append copies then
+	if cap(s.headers) != room {
+		// The slab moved: the earlier records' headers stay where they
+		// were, and the copies append made of them here are nobody's, but
+		// would keep their event ids alive as long as this slab.
+		clear(s.headers[:h])
+	}
 	f, rec := &s.flights[0], &s.recs[0]
 	s.flights, s.recs = s.flights[1:], s.recs[1:]
 	*rec = kgo.Record{Topic: s.route.Topic, Key: key, Value: value, Headers: s.headers[h:len(s.headers):len(s.headers)]}
