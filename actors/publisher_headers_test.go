@@ -35,12 +35,7 @@ func TestPublisherHeadersSlabKeepsNoCopies(t *testing.T) {
 		return r
 	}, "publisher")
 
-	var route messages.Route
-	for _, r := range messages.DefaultRoutes() {
-		if r.EventType == messages.EventTypeHoBomLog {
-			route = r
-		}
-	}
+	route := logRoute()
 	const n = 7
 	batch := messages.PublishBatch{BatchID: 1, Route: route, ReplyTo: reply}
 	for i := range n {

@@ -40,12 +40,7 @@ func TestPublisherKeepsNoAckedRecord(t *testing.T) {
 	pub := engine.Spawn(NewPublisher(ackAtOnce{}, outbox, nil, dlq, cfg, zerolog.Nop(), nil), "publisher")
 	t.Cleanup(func() { <-engine.Poison(pub).Done() })
 
-	var route messages.Route
-	for _, r := range messages.DefaultRoutes() {
-		if r.EventType == messages.EventTypeHoBomLog {
-			route = r
-		}
-	}
+	route := logRoute()
 	heap := func() uint64 {
 		runtime.GC()
 		var m runtime.MemStats
@@ -77,4 +72,14 @@ func TestPublisherKeepsNoAckedRecord(t *testing.T) {
 	if kept > int64(relayed/10) {
 		t.Fatalf("%.1f MB more on the heap after relaying %d MB whose records were all acked and marked: acked records are kept", float64(kept)/(1<<20), relayed>>20)
 	}
+}
+
+// logRoute is the default HOBOM_LOG route.
+func logRoute() messages.Route {
+	for _, r := range messages.DefaultRoutes() {
+		if r.EventType == messages.EventTypeHoBomLog {
+			return r
+		}
+	}
+	panic("no HOBOM_LOG route among the defaults")
 }
