@@ -1,14 +1,20 @@
 package actors
 
+// The publisher's slabs (record flights, Kafka records, headers) and what
+// they keep alive once a record is done.
+
 import (
+	"context"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/anthdm/hollywood/actor"
 	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/hobom/hobom-event-processor/messages"
 )
@@ -82,4 +88,157 @@ func logRoute() messages.Route {
 		}
 	}
 	panic("no HOBOM_LOG route among the defaults")
+}
+
+// TestPublisherHeadersSlabKeepsNoCopies: log records with a trace id carry
+// four headers, more than the three a record's slab reserves, so the
+// headers slab outgrows itself and append moves it. The copies of the
+// earlier records' headers that append made are none of theirs (each
+// record keeps its own in the array it was cut from); once every record
+// is acked and emptied, none of their event ids may stay referenced.
+func TestPublisherHeadersSlabKeepsNoCopies(t *testing.T) {
+	engine, err := actor.NewEngine(actor.NewEngineConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testPublisherConfig()
+	cfg.MaxRecordBytes = 4 << 10 // one event per log array
+	reply, resolved := spawnResolvedTo(engine)
+	dlq := engine.SpawnFunc(func(*actor.Context) {}, "dlq")
+	producer := NewPublisher(ackAtOnce{}, &markCounter{}, nil, dlq, cfg, zerolog.Nop(), nil)
+	var pub *Publisher
+	pid := engine.Spawn(func() actor.Receiver {
+		r := producer()
+		pub = r.(*Publisher)
+		return r
+	}, "publisher")
+
+	route := logRoute()
+	const n = 7
+	batch := messages.PublishBatch{BatchID: 1, Route: route, ReplyTo: reply}
+	for i := range n {
+		s := strconv.Itoa(i)
+		batch.Events = append(batch.Events, messages.Event{ID: "row-" + s, EventID: "log-" + s, EventType: messages.EventTypeHoBomLog,
+			Status: messages.StatusPending, Log: &messages.LogPayload{TraceID: "0123456789abcdef0123456789abcdef", Level: "INFO", Message: s + strings.Repeat("x", 1500)}})
+	}
+	engine.Send(pid, batch)
+	select {
+	case m := <-resolved:
+		if m.Counts[messages.OutcomeSent] != n {
+			t.Fatalf("batch resolved with %v, want %d SENT", m.Counts, n)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("batch not resolved")
+	}
+	<-engine.Poison(pid).Done() // orders the reads below after the actor's writes
+	if pub.nextRecord != n {
+		t.Fatalf("%d records, want one per event (%d)", pub.nextRecord, n)
+	}
+	for _, h := range pub.sink.headers {
+		if h.Key == messages.HeaderEventID && h.Value != nil {
+			t.Fatalf("the headers slab still references event id %q of an acked, emptied record", h.Value)
+		}
+	}
+}
+
+// holdingProducer keeps every record's first attempt, as a client that
+// cannot reach a broker does, until giveBack; it acks later attempts (a
+// retry's copy of the record) at once.
+type holdingProducer struct {
+	mu   sync.Mutex
+	held map[*kgo.Record]func(*kgo.Record, error)
+	seen map[string]bool // event ids with an attempt so far
+}
+
+func (h *holdingProducer) Produce(_ context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
+	id := string(r.Key)
+	h.mu.Lock()
+	first := !h.seen[id]
+	h.seen[id] = true
+	if first {
+		h.held[r] = promise
+	}
+	h.mu.Unlock()
+	if !first {
+		go promise(r, nil)
+	}
+}
+
+// records returns the records it holds.
+func (h *holdingProducer) records() []*kgo.Record {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []*kgo.Record
+	for r := range h.held {
+		out = append(out, r)
+	}
+	return out
+}
+
+// giveBack runs the promises of the records it holds, as the client does
+// once it fails them, and forgets them.
+func (h *holdingProducer) giveBack(err error) {
+	h.mu.Lock()
+	held := h.held
+	h.held = map[*kgo.Record]func(*kgo.Record, error){}
+	h.mu.Unlock()
+	for r, promise := range held {
+		promise(r, err)
+	}
+}
+
+// TestPublisherEmptiesAStrayRecordOnceTheClientGivesItBack: a record
+// whose first attempt ended at its deadline while the client still held
+// it is left intact while the client holds it (its retry has been acked
+// and its events marked meanwhile), and emptied once the client's promise
+// for that attempt has run, not when some later record uses up its slab.
+func TestPublisherEmptiesAStrayRecordOnceTheClientGivesItBack(t *testing.T) {
+	const events = 20
+	engine, err := actor.NewEngine(actor.NewEngineConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	producer := &holdingProducer{held: map[*kgo.Record]func(*kgo.Record, error){}, seen: map[string]bool{}}
+	outbox := &markCounter{}
+	cfg := testPublisherConfig()
+	cfg.Attempts, cfg.AttemptTimeout = 2, 100*time.Millisecond
+	reply, resolved := spawnResolvedTo(engine)
+	dlq := engine.SpawnFunc(func(*actor.Context) {}, "dlq")
+	pub := engine.Spawn(NewPublisher(producer, outbox, nil, dlq, cfg, zerolog.Nop(), nil), "publisher")
+	t.Cleanup(func() { <-engine.Poison(pub).Done() })
+
+	await := func(batch uint64) {
+		t.Helper()
+		select {
+		case m := <-resolved:
+			if m.BatchID != batch || m.Counts[messages.OutcomeSent] != events {
+				t.Fatalf("batch %d resolved with %v, want batch %d with %d SENT", m.BatchID, m.Counts, batch, events)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("batch %d not resolved; %d marks", batch, outbox.count())
+		}
+	}
+	engine.Send(pub, messageBatch(1, reply, "", events))
+	await(1) // first attempts timed out, retries acked, events marked SENT
+	held := producer.records()
+	if len(held) != events {
+		t.Fatalf("the client holds %d records, want %d", len(held), events)
+	}
+	for _, r := range held {
+		if r.Value == nil || len(r.Headers) == 0 {
+			t.Fatal("a record the client still holds was emptied")
+		}
+	}
+
+	producer.giveBack(context.DeadlineExceeded)
+	// The late promises reach the publisher before the next batch does
+	// (one sender, one inbox); the next batch's answer orders the test's
+	// reads after the publisher's writes.
+	engine.Send(pub, messageBatch(2, reply, "next-", events))
+	await(2)
+	for _, r := range held {
+		if r.Value != nil || r.Headers != nil {
+			t.Fatalf("record %q kept its value or headers after the client gave it back", r.Key)
+		}
+	}
 }
