@@ -37,13 +37,13 @@ type field struct {
 
 func TestFields(t *testing.T) {
 	str, i32 := "string", "int32"
-	request := []field{{"eventType", 1, str}, {"status", 2, str}, {"limit", 3, i32}}
+	request := []field{{"eventType", 1, str}, {"status", 2, str}, {"limit", 3, i32}, {"afterEventId", 4, str}}
 	for _, tc := range []struct {
 		msg    protoreflect.ProtoMessage
 		fields []field
 	}{
 		{&outboxmessagev1.Request{}, request},
-		{&outboxmessagev1.Response{}, []field{{"items", 1, "repeated outbox.message.QueryResult"}}},
+		{&outboxmessagev1.Response{}, []field{{"items", 1, "repeated outbox.message.QueryResult"}, {"afterApplied", 2, "bool"}}},
 		{&outboxmessagev1.QueryResult{}, []field{
 			{"id", 1, str}, {"eventId", 2, str}, {"eventType", 3, str}, {"payload", 4, "outbox.message.MessagePayload"},
 			{"status", 5, str}, {"retryCount", 6, i32}, {"sentAt", 7, str}, {"failedAt", 8, str},
@@ -55,7 +55,7 @@ func TestFields(t *testing.T) {
 		{&outboxmessagev1.MarkRequest{}, []field{{"eventId", 1, str}}},
 		{&outboxmessagev1.MarkFailedRequest{}, []field{{"eventId", 1, str}, {"errorMessage", 2, str}}},
 		{&outboxlogv1.Request{}, request},
-		{&outboxlogv1.Response{}, []field{{"items", 1, "repeated outbox.log.QueryResult"}}},
+		{&outboxlogv1.Response{}, []field{{"items", 1, "repeated outbox.log.QueryResult"}, {"afterApplied", 2, "bool"}}},
 		{&outboxlogv1.QueryResult{}, []field{
 			{"id", 1, str}, {"eventId", 2, str}, {"eventType", 3, str}, {"status", 4, str},
 			{"retryCount", 5, i32}, {"sentAt", 6, str}, {"failedAt", 7, str}, {"lastError", 8, str},
@@ -90,8 +90,14 @@ func TestFields(t *testing.T) {
 			}
 		}
 	}
-	if !(&outboxmessagev1.Request{}).ProtoReflect().Descriptor().Fields().ByName("limit").HasPresence() {
-		t.Error("limit must be optional, so that 0 and unset differ")
+	for _, req := range []protoreflect.ProtoMessage{&outboxmessagev1.Request{}, &outboxlogv1.Request{}} {
+		fields := req.ProtoReflect().Descriptor().Fields()
+		if !fields.ByName("limit").HasPresence() {
+			t.Error("limit must be optional, so that 0 and unset differ")
+		}
+		if !fields.ByName("afterEventId").HasPresence() {
+			t.Error("afterEventId must be optional, so that unset and the empty string differ")
+		}
 	}
 }
 

@@ -31,7 +31,13 @@ type Request struct {
 	Status    string                 `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
 	// Max rows to return; ignored by old backends, which return every
 	// matching row. Unset (or <= 0) means no limit.
-	Limit         *int32 `protobuf:"varint,3,opt,name=limit,proto3,oneof" json:"limit,omitempty"`
+	Limit *int32 `protobuf:"varint,3,opt,name=limit,proto3,oneof" json:"limit,omitempty"`
+	// A cursor, added by this processor: set, the backend returns only the
+	// rows that come after this event's row in the order of its finds (oldest
+	// first), whatever that row's status is now, and says so in
+	// Response.afterApplied. A backend that does not know the field, or the
+	// event, returns the rows from the start as without it.
+	AfterEventId  *string `protobuf:"bytes,4,opt,name=afterEventId,proto3,oneof" json:"afterEventId,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -87,9 +93,19 @@ func (x *Request) GetLimit() int32 {
 	return 0
 }
 
+func (x *Request) GetAfterEventId() string {
+	if x != nil && x.AfterEventId != nil {
+		return *x.AfterEventId
+	}
+	return ""
+}
+
 type Response struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Items         []*QueryResult         `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Items []*QueryResult         `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
+	// True when the request's afterEventId was applied; an old backend
+	// never sets it.
+	AfterApplied  bool `protobuf:"varint,2,opt,name=afterApplied,proto3" json:"afterApplied,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -129,6 +145,13 @@ func (x *Response) GetItems() []*QueryResult {
 		return x.Items
 	}
 	return nil
+}
+
+func (x *Response) GetAfterApplied() bool {
+	if x != nil {
+		return x.AfterApplied
+	}
+	return false
 }
 
 type QueryResult struct {
@@ -452,14 +475,17 @@ var File_log_outbox_v1_hobom_log_outbox_proto protoreflect.FileDescriptor
 const file_log_outbox_v1_hobom_log_outbox_proto_rawDesc = "" +
 	"\n" +
 	"$log/outbox/v1/hobom-log-outbox.proto\x12\n" +
-	"outbox.log\"d\n" +
+	"outbox.log\"\x9e\x01\n" +
 	"\aRequest\x12\x1c\n" +
 	"\teventType\x18\x01 \x01(\tR\teventType\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x12\x19\n" +
-	"\x05limit\x18\x03 \x01(\x05H\x00R\x05limit\x88\x01\x01B\b\n" +
-	"\x06_limit\"9\n" +
+	"\x05limit\x18\x03 \x01(\x05H\x00R\x05limit\x88\x01\x01\x12'\n" +
+	"\fafterEventId\x18\x04 \x01(\tH\x01R\fafterEventId\x88\x01\x01B\b\n" +
+	"\x06_limitB\x0f\n" +
+	"\r_afterEventId\"]\n" +
 	"\bResponse\x12-\n" +
-	"\x05items\x18\x01 \x03(\v2\x17.outbox.log.QueryResultR\x05items\"\xec\x02\n" +
+	"\x05items\x18\x01 \x03(\v2\x17.outbox.log.QueryResultR\x05items\x12\"\n" +
+	"\fafterApplied\x18\x02 \x01(\bR\fafterApplied\"\xec\x02\n" +
 	"\vQueryResult\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aeventId\x18\x02 \x01(\tR\aeventId\x12\x1c\n" +
