@@ -22,8 +22,8 @@ type messageFinder struct {
 
 func (h messageFinder) FindOutboxByEventTypeAndStatusUseCase(_ context.Context, req *outboxmessagev1.Request) (*outboxmessagev1.Response, error) {
 	var res messageResults
-	h.store.find(req.GetEventType(), req.GetStatus(), int(req.GetLimit()), res.add)
-	return &outboxmessagev1.Response{Items: res.items}, nil
+	applied := h.store.find(req.GetEventType(), req.GetStatus(), int(req.GetLimit()), req.GetAfterEventId(), res.add)
+	return &outboxmessagev1.Response{Items: res.items, AfterApplied: applied}, nil
 }
 
 type logFinder struct {
@@ -33,8 +33,8 @@ type logFinder struct {
 
 func (h logFinder) FindLogOutboxByEventTypeAndStatusUseCase(_ context.Context, req *outboxlogv1.Request) (*outboxlogv1.Response, error) {
 	var res logResults
-	h.store.find(req.GetEventType(), req.GetStatus(), int(req.GetLimit()), res.add)
-	return &outboxlogv1.Response{Items: res.items}, nil
+	applied := h.store.find(req.GetEventType(), req.GetStatus(), int(req.GetLimit()), req.GetAfterEventId(), res.add)
+	return &outboxlogv1.Response{Items: res.items, AfterApplied: applied}, nil
 }
 
 type patcher struct {

@@ -110,13 +110,18 @@ func (q *queue) reclaim() {
 	q.slots, q.head = live, 0
 }
 
-// front calls fn for the first limit rows (all when limit <= 0).
-func (q *queue) front(limit int, fn func(*row)) {
+// from calls fn for the first limit rows (all when limit <= 0) whose seq
+// is at least seq: from(0, ...) reads from the front.
+func (q *queue) from(seq uint64, limit int, fn func(*row)) {
 	q.order()
 	if limit <= 0 {
 		limit = q.n
 	}
-	for _, s := range q.slots[q.head:] {
+	start := q.head
+	if seq > 0 {
+		start = q.search(seq)
+	}
+	for _, s := range q.slots[start:] {
 		if limit == 0 {
 			return
 		}
@@ -125,4 +130,17 @@ func (q *queue) front(limit int, fn func(*row)) {
 			limit--
 		}
 	}
+}
+
+// countFrom is how many rows from(seq, limit, ...) visits.
+func (q *queue) countFrom(seq uint64, limit int) int {
+	if seq == 0 {
+		if limit > 0 {
+			return min(q.n, limit)
+		}
+		return q.n
+	}
+	n := 0
+	q.from(seq, limit, func(*row) { n++ })
+	return n
 }

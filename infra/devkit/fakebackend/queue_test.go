@@ -56,7 +56,7 @@ func TestQueueFrontLimit(t *testing.T) {
 		q.insert(&row{seq: uint64(i + 1)})
 	}
 	var seqs []uint64
-	q.front(3, func(r *row) { seqs = append(seqs, r.seq) })
+	q.from(0, 3, func(r *row) { seqs = append(seqs, r.seq) })
 	if !slices.Equal(seqs, []uint64{1, 2, 3}) {
 		t.Fatalf("front(3) = %v", seqs)
 	}
@@ -101,7 +101,7 @@ func TestQueueSortsOutOfOrderAppendsWhenRead(t *testing.T) {
 		q.insert(&row{seq: seq})
 	}
 	var seqs []uint64
-	q.front(0, func(r *row) { seqs = append(seqs, r.seq) })
+	q.from(0, 0, func(r *row) { seqs = append(seqs, r.seq) })
 	if !slices.Equal(seqs, []uint64{1, 3, 5, 7, 9}) {
 		t.Fatalf("front = %v", seqs)
 	}
@@ -121,6 +121,6 @@ func filledQueue(n int) (*queue, []*row) {
 // queued returns q's rows in the order a find reads them.
 func queued(q *queue) []*row {
 	var got []*row
-	q.front(0, func(r *row) { got = append(got, r) })
+	q.from(0, 0, func(r *row) { got = append(got, r) })
 	return got
 }

@@ -109,22 +109,31 @@ func fillDefaults(ev *messages.Event, seq uint64, ts string, buf []byte) []byte 
 // n-1. visit copies the fields it needs (a response is a snapshot: the
 // next mark changes ev) and keeps no pointer to ev itself; it may share
 // ev's strings and its payload's maps, which nothing writes after Add.
-func (s *store) find(eventType, status string, limit int, visit func(i, n int, ev *messages.Event)) {
+// find calls visit for the rows of eventType with status, at most limit
+// (all when limit <= 0), in insertion order: the i-th of n. With after set
+// to the eventId of a row (any status, but eventType's), only the rows
+// inserted after it; applied says so. An unknown after is ignored, as the
+// contract asks.
+func (s *store) find(eventType, status string, limit int, after string, visit func(i, n int, ev *messages.Event)) (applied bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	var from uint64
+	if after != "" {
+		if r := s.byID[after]; r != nil && r.ev.EventType == eventType {
+			from, applied = r.seq+1, true
+		}
+	}
 	q := s.queues[queueKey{eventType, status}]
 	if q == nil {
-		return
+		return applied
 	}
-	n := q.len()
-	if limit > 0 {
-		n = min(n, limit)
-	}
+	n := q.countFrom(from, limit)
 	i := 0
-	q.front(n, func(r *row) {
+	q.from(from, n, func(r *row) {
 		visit(i, n, &r.ev)
 		i++
 	})
+	return applied
 }
 
 // markSent applies the backend's SENT side effects; false if eventID is

@@ -1,6 +1,8 @@
 package fakebackend
 
 import (
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -9,14 +11,25 @@ import (
 
 // findEvents is a snapshot of the first limit rows of (eventType, status).
 func (s *store) findEvents(eventType, status string, limit int) []messages.Event {
-	var out []messages.Event
-	s.find(eventType, status, limit, func(_, n int, ev *messages.Event) {
+	out, _ := s.findAfter(eventType, status, limit, "")
+	return out
+}
+
+// findAfter is findEvents after the row of the eventId after.
+func (s *store) findAfter(eventType, status string, limit int, after string) (out []messages.Event, applied bool) {
+	applied = s.find(eventType, status, limit, after, func(i, n int, ev *messages.Event) {
+		if i != len(out) || i >= n {
+			panic(fmt.Sprintf("find visited row %d of %d after %d rows", i, n, len(out)))
+		}
 		if out == nil {
 			out = make([]messages.Event, 0, n)
 		}
 		out = append(out, *ev)
 	})
-	return out
+	if out != nil && len(out) != cap(out) {
+		panic(fmt.Sprintf("find announced %d rows, visited %d", cap(out), len(out)))
+	}
+	return out, applied
 }
 
 // drain plays the processor against the store: find a page of PENDING
@@ -72,7 +85,7 @@ func BenchmarkFindPage(b *testing.B) {
 	b.ResetTimer()
 	for b.Loop() {
 		var res messageResults
-		s.find(messages.EventTypeMessage, messages.StatusPending, 1000, res.add)
+		s.find(messages.EventTypeMessage, messages.StatusPending, 1000, "", res.add)
 		if len(res.items) != 1000 {
 			b.Fatal("short page")
 		}
@@ -82,5 +95,44 @@ func BenchmarkFindPage(b *testing.B) {
 func BenchmarkSeed(b *testing.B) {
 	for b.Loop() {
 		(&Server{store: newStore()}).Seed(messages.EventTypeMessage, 1_000_000, nil)
+	}
+}
+
+// TestStoreFindsAfterTheCursor: a find with a cursor returns the rows
+// inserted after the cursor's row, whatever that row's status, and says it
+// applied it; a cursor the store does not know, or a row of another event
+// type, is ignored and the find starts from the front.
+func TestStoreFindsAfterTheCursor(t *testing.T) {
+	s := newStore()
+	for i := range 8 {
+		s.add([]messages.Event{{EventID: fmt.Sprintf("e%d", i), EventType: messages.EventTypeMessage}})
+	}
+	s.add([]messages.Event{{EventID: "log", EventType: messages.EventTypeHoBomLog}})
+	s.markSent("e3")
+	s.markSent("e5")
+	ids := func(events []messages.Event) []string {
+		var out []string
+		for _, e := range events {
+			out = append(out, e.EventID)
+		}
+		return out
+	}
+	for _, c := range []struct {
+		after       string
+		limit       int
+		want        []string
+		wantApplied bool
+	}{
+		{"", 3, []string{"e0", "e1", "e2"}, false},
+		{"e1", 2, []string{"e2", "e4"}, true},
+		{"e3", 0, []string{"e4", "e6", "e7"}, true}, // e3 is SENT now
+		{"e7", 0, nil, true},
+		{"unknown", 2, []string{"e0", "e1"}, false},
+		{"log", 2, []string{"e0", "e1"}, false},
+	} {
+		got, applied := s.findAfter(messages.EventTypeMessage, messages.StatusPending, c.limit, c.after)
+		if !slices.Equal(ids(got), c.want) || applied != c.wantApplied {
+			t.Errorf("after %q, limit %d: %q, applied %v; want %q, %v", c.after, c.limit, ids(got), applied, c.want, c.wantApplied)
+		}
 	}
 }

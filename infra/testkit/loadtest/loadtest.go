@@ -1139,13 +1139,13 @@ func (r *runner) drainOf(ctx context.Context, eventType string) error {
 
 func (r *runner) oldBackend(ctx context.Context) error {
 	n := r.opts.OldBackendEvents
-	res, err := r.runRelay(ctx, relaySpec{name: "old backend", backend: BackendSpec{IgnoreLimit: true},
+	res, err := r.runRelay(ctx, relaySpec{name: "old backend", backend: BackendSpec{OldFind: true},
 		types: TypeSet{Names: []string{messages.EventTypeMessage}}, perType: n, interval: r.opts.PollInterval})
 	if err != nil {
 		return err
 	}
 	r.report.raw("oldBackend", res)
-	scen := fmt.Sprintf("old backend (limit ignored), %s MESSAGE", count(n))
+	scen := fmt.Sprintf("old backend (limit and cursor ignored), %s MESSAGE", count(n))
 	r.report.add(Row{Scenario: scen, Figure: "peak heap", Value: float64(res.Peaks.HeapBytes), Text: mb(res.Peaks.HeapBytes),
 		Detail: "RSS " + mb(uint64(res.Peaks.RSSBytes)) + ", whole backlog in one find response"})
 	r.report.add(Row{Scenario: scen, Figure: "end-to-end rate", Value: res.Rate, Unit: "ev/s",

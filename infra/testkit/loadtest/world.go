@@ -80,9 +80,10 @@ type WorldInfo struct {
 
 // BackendSpec configures a fresh stand-in backend.
 type BackendSpec struct {
-	// IgnoreLimit makes the backend behave like an old one: the find limit
-	// the processor sends is dropped and every matching row is returned.
-	IgnoreLimit bool
+	// OldFind makes the backend's find behave like an old one's: the find
+	// limit and cursor the processor sends are dropped, and every
+	// matching row is returned.
+	OldFind bool
 	// BatchMarks serves the optional batch-mark rpc; without it the
 	// backend answers UNIMPLEMENTED, as the production backend does today,
 	// and the processor marks one event per call.
@@ -217,13 +218,15 @@ func (w *localWorld) NewBackend(spec BackendSpec) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if spec.IgnoreLimit {
+	if spec.OldFind {
 		srv.SetHook(fakebackend.FindMessages, func(req any) error {
-			req.(*outboxmessagev1.Request).Limit = nil
+			r := req.(*outboxmessagev1.Request)
+			r.Limit, r.AfterEventId = nil, nil
 			return nil
 		})
 		srv.SetHook(fakebackend.FindLogs, func(req any) error {
-			req.(*outboxlogv1.Request).Limit = nil
+			r := req.(*outboxlogv1.Request)
+			r.Limit, r.AfterEventId = nil, nil
 			return nil
 		})
 	}
