@@ -96,6 +96,11 @@ type memBackend struct {
 	markLeft []time.Duration
 	// skipped are the ids each find through skippingBackend left out.
 	skipped [][]string
+	// afters is the cursor of every find through skippingBackend, in
+	// order ("": none); ignoreCursor makes it a backend that does not
+	// know the field.
+	afters       []string
+	ignoreCursor bool
 }
 
 func newBackend(j *journal) *memBackend { return &memBackend{j: j, status: map[string]string{}} }
@@ -127,22 +132,27 @@ func (b *memBackend) addWithoutEventID(row string) {
 }
 
 func (b *memBackend) Find(_ context.Context, _ messages.FindRPC, eventType, status string, limit int) ([]messages.Event, error) {
-	out, err := b.find(eventType, status, limit)
+	out, _, err := b.find(eventType, status, limit, "")
 	if b.findHook != nil {
 		b.findHook() // with the rows read: rows added meanwhile are not in them
 	}
 	return out, err
 }
 
-// skippingBackend is memBackend as an actors.SkippingFinder: it records
-// the ids each find left out (skipped), in order.
+// skippingBackend is memBackend as an actors.SkippingFinder, with the find
+// cursor in the order rows were added (unless ignoreCursor): it records the
+// cursor of each find (afters) and the ids each find left out (skipped),
+// in order.
 type skippingBackend struct{ *memBackend }
 
-func (b skippingBackend) FindSkipping(ctx context.Context, rpc messages.FindRPC, eventType, status string, limit int, skip func(string) bool) ([]messages.Event, error) {
-	out, err := b.Find(ctx, rpc, eventType, status, limit)
+func (b skippingBackend) FindSkipping(_ context.Context, q messages.FindQuery, skip func(string) bool) ([]messages.Event, bool, error) {
+	out, applied, err := b.find(q.EventType, q.Status, q.Limit, q.AfterEventID)
+	if b.findHook != nil {
+		b.findHook()
+	}
 	var left []string
 	out = slices.DeleteFunc(out, func(e messages.Event) bool {
-		if e.EventID != "" && skip(e.EventID) {
+		if e.EventID != "" && skip != nil && skip(e.EventID) {
 			left = append(left, e.EventID)
 			return true
 		}
@@ -150,8 +160,16 @@ func (b skippingBackend) FindSkipping(ctx context.Context, rpc messages.FindRPC,
 	})
 	b.mu.Lock()
 	b.skipped = append(b.skipped, left)
+	b.afters = append(b.afters, q.AfterEventID)
 	b.mu.Unlock()
-	return out, err
+	return out, applied, err
+}
+
+// findCursors returns the cursor of each FindSkipping.
+func (b *memBackend) findCursors() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.afters)
 }
 
 // skippedByFind returns the ids each FindSkipping left out.
@@ -161,22 +179,29 @@ func (b *memBackend) skippedByFind() [][]string {
 	return slices.Clone(b.skipped)
 }
 
-func (b *memBackend) find(eventType, status string, limit int) ([]messages.Event, error) {
+// find returns the rows of eventType with status, after the row of the
+// eventId after when it is set and known (applied).
+func (b *memBackend) find(eventType, status string, limit int, after string) (out []messages.Event, applied bool, err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.finds++
 	b.limits = append(b.limits, limit)
 	if b.failFinds != 0 {
 		b.failFinds--
-		return nil, errDown
+		return nil, false, errDown
 	}
-	var out []messages.Event
-	for _, e := range b.events {
+	rows := b.events
+	if after != "" && !b.ignoreCursor {
+		if i := slices.IndexFunc(rows, func(e *messages.Event) bool { return e.EventID == after }); i >= 0 {
+			rows, applied = rows[i+1:], true
+		}
+	}
+	for _, e := range rows {
 		if e.EventType == eventType && b.status[e.EventID] == status && (limit <= 0 || len(out) < limit) {
 			out = append(out, *e)
 		}
 	}
-	return out, nil
+	return out, applied, nil
 }
 
 func (b *memBackend) mark(id, status string) error {
@@ -280,6 +305,19 @@ func (k *memKafka) Produce(_ context.Context, r *kgo.Record, promise func(*kgo.R
 	}
 	k.mu.Unlock()
 	go done()
+}
+
+// releaseFirst acks the first n held records (in the order they came)
+// and goes on holding the others and new ones.
+func (k *memKafka) releaseFirst(n int) {
+	k.mu.Lock()
+	n = min(n, len(k.held))
+	first := slices.Clone(k.held[:n])
+	k.held = slices.Delete(k.held, 0, n)
+	k.mu.Unlock()
+	for _, f := range first {
+		go f()
+	}
 }
 
 // release acks the held records and stops holding.

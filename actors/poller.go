@@ -49,6 +49,12 @@ type PollerConfig struct {
 // the next find runs while the previous batch is produced and marked.
 const maxBatches = 2
 
+// fullFindEvery bounds how long the poller finds with the cursor only: a
+// row the cursor passes over (one committed late with an earlier place in
+// the backend's order) is found by the next find without it, at the
+// latest this long after the last one.
+const fullFindEvery = time.Second
+
 // Poller fetches the PENDING events of one route and hands them to the
 // publisher in batches, at most maxBatches (and InFlightShare events) at a
 // time: it does not fetch more until a batch is resolved, which is the
@@ -58,6 +64,13 @@ const maxBatches = 2
 // while the find ran, so no event is handed over twice. An outbox that is
 // a SkippingFinder leaves those rows out undecoded; the poller drops them
 // all the same.
+//
+// With a SkippingFinder, a find that overlaps batches carries the find
+// cursor: the eventId of the last row handed over, after which the backend
+// returns rows, so it does not send the rows in flight at all. The cursor
+// passes over every row before it, so the poller finds without it whenever
+// no batch is out, after a batch that left events PENDING, and at least
+// every fullFindEvery: no row waits behind the cursor for longer than that.
 type Poller struct {
 	route     messages.Route
 	outbox    Outbox
@@ -82,6 +95,16 @@ type Poller struct {
 	failures   int
 	timer      Timer
 	timerGen   uint64
+
+	// cursor is the eventId of the last row handed over ("": none);
+	// cursorApplied says the backend applied the last cursor it was sent,
+	// so a find with the cursor need not ask for the rows in flight on
+	// top of the new ones. lastFull is when the last find without the
+	// cursor started; fullNext asks for one.
+	cursor        string
+	cursorApplied bool
+	lastFull      time.Time
+	fullNext      bool
 
 	// granted: the lease actor granted this poller its event type (always
 	// true without leases); fence is the tenure, with the deadline of its
@@ -138,6 +161,12 @@ type (
 		events []messages.Event
 		err    error
 		took   time.Duration
+		// after is the cursor the find was sent with ("": none), applied
+		// whether the backend applied it; want is the rows the find may
+		// hand over (0: all).
+		after   string
+		applied bool
+		want    int
 		// skippedOldest is when the oldest event of the batches whose
 		// rows the find skipped was created (zero: none skipped).
 		skippedOldest time.Time
@@ -225,10 +254,9 @@ func (p *Poller) canFind() bool {
 	return !p.finding && p.granted && p.open < maxBatches && (p.cfg.InFlightShare <= 0 || p.events < p.cfg.InFlightShare)
 }
 
-// findLimit is the limit of the next find: the rows it may hand over
-// (bounded by the find limit and the share left), plus the rows in flight,
-// which the backend returns first because they are still PENDING.
-func (p *Poller) findLimit() int {
+// want is how many rows the next find may hand over, bounded by the find
+// limit and the share left (0: all).
+func (p *Poller) want() int {
 	want := p.cfg.FindLimit
 	if p.cfg.InFlightShare > 0 {
 		room := p.cfg.InFlightShare - p.events
@@ -236,10 +264,29 @@ func (p *Poller) findLimit() int {
 			want = room
 		}
 	}
+	return max(want, 0)
+}
+
+// findLimit is the limit of the next find: the rows it may hand over plus,
+// unless the backend applies the cursor the find carries, the rows in
+// flight, which it returns first because they are still PENDING.
+func (p *Poller) findLimit(after string) int {
+	want := p.want()
 	if want <= 0 {
 		return 0 // all (an old backend returns all anyway)
 	}
+	if after != "" && p.cursorApplied {
+		return want
+	}
 	return want + p.events
+}
+
+// findCursor is the cursor of the next find ("": a find from the start).
+func (p *Poller) findCursor() string {
+	if p.cursor == "" || p.open == 0 || p.fullNext || p.clock.Now().Sub(p.lastFull) >= fullFindEvery {
+		return ""
+	}
+	return p.cursor
 }
 
 // dropBatches forgets every batch (the publisher lost them, or one timed
@@ -253,32 +300,40 @@ func (p *Poller) dropBatches() {
 		delete(p.batches, id)
 	}
 	p.open, p.events = 0, 0
+	p.cursor = ""
 }
 
 func (p *Poller) find() {
 	p.seq++
 	p.finding = true
-	seq, route, limit, fence := p.seq, p.route, p.findLimit(), p.fence
-	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.FindTimeout)
-	p.cancelFind = cancel
 	engine, self, outbox := p.engine, p.self, p.outbox
 	skipper, _ := outbox.(SkippingFinder)
+	var after string
+	if skipper != nil {
+		after = p.findCursor()
+	}
+	if after == "" {
+		p.lastFull, p.fullNext = p.clock.Now(), false
+	}
+	q := messages.FindQuery{RPC: p.route.Find, EventType: p.route.EventType, Status: messages.StatusPending,
+		Limit: p.findLimit(after), AfterEventID: after}
+	done := findDone{seq: p.seq, fence: p.fence, after: after, want: p.want()}
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.FindTimeout)
+	p.cancelFind = cancel
 	skip := p.inFlightFilter()
-	var skippedOldest time.Time
 	if skipper != nil && skip != nil {
-		skippedOldest = p.oldestInFlight()
+		done.skippedOldest = p.oldestInFlight()
 	}
 	go func() {
 		defer cancel()
 		start := time.Now()
-		var events []messages.Event
-		var err error
-		if skipper != nil && skip != nil {
-			events, err = skipper.FindSkipping(ctx, route.Find, route.EventType, messages.StatusPending, limit, skip)
+		if skipper != nil {
+			done.events, done.applied, done.err = skipper.FindSkipping(ctx, q, skip)
 		} else {
-			events, err = outbox.Find(ctx, route.Find, route.EventType, messages.StatusPending, limit)
+			done.events, done.err = outbox.Find(ctx, q.RPC, q.EventType, q.Status, q.Limit)
 		}
-		engine.Send(self, findDone{seq: seq, fence: fence, events: events, err: err, took: time.Since(start), skippedOldest: skippedOldest})
+		done.took = time.Since(start)
+		engine.Send(self, done)
 	}()
 }
 
@@ -328,6 +383,9 @@ func (p *Poller) onFound(m findDone) {
 	p.finding, p.cancelFind = false, nil
 	if m.err == nil {
 		p.metrics.OldestPending(p.route.EventType, pendingAge(m.events, m.skippedOldest))
+		if m.after != "" {
+			p.noteCursor(m.applied)
+		}
 	}
 	// Rows of batches in flight, or resolved while this find ran (the
 	// backend may have answered before their marks), are not new. A
@@ -336,6 +394,11 @@ func (p *Poller) onFound(m findDone) {
 	events := m.events
 	if len(p.batches) > 0 {
 		events = slices.DeleteFunc(events, func(e messages.Event) bool { return p.inFlight(e.EventID) })
+	}
+	if m.applied && m.want > 0 && len(events) > m.want {
+		// Asked for the rows in flight on top, which the cursor left
+		// out: the rest of these rows are not this find's to hand over.
+		events = events[:m.want]
 	}
 	p.metrics.PollDone(p.route.EventType, m.took, len(events), m.err)
 	for id, b := range p.batches {
@@ -392,6 +455,7 @@ func (p *Poller) onFound(m findDone) {
 		if e := events[i].EventID; e != "" {
 			b.ids = append(b.ids, e)
 			b.set[e] = struct{}{}
+			p.cursor = e
 		}
 	}
 	p.batches[id] = b
@@ -410,6 +474,20 @@ func (p *Poller) onFound(m findDone) {
 	// Find the next batch while this one is produced and marked.
 	p.failures = 0
 	p.schedule(0)
+}
+
+// noteCursor records whether the backend applied the cursor of the last
+// find, and logs when that changes.
+func (p *Poller) noteCursor(applied bool) {
+	if applied == p.cursorApplied {
+		return
+	}
+	p.cursorApplied = applied
+	if applied {
+		p.log.Debug().Msg("the backend applies the find cursor: finds leave out the rows in flight")
+	} else {
+		p.log.Info().Msg("the backend does not apply the find cursor (afterEventId): finds return the rows in flight again, which are skipped")
+	}
 }
 
 // oldestInFlight is when the oldest event of the batches out now was
@@ -470,7 +548,9 @@ func (p *Poller) onResolved(m messages.BatchResolved) {
 	case trouble > 0:
 		// Something stayed PENDING (Redis or the backend failing): wait,
 		// and wait longer the longer it lasts, so an outage is never a hot
-		// loop.
+		// loop. The cursor is past those events: the next find starts
+		// from the beginning.
+		p.fullNext = true
 		p.backoff()
 	case progress > 0:
 		// Every event left the PENDING state: more may wait behind a find

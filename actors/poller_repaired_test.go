@@ -38,8 +38,8 @@ func (o *repairingOutbox) rows(skip func(string) bool) []messages.Event {
 func (o *repairingOutbox) Find(context.Context, messages.FindRPC, string, string, int) ([]messages.Event, error) {
 	return o.rows(nil), nil
 }
-func (o *repairingOutbox) FindSkipping(_ context.Context, _ messages.FindRPC, _, _ string, _ int, skip func(string) bool) ([]messages.Event, error) {
-	return o.rows(skip), nil
+func (o *repairingOutbox) FindSkipping(_ context.Context, _ messages.FindQuery, skip func(string) bool) ([]messages.Event, bool, error) {
+	return o.rows(skip), false, nil // it does not know the cursor
 }
 func (o *repairingOutbox) MarkSent(context.Context, string) error           { return nil }
 func (o *repairingOutbox) MarkFailed(context.Context, string, string) error { return nil }

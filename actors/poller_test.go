@@ -157,11 +157,12 @@ func (o *oldestAges) all() []time.Duration {
 }
 
 // TestPollerSkipsRowsInFlight: with an outbox that can leave rows out of a
-// find undecoded (actors.SkippingFinder), the find that overlaps a batch
-// (the second) has the batch's ids left out, and only those; the events of the
-// second batch are the next ones, every event is produced once, and the
-// oldest pending age still counts the batch in flight, whose rows the
-// find left out.
+// find undecoded (actors.SkippingFinder) but does not know the find cursor,
+// the find that overlaps a batch (the second) carries the cursor and asks
+// for the batch's rows on top of the new ones; the outbox returns them and
+// leaves them out undecoded, and only them. The events of the second batch
+// are the next ones, every event is produced once, and the oldest pending
+// age still counts the batch in flight, whose rows the find left out.
 func TestPollerSkipsRowsInFlight(t *testing.T) {
 	log, ages := &pollerLog{}, &oldestAges{}
 	var ids []string
@@ -171,7 +172,7 @@ func TestPollerSkipsRowsInFlight(t *testing.T) {
 		cfg.ChildMiddleware = []actor.MiddlewareFunc{log.middleware}
 	}, func(w *world) {
 		w.clock = newManualClock()
-		w.skipping = true
+		w.skipping, w.backend.ignoreCursor = true, true
 		ids = w.backend.add("e", 9)
 		old := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339Nano)
 		for i, e := range w.backend.events {
@@ -184,8 +185,14 @@ func TestPollerSkipsRowsInFlight(t *testing.T) {
 	}, ages)
 	eventually(t, "two batches at Kafka", func() bool { return w.j.count("record e-5") == 1 })
 	eventually(t, "the poller idle", func() bool { return log.handledAfter("actors.pollTick", "actors.findDone") })
-	if got, want := w.backend.skippedByFind(), [][]string{ids[:3]}; !reflect.DeepEqual(got, want) {
+	if got, want := w.backend.skippedByFind(), [][]string{nil, ids[:3]}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("rows left out of each find %q, want %q", got, want)
+	}
+	if got, want := w.backend.findCursors(), []string{"", "e-2"}; !slices.Equal(got, want) {
+		t.Fatalf("find cursors %q, want %q", got, want)
+	}
+	if got, want := w.backend.findLimits(), []int{3, 6}; !slices.Equal(got, want) {
+		t.Fatalf("find limits %v, want %v (the rows in flight on top: the cursor was not applied)", got, want)
 	}
 	if got, want := log.published(), [][]string{ids[:3], ids[3:6]}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("batches %q, want %q", got, want)

@@ -35,17 +35,24 @@ type BatchMarker interface {
 }
 
 // SkippingFinder is an optional extension of Outbox (infra/adapters/outbox
-// implements it): a find that leaves out, without decoding them, the rows
-// whose eventId skip reports. The poller passes the ids of its batches in
-// flight: they are still PENDING, so every find that overlaps a batch
-// returns them, and decoding them only to drop them was about a fifth of
-// the processor's CPU in a batch-mark relay.
+// implements it): a find that does not make the poller pay again for the
+// rows of its batches in flight, which are still PENDING, so every find
+// that overlaps a batch would return them. Two ways, both asked for:
+//   - the query's AfterEventID (the find cursor, docs/contract.md §1) asks
+//     the backend not to send them at all; a backend without the cursor
+//     ignores it;
+//   - skip leaves out, without decoding them, the rows that come anyway.
+//
+// Decoding those rows only to drop them was about a fifth of the
+// processor's CPU in a batch-mark relay; converting and sending them was a
+// third of the stand-in backend's.
 type SkippingFinder interface {
-	// FindSkipping is Find without the rows whose eventId skip reports;
-	// a row whose eventId cannot be read as is (invalid UTF-8) is not
-	// left out. skip runs on the caller's goroutine of FindSkipping and
-	// must only read what nobody writes meanwhile.
-	FindSkipping(ctx context.Context, rpc messages.FindRPC, eventType, status string, limit int, skip func(eventID string) bool) ([]messages.Event, error)
+	// FindSkipping is the find of q without the rows whose eventId skip
+	// reports (nil: none; a row whose eventId cannot be read as is,
+	// invalid UTF-8, is not left out), and reports whether the backend applied
+	// q.AfterEventID. skip runs on the caller's goroutine of FindSkipping
+	// and must only read what nobody writes meanwhile.
+	FindSkipping(ctx context.Context, q messages.FindQuery, skip func(eventID string) bool) (events []messages.Event, afterApplied bool, err error)
 }
 
 // DeadLetterMeta is what the DLQ keeps about an entry beside its value.

@@ -21,6 +21,22 @@ var (
 	FindLogOutbox = FindRPC{"log"}
 )
 
+// FindQuery is one find through a FindRPC, with the request's optional
+// fields (docs/contract.md §1).
+type FindQuery struct {
+	RPC       FindRPC
+	EventType string
+	Status    string
+	// Limit > 0 asks for at most Limit rows; a backend that ignores the
+	// field returns them all.
+	Limit int
+	// AfterEventID, when set, asks only for the rows after that event's
+	// row in the backend's order (the find cursor). A backend that ignores
+	// the field, or does not know the event, answers from the start, and
+	// the response says which it did.
+	AfterEventID string
+}
+
 // FindRPCs lists the known find shapes.
 func FindRPCs() []FindRPC { return []FindRPC{FindMessageOutbox, FindLogOutbox} }
 

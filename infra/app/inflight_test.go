@@ -19,25 +19,51 @@ import (
 // with a small global in-flight budget and slow marks, so that each
 // poller's next find runs while its previous batch is still being marked:
 // no find asks for more than the poller's share, and every event reaches
-// Kafka exactly once although the overlapping finds return rows in flight.
+// Kafka exactly once. It runs twice: against the stand-in's find cursor,
+// where most of the finds that overlap a batch carry it and the backend
+// applies it, and against a backend that drops the field (an old one),
+// where those finds return the rows in flight and the processor leaves
+// them out.
 func TestPollersShareTheBudgetAndHandOverEachEventOnce(t *testing.T) {
+	for _, oldFind := range []bool{false, true} {
+		t.Run(map[bool]string{false: "cursor", true: "old find"}[oldFind], func(t *testing.T) {
+			shareBudgetOnce(t, oldFind)
+		})
+	}
+}
+
+func shareBudgetOnce(t *testing.T, oldFind bool) {
 	const perType, budget, findLimit = 400, 100, 40
 	share := budget / 2 // two pollers
 	var mu sync.Mutex
 	var maxLimit int32
-	var finds int
-	note := func(limit int32) {
+	var finds, cursors int
+	note := func(limit int32, after **string) {
 		mu.Lock()
 		defer mu.Unlock()
 		finds++
 		maxLimit = max(maxLimit, limit)
+		if *after != nil {
+			cursors++
+		}
+		if oldFind {
+			*after = nil
+		}
 	}
 	e := newEnv(t, func(c *config.Config) {
 		c.MaxInFlight, c.FindLimit = budget, findLimit
 		c.PollInterval = 20 * time.Millisecond
 	}, app.Options{})
-	e.backend.SetHook(fakebackend.FindMessages, func(req any) error { note(req.(*outboxmessagev1.Request).GetLimit()); return nil })
-	e.backend.SetHook(fakebackend.FindLogs, func(req any) error { note(req.(*outboxlogv1.Request).GetLimit()); return nil })
+	e.backend.SetHook(fakebackend.FindMessages, func(req any) error {
+		r := req.(*outboxmessagev1.Request)
+		note(r.GetLimit(), &r.AfterEventId)
+		return nil
+	})
+	e.backend.SetHook(fakebackend.FindLogs, func(req any) error {
+		r := req.(*outboxlogv1.Request)
+		note(r.GetLimit(), &r.AfterEventId)
+		return nil
+	})
 	e.backend.SetFault(fakebackend.MarkSent, fakebackend.Fault{Delay: 2 * time.Millisecond})
 	e.backend.Seed(messages.EventTypeMessage, perType, nil)
 	e.backend.Seed(messages.EventTypeHoBomLog, perType, nil)
@@ -50,6 +76,12 @@ func TestPollersShareTheBudgetAndHandOverEachEventOnce(t *testing.T) {
 	if maxLimit > int32(share) || maxLimit == 0 {
 		t.Errorf("largest find limit %d, want 1..%d (the poller's share of %d)", maxLimit, share, budget)
 	}
+	// 20 batches of each type at least, all but the first few overlapping
+	// the one before.
+	if cursors < finds/3 {
+		t.Errorf("%d of %d finds carried the cursor, want a third at least", cursors, finds)
+	}
+	t.Logf("%d finds, %d with the cursor", finds, cursors)
 	mu.Unlock()
 
 	seen := map[string]int{}

@@ -20,6 +20,7 @@ import (
 	"github.com/hobom/hobom-event-processor/infra/devkit/fakebackend"
 	"github.com/hobom/hobom-event-processor/messages"
 	"github.com/hobom/hobom-event-processor/proto/gen/outboxlogv1"
+	"github.com/hobom/hobom-event-processor/proto/gen/outboxmessagev1"
 )
 
 var _ actors.Outbox = (*outbox.Client)(nil)
@@ -183,6 +184,62 @@ func TestFindLimit(t *testing.T) {
 	}
 	if _, err := e.cli.Find(ctx(t), messages.FindRPC{}, messages.EventTypeHoBomLog, messages.StatusPending, 0); err == nil || !strings.Contains(err.Error(), "unknown find rpc") {
 		t.Fatalf("no find rpc: %v", err)
+	}
+}
+
+// TestFindCursor: over the stand-in backend, a find with a cursor gets the
+// rows after the cursor's row and learns that the backend applied it, for
+// both rpcs; a find without one sends no field; a backend that drops the
+// field (an old one) answers from the start, and the client says it was
+// not applied.
+func TestFindCursor(t *testing.T) {
+	e := setup(t, fakebackend.Options{}, nil)
+	e.srv.Seed(messages.EventTypeMessage, 5, nil)
+	e.srv.Seed(messages.EventTypeHoBomLog, 5, nil)
+	all := map[messages.FindRPC][]messages.Event{}
+	types := map[messages.FindRPC]string{messages.FindMessageOutbox: messages.EventTypeMessage, messages.FindLogOutbox: messages.EventTypeHoBomLog}
+	for rpc, typ := range types {
+		events, applied, err := e.cli.FindSkipping(ctx(t), messages.FindQuery{RPC: rpc, EventType: typ, Status: messages.StatusPending}, nil)
+		if err != nil || applied || len(events) != 5 {
+			t.Fatalf("%s without a cursor: %d rows, applied %v, %v", typ, len(events), applied, err)
+		}
+		all[rpc] = events
+	}
+	var sent []*string
+	var mu sync.Mutex
+	record := func(after *string) {
+		mu.Lock()
+		defer mu.Unlock()
+		sent = append(sent, after)
+	}
+	e.srv.SetHook(fakebackend.FindMessages, func(req any) error { record(req.(*outboxmessagev1.Request).AfterEventId); return nil })
+	e.srv.SetHook(fakebackend.FindLogs, func(req any) error { record(req.(*outboxlogv1.Request).AfterEventId); return nil })
+	for rpc, typ := range types {
+		q := messages.FindQuery{RPC: rpc, EventType: typ, Status: messages.StatusPending, Limit: 2, AfterEventID: all[rpc][1].EventID}
+		events, applied, err := e.cli.FindSkipping(ctx(t), q, nil)
+		if err != nil || !applied || len(events) != 2 || events[0].EventID != all[rpc][2].EventID || events[1].EventID != all[rpc][3].EventID {
+			t.Fatalf("%s after %s: %v, applied %v, %v; want the third and fourth rows", typ, q.AfterEventID, events, applied, err)
+		}
+		if _, err := e.cli.Find(ctx(t), rpc, typ, messages.StatusPending, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	if len(sent) != 4 || sent[0] == nil || sent[1] != nil || sent[2] == nil || sent[3] != nil {
+		t.Fatalf("cursor fields sent: %v, want set, unset, set, unset", sent)
+	}
+	mu.Unlock()
+
+	// An old backend: the field is dropped before the store sees it.
+	e.srv.SetHook(fakebackend.FindMessages, func(req any) error {
+		req.(*outboxmessagev1.Request).AfterEventId = nil
+		return nil
+	})
+	q := messages.FindQuery{RPC: messages.FindMessageOutbox, EventType: messages.EventTypeMessage, Status: messages.StatusPending,
+		AfterEventID: all[messages.FindMessageOutbox][1].EventID}
+	events, applied, err := e.cli.FindSkipping(ctx(t), q, nil)
+	if err != nil || applied || len(events) != 5 {
+		t.Fatalf("old backend: %d rows, applied %v, %v; want all 5, not applied", len(events), applied, err)
 	}
 }
 

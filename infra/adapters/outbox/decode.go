@@ -36,6 +36,9 @@ type findReply struct {
 	skip    func(eventID string) bool
 	events  []messages.Event
 	repairs []repair
+	// afterApplied is the response's afterApplied (field 2): the backend
+	// applied the request's cursor.
+	afterApplied bool
 }
 
 // errFindWire is wrapped by the error of a find response that is not
@@ -53,7 +56,7 @@ func (r *findReply) decode(data mem.BufferSlice) error {
 	if err := d.response(); err != nil {
 		return fmt.Errorf("%w: %w", errFindWire, err)
 	}
-	r.events, r.repairs = d.events, d.repairs
+	r.events, r.repairs, r.afterApplied = d.events, d.repairs, d.afterApplied
 	return nil
 }
 
@@ -69,6 +72,8 @@ type findDecoder struct {
 	details []messages.LogPayloadDetail
 	repairs []repair
 	item    int // index of the row being decoded
+
+	afterApplied bool
 }
 
 // field is one decoded tag and value: for BytesType the value is
@@ -144,6 +149,9 @@ func (d *findDecoder) response() error {
 		f, next, err := d.next(pos, len(d.s))
 		if err != nil {
 			return err
+		}
+		if f.num == 2 && f.typ == protowire.VarintType {
+			d.afterApplied = f.v != 0 // the last value wins, as in proto.Unmarshal
 		}
 		if f.num == 1 && f.typ == protowire.BytesType {
 			skip, err := d.skipped(f.lo, f.hi)

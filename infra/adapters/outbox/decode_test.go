@@ -18,32 +18,38 @@ import (
 	"github.com/hobom/hobom-event-processor/proto/gen/outboxmessagev1"
 )
 
+// decoded is what a find response decodes to.
+type decoded struct {
+	Events       []messages.Event
+	AfterApplied bool
+}
+
 // viaProtobuf decodes a find response as the client did before findReply:
 // proto.Unmarshal into the generated Response, then messageEvents or
 // logEvents.
-func viaProtobuf(wire []byte, log bool) ([]messages.Event, error) {
+func viaProtobuf(wire []byte, log bool) (decoded, error) {
 	if log {
 		var r outboxlogv1.Response
 		if err := proto.Unmarshal(wire, &r); err != nil {
-			return nil, err
+			return decoded{}, err
 		}
-		return logEvents(r.GetItems()), nil
+		return decoded{logEvents(r.GetItems()), r.GetAfterApplied()}, nil
 	}
 	var r outboxmessagev1.Response
 	if err := proto.Unmarshal(wire, &r); err != nil {
-		return nil, err
+		return decoded{}, err
 	}
-	return messageEvents(r.GetItems()), nil
+	return decoded{messageEvents(r.GetItems()), r.GetAfterApplied()}, nil
 }
 
 // viaDecoder decodes it with findReply, the wire split over two buffers
 // as gRPC may hand it.
-func viaDecoder(wire []byte, log bool) ([]messages.Event, []repair, error) {
+func viaDecoder(wire []byte, log bool) (decoded, []repair, error) {
 	half := len(wire) / 2
 	data := mem.BufferSlice{mem.SliceBuffer(bytes.Clone(wire[:half])), mem.SliceBuffer(bytes.Clone(wire[half:]))}
 	r := findReply{log: log}
 	err := codec{}.Unmarshal(data, &r)
-	return r.events, r.repairs, err
+	return decoded{r.events, r.afterApplied}, r.repairs, err
 }
 
 func mustMarshal(t testing.TB, m proto.Message) []byte {
@@ -77,6 +83,13 @@ func findWires(t testing.TB) []struct {
 
 	msgResp := mustMarshal(t, &outboxmessagev1.Response{Items: []*outboxmessagev1.QueryResult{full, bare, {}}})
 	logResp := mustMarshal(t, &outboxlogv1.Response{Items: []*outboxlogv1.QueryResult{fullLog, noDetail, {EventId: "l3"}}})
+	msgAfter := mustMarshal(t, &outboxmessagev1.Response{Items: []*outboxmessagev1.QueryResult{bare}, AfterApplied: true})
+	logAfter := mustMarshal(t, &outboxlogv1.Response{Items: []*outboxlogv1.QueryResult{noDetail}, AfterApplied: true})
+	// afterApplied set, then unset by a later occurrence; set by a value
+	// other than 1; and sent as bytes (the wrong wire type: unknown).
+	afterTwice := varint(varint(nil, 2, 1), 2, 0)
+	afterTwo := varint(nil, 2, 2)
+	afterBytes := str(nil, 2, "yes")
 
 	// One row sent as two parts: scalars of the second win, its payload
 	// merges into the first's.
@@ -121,6 +134,11 @@ func findWires(t testing.TB) []struct {
 		{"merged log row", logMerged, true},
 		{"unknown and mistyped fields", oddResp, false},
 		{"map entries without key or value", logEntries, true},
+		{"message rows after the cursor", msgAfter, false},
+		{"log rows after the cursor", logAfter, true},
+		{"afterApplied set, then unset", afterTwice, false},
+		{"afterApplied 2", afterTwo, true},
+		{"afterApplied as bytes", afterBytes, false},
 	}
 }
 
@@ -152,16 +170,16 @@ func TestFindDecodeRepairsInvalidUTF8(t *testing.T) {
 	if !reflect.DeepEqual(repairs, want) {
 		t.Errorf("repairs = %+v, want %+v", repairs, want)
 	}
-	if len(got) != 3 || got[1].Message.Title != "x\uFFFD" || got[2].EventID != "bad\uFFFD" || got[0].Message.Title != "fine" {
-		t.Errorf("events = %+v", got)
+	if ev := got.Events; len(ev) != 3 || ev[1].Message.Title != "x\uFFFD" || ev[2].EventID != "bad\uFFFD" || ev[0].Message.Title != "fine" {
+		t.Errorf("events = %+v", ev)
 	}
 	got, repairs, err = viaDecoder(response(logItem("l", [][2]string{{"k" + surrogate, "v"}, {"k2", surrogate}})), true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want = []repair{{Top: "items", Index: 0, Path: "payload.payload.headers[key]"}, {Top: "items", Index: 0, Path: "payload.payload.headers[value]"}}
-	if !reflect.DeepEqual(repairs, want) || got[0].Log.Detail.Headers["k\uFFFD"] != "v" || got[0].Log.Detail.Headers["k2"] != "\uFFFD" {
-		t.Errorf("repairs = %+v, want %+v; headers %v", repairs, want, got[0].Log.Detail.Headers)
+	if h := got.Events[0].Log.Detail.Headers; !reflect.DeepEqual(repairs, want) || h["k\uFFFD"] != "v" || h["k2"] != "\uFFFD" {
+		t.Errorf("repairs = %+v, want %+v; headers %v", repairs, want, h)
 	}
 }
 
@@ -189,7 +207,7 @@ func TestFindDecodeSkipsRows(t *testing.T) {
 				t.Fatalf("%s: %v", c.name, err)
 			}
 			var want []messages.Event
-			for _, e := range all {
+			for _, e := range all.Events {
 				if !left[e.EventID] {
 					want = append(want, e)
 				}
@@ -198,7 +216,7 @@ func TestFindDecodeSkipsRows(t *testing.T) {
 				t.Errorf("%s skipping %v:\n got %+v\nwant %+v", c.name, left, got, want)
 			}
 			for _, id := range asked {
-				if !slices.ContainsFunc(all, func(e messages.Event) bool { return e.EventID == id }) {
+				if !slices.ContainsFunc(all.Events, func(e messages.Event) bool { return e.EventID == id }) {
 					t.Errorf("%s: skip asked about %q, no row's eventId", c.name, id)
 				}
 			}
@@ -263,7 +281,7 @@ func FuzzFindDecode(f *testing.F) {
 			t.Fatalf("protobuf refuses it for invalid UTF-8 (%v), the decoder repaired nothing", perr)
 		}
 		if err == nil {
-			checkSkipping(t, wire, log, got)
+			checkSkipping(t, wire, log, got.Events)
 		}
 	})
 }

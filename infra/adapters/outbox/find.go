@@ -26,32 +26,35 @@ var ErrResponseTooLarge = errors.New("backlog response exceeded the receive limi
 // the route. limit > 0 asks for at most limit rows (an old backend ignores
 // it and returns them all); 0 leaves the request field unset.
 func (c *Client) Find(ctx context.Context, rpc messages.FindRPC, eventType, status string, limit int) ([]messages.Event, error) {
-	return c.FindSkipping(ctx, rpc, eventType, status, limit, nil)
+	events, _, err := c.FindSkipping(ctx, messages.FindQuery{RPC: rpc, EventType: eventType, Status: status, Limit: limit}, nil)
+	return events, err
 }
 
-// FindSkipping is Find without the rows whose eventId skip reports, which
-// are not decoded (nil: none left out). The poller passes the ids it has in
-// flight, which every find returns while they are PENDING. A row whose
-// eventId is not valid UTF-8 is not left out: it is repaired and marked
-// defective like any other. skip runs on the caller's goroutine.
-func (c *Client) FindSkipping(ctx context.Context, rpc messages.FindRPC, eventType, status string, limit int, skip func(eventID string) bool) ([]messages.Event, error) {
-	if limit < 0 {
-		return nil, fmt.Errorf("outbox: find %s/%s: negative limit %d", eventType, status, limit)
+// FindSkipping is the find of q without the rows whose eventId skip
+// reports, which are not decoded (nil: none left out), and reports whether
+// the backend applied q.AfterEventID. The poller passes the ids it has in
+// flight, which a find returns while they are PENDING unless the cursor
+// left them out. A row whose eventId is not valid UTF-8 is not left out:
+// it is repaired and marked defective like any other. skip runs on the
+// caller's goroutine.
+func (c *Client) FindSkipping(ctx context.Context, q messages.FindQuery, skip func(eventID string) bool) (events []messages.Event, afterApplied bool, err error) {
+	if q.Limit < 0 {
+		return nil, false, fmt.Errorf("outbox: find %s/%s: negative limit %d", q.EventType, q.Status, q.Limit)
 	}
-	find, ok := finders[rpc]
+	find, ok := finders[q.RPC]
 	if !ok {
-		return nil, fmt.Errorf("outbox: find %s/%s: unknown find rpc %q", eventType, status, rpc.Name())
+		return nil, false, fmt.Errorf("outbox: find %s/%s: unknown find rpc %q", q.EventType, q.Status, q.RPC.Name())
 	}
-	events, err := find(c, ctx, eventType, status, limit, skip)
-	if err != nil {
-		return nil, c.findError(rpc, eventType, status, err)
+	reply := findReply{skip: skip}
+	if err := find(c, ctx, q, &reply); err != nil {
+		return nil, false, c.findError(q.RPC, q.EventType, q.Status, err)
 	}
-	return events, nil
+	c.markDefects(reply.events, reply.repairs, q.EventType, q.Status)
+	return reply.events, reply.afterApplied, nil
 }
 
-// finder calls one find rpc and turns its rows into events, but for those
-// skip (if not nil) reports.
-type finder func(c *Client, ctx context.Context, eventType, status string, limit int, skip func(string) bool) ([]messages.Event, error)
+// finder calls one find rpc and decodes its response into reply.
+type finder func(c *Client, ctx context.Context, q messages.FindQuery, reply *findReply) error
 
 // finders maps each find shape of messages.FindRPCs to its gRPC method,
 // once; routes name a shape and Find calls through this map.
@@ -60,28 +63,23 @@ var finders = map[messages.FindRPC]finder{
 	messages.FindLogOutbox:     (*Client).findLogs,
 }
 
-func (c *Client) findMessages(ctx context.Context, eventType, status string, limit int, skip func(string) bool) ([]messages.Event, error) {
-	req := &outboxmessagev1.Request{EventType: eventType, Status: status, Limit: limitField(limit)}
-	return c.find(ctx, outboxmessagev1.FindHoBomMessageOutboxController_FindOutboxByEventTypeAndStatusUseCase_FullMethodName, req, false, skip, eventType, status)
+func (c *Client) findMessages(ctx context.Context, q messages.FindQuery, reply *findReply) error {
+	req := &outboxmessagev1.Request{EventType: q.EventType, Status: q.Status, Limit: limitField(q.Limit), AfterEventId: afterField(q.AfterEventID)}
+	return c.invoke(ctx, outboxmessagev1.FindHoBomMessageOutboxController_FindOutboxByEventTypeAndStatusUseCase_FullMethodName, req, reply)
 }
 
-func (c *Client) findLogs(ctx context.Context, eventType, status string, limit int, skip func(string) bool) ([]messages.Event, error) {
-	req := &outboxlogv1.Request{EventType: eventType, Status: status, Limit: limitField(limit)}
-	return c.find(ctx, outboxlogv1.FindHoBomLogOutboxController_FindLogOutboxByEventTypeAndStatusUseCase_FullMethodName, req, true, skip, eventType, status)
+func (c *Client) findLogs(ctx context.Context, q messages.FindQuery, reply *findReply) error {
+	req := &outboxlogv1.Request{EventType: q.EventType, Status: q.Status, Limit: limitField(q.Limit), AfterEventId: afterField(q.AfterEventID)}
+	reply.log = true
+	return c.invoke(ctx, outboxlogv1.FindHoBomLogOutboxController_FindLogOutboxByEventTypeAndStatusUseCase_FullMethodName, req, reply)
 }
 
-// find calls a find rpc and decodes its rows straight into events (the
-// codec's findReply), the log rpc's when log is set, leaving out those
-// skip reports.
-func (c *Client) find(ctx context.Context, method string, req any, log bool, skip func(string) bool, eventType, status string) ([]messages.Event, error) {
+// invoke calls a find rpc; the codec decodes its rows straight into
+// reply's events (findReply).
+func (c *Client) invoke(ctx context.Context, method string, req any, reply *findReply) error {
 	ctx, cancel := c.callContext(ctx)
 	defer cancel()
-	reply := findReply{log: log, skip: skip}
-	if err := c.conn.Invoke(ctx, method, req, &reply); err != nil {
-		return nil, err
-	}
-	c.markDefects(reply.events, reply.repairs, eventType, status)
-	return reply.events, nil
+	return c.conn.Invoke(ctx, method, req, reply)
 }
 
 // limitField is the optional request field: unset for 0, so that "no
@@ -107,6 +105,15 @@ func (c *Client) findError(rpc messages.FindRPC, eventType, st string, err error
 			eventType, st, rpc, ErrResponseTooLarge, c.maxRecvBytes, err)
 	}
 	return fmt.Errorf("outbox: find %s/%s (%s rpc): %w", eventType, st, rpc, err)
+}
+
+// afterField is the optional cursor field: unset for "", so that an old
+// backend and a find without a cursor see the same request.
+func afterField(eventID string) *string {
+	if eventID == "" {
+		return nil
+	}
+	return &eventID
 }
 
 // markDefects sets the Defect of the events whose strings the codec
