@@ -120,30 +120,46 @@ func (r *runner) floorRelay(ctx context.Context, route messages.Route, events in
 		})
 	}
 	wg.Go(func() {
-		// Finds: rows still PENDING come back until marked, so the ids
-		// handed over are remembered and at most two find limits are
-		// held at once, as the processor's two batches per poller.
+		// Finds: at most two find limits are held at once, as the
+		// processor's two batches per poller. Rows still PENDING come
+		// back until marked, so the ids handed over are remembered, and
+		// while some are held a find asks for the rows after the last
+		// one (the find cursor, which the processor uses too), with the
+		// rows held on top of its limit until the backend has applied it.
 		taken := make(map[string]struct{}, events)
 		sink := &floorSink{ctx: ctx, cancel: cancel, cl: cl, acked: acked, eventType: route.EventType, producer: producer}
 		var produced int64
 		var fresh []*messages.Event
+		var after string
+		var applied bool
 		for ctx.Err() == nil && len(taken) < events {
 			held := produced - marked.Load()
 			if held >= int64(2*limit) {
 				time.Sleep(200 * time.Microsecond)
 				continue
 			}
-			rows, err := finder.Find(ctx, route.Find, route.EventType, messages.StatusPending, limit+int(held))
+			q := messages.FindQuery{RPC: route.Find, EventType: route.EventType, Status: messages.StatusPending, Limit: limit + int(held)}
+			if held > 0 {
+				q.AfterEventID = after
+				if applied {
+					q.Limit = limit
+				}
+			}
+			rows, ok, err := finder.FindSkipping(ctx, q, nil)
 			res.Finds++
 			if err != nil {
 				cancel(fmt.Errorf("find: %w", err))
 				return
+			}
+			if q.AfterEventID != "" {
+				applied = ok
 			}
 			fresh = fresh[:0]
 			for i := range rows {
 				if _, ok := taken[rows[i].EventID]; !ok {
 					taken[rows[i].EventID] = struct{}{}
 					fresh = append(fresh, &rows[i])
+					after = rows[i].EventID
 				}
 			}
 			route.Encoding.Encode(fresh, maxBytes, time.Now, sink)
