@@ -455,7 +455,9 @@ func (p *Poller) onFound(m findDone) {
 		if e := events[i].EventID; e != "" {
 			b.ids = append(b.ids, e)
 			b.set[e] = struct{}{}
-			p.cursor = e
+			if events[i].Defect == "" { // a repaired eventId is not the backend's
+				p.cursor = e
+			}
 		}
 	}
 	p.batches[id] = b
