@@ -3,7 +3,6 @@ package actors
 import (
 	"context"
 	"math/rand/v2"
-	"slices"
 	"time"
 
 	"github.com/anthdm/hollywood/actor"
@@ -66,11 +65,12 @@ const fullFindEvery = time.Second
 // all the same.
 //
 // With a SkippingFinder, a find that overlaps batches carries the find
-// cursor: the eventId of the last row handed over, after which the backend
-// returns rows, so it does not send the rows in flight at all. The cursor
-// passes over every row before it, so the poller finds without it whenever
-// no batch is out, after a batch that left events PENDING, and at least
-// every fullFindEvery: no row waits behind the cursor for longer than that.
+// cursor: the eventId of the last row handed over or in flight, after
+// which the backend returns rows, so it does not send the rows in flight
+// at all. The cursor passes over every row before it, so the poller finds
+// without it whenever no batch is out, after a batch that left events
+// PENDING, after it dropped its batches, under a new lease tenure, and at
+// least every fullFindEvery while it finds.
 type Poller struct {
 	route     messages.Route
 	outbox    Outbox
@@ -162,11 +162,11 @@ type (
 		err    error
 		took   time.Duration
 		// after is the cursor the find was sent with ("": none), applied
-		// whether the backend applied it; want is the rows the find may
-		// hand over (0: all).
-		after   string
-		applied bool
-		want    int
+		// whether the backend applied it; limit is the limit it asked
+		// for and want the rows it may hand over (0: all).
+		after       string
+		applied     bool
+		limit, want int
 		// skippedOldest is when the oldest event of the batches whose
 		// rows the find skipped was created (zero: none skipped).
 		skippedOldest time.Time
@@ -300,7 +300,9 @@ func (p *Poller) dropBatches() {
 		delete(p.batches, id)
 	}
 	p.open, p.events = 0, 0
-	p.cursor = ""
+	// Their rows are PENDING and before the cursor; a find that was
+	// running may hand a batch over, so that "nothing out" is not enough.
+	p.fullNext = true
 }
 
 func (p *Poller) find() {
@@ -317,7 +319,7 @@ func (p *Poller) find() {
 	}
 	q := messages.FindQuery{RPC: p.route.Find, EventType: p.route.EventType, Status: messages.StatusPending,
 		Limit: p.findLimit(after), AfterEventID: after}
-	done := findDone{seq: p.seq, fence: p.fence, after: after, want: p.want()}
+	done := findDone{seq: p.seq, fence: p.fence, after: after, limit: q.Limit, want: p.want()}
 	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.FindTimeout)
 	p.cancelFind = cancel
 	skip := p.inFlightFilter()
@@ -387,19 +389,7 @@ func (p *Poller) onFound(m findDone) {
 			p.noteCursor(m.applied)
 		}
 	}
-	// Rows of batches in flight, or resolved while this find ran (the
-	// backend may have answered before their marks), are not new. A
-	// SkippingFinder left most of them out already, but not a row whose
-	// eventId it had to repair (invalid UTF-8): that one is checked here.
-	events := m.events
-	if len(p.batches) > 0 {
-		events = slices.DeleteFunc(events, func(e messages.Event) bool { return p.inFlight(e.EventID) })
-	}
-	if m.applied && m.want > 0 && len(events) > m.want {
-		// Asked for the rows in flight on top, which the cursor left
-		// out: the rest of these rows are not this find's to hand over.
-		events = events[:m.want]
-	}
+	events, cursor := p.newRows(m)
 	p.metrics.PollDone(p.route.EventType, m.took, len(events), m.err)
 	for id, b := range p.batches {
 		if b.resolved {
@@ -455,10 +445,10 @@ func (p *Poller) onFound(m findDone) {
 		if e := events[i].EventID; e != "" {
 			b.ids = append(b.ids, e)
 			b.set[e] = struct{}{}
-			if events[i].Defect == "" { // a repaired eventId is not the backend's
-				p.cursor = e
-			}
 		}
+	}
+	if cursor != "" {
+		p.cursor = cursor
 	}
 	p.batches[id] = b
 	p.open++
@@ -478,6 +468,41 @@ func (p *Poller) onFound(m findDone) {
 	p.schedule(0)
 }
 
+// newRows returns the rows of m that the poller may hand over, and the
+// cursor after them.
+//
+// Rows of batches in flight, or resolved while this find ran (the backend
+// may have answered before their marks), are not new. A SkippingFinder
+// left most of them out already, but not a row whose eventId it had to
+// repair (invalid UTF-8): that one is checked here. The limit counted
+// the rows in flight on top of want, assuming they come first; rows
+// before them (passed over by the cursor, or a cursor applied with that
+// limit) can make more than want new rows, and the rest are not this
+// find's to hand over. A backend that ignored the limit returned the
+// whole backlog, and all of it is handed over (finding it again for each
+// want would cost the backlog's size every time).
+//
+// The cursor is the eventId of the last row, handed over or in flight,
+// before any row cut off, so that every row up to it is in flight or in
+// this batch; a repaired eventId is not the backend's, and rows left out
+// undecoded cannot be it ("": none of them).
+func (p *Poller) newRows(m findDone) (events []messages.Event, cursor string) {
+	cut := m.want > 0 && m.limit > 0 && len(m.events) <= m.limit
+	events = m.events[:0]
+	for _, e := range m.events {
+		if len(p.batches) == 0 || !p.inFlight(e.EventID) {
+			if cut && len(events) == m.want {
+				break
+			}
+			events = append(events, e)
+		}
+		if e.EventID != "" && e.Defect == "" {
+			cursor = e.EventID
+		}
+	}
+	return events, cursor
+}
+
 // noteCursor records whether the backend applied the cursor of the last
 // find, and logs when that changes.
 func (p *Poller) noteCursor(applied bool) {
@@ -488,7 +513,7 @@ func (p *Poller) noteCursor(applied bool) {
 	if applied {
 		p.log.Debug().Msg("the backend applies the find cursor: finds leave out the rows in flight")
 	} else {
-		p.log.Info().Msg("the backend does not apply the find cursor (afterEventId): finds return the rows in flight again, which are skipped")
+		p.log.Debug().Msg("the backend did not apply the find cursor (afterEventId; an old backend, or a cursor row it no longer has): finds ask for the rows in flight again")
 	}
 }
 
@@ -616,6 +641,8 @@ func (p *Poller) onGranted(f messages.Fence) {
 		return
 	}
 	p.granted, p.fence = true, f
+	// Another holder may have left rows PENDING before the cursor.
+	p.fullNext = true
 	p.log.Info().Int64("token", f.Token).Msg("lease granted; polling")
 	if !p.finding {
 		p.schedule(0)

@@ -1,12 +1,16 @@
 package actors_test
 
 import (
+	"fmt"
 	"reflect"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/anthdm/hollywood/actor"
+	"github.com/rs/zerolog"
 
 	"github.com/hobom/hobom-event-processor/actors"
 	"github.com/hobom/hobom-event-processor/messages"
@@ -16,8 +20,9 @@ import (
 // that applies it in the order its rows were added (skippingBackend).
 
 // cursorWorld starts a tree over 12 MESSAGE events with a find limit of 3,
-// the poller's interval, Kafka holding every record and a manual clock.
-func cursorWorld(t *testing.T, interval time.Duration) (*world, *pollerLog, []string) {
+// the poller's interval, Kafka holding every record and a manual clock;
+// mutate adjusts the configuration, setup the world (both may be nil).
+func cursorWorld(t *testing.T, interval time.Duration, mutate func(*actors.TreeConfig), setup func(*world)) (*world, *pollerLog, []string) {
 	t.Helper()
 	log := &pollerLog{}
 	var ids []string
@@ -25,13 +30,27 @@ func cursorWorld(t *testing.T, interval time.Duration) (*world, *pollerLog, []st
 		cfg.Poller.FindLimit = 3
 		cfg.Poller.Interval, cfg.Poller.MaxBackoff, cfg.Poller.BatchTimeout = interval, 4*interval, 0
 		cfg.ChildMiddleware = []actor.MiddlewareFunc{log.middleware}
+		if mutate != nil {
+			mutate(cfg)
+		}
 	}, func(w *world) {
 		w.clock = newManualClock()
 		w.skipping = true
 		ids = w.backend.add("e", 12)
 		w.kafka.hold = true
+		if setup != nil {
+			setup(w)
+		}
 	})
+	t.Cleanup(w.kafka.release) // before the tree stops (cleanups run last first)
 	return w, log, ids
+}
+
+// idle waits until the poller has handled a pollTick after its last find
+// without acting on it.
+func idle(t *testing.T, log *pollerLog) {
+	t.Helper()
+	eventually(t, "the poller idle", func() bool { return log.handledAfter("actors.pollTick", "actors.findDone") })
 }
 
 // finds checks the cursor and limit of every find so far.
@@ -68,27 +87,29 @@ func producedOnce(t *testing.T, w *world, ids []string) {
 // after the batch's last, with the rows in flight on top of the limit
 // until the backend has shown it applies the cursor, and hands over no
 // more than the limit of what came; later finds ask for the limit alone.
-// Once fullFindEvery has passed since the last find from the beginning,
-// the next one starts from the beginning again, though a batch is out, and
-// its rows in flight are left out.
+// Once fullFindEvery has passed since the last find from the beginning
+// (finds with the cursor in between do not count), the next one starts
+// from the beginning again, though a batch is out, and its rows in flight
+// are left out.
 func TestPollerFindsAfterTheCursorWhileBatchesAreOut(t *testing.T) {
-	w, log, ids := cursorWorld(t, time.Second)
+	w, log, ids := cursorWorld(t, time.Second, nil, nil)
 	eventually(t, "two batches at Kafka", func() bool { return w.j.count("record e-5") == 1 })
-	eventually(t, "the poller idle", func() bool { return log.handledAfter("actors.pollTick", "actors.findDone") })
+	idle(t, log)
 	finds(t, w, []string{"", "e-2"}, []int{3, 6})
 	if got, want := log.published(), [][]string{ids[:3], ids[3:6]}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("batches %q, want %q (the second cut to the limit)", got, want)
 	}
 
+	w.clock.Advance(600 * time.Millisecond)
 	w.kafka.releaseFirst(3) // the first batch resolves; the second stays out
 	eventually(t, "a third batch at Kafka", func() bool { return w.j.count("record e-8") == 1 })
-	eventually(t, "the poller idle", func() bool { return log.handledAfter("actors.pollTick", "actors.findDone") })
+	idle(t, log)
 	finds(t, w, []string{"", "e-2", "e-5"}, []int{3, 6, 3})
 
-	w.clock.Advance(time.Second) // fullFindEvery since the first find
-	w.kafka.releaseFirst(3)      // the second batch resolves; the third stays out
+	w.clock.Advance(600 * time.Millisecond) // past fullFindEvery since the first find
+	w.kafka.releaseFirst(3)                 // the second batch resolves; the third stays out
 	eventually(t, "a fourth batch at Kafka", func() bool { return w.j.count("record e-11") == 1 })
-	eventually(t, "the poller idle", func() bool { return log.handledAfter("actors.pollTick", "actors.findDone") })
+	idle(t, log)
 	finds(t, w, []string{"", "e-2", "e-5", ""}, []int{3, 6, 3, 6})
 	if got := w.backend.skippedByFind(); !reflect.DeepEqual(got[3], ids[6:9]) {
 		t.Fatalf("the find from the beginning left out %q, want the third batch %q", got[3], ids[6:9])
@@ -104,9 +125,9 @@ func TestPollerFindsAfterTheCursorWhileBatchesAreOut(t *testing.T) {
 // starts from the beginning, though the second batch is out, and hands
 // them over again (the publisher marks them without producing them again).
 func TestPollerFindsFromTheBeginningAfterEventsStayedPending(t *testing.T) {
-	w, log, ids := cursorWorld(t, 100*time.Millisecond)
+	w, log, ids := cursorWorld(t, 100*time.Millisecond, nil, nil)
 	eventually(t, "two batches at Kafka", func() bool { return w.j.count("record e-5") == 1 })
-	eventually(t, "the poller idle", func() bool { return log.handledAfter("actors.pollTick", "actors.findDone") })
+	idle(t, log)
 	finds(t, w, []string{"", "e-2"}, []int{3, 6})
 
 	w.backend.set(func(b *memBackend) { b.failMarks = 3 })
@@ -145,9 +166,163 @@ func TestPollerCursorIsNeverARepairedEventID(t *testing.T) {
 		w.backend.events[2].Defect = "invalid UTF-8 in eventId"
 		w.kafka.hold = true
 	})
+	t.Cleanup(w.kafka.release)
 	eventually(t, "two batches", func() bool { return len(log.published()) == 2 })
 	eventually(t, "the poller idle", func() bool { return log.handledAfter("actors.pollTick", "actors.findDone") })
 	if got := w.backend.findCursors(); len(got) < 2 || got[1] != "e-1" {
 		t.Fatalf("find cursors %q, want the second after e-1 (e-2 was repaired)", got)
+	}
+}
+
+// TestPollerFindsFromTheBeginningWithNothingOut: with a share of one
+// batch, the poller finds only once its batch is resolved, and with
+// nothing out it finds from the beginning, however recent its last such
+// find.
+func TestPollerFindsFromTheBeginningWithNothingOut(t *testing.T) {
+	w, log, _ := cursorWorld(t, time.Second, func(cfg *actors.TreeConfig) { cfg.Poller.MaxInFlight = 3 }, nil)
+	eventually(t, "a batch at Kafka", func() bool { return w.j.count("record e-2") == 1 })
+	idle(t, log)
+	w.kafka.releaseFirst(3)
+	eventually(t, "a second batch at Kafka", func() bool { return w.j.count("record e-5") == 1 })
+	finds(t, w, []string{"", ""}, []int{3, 3})
+}
+
+// TestPollerFindsFromTheBeginningAfterDroppingItsBatches: a batch that
+// times out is dropped while a find with the cursor runs; that find still
+// hands its rows over, and the next find starts from the beginning, so the
+// dropped batch's events are handed over again at once.
+func TestPollerFindsFromTheBeginningAfterDroppingItsBatches(t *testing.T) {
+	var gate atomic.Pointer[chan struct{}]
+	w, log, ids := cursorWorld(t, time.Second, func(cfg *actors.TreeConfig) { cfg.Poller.BatchTimeout = 500 * time.Millisecond },
+		func(w *world) {
+			w.backend.findHook = func() {
+				if g := gate.Load(); g != nil {
+					<-*g
+				}
+			}
+		})
+	eventually(t, "two batches at Kafka", func() bool { return w.j.count("record e-5") == 1 })
+	idle(t, log)
+	w.clock.Advance(400 * time.Millisecond)
+	block := make(chan struct{})
+	gate.Store(&block)
+	w.kafka.releaseFirst(3) // the first batch resolves; a find with the cursor starts and waits
+	eventually(t, "the third find running", func() bool { return w.backend.findCount() == 3 })
+	w.clock.Advance(100 * time.Millisecond) // the second batch times out and is dropped
+	eventually(t, "the second batch dropped", func() bool { return log.count("actors.batchTimeout") == 1 })
+	gate.Store(nil)
+	close(block)
+	eventually(t, "a fourth batch", func() bool { return len(log.published()) == 4 })
+	finds(t, w, []string{"", "e-2", "e-5", ""}, []int{3, 6, 3, 6})
+	if got, want := log.published()[2:], [][]string{ids[6:9], ids[3:6]}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("third and fourth batches %q, want %q (the dropped batch again)", got, want)
+	}
+}
+
+// TestPollerHandsOverNoMoreThanItsWant: rows the cursor passed over come
+// first in the next find from the beginning, before the rows in flight the
+// limit counted on top; the poller hands over no more than it may hold.
+func TestPollerHandsOverNoMoreThanItsWant(t *testing.T) {
+	w, log, _ := cursorWorld(t, time.Second, func(cfg *actors.TreeConfig) { cfg.Poller.MaxInFlight = 6 }, nil)
+	eventually(t, "two batches at Kafka", func() bool { return w.j.count("record e-5") == 1 })
+	idle(t, log)
+	w.backend.set(func(b *memBackend) { // rows with an earlier place than every row in flight
+		var late []*messages.Event
+		for i := range 6 {
+			id := fmt.Sprintf("late-%d", i)
+			late = append(late, &messages.Event{ID: "row-" + id, EventID: id, EventType: messages.EventTypeMessage,
+				Status: messages.StatusPending, Message: &messages.MessagePayload{Title: id, Body: "b", Recipient: "r"}})
+			b.status[id] = messages.StatusPending
+		}
+		b.events = append(late, b.events...)
+	})
+	w.clock.Advance(time.Second) // fullFindEvery since the first find
+	w.kafka.releaseFirst(3)      // the first batch resolves; the second (3 events) stays out
+	eventually(t, "a third batch", func() bool { return len(log.published()) >= 3 })
+	idle(t, log)
+	finds(t, w, []string{"", "e-2", ""}, []int{3, 6, 6})
+	if b := log.published()[2]; !reflect.DeepEqual(b, []string{"late-0", "late-1", "late-2"}) {
+		t.Fatalf("third batch %q with 3 events in flight and a share of 6, want the first three late rows", b)
+	}
+	// The cursor is after the third late row, not after the rows in
+	// flight: the next find with it brings the other late rows.
+	w.kafka.releaseFirst(3)
+	eventually(t, "a fourth batch", func() bool { return len(log.published()) >= 4 })
+	if c := w.backend.findCursors()[3]; c != "late-2" {
+		t.Fatalf("fourth find's cursor %q, want late-2", c)
+	}
+}
+
+// TestPollerHandsOverAnOldBackendsWholeBacklog: a backend that ignores the
+// limit (and the cursor) returns the whole backlog; the poller hands all
+// of it over rather than cut it to its want and find it all again for
+// every want.
+func TestPollerHandsOverAnOldBackendsWholeBacklog(t *testing.T) {
+	w, log, ids := cursorWorld(t, time.Second, nil, func(w *world) {
+		w.backend.ignoreLimit, w.backend.ignoreCursor = true, true
+		w.kafka.hold = false
+	})
+	eventually(t, "a batch", func() bool { return len(log.published()) >= 1 })
+	if b := log.published()[0]; !reflect.DeepEqual(b, ids) {
+		t.Fatalf("first batch %q, want the whole backlog %q", b, ids)
+	}
+	producedOnce(t, w, ids)
+}
+
+// TestPollerFindsFromTheBeginningUnderANewTenure: a poller granted its
+// event type again under a new token, with batches of the old tenure
+// still out, finds from the beginning: another holder may have left rows
+// PENDING before its cursor meanwhile.
+func TestPollerFindsFromTheBeginningUnderANewTenure(t *testing.T) {
+	engine, err := actor.NewEngine(actor.NewEngineConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	backend := newBackend(&journal{})
+	backend.add("e", 12)
+	var mu sync.Mutex
+	var batches []messages.PublishBatch
+	publisher := engine.SpawnFunc(func(c *actor.Context) {
+		if m, ok := c.Message().(messages.PublishBatch); ok {
+			mu.Lock()
+			batches = append(batches, m)
+			mu.Unlock()
+		}
+	}, "publisher")
+	leases := engine.SpawnFunc(func(*actor.Context) {}, "leases")
+	clock := newManualClock()
+	cfg := actors.PollerConfig{FindLimit: 3, Interval: time.Hour, MaxBackoff: time.Hour, FindTimeout: time.Second, Clock: clock}
+	route := messages.DefaultRoutes()[0]
+	p := engine.Spawn(actors.NewPoller(route, skippingBackend{backend}, leases, publisher, cfg, zerolog.Nop(), nil), "poller")
+	t.Cleanup(func() { <-engine.Poison(p).Done() })
+	handed := func() []messages.PublishBatch {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(batches)
+	}
+	grant := func(token int64) messages.Fence {
+		f := messages.Fence{Name: route.EventType, Token: token, Until: clock.Now().Add(time.Hour)}
+		engine.Send(p, messages.LeaseGranted{Fence: f})
+		return f
+	}
+	resolve := func(b messages.PublishBatch) {
+		r := messages.BatchResolved{BatchID: b.BatchID}
+		r.Counts[messages.OutcomeSent] = len(b.Events)
+		engine.Send(p, r)
+	}
+
+	old := grant(1)
+	eventually(t, "two batches", func() bool { return len(handed()) == 2 })
+	resolve(handed()[0])
+	eventually(t, "a third batch", func() bool { return len(handed()) == 3 })
+	if got := backend.findCursors(); !slices.Equal(got, []string{"", "e-2", "e-5"}) {
+		t.Fatalf("find cursors %q under the first tenure", got)
+	}
+	engine.Send(p, messages.LeaseRevoked{Fence: old})
+	grant(2)
+	resolve(handed()[1]) // a batch of the old tenure resolves; the third is still out
+	eventually(t, "a fourth find", func() bool { return len(backend.findCursors()) == 4 })
+	if c := backend.findCursors()[3]; c != "" {
+		t.Fatalf("first find under the new tenure carried the cursor %q", c)
 	}
 }
