@@ -37,7 +37,7 @@ func shareBudgetOnce(t *testing.T, oldFind bool) {
 	share := budget / 2 // two pollers
 	var mu sync.Mutex
 	var maxLimit int32
-	var finds, cursors int
+	var finds, cursors, wideCursors int
 	note := func(limit int32, after **string) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -45,6 +45,9 @@ func shareBudgetOnce(t *testing.T, oldFind bool) {
 		maxLimit = max(maxLimit, limit)
 		if *after != nil {
 			cursors++
+			if limit > findLimit {
+				wideCursors++ // the rows in flight asked for on top
+			}
 		}
 		if oldFind {
 			*after = nil
@@ -81,7 +84,16 @@ func shareBudgetOnce(t *testing.T, oldFind bool) {
 	if cursors < finds/3 {
 		t.Errorf("%d of %d finds carried the cursor, want a third at least", cursors, finds)
 	}
-	t.Logf("%d finds, %d with the cursor", finds, cursors)
+	// Once a response has said the cursor was applied, a find with it
+	// asks for the find limit alone: the first of each poller at most
+	// asks for the rows in flight on top. Against an old find, every one.
+	if !oldFind && wideCursors > 2 {
+		t.Errorf("%d finds with the cursor asked for the rows in flight on top, want one per poller at most", wideCursors)
+	}
+	if oldFind && wideCursors < cursors/2 {
+		t.Errorf("%d of %d finds with the cursor asked for the rows in flight on top against an old find, want most", wideCursors, cursors)
+	}
+	t.Logf("%d finds, %d with the cursor, %d of them with the rows in flight on top", finds, cursors, wideCursors)
 	mu.Unlock()
 
 	seen := map[string]int{}

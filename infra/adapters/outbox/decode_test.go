@@ -90,6 +90,7 @@ func findWires(t testing.TB) []struct {
 	afterTwice := varint(varint(nil, 2, 1), 2, 0)
 	afterTwo := varint(nil, 2, 2)
 	afterBytes := str(nil, 2, "yes")
+	afterThenBytes := str(varint(nil, 2, 1), 2, "no")
 
 	// One row sent as two parts: scalars of the second win, its payload
 	// merges into the first's.
@@ -139,6 +140,7 @@ func findWires(t testing.TB) []struct {
 		{"afterApplied set, then unset", afterTwice, false},
 		{"afterApplied 2", afterTwo, true},
 		{"afterApplied as bytes", afterBytes, false},
+		{"afterApplied, then field 2 as bytes", afterThenBytes, false},
 	}
 }
 

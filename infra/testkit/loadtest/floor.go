@@ -156,6 +156,9 @@ func (r *runner) floorRelay(ctx context.Context, route messages.Route, events in
 			}
 			fresh = fresh[:0]
 			for i := range rows {
+				if len(fresh) == limit {
+					break // a cursor applied with the rows held on top: the rest later
+				}
 				if _, ok := taken[rows[i].EventID]; !ok {
 					taken[rows[i].EventID] = struct{}{}
 					fresh = append(fresh, &rows[i])
