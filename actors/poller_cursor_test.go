@@ -64,13 +64,13 @@ func finds(t *testing.T, w *world, cursors []string, limits []int) {
 	}
 }
 
-// producedOnce waits for every event SENT and checks each was produced
-// once.
+// producedOnce releases Kafka, waits for every event SENT (moving the
+// manual clock past any poll interval) and checks each was produced once.
 func producedOnce(t *testing.T, w *world, ids []string) {
 	t.Helper()
 	w.kafka.release()
 	eventually(t, "every event SENT", func() bool {
-		if w.clock.Pending() > 0 {
+		if w.clock.Pending() > 0 { // an empty find's poll interval
 			w.clock.Advance(time.Second)
 		}
 		return w.allStatus(messages.StatusSent, ids...)()

@@ -121,18 +121,7 @@ func TestPollerFlowControl(t *testing.T) {
 					t.Fatalf("%s produced %d times with the batches out, want %d; journal %s", id, n, want, w.j)
 				}
 			}
-			w.kafka.release()
-			eventually(t, "every event SENT", func() bool {
-				if w.clock.Pending() > 0 { // an empty find's poll interval
-					w.clock.Advance(time.Second)
-				}
-				return w.allStatus(messages.StatusSent, ids...)()
-			})
-			for _, id := range ids {
-				if n := w.j.count("record " + id); n != 1 {
-					t.Fatalf("%s produced %d times, want once; journal %s", id, n, w.j)
-				}
-			}
+			producedOnce(t, w, ids)
 		})
 	}
 }
@@ -184,34 +173,18 @@ func TestPollerSkipsRowsInFlight(t *testing.T) {
 		w.kafka.hold = true
 	}, ages)
 	eventually(t, "two batches at Kafka", func() bool { return w.j.count("record e-5") == 1 })
-	eventually(t, "the poller idle", func() bool { return log.handledAfter("actors.pollTick", "actors.findDone") })
+	idle(t, log)
 	if got, want := w.backend.skippedByFind(), [][]string{nil, ids[:3]}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("rows left out of each find %q, want %q", got, want)
 	}
-	if got, want := w.backend.findCursors(), []string{"", "e-2"}; !slices.Equal(got, want) {
-		t.Fatalf("find cursors %q, want %q", got, want)
-	}
-	if got, want := w.backend.findLimits(), []int{3, 6}; !slices.Equal(got, want) {
-		t.Fatalf("find limits %v, want %v (the rows in flight on top: the cursor was not applied)", got, want)
-	}
+	finds(t, w, []string{"", "e-2"}, []int{3, 6}) // the rows in flight on top: the cursor was not applied
 	if got, want := log.published(), [][]string{ids[:3], ids[3:6]}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("batches %q, want %q", got, want)
 	}
 	if a := ages.all(); len(a) != 2 || a[1] < time.Hour {
 		t.Fatalf("oldest pending ages %v, want the second at least an hour (the batch in flight)", a)
 	}
-	w.kafka.release()
-	eventually(t, "every event SENT", func() bool {
-		if w.clock.Pending() > 0 {
-			w.clock.Advance(time.Second)
-		}
-		return w.allStatus(messages.StatusSent, ids...)()
-	})
-	for _, id := range ids {
-		if n := w.j.count("record " + id); n != 1 {
-			t.Fatalf("%s produced %d times, want once; journal %s", id, n, w.j)
-		}
-	}
+	producedOnce(t, w, ids)
 }
 
 // TestPollerBackoff: a failed find is followed by a wait that doubles from
