@@ -96,7 +96,8 @@ type Poller struct {
 	timer      Timer
 	timerGen   uint64
 
-	// cursor is the eventId of the last row handed over ("": none);
+	// cursor is the eventId of the last row handed over or in flight
+	// (newRows; "": none);
 	// cursorApplied says the backend applied the last cursor it was sent,
 	// so a find with the cursor need not ask for the rows in flight on
 	// top of the new ones. lastFull is when the last find without the
