@@ -121,11 +121,13 @@ func (r *runner) floorRelay(ctx context.Context, route messages.Route, events in
 	}
 	wg.Go(func() {
 		// Finds: at most two find limits are held at once, as the
-		// processor's two batches per poller. Rows still PENDING come
-		// back until marked, so the ids handed over are remembered, and
-		// while some are held a find asks for the rows after the last
-		// one (the find cursor, which the processor uses too), with the
-		// rows held on top of its limit until the backend has applied it.
+		// processor's share holds two batches per poller; a find takes
+		// at most a limit of new rows, and no more than that room.
+		// Rows still PENDING come back until marked, so the ids handed
+		// over are remembered, and while some are held a find asks for
+		// the rows after the last one (the find cursor, which the
+		// processor uses too), with the rows held on top of what it
+		// takes until the backend has applied it.
 		taken := make(map[string]struct{}, events)
 		sink := &floorSink{ctx: ctx, cancel: cancel, cl: cl, acked: acked, eventType: route.EventType, producer: producer}
 		var produced int64
@@ -138,11 +140,12 @@ func (r *runner) floorRelay(ctx context.Context, route messages.Route, events in
 				time.Sleep(200 * time.Microsecond)
 				continue
 			}
-			q := messages.FindQuery{RPC: route.Find, EventType: route.EventType, Status: messages.StatusPending, Limit: limit + int(held)}
+			take := min(limit, 2*limit-int(held))
+			q := messages.FindQuery{RPC: route.Find, EventType: route.EventType, Status: messages.StatusPending, Limit: take + int(held)}
 			if held > 0 {
 				q.AfterEventID = after
 				if applied {
-					q.Limit = limit
+					q.Limit = take
 				}
 			}
 			rows, ok, err := finder.FindSkipping(ctx, q, nil)
@@ -156,8 +159,8 @@ func (r *runner) floorRelay(ctx context.Context, route messages.Route, events in
 			}
 			fresh = fresh[:0]
 			for i := range rows {
-				if len(fresh) == limit {
-					break // a cursor applied with the rows held on top: the rest later
+				if len(fresh) == take {
+					break // the rest later
 				}
 				if _, ok := taken[rows[i].EventID]; !ok {
 					taken[rows[i].EventID] = struct{}{}
