@@ -154,21 +154,11 @@ func TestPollerFindsFromTheBeginningAfterEventsStayedPending(t *testing.T) {
 // backend does not know the repaired id, so the cursor is the last row
 // handed over whose id came as it is.
 func TestPollerCursorIsNeverARepairedEventID(t *testing.T) {
-	log := &pollerLog{}
-	w := start(t, func(cfg *actors.TreeConfig) {
-		cfg.Poller.FindLimit = 3
-		cfg.Poller.Interval, cfg.Poller.MaxBackoff, cfg.Poller.BatchTimeout = time.Second, 4*time.Second, 0
-		cfg.ChildMiddleware = []actor.MiddlewareFunc{log.middleware}
-	}, func(w *world) {
-		w.clock = newManualClock()
-		w.skipping = true
-		w.backend.add("e", 6)
+	w, log, _ := cursorWorld(t, time.Second, nil, func(w *world) {
 		w.backend.events[2].Defect = "invalid UTF-8 in eventId"
-		w.kafka.hold = true
 	})
-	t.Cleanup(w.kafka.release)
 	eventually(t, "two batches", func() bool { return len(log.published()) == 2 })
-	eventually(t, "the poller idle", func() bool { return log.handledAfter("actors.pollTick", "actors.findDone") })
+	idle(t, log)
 	if got := w.backend.findCursors(); len(got) < 2 || got[1] != "e-1" {
 		t.Fatalf("find cursors %q, want the second after e-1 (e-2 was repaired)", got)
 	}
