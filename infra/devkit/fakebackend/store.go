@@ -105,15 +105,13 @@ func fillDefaults(ev *messages.Event, seq uint64, ts string, buf []byte) []byte 
 }
 
 // find calls visit, with the store locked, for the first limit rows of
-// (eventType, status) (all when limit <= 0), in order: i counts from 0 to
-// n-1. visit copies the fields it needs (a response is a snapshot: the
-// next mark changes ev) and keeps no pointer to ev itself; it may share
-// ev's strings and its payload's maps, which nothing writes after Add.
-// find calls visit for the rows of eventType with status, at most limit
-// (all when limit <= 0), in insertion order: the i-th of n. With after set
-// to the eventId of a row (any status, but eventType's), only the rows
-// inserted after it; applied says so. An unknown after is ignored, as the
-// contract asks.
+// (eventType, status) (all when limit <= 0), in insertion order: i counts
+// from 0 to n-1. With after set to the eventId of a row (of eventType, in
+// any status), only the rows inserted after it, and applied says so; an
+// unknown after is ignored, as the contract asks. visit copies the fields
+// it needs (a response is a snapshot: the next mark changes ev) and keeps
+// no pointer to ev itself; it may share ev's strings and its payload's
+// maps, which nothing writes after Add.
 func (s *store) find(eventType, status string, limit int, after string, visit func(i, n int, ev *messages.Event)) (applied bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -128,6 +126,9 @@ func (s *store) find(eventType, status string, limit int, after string, visit fu
 		return applied
 	}
 	n := q.countFrom(from, limit)
+	if n == 0 {
+		return applied // from(from, 0, ...) would mean all
+	}
 	i := 0
 	q.from(from, n, func(r *row) {
 		visit(i, n, &r.ev)
