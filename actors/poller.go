@@ -488,7 +488,7 @@ func (p *Poller) onFound(m findDone) {
 // this batch; a repaired eventId is not the backend's, and rows left out
 // undecoded cannot be it ("": none of them).
 func (p *Poller) newRows(m findDone) (events []messages.Event, cursor string) {
-	cut := m.want > 0 && m.limit > 0 && len(m.events) <= m.limit
+	cut := m.want > 0 && len(m.events) <= m.limit // want > 0: the limit was set
 	events = m.events[:0]
 	for _, e := range m.events {
 		if len(p.batches) == 0 || !p.inFlight(e.EventID) {
