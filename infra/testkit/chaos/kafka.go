@@ -394,7 +394,7 @@ func (k *kafkaWorld) started() {
 	k.mu.Unlock()
 }
 
-// keep saves what the topics to be destroyed hold, and ends the watcher's
+// keep reads what the topics to be destroyed hold, and ends the watcher's
 // generation: it stops appends (every produce request answered
 // NOT_ENOUGH_REPLICAS, which the client retries; a paused broker is
 // continued first, kafka-down lifted meanwhile), then reads those topics
@@ -403,12 +403,10 @@ func (k *kafkaWorld) started() {
 // the only source when the broker crashes): a long-lived consumer may lag
 // or start over after partitions moved, and a 2-minute run lost 1,416
 // events' records to a watcher that had not caught up when the broker was
-// killed. why names the fault. The caller destroys, then calls rewatch and
-// re-applies the knobs.
-func (k *kafkaWorld) keep(why string, topics ...string) {
-	k.mu.Lock()
-	k.destroyed = append(k.destroyed, why)
-	k.mu.Unlock()
+// killed. why names the fault. The caller destroys, commits what keep read
+// once the topics are gone, then calls rewatch and re-applies the knobs.
+func (k *kafkaWorld) keep(why string, topics ...string) kept {
+	c := kept{why: why}
 	read := false
 	if k.b.Running() {
 		k.mu.Lock()
@@ -421,7 +419,7 @@ func (k *kafkaWorld) keep(why string, topics ...string) {
 		_ = k.b.Command(fmt.Sprintf("produce-error %d 1", kerr.NotEnoughReplicas.Code), commandTimeout)
 		stamps, n, err := readStamps(k.addrs, topics, 30*time.Second)
 		if err == nil {
-			k.archive(stamps, n, 0)
+			c.stamps, c.records = stamps, n
 			read = true
 		} else {
 			k.mu.Lock()
@@ -433,14 +431,36 @@ func (k *kafkaWorld) keep(why string, topics ...string) {
 		}
 	}
 	if k.watch == nil {
-		return
+		return c
 	}
 	stamps, n, rereads := k.watch.close(topics...)
-	if read {
-		stamps, n = nil, 0
+	if !read {
+		c.stamps, c.records = stamps, n
 	}
-	k.archive(stamps, n, rereads)
+	k.archive(nil, 0, rereads)
 	k.watch = nil
+	return c
+}
+
+// kept is what keep read of topics about to be destroyed. It counts as in
+// Kafka only once they are gone (commit): a destruction that fails leaves
+// the records in place, where the next watcher (which reads from the
+// start) and the final read find them, and counting both would make every
+// one of them a duplicate (a failed recreation once reported 616
+// "unexplained duplicates", pairs of records with one timestamp).
+type kept struct {
+	why     string
+	stamps  map[string][]time.Time
+	records int
+}
+
+// commit records the destruction keep prepared and adds what it read to
+// lost.
+func (k *kafkaWorld) commit(c kept) {
+	k.mu.Lock()
+	k.destroyed = append(k.destroyed, c.why)
+	k.mu.Unlock()
+	k.archive(c.stamps, c.records, 0)
 }
 
 // readStamps reads topics from the start to their end offsets and returns
@@ -479,11 +499,12 @@ func (k *kafkaWorld) rewatch() error {
 func (k *kafkaWorld) kill(why string) {
 	k.op.Lock()
 	defer k.op.Unlock()
-	k.keep(why, topicMessages, topicLogs)
+	kept := k.keep(why, topicMessages, topicLogs)
 	k.mu.Lock()
 	k.paused = false
 	k.mu.Unlock()
 	k.b.Kill()
+	k.commit(kept)
 }
 
 // restart starts an empty broker on the same ports (topics with new IDs),
@@ -496,7 +517,9 @@ func (k *kafkaWorld) restart() error {
 
 func (k *kafkaWorld) restartLocked() error {
 	if k.b.Running() {
-		k.keep("restart empty", topicMessages, topicLogs)
+		// Restart kills the running process first: the topics go even
+		// when the new one fails to start.
+		k.commit(k.keep("restart empty", topicMessages, topicLogs))
 	}
 	if err := k.b.Restart(); err != nil {
 		return err
@@ -514,11 +537,14 @@ func (k *kafkaWorld) restartLocked() error {
 // recreateTopic deletes topic with kadm and creates it again (3 partitions,
 // a new topic ID) while the processor writes to it. The broker creates
 // topics on first use too, so a produce may get there first: the topic
-// then exists already, which is fine.
+// then exists already, which is fine. A deletion that fails leaves the
+// topic and its records as they were, and keeps nothing (see kept); one
+// whose answer is lost (a timeout) is judged by whether the topic still
+// has its old ID.
 func (k *kafkaWorld) recreateTopic(ctx context.Context, topic string) error {
 	k.op.Lock()
 	defer k.op.Unlock()
-	k.keep("topic "+topic+" recreated", topic)
+	kept := k.keep("topic "+topic+" recreated", topic)
 	defer func() {
 		if err := k.rewatch(); err != nil {
 			k.watch = nil
@@ -533,13 +559,20 @@ func (k *kafkaWorld) recreateTopic(ctx context.Context, topic string) error {
 	adm := kadm.NewClient(cl)
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	before, idErr := topicID(adm, topic)
 	del, err := adm.DeleteTopics(ctx, topic)
 	if err == nil {
 		err = del.Error()
 	}
 	if err != nil {
+		after, afterErr := topicID(adm, topic)
+		if idErr == nil && afterErr == nil && after == before {
+			return fmt.Errorf("delete %s: %w (the topic stands, with its records)", topic, err)
+		}
+		k.commit(kept)
 		return fmt.Errorf("delete %s: %w", topic, err)
 	}
+	k.commit(kept)
 	cr, err := adm.CreateTopic(ctx, 3, 1, nil, topic)
 	if err == nil {
 		err = cr.Err
@@ -548,6 +581,25 @@ func (k *kafkaWorld) recreateTopic(ctx context.Context, topic string) error {
 		return fmt.Errorf("create %s: %w", topic, err)
 	}
 	return nil
+}
+
+// topicID is topic's ID as the cluster's metadata names it. It has a
+// deadline of its own: it judges a deletion whose context ended.
+func topicID(adm *kadm.Client, topic string) (kadm.TopicID, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	td, err := adm.ListTopics(ctx, topic)
+	if err != nil {
+		return kadm.TopicID{}, err
+	}
+	d, ok := td[topic]
+	if !ok {
+		return kadm.TopicID{}, fmt.Errorf("topic %s not in the metadata", topic)
+	}
+	if d.Err != nil {
+		return kadm.TopicID{}, d.Err
+	}
+	return d.ID, nil
 }
 
 // clear undoes every Kafka fault.

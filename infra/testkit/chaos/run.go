@@ -44,7 +44,7 @@ type Config struct {
 	// DrainTimeout bounds the wait for no PENDING event once the faults
 	// are cleared; 2 minutes when 0.
 	DrainTimeout time.Duration
-	// Brokers in the Kafka cluster; 3 when 0.
+	// Brokers in the Kafka cluster, 2 or more; 3 when 0.
 	Brokers int
 	// ResolveBound is the longest an event may take from its first fetch to
 	// SENT or FAILED outside pending-by-design faults; DefaultResolveBound
@@ -146,6 +146,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	if cfg.Brokers == 0 {
 		cfg.Brokers = 3
+	}
+	if cfg.Brokers < 2 {
+		return nil, fmt.Errorf("chaos: Config.Brokers is %d: a bounce takes a node out and keeps the controller, so it needs 2 or more", cfg.Brokers)
 	}
 	if cfg.Progress == nil {
 		cfg.Progress = io.Discard
