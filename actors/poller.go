@@ -106,6 +106,12 @@ type Poller struct {
 	cursorApplied bool
 	lastFull      time.Time
 	fullNext      bool
+	// unmarkable is how many rows without an eventId the last find from
+	// the beginning brought, unmarkableAfter the last find after an
+	// applied cursor (each at most unmarkableCap()): they stay PENDING and
+	// come back first, so the next find of that kind asks for them on top
+	// of its limit.
+	unmarkable, unmarkableAfter int
 
 	// granted: the lease actor granted this poller its event type (always
 	// true without leases); fence is the tenure, with the deadline of its
@@ -268,18 +274,58 @@ func (p *Poller) want() int {
 	return max(want, 0)
 }
 
-// findLimit is the limit of the next find: the rows it may hand over plus,
-// unless the backend applies the cursor the find carries, the rows in
-// flight, which it returns first because they are still PENDING.
+// findLimit is the limit of the next find: the rows it may hand over, the
+// rows without an eventId the last find brought and, unless the backend
+// applies the cursor the find carries, the rows in flight. Both kinds are
+// still PENDING and come back first; asking for them on top is what lets
+// a find reach the rows behind them.
 func (p *Poller) findLimit(after string) int {
 	want := p.want()
 	if want <= 0 {
 		return 0 // all (an old backend returns all anyway)
 	}
 	if after != "" && p.cursorApplied {
-		return want
+		return want + p.unmarkableAfter
 	}
-	return want + p.events
+	return want + p.unmarkable + p.events
+}
+
+// unmarkableCap bounds the rows without an eventId a find asks for on top
+// of its limit (and so the memory one find may take): the find limit, or
+// the share without one. Beyond it, the rows behind them wait (logged).
+func (p *Poller) unmarkableCap() int {
+	if p.cfg.FindLimit > 0 {
+		return p.cfg.FindLimit
+	}
+	return p.cfg.InFlightShare
+}
+
+// noteUnmarkable counts the rows without an eventId in a find's answer,
+// for the next find of its kind: from the beginning (full: no cursor, or
+// one the backend did not apply), or after an applied cursor, which sees
+// only those after it. A find that brings nothing but such rows brings
+// more of them than it asked for on top, so the count rises until the
+// finds reach past them (within a few polls) or up to the cap.
+func (p *Poller) noteUnmarkable(found []messages.Event, full bool) {
+	n := 0
+	for i := range found {
+		if found[i].EventID == "" {
+			n++
+		}
+	}
+	n = min(n, p.unmarkableCap())
+	count := &p.unmarkableAfter
+	if full {
+		count = &p.unmarkable
+	}
+	if n == *count {
+		return
+	}
+	if n == p.unmarkableCap() {
+		p.log.Error().Int("rows", n).
+			Msg("outbox rows without eventId: as many as the find limit; finds ask for no more of them, so rows behind more of them wait until they are fixed")
+	}
+	*count = n
 }
 
 // findCursor is the cursor of the next find ("": a find from the start).
@@ -390,6 +436,9 @@ func (p *Poller) onFound(m findDone) {
 			p.noteCursor(m.applied)
 		}
 	}
+	if m.err == nil {
+		p.noteUnmarkable(m.events, m.after == "" || !m.applied)
+	}
 	events, cursor := p.newRows(m)
 	p.metrics.PollDone(p.route.EventType, m.took, len(events), m.err)
 	for id, b := range p.batches {
@@ -487,15 +536,23 @@ func (p *Poller) onFound(m findDone) {
 // before any row cut off, so that every row up to it is in flight or in
 // this batch; a repaired eventId is not the backend's, and rows left out
 // undecoded cannot be it ("": none of them).
+//
+// A row without an eventId does not count against want: the limit asked
+// for such rows on top (findLimit), and they are handed over only to be
+// logged and left PENDING.
 func (p *Poller) newRows(m findDone) (events []messages.Event, cursor string) {
 	cut := m.want > 0 && len(m.events) <= m.limit // want > 0: the limit was set
 	events = m.events[:0]
+	n := 0 // rows with an eventId: only they count against want
 	for _, e := range m.events {
 		if len(p.batches) == 0 || !p.inFlight(e.EventID) {
-			if cut && len(events) == m.want {
+			if cut && n == m.want && e.EventID != "" {
 				break
 			}
 			events = append(events, e)
+			if e.EventID != "" {
+				n++
+			}
 		}
 		if e.EventID != "" && e.Defect == "" {
 			cursor = e.EventID

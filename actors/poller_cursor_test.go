@@ -316,3 +316,79 @@ func TestPollerFindsFromTheBeginningUnderANewTenure(t *testing.T) {
 		t.Fatalf("first find under the new tenure carried the cursor %q", c)
 	}
 }
+
+// rowsWithoutEventIDFirst puts n rows without an eventId before the
+// world's events.
+func rowsWithoutEventIDFirst(w *world, n int) {
+	w.backend.mu.Lock()
+	events := w.backend.events
+	w.backend.events = nil
+	w.backend.mu.Unlock()
+	for i := range n {
+		w.backend.addWithoutEventID(fmt.Sprintf("row-without-id-%d", i))
+	}
+	w.backend.mu.Lock()
+	w.backend.events = append(w.backend.events, events...)
+	w.backend.mu.Unlock()
+}
+
+// TestPollerReachesRowsBehindRowsWithoutAnEventID: rows without an eventId
+// stay PENDING (nothing can mark them) and come first in every find from
+// the beginning, and none of them can be the cursor. When they fill a
+// find's limit, the next finds ask for them on top of the rows they may
+// hand over, so that the rows behind them are reached, with nothing out
+// as with batches out; a row without an eventId does not count against
+// what a find hands over.
+func TestPollerReachesRowsBehindRowsWithoutAnEventID(t *testing.T) {
+	w, _, ids := cursorWorld(t, time.Second, nil, func(w *world) {
+		rowsWithoutEventIDFirst(w, 5) // more than the find limit (3)
+		w.kafka.hold = false
+	})
+	eventually(t, "every event SENT", func() bool {
+		if w.clock.Pending() > 0 { // the interval after a find that brought only those rows
+			w.clock.Advance(time.Second)
+		}
+		return w.allStatus(messages.StatusSent, ids...)()
+	})
+	for _, id := range ids {
+		if n := w.j.count("record " + id); n != 1 {
+			t.Fatalf("%s produced %d times, want once; journal %s", id, n, w.j)
+		}
+	}
+	// Those rows come before the cursor: finds after it (but the first,
+	// which also asks for the rows in flight) ask for the limit alone,
+	// and leave the count for the finds from the beginning as it was.
+	cursors, limits := w.backend.findCursors(), w.backend.findLimits()
+	first := slices.IndexFunc(cursors, func(c string) bool { return c != "" })
+	if first < 0 {
+		t.Fatalf("no find with a cursor: cursors %q", cursors)
+	}
+	for i := 1; i < len(cursors); i++ {
+		switch {
+		case cursors[i] != "" && i > first && limits[i] != 3:
+			t.Fatalf("find %d after cursor %s asked for %d rows, want 3 (cursors %q, limits %v)", i, cursors[i], limits[i], cursors, limits)
+		case cursors[i] == "" && limits[i] < 3+3:
+			t.Fatalf("find %d from the beginning asked for %d rows, want the limit and 3 of the rows without an eventId at least (cursors %q, limits %v)", i, limits[i], cursors, limits)
+		}
+	}
+}
+
+// TestPollerAsksForNoMoreRowsWithoutAnEventIDThanTheFindLimit: the rows
+// without an eventId a find asks for on top of its limit are capped at
+// the limit, so a find never takes more than twice its limit (and the
+// rows in flight) however many such rows there are; the rows behind more
+// of them than that wait until they are fixed.
+func TestPollerAsksForNoMoreRowsWithoutAnEventIDThanTheFindLimit(t *testing.T) {
+	w, _, _ := cursorWorld(t, time.Second, nil, func(w *world) {
+		rowsWithoutEventIDFirst(w, 7) // more than twice the find limit (3)
+		w.kafka.hold = false
+	})
+	for range 6 {
+		eventually(t, "the next find scheduled", func() bool { return w.clock.Pending() > 0 })
+		w.clock.Advance(time.Second)
+	}
+	eventually(t, "the next find scheduled", func() bool { return w.clock.Pending() > 0 })
+	if got := w.backend.findLimits(); len(got) < 6 || !slices.Equal(got[:3], []int{3, 6, 6}) || slices.Max(got) != 6 {
+		t.Fatalf("find limits %v, want 3, then 3 on top of the limit of 3, never more", got)
+	}
+}
