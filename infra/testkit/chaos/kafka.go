@@ -559,13 +559,13 @@ func (k *kafkaWorld) recreateTopic(ctx context.Context, topic string) error {
 	adm := kadm.NewClient(cl)
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	before, idErr := topicID(adm, topic)
+	before, idErr := topicID(k.addrs, topic)
 	del, err := adm.DeleteTopics(ctx, topic)
 	if err == nil {
 		err = del.Error()
 	}
 	if err != nil {
-		after, afterErr := topicID(adm, topic)
+		after, afterErr := topicID(k.addrs, topic)
 		if idErr == nil && afterErr == nil && after == before {
 			return fmt.Errorf("delete %s: %w (the topic stands, with its records)", topic, err)
 		}
@@ -583,12 +583,19 @@ func (k *kafkaWorld) recreateTopic(ctx context.Context, topic string) error {
 	return nil
 }
 
-// topicID is topic's ID as the cluster's metadata names it. It has a
-// deadline of its own: it judges a deletion whose context ended.
-func topicID(adm *kadm.Client, topic string) (kadm.TopicID, error) {
+// topicID is topic's ID as the cluster's metadata names it now. It asks
+// with a client of its own (kadm's ListTopics answers from the client's
+// metadata cache, which would still show a topic just deleted) and a
+// deadline of its own (it judges a deletion whose context ended).
+func topicID(addrs []string, topic string) (kadm.TopicID, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
+	if err != nil {
+		return kadm.TopicID{}, err
+	}
+	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	td, err := adm.ListTopics(ctx, topic)
+	td, err := kadm.NewClient(cl).ListTopics(ctx, topic)
 	if err != nil {
 		return kadm.TopicID{}, err
 	}

@@ -20,6 +20,9 @@ func TestPlanIsSeededAndCoversEveryFault(t *testing.T) {
 			}
 			last := time.Duration(-1)
 			for _, f := range p.Faults {
+				if f.Kind == KafkaBrokerBounce && (f.Node < 0 || f.Node >= 3-1) {
+					t.Fatalf("seed %d, %v: a bounce of node %d: only nodes 0 and 1 (not the controller, 2)\n%s", seed, d, f.Node, p)
+				}
 				if f.At < last || f.At < 0 || f.At+f.For > d {
 					t.Fatalf("seed %d, %v: fault out of order or range: %s\n%s", seed, d, f, p)
 				}
