@@ -111,7 +111,9 @@ type Poller struct {
 	// applied cursor (each at most unmarkableCap()): they stay PENDING and
 	// come back first, so the next find of that kind asks for them on top
 	// of its limit.
+	// unmarkableStuck: the last find was stuck behind such rows (logged).
 	unmarkable, unmarkableAfter int
+	unmarkableStuck             bool
 
 	// granted: the lease actor granted this poller its event type (always
 	// true without leases); fence is the tenure, with the deadline of its
@@ -291,41 +293,47 @@ func (p *Poller) findLimit(after string) int {
 }
 
 // unmarkableCap bounds the rows without an eventId a find asks for on top
-// of its limit (and so the memory one find may take): the find limit, or
-// the share without one. Beyond it, the rows behind them wait (logged).
+// of its limit, and so the memory one find may take: the find limit, or
+// the poller's share of the in-flight budget when that is smaller (or
+// there is no find limit). Rows behind more such rows than the cap and
+// the find's own limit together wait (logged).
 func (p *Poller) unmarkableCap() int {
-	if p.cfg.FindLimit > 0 {
-		return p.cfg.FindLimit
+	limit, share := p.cfg.FindLimit, p.cfg.InFlightShare
+	if limit <= 0 || (share > 0 && share < limit) {
+		return share
 	}
-	return p.cfg.InFlightShare
+	return limit
 }
 
 // noteUnmarkable counts the rows without an eventId in a find's answer,
-// for the next find of its kind: from the beginning (full: no cursor, or
-// one the backend did not apply), or after an applied cursor, which sees
-// only those after it. A find that brings nothing but such rows brings
-// more of them than it asked for on top, so the count rises until the
-// finds reach past them (within a few polls) or up to the cap.
-func (p *Poller) noteUnmarkable(found []messages.Event, full bool) {
-	n := 0
-	for i := range found {
-		if found[i].EventID == "" {
+// for the next find of its kind: from the beginning (no cursor, or one the
+// backend did not apply), or after an applied cursor, which sees only
+// those after it. A find that brings nothing but such rows brings more of
+// them than it asked for on top, so the count rises until the finds reach
+// past them (within a few polls) or up to the cap. A find that asked for
+// the cap on top and still brought nothing else, as many rows as it asked
+// for, is stuck behind them: that is logged once, until a find is not.
+func (p *Poller) noteUnmarkable(m findDone) {
+	n, others := 0, 0
+	for i := range m.events {
+		if m.events[i].EventID == "" {
 			n++
+		} else {
+			others++
 		}
 	}
-	n = min(n, p.unmarkableCap())
-	count := &p.unmarkableAfter
-	if full {
-		count = &p.unmarkable
+	count := &p.unmarkable
+	if m.after != "" && m.applied {
+		count = &p.unmarkableAfter
 	}
-	if n == *count {
-		return
+	most := p.unmarkableCap()
+	stuck := most > 0 && *count == most && others == 0 && m.limit > 0 && len(m.events) >= m.limit
+	if stuck && !p.unmarkableStuck {
+		p.log.Error().Int("rows", len(m.events)).Int("limit", m.limit).
+			Msg("outbox rows without eventId fill the find even with the find limit on top: the rows behind them are not reached until they are fixed")
 	}
-	if n == p.unmarkableCap() {
-		p.log.Error().Int("rows", n).
-			Msg("outbox rows without eventId: as many as the find limit; finds ask for no more of them, so rows behind more of them wait until they are fixed")
-	}
-	*count = n
+	p.unmarkableStuck = stuck
+	*count = min(n, most)
 }
 
 // findCursor is the cursor of the next find ("": a find from the start).
@@ -437,7 +445,7 @@ func (p *Poller) onFound(m findDone) {
 		}
 	}
 	if m.err == nil {
-		p.noteUnmarkable(m.events, m.after == "" || !m.applied)
+		p.noteUnmarkable(m)
 	}
 	events, cursor := p.newRows(m)
 	p.metrics.PollDone(p.route.EventType, m.took, len(events), m.err)
@@ -513,8 +521,15 @@ func (p *Poller) onFound(m findDone) {
 		engine, self := p.engine, p.self
 		b.timer = p.clock.AfterFunc(p.cfg.BatchTimeout, func() { engine.Send(self, batchTimeout{batch: id}) })
 	}
-	// Find the next batch while this one is produced and marked.
 	p.failures = 0
+	if len(b.ids) == 0 {
+		// Only rows without an eventId, handed over to be logged: they
+		// come back with every find, so wait the interval, whether their
+		// batch resolves before the next find or while it runs.
+		p.schedule(p.cfg.Interval)
+		return
+	}
+	// Find the next batch while this one is produced and marked.
 	p.schedule(0)
 }
 

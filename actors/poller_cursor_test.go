@@ -392,3 +392,53 @@ func TestPollerAsksForNoMoreRowsWithoutAnEventIDThanTheFindLimit(t *testing.T) {
 		t.Fatalf("find limits %v, want 3, then 3 on top of the limit of 3, never more", got)
 	}
 }
+
+// TestPollerWaitsTheIntervalAfterAFindOfOnlyRowsWithoutAnEventID: a find
+// that brings nothing but rows without an eventId hands them over (to be
+// logged) and then waits the poll interval, whether their batch resolves
+// before the next find or while it runs; it does not find again at once,
+// which was a hot loop of finds while the clock stood still.
+func TestPollerWaitsTheIntervalAfterAFindOfOnlyRowsWithoutAnEventID(t *testing.T) {
+	w, _, _ := cursorWorld(t, time.Second, nil, func(w *world) {
+		w.backend.mu.Lock()
+		w.backend.events = nil
+		w.backend.mu.Unlock()
+		w.backend.addWithoutEventID("row-without-id")
+		w.backend.findHook = func() { time.Sleep(5 * time.Millisecond) } // the batch resolves while the next find runs
+		w.kafka.hold = false
+	})
+	time.Sleep(300 * time.Millisecond) // the manual clock stands still
+	if n := w.backend.findCount(); n > 2 {
+		t.Fatalf("%d finds with the clock standing still, want at most 2 (one, and one more at most while its batch was out)", n)
+	}
+	eventually(t, "the next find scheduled", func() bool { return w.clock.Pending() > 0 })
+	before := w.backend.findCount()
+	w.clock.Advance(time.Second)
+	eventually(t, "a find after the interval", func() bool { return w.backend.findCount() > before })
+}
+
+// TestPollerAsksForRowsWithoutAnEventIDAfterTheCursor: rows without an
+// eventId after the cursor come first in the finds after it; those finds
+// ask for them on top of their limit too, and reach the rows behind them.
+func TestPollerAsksForRowsWithoutAnEventIDAfterTheCursor(t *testing.T) {
+	w, log, ids := cursorWorld(t, time.Second, nil, func(w *world) {
+		w.backend.mu.Lock()
+		events := w.backend.events
+		w.backend.events = slices.Clone(events[:6])
+		w.backend.mu.Unlock()
+		for i := range 3 { // after e-5
+			w.backend.addWithoutEventID(fmt.Sprintf("row-without-id-%d", i))
+		}
+		w.backend.mu.Lock()
+		w.backend.events = append(w.backend.events, events[6:]...)
+		w.backend.mu.Unlock()
+	})
+	eventually(t, "two batches at Kafka", func() bool { return w.j.count("record e-5") == 1 })
+	idle(t, log)
+	finds(t, w, []string{"", "e-2"}, []int{3, 6})
+	w.kafka.releaseFirst(3) // the first batch resolves; the second (e-3..e-5 and the 3 rows) stays out
+	eventually(t, "a third batch at Kafka", func() bool { return w.j.count("record e-8") == 1 })
+	idle(t, log)
+	finds(t, w, []string{"", "e-2", "e-5"}, []int{3, 6, 6})
+	producedOnce(t, w, ids)
+}
