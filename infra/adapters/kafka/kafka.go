@@ -73,6 +73,7 @@ func NewProducer(cfg Config, log zerolog.Logger) (*kgo.Client, error) {
 	if len(cfg.Brokers) == 0 {
 		return nil, fmt.Errorf("kafka: no brokers")
 	}
+	refresh := min(max(cfg.WriteTimeout/4, 100*time.Millisecond), time.Second)
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(cfg.Brokers...),
 		// franz-go refuses a delivery timeout below 1 s; a shorter write
@@ -82,9 +83,12 @@ func NewProducer(cfg Config, log zerolog.Logger) (*kgo.Client, error) {
 		kgo.MaxBufferedRecords(cfg.MaxBufferedRecords),
 		kgo.AllowAutoTopicCreation(),
 		// After a failure the client refreshes metadata at most this often
-		// (5 s by default): a broker back from an outage, or a topic with
-		// a new ID, is noticed within a fraction of one attempt.
-		kgo.MetadataMinAge(min(max(cfg.WriteTimeout/4, 100*time.Millisecond), time.Second)),
+		// (5 s by default), and waits at most this long before it sends to
+		// a broker again (retryBackoff): a broker back from an outage, or
+		// a topic with a new ID, is noticed within a fraction of one
+		// attempt.
+		kgo.MetadataMinAge(refresh),
+		kgo.RetryBackoffFn(retryBackoff(refresh)),
 		kgo.WithLogger(logger{log.With().Str("component", "kafka").Logger()}),
 		// Remembers the last dial's error for Reach.Explain.
 		kgo.WithHooks(&connWatch{}),
