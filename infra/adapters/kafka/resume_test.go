@@ -15,14 +15,15 @@ import (
 )
 
 // attempt produces one record through p with the publisher's attempt
-// deadline, and returns its error and how long it took.
-func attempt(p *kafka.Healing, deadline time.Duration) (error, time.Duration) {
+// deadline, and returns how long it took and its error.
+func attempt(p *kafka.Healing, deadline time.Duration) (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	defer cancel()
 	start := time.Now()
 	done := make(chan error, 1)
 	p.Produce(ctx, &kgo.Record{Topic: "hobom.messages", Value: []byte(`{}`)}, func(_ *kgo.Record, err error) { done <- err })
-	return <-done, time.Since(start)
+	err := <-done
+	return time.Since(start), err
 }
 
 // TestProducerTriesABrokerBackFromAnOutageWithinAnAttempt: after an
@@ -47,13 +48,13 @@ func TestProducerTriesABrokerBackFromAnOutageWithinAnAttempt(t *testing.T) {
 	}
 	defer cl.Close()
 	p := kafka.NewHealing(cl, zerolog.Nop())
-	if err, _ := attempt(p, writeTimeout); err != nil {
+	if _, err := attempt(p, writeTimeout); err != nil {
 		t.Fatalf("produce before the outage: %v", err)
 	}
 
 	b.Kill()
 	for end := time.Now().Add(12 * time.Second); time.Now().Before(end); {
-		if err, _ := attempt(p, writeTimeout); err == nil {
+		if _, err := attempt(p, writeTimeout); err == nil {
 			t.Fatal("a record taken while the broker was killed")
 		}
 	}
@@ -63,13 +64,13 @@ func TestProducerTriesABrokerBackFromAnOutageWithinAnAttempt(t *testing.T) {
 	// Let the port answer dials, as a broker back for a moment does.
 	time.Sleep(300 * time.Millisecond)
 
-	err, took := attempt(p, writeTimeout)
+	took, err := attempt(p, writeTimeout)
 	answered := err == nil || errors.Is(err, kerr.UnknownTopicID)
 	if !answered || took > writeTimeout/2 {
 		t.Fatalf("first attempt after the broker came back: %v after %v; want an answer (the record taken, or UNKNOWN_TOPIC_ID) within %v", err, took, writeTimeout/2)
 	}
 	if err != nil {
-		if err, took = attempt(p, writeTimeout); err != nil {
+		if took, err = attempt(p, writeTimeout); err != nil {
 			t.Fatalf("second attempt after the broker came back: %v after %v; want the record taken", err, took)
 		}
 	}
