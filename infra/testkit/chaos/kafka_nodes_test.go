@@ -14,6 +14,18 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
+// testKafka starts the suite's Kafka world with that many brokers, closed
+// when t ends.
+func testKafka(t *testing.T, brokers int) *kafkaWorld {
+	t.Helper()
+	k, err := startKafka(t.TempDir(), brokers, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(k.Close)
+	return k
+}
+
 // brokerNodes lists the node ids the cluster's metadata names.
 func brokerNodes(t *testing.T, addrs []string) []int32 {
 	t.Helper()
@@ -39,11 +51,7 @@ func brokerNodes(t *testing.T, addrs []string) []int32 {
 // not sent a second time at the resume (kfake refuses it: "node 1 not
 // found", which failed a whole chaos run).
 func TestBrokerBounceAcrossAPause(t *testing.T) {
-	k, err := startKafka(t.TempDir(), 3, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer k.Close()
+	k := testKafka(t, 3)
 	all := brokerNodes(t, k.addrs)
 	if len(all) != 3 {
 		t.Fatalf("%d brokers at the start, want 3: %v", len(all), all)
@@ -136,11 +144,7 @@ func produceLogs(t *testing.T, addrs []string, n int) []string {
 // "unexplained duplicates" in one chaos run); one that succeeds keeps
 // every record.
 func TestFailedRecreationKeepsNothing(t *testing.T) {
-	k, err := startKafka(t.TempDir(), 3, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer k.Close()
+	k := testKafka(t, 3)
 	ids := produceLogs(t, k.addrs, 5)
 
 	cancelled, cancel := context.WithCancel(context.Background())
@@ -184,11 +188,7 @@ func TestFailedRecreationKeepsNothing(t *testing.T) {
 // this test fails and the rule can go.
 func TestBounceableNodesLeaveTheControllerInPlace(t *testing.T) {
 	const brokers = 3
-	k, err := startKafka(t.TempDir(), brokers, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer k.Close()
+	k := testKafka(t, brokers)
 	for _, node := range bounceable(brokers) {
 		if err := k.removeNode(node); err != nil {
 			t.Fatal(err)
@@ -215,7 +215,7 @@ func TestBounceableNodesLeaveTheControllerInPlace(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	err = k.recreateTopic(ctx, topicLogs)
+	err := k.recreateTopic(ctx, topicLogs)
 	if !errors.Is(err, kerr.NotController) || !strings.Contains(err.Error(), "the topic stands") {
 		t.Fatalf("recreation after a bounce of the controller: %v, want NOT_CONTROLLER and the topic standing (kfake's bug, the reason for bounceable)", err)
 	}
