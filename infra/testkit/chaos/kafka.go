@@ -55,6 +55,11 @@ type kafkaWorld struct {
 	errWin  *Fault
 	holdWin *Fault
 	paused  bool
+	// frozen: keep has stopped appends and lifted kafka-down to read the
+	// topics about to be destroyed; a window that ends or starts meanwhile
+	// (apply runs on the window's timer, without op) only records its
+	// knob, which the destroyer's reapply sends once they are gone.
+	frozen bool
 
 	logPath string // the broker's stderr
 
@@ -229,7 +234,7 @@ const commandTimeout = 5 * time.Second
 // apply sends the knobs' state to the broker unless it is paused or gone.
 func (k *kafkaWorld) apply() error {
 	k.mu.Lock()
-	if k.paused || !k.b.Running() {
+	if k.paused || k.frozen || !k.b.Running() {
 		k.mu.Unlock()
 		return nil
 	}
@@ -414,6 +419,7 @@ func (k *kafkaWorld) keep(why string, topics ...string) kept {
 			_ = k.b.Resume()
 			k.paused = false
 		}
+		k.frozen = true
 		k.mu.Unlock()
 		_ = k.b.Command("up", commandTimeout)
 		_ = k.b.Command(fmt.Sprintf("produce-error %d 1", kerr.NotEnoughReplicas.Code), commandTimeout)
@@ -440,6 +446,14 @@ func (k *kafkaWorld) keep(why string, topics ...string) kept {
 	k.archive(nil, 0, rereads)
 	k.watch = nil
 	return c
+}
+
+// thaw ends keep's freeze for apply: the topics are destroyed (or stand),
+// and the caller reapplies the knobs.
+func (k *kafkaWorld) thaw() {
+	k.mu.Lock()
+	k.frozen = false
+	k.mu.Unlock()
 }
 
 // kept is what keep read of topics about to be destroyed. It counts as in
@@ -504,6 +518,7 @@ func (k *kafkaWorld) kill(why string) {
 	k.paused = false
 	k.mu.Unlock()
 	k.b.Kill()
+	k.thaw()
 	k.commit(kept)
 }
 
@@ -521,7 +536,9 @@ func (k *kafkaWorld) restartLocked() error {
 		// when the new one fails to start.
 		k.commit(k.keep("restart empty", topicMessages, topicLogs))
 	}
-	if err := k.b.Restart(); err != nil {
+	err := k.b.Restart()
+	k.thaw()
+	if err != nil {
 		return err
 	}
 	k.started()
@@ -549,7 +566,8 @@ func (k *kafkaWorld) recreateTopic(ctx context.Context, topic string) error {
 		if err := k.rewatch(); err != nil {
 			k.watch = nil
 		}
-		_ = k.reapply() // ends keep's freeze, and applies what waited while it was paused
+		k.thaw()
+		_ = k.reapply() // ends keep's freeze, and applies what waited while it was frozen or paused
 	}()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(k.addrs...))
 	if err != nil {

@@ -228,3 +228,44 @@ func TestBounceableNodesLeaveTheControllerInPlace(t *testing.T) {
 		t.Fatalf("the topic after the failed recreation: %d records (%v), want %d", n, err, len(ids))
 	}
 }
+
+// TestAWindowEndingWhileTopicsAreKeptLeavesThemFrozen: while the suite
+// reads the topics about to be destroyed, appends are refused; a produce
+// error window that ends meanwhile (its timer runs apply, outside op) must
+// not lift that, or records appended between the read and the destruction
+// would be counted nowhere (LOST). Once the destruction is done, the
+// knobs apply again.
+func TestAWindowEndingWhileTopicsAreKeptLeavesThemFrozen(t *testing.T) {
+	k := testKafka(t, 3)
+	produceLogs(t, k.addrs, 1)
+	kept := k.keep("a test's recreation", topicLogs)
+	if err := k.setErrWindow(nil); err != nil { // a window ends
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(k.addrs...), kgo.DefaultProduceTopic(topicLogs),
+		kgo.RecordDeliveryTimeout(time.Second), kgo.AllowIdempotentProduceCancellation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("[]")}).FirstErr(); err == nil {
+		t.Fatal("a record appended while the topics were kept, after a window ended")
+	}
+	k.op.Lock()
+	k.thaw()
+	err = k.reapply()
+	k.op.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, cancelAfter := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancelAfter()
+	if err := cl.ProduceSync(after, &kgo.Record{Value: []byte("[]")}).FirstErr(); err != nil {
+		t.Fatalf("a record after the freeze ended: %v", err)
+	}
+	if kept.records != 1 {
+		t.Fatalf("kept %d records, want 1", kept.records)
+	}
+}
