@@ -442,3 +442,36 @@ func TestPollerAsksForRowsWithoutAnEventIDAfterTheCursor(t *testing.T) {
 	finds(t, w, []string{"", "e-2", "e-5"}, []int{3, 6, 6})
 	producedOnce(t, w, ids)
 }
+
+// TestPollerCountsAnUnappliedCursorFindAsOneFromTheBeginning: a backend
+// that does not apply the cursor answers from the beginning, so the rows
+// without an eventId its answer brings count for the next such find: rows
+// committed late at the head while batches are out are passed within a
+// poll interval, not only after the next find without the cursor.
+func TestPollerCountsAnUnappliedCursorFindAsOneFromTheBeginning(t *testing.T) {
+	const interval = 200 * time.Millisecond
+	w, log, _ := cursorWorld(t, interval, nil, func(w *world) { w.backend.ignoreCursor = true })
+	eventually(t, "two batches at Kafka", func() bool { return w.j.count("record e-5") == 1 })
+	idle(t, log)
+	w.backend.mu.Lock()
+	events := w.backend.events
+	w.backend.events = nil
+	w.backend.mu.Unlock()
+	rowsWithoutEventIDFirst(w, 5) // committed late, at the head
+	w.backend.mu.Lock()
+	w.backend.events = append(w.backend.events, events...)
+	w.backend.mu.Unlock()
+
+	w.kafka.releaseFirst(3) // the first batch resolves; the second stays out
+	produced := func() bool { return w.j.count("record e-6") > 0 }
+	for step := 0; ; step++ {
+		eventually(t, "e-6 produced, or the next find scheduled", func() bool { return produced() || w.clock.Pending() > 0 })
+		if produced() {
+			return
+		}
+		if step == 4 { // 800 ms: short of fullFindEvery since the last find from the beginning
+			t.Fatalf("e-6 not produced within %v; finds %q, limits %v", 4*interval, w.backend.findCursors(), w.backend.findLimits())
+		}
+		w.clock.Advance(interval)
+	}
+}
