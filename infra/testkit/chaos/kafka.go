@@ -231,7 +231,8 @@ func lastPanic(path string) string {
 // commandTimeout bounds a command to a running broker.
 const commandTimeout = 5 * time.Second
 
-// apply sends the knobs' state to the broker unless it is paused or gone.
+// apply sends the knobs' state to the broker unless it is paused, gone or
+// frozen by keep.
 func (k *kafkaWorld) apply() error {
 	k.mu.Lock()
 	if k.paused || k.frozen || !k.b.Running() {
@@ -409,7 +410,8 @@ func (k *kafkaWorld) started() {
 // or start over after partitions moved, and a 2-minute run lost 1,416
 // events' records to a watcher that had not caught up when the broker was
 // killed. why names the fault. The caller destroys, commits what keep read
-// once the topics are gone, then calls rewatch and re-applies the knobs.
+// once the topics are gone, thaws, then calls rewatch and re-applies the
+// knobs.
 func (k *kafkaWorld) keep(why string, topics ...string) kept {
 	c := kept{why: why}
 	read := false
