@@ -247,6 +247,12 @@ func (s *Server) Calls(rpc RPC) int64 {
 // The payloads are kept by reference: do not modify them afterwards.
 func (s *Server) Add(events ...messages.Event) { s.store.add(events) }
 
+// AddWithoutEventID adds rows whose eventId is empty (whatever the events
+// say), as a backend with a bug in its outbox writes holds them: finds
+// return them, nothing can mark them, so they stay PENDING. The other
+// defaults are filled as Add fills them; a row is known by its row id.
+func (s *Server) AddWithoutEventID(events ...messages.Event) { s.store.addWithoutEventID(events) }
+
 // Seed adds n rows of eventType built by mk(i) for i in [0, n), in one
 // batch, to set up a large backlog quickly; mk may leave EventType empty.
 // A nil mk makes synthetic rows: a log payload for HOBOM_LOG, a mail

@@ -78,6 +78,34 @@ func (s *store) addFunc(n int, event func(i int) messages.Event) {
 	}
 }
 
+// noEventIDKey prefixes the row id under which a row without an eventId
+// is kept: no eventId a caller can mark starts with a NUL byte.
+const noEventIDKey = "\x00row:"
+
+// addWithoutEventID inserts rows that have no eventId, as a backend whose
+// outbox writes had a bug would hold them: finds return them like any row,
+// and no mark can reach them. A row with the row id of one added before
+// replaces it.
+func (s *store) addWithoutEventID(events []messages.Event) {
+	ts := now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var buf []byte
+	for i := range events {
+		s.seq++
+		r := &row{ev: events[i], seq: s.seq}
+		r.ev.EventID = "-" // fillDefaults leaves it be; cleared below
+		buf = fillDefaults(&r.ev, s.seq, ts, buf)
+		r.ev.EventID = ""
+		key := noEventIDKey + r.ev.ID
+		if old := s.byID[key]; old != nil {
+			s.queues[keyOf(&old.ev)].remove(old)
+		}
+		s.byID[key] = r
+		s.queue(keyOf(&r.ev)).insert(r)
+	}
+}
+
 // fillDefaults fills what the caller left empty; buf is scratch space for
 // the generated ids, returned for reuse.
 func fillDefaults(ev *messages.Event, seq uint64, ts string, buf []byte) []byte {

@@ -136,3 +136,34 @@ func TestStoreFindsAfterTheCursor(t *testing.T) {
 		}
 	}
 }
+
+// TestStoreKeepsRowsWithoutAnEventID: rows added without an eventId keep
+// it empty, are found in their place (before rows added after them, and
+// passed over by a cursor after them), each one apart by its row id, and
+// no mark reaches them.
+func TestStoreKeepsRowsWithoutAnEventID(t *testing.T) {
+	s := newStore()
+	s.addWithoutEventID([]messages.Event{{ID: "bad-0", EventType: messages.EventTypeMessage}, {ID: "bad-1", EventType: messages.EventTypeMessage}})
+	s.add([]messages.Event{{EventID: "e0", EventType: messages.EventTypeMessage}})
+	s.addWithoutEventID([]messages.Event{{ID: "bad-2", EventID: "ignored", EventType: messages.EventTypeMessage}})
+	rows := func(events []messages.Event) []string {
+		var out []string
+		for _, e := range events {
+			out = append(out, e.ID+"/"+e.EventID)
+		}
+		return out
+	}
+	got, _ := s.findAfter(messages.EventTypeMessage, messages.StatusPending, 0, "")
+	if want := []string{"bad-0/", "bad-1/", "fake-row-3/e0", "bad-2/"}; !slices.Equal(rows(got), want) {
+		t.Fatalf("find: %q, want %q", rows(got), want)
+	}
+	if got, applied := s.findAfter(messages.EventTypeMessage, messages.StatusPending, 0, "e0"); !applied || !slices.Equal(rows(got), []string{"bad-2/"}) {
+		t.Fatalf("find after e0: %q (applied %v), want only the row added after it", rows(got), applied)
+	}
+	if s.markSent("") || s.markSent("ignored") {
+		t.Fatal("a mark reached a row without an eventId")
+	}
+	if n := s.count(messages.EventTypeMessage, messages.StatusPending); n != 4 {
+		t.Fatalf("%d rows PENDING, want 4", n)
+	}
+}
