@@ -376,8 +376,9 @@ func TestPollerReachesRowsBehindRowsWithoutAnEventID(t *testing.T) {
 // TestPollerAsksForNoMoreRowsWithoutAnEventIDThanTheFindLimit: the rows
 // without an eventId a find asks for on top of its limit are capped at
 // the limit, so a find never takes more than twice its limit (and the
-// rows in flight) however many such rows there are; the rows behind more
-// of them than that wait until they are fixed.
+// rows in flight) however many such rows there are; the rows behind as
+// many of them as the cap and the limit together, or more, wait until
+// they are fixed.
 func TestPollerAsksForNoMoreRowsWithoutAnEventIDThanTheFindLimit(t *testing.T) {
 	w, _, _ := cursorWorld(t, time.Second, nil, func(w *world) {
 		rowsWithoutEventIDFirst(w, 7) // more than twice the find limit (3)
