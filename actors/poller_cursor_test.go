@@ -418,6 +418,25 @@ func TestPollerWaitsTheIntervalAfterAFindOfOnlyRowsWithoutAnEventID(t *testing.T
 	eventually(t, "a find after the interval", func() bool { return w.backend.findCount() > before })
 }
 
+// TestPollerCapsRowsWithoutAnEventIDAtTheShare: with a share of the
+// in-flight budget smaller than the find limit, the cap on the rows
+// without an eventId a find asks for on top is the share, so that a find
+// takes no more than twice the share however many such rows there are.
+func TestPollerCapsRowsWithoutAnEventIDAtTheShare(t *testing.T) {
+	w, _, _ := cursorWorld(t, time.Second, func(cfg *actors.TreeConfig) { cfg.Poller.MaxInFlight = 2 }, func(w *world) {
+		rowsWithoutEventIDFirst(w, 7)
+		w.kafka.hold = false
+	})
+	for range 6 {
+		eventually(t, "the next find scheduled", func() bool { return w.clock.Pending() > 0 })
+		w.clock.Advance(time.Second)
+	}
+	eventually(t, "the next find scheduled", func() bool { return w.clock.Pending() > 0 })
+	if got := w.backend.findLimits(); len(got) < 6 || !slices.Equal(got[:3], []int{2, 4, 4}) || slices.Max(got) != 4 {
+		t.Fatalf("find limits %v, want 2 (the share), then 2 on top, never more", got)
+	}
+}
+
 // TestPollerAsksForRowsWithoutAnEventIDAfterTheCursor: rows without an
 // eventId after the cursor come first in the finds after it; those finds
 // ask for them on top of their limit too, and reach the rows behind them.

@@ -18,17 +18,20 @@ type row struct {
 
 type queueKey struct{ eventType, status string }
 
-// store is the outbox table: rows by eventId, and per (type, status) a
-// queue in insertion order so that a find never scans the whole table.
+// store is the outbox table: rows by eventId (rows without one, which
+// nothing can mark, by row id in a map of their own), and per (type,
+// status) a queue in insertion order so that a find never scans the whole
+// table.
 type store struct {
-	mu     sync.Mutex
-	byID   map[string]*row
-	queues map[queueKey]*queue
-	seq    uint64
+	mu      sync.Mutex
+	byID    map[string]*row
+	noEvent map[string]*row
+	queues  map[queueKey]*queue
+	seq     uint64
 }
 
 func newStore() *store {
-	return &store{byID: map[string]*row{}, queues: map[queueKey]*queue{}}
+	return &store{byID: map[string]*row{}, noEvent: map[string]*row{}, queues: map[queueKey]*queue{}}
 }
 
 // now is the backend's timestamp format (RFC 3339, UTC, nanoseconds).
@@ -78,10 +81,6 @@ func (s *store) addFunc(n int, event func(i int) messages.Event) {
 	}
 }
 
-// noEventIDKey prefixes the row id under which a row without an eventId
-// is kept: no eventId a caller can mark starts with a NUL byte.
-const noEventIDKey = "\x00row:"
-
 // addWithoutEventID inserts rows that have no eventId, as a backend whose
 // outbox writes had a bug would hold them: finds return them like any row,
 // and no mark can reach them. A row with the row id of one added before
@@ -97,11 +96,10 @@ func (s *store) addWithoutEventID(events []messages.Event) {
 		r.ev.EventID = "-" // fillDefaults leaves it be; cleared below
 		buf = fillDefaults(&r.ev, s.seq, ts, buf)
 		r.ev.EventID = ""
-		key := noEventIDKey + r.ev.ID
-		if old := s.byID[key]; old != nil {
+		if old := s.noEvent[r.ev.ID]; old != nil {
 			s.queues[keyOf(&old.ev)].remove(old)
 		}
-		s.byID[key] = r
+		s.noEvent[r.ev.ID] = r
 		s.queue(keyOf(&r.ev)).insert(r)
 	}
 }

@@ -160,8 +160,11 @@ func TestStoreKeepsRowsWithoutAnEventID(t *testing.T) {
 	if got, applied := s.findAfter(messages.EventTypeMessage, messages.StatusPending, 0, "e0"); !applied || !slices.Equal(rows(got), []string{"bad-2/"}) {
 		t.Fatalf("find after e0: %q (applied %v), want only the row added after it", rows(got), applied)
 	}
-	if s.markSent("") || s.markSent("ignored") {
+	if s.markSent("") || s.markSent("ignored") || s.markSent("bad-0") {
 		t.Fatal("a mark reached a row without an eventId")
+	}
+	if _, ok := s.event("bad-1"); ok {
+		t.Fatal("a row without an eventId found by its row id as if that were its eventId")
 	}
 	if n := s.count(messages.EventTypeMessage, messages.StatusPending); n != 4 {
 		t.Fatalf("%d rows PENDING, want 4", n)
