@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -669,6 +671,34 @@ type world struct {
 	memory *memMemory
 	// skipping gives the tree the backend as an actors.SkippingFinder.
 	skipping bool
+	// logs holds every line the tree logged (error level and above).
+	logs logLines
+}
+
+// logLines collects log lines from the actors' goroutines.
+type logLines struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *logLines) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, string(p))
+	return len(p), nil
+}
+
+// count is how many lines contain s.
+func (l *logLines) count(s string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, line := range l.lines {
+		if strings.Contains(line, s) {
+			n++
+		}
+	}
+	return n
 }
 
 // testConfig is a tree of the MESSAGE route with millisecond timings.
@@ -710,7 +740,7 @@ func startWith(t *testing.T, mutate func(*actors.TreeConfig), setup func(*world)
 		t.Fatal(err)
 	}
 	w.engine = engine
-	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.ErrorLevel)
+	log := zerolog.New(io.MultiWriter(zerolog.NewTestWriter(t), &w.logs)).Level(zerolog.ErrorLevel)
 	deps := actors.Deps{Outbox: w.backend, Producer: w.kafka, Store: w.dlq, Log: log, Metrics: m}
 	if w.skipping {
 		deps.Outbox = skippingBackend{w.backend}

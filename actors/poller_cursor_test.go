@@ -371,6 +371,9 @@ func TestPollerReachesRowsBehindRowsWithoutAnEventID(t *testing.T) {
 			t.Fatalf("find %d from the beginning asked for %d rows, want the limit and 3 of the rows without an eventId at least (cursors %q, limits %v)", i, limits[i], cursors, limits)
 		}
 	}
+	if n := w.logs.count("rows behind them are not reached"); n != 0 {
+		t.Fatalf("stuck finds logged %d times, though the rows behind were reached", n)
+	}
 }
 
 // TestPollerAsksForNoMoreRowsWithoutAnEventIDThanTheFindLimit: the rows
@@ -391,6 +394,10 @@ func TestPollerAsksForNoMoreRowsWithoutAnEventIDThanTheFindLimit(t *testing.T) {
 	eventually(t, "the next find scheduled", func() bool { return w.clock.Pending() > 0 })
 	if got := w.backend.findLimits(); len(got) < 6 || !slices.Equal(got[:3], []int{3, 6, 6}) || slices.Max(got) != 6 {
 		t.Fatalf("find limits %v, want 3, then 3 on top of the limit of 3, never more", got)
+	}
+	// Stuck from the third find on: said once, not at every find.
+	if n := w.logs.count("rows behind them are not reached"); n != 1 {
+		t.Fatalf("the stuck finds logged %d times, want once", n)
 	}
 }
 
