@@ -376,15 +376,14 @@ func TestPollerReachesRowsBehindRowsWithoutAnEventID(t *testing.T) {
 	}
 }
 
-// TestPollerAsksForNoMoreRowsWithoutAnEventIDThanTheFindLimit: the rows
-// without an eventId a find asks for on top of its limit are capped at
-// the limit, so a find never takes more than twice its limit (and the
-// rows in flight) however many such rows there are; the rows behind as
-// many of them as the cap and the limit together, or more, wait until
-// they are fixed.
-func TestPollerAsksForNoMoreRowsWithoutAnEventIDThanTheFindLimit(t *testing.T) {
-	w, _, _ := cursorWorld(t, time.Second, nil, func(w *world) {
-		rowsWithoutEventIDFirst(w, 7) // more than twice the find limit (3)
+// findBehindRowsWithoutAnEventID starts cursorWorld (mutate adjusts it)
+// with 7 rows without an eventId first, more than the find limit (3) and
+// the cap together, and lets the poller find through seven poll
+// intervals.
+func findBehindRowsWithoutAnEventID(t *testing.T, mutate func(*actors.TreeConfig)) *world {
+	t.Helper()
+	w, _, _ := cursorWorld(t, time.Second, mutate, func(w *world) {
+		rowsWithoutEventIDFirst(w, 7)
 		w.kafka.hold = false
 	})
 	for range 6 {
@@ -392,6 +391,17 @@ func TestPollerAsksForNoMoreRowsWithoutAnEventIDThanTheFindLimit(t *testing.T) {
 		w.clock.Advance(time.Second)
 	}
 	eventually(t, "the next find scheduled", func() bool { return w.clock.Pending() > 0 })
+	return w
+}
+
+// TestPollerAsksForNoMoreRowsWithoutAnEventIDThanTheFindLimit: the rows
+// without an eventId a find asks for on top of its limit are capped at
+// the limit, so a find never takes more than twice its limit (and the
+// rows in flight) however many such rows there are; the rows behind as
+// many of them as the cap and the limit together, or more, wait until
+// they are fixed.
+func TestPollerAsksForNoMoreRowsWithoutAnEventIDThanTheFindLimit(t *testing.T) {
+	w := findBehindRowsWithoutAnEventID(t, nil)
 	if got := w.backend.findLimits(); len(got) < 6 || !slices.Equal(got[:3], []int{3, 6, 6}) || slices.Max(got) != 6 {
 		t.Fatalf("find limits %v, want 3, then 3 on top of the limit of 3, never more", got)
 	}
@@ -430,15 +440,7 @@ func TestPollerWaitsTheIntervalAfterAFindOfOnlyRowsWithoutAnEventID(t *testing.T
 // without an eventId a find asks for on top is the share, so that a find
 // takes no more than twice the share however many such rows there are.
 func TestPollerCapsRowsWithoutAnEventIDAtTheShare(t *testing.T) {
-	w, _, _ := cursorWorld(t, time.Second, func(cfg *actors.TreeConfig) { cfg.Poller.MaxInFlight = 2 }, func(w *world) {
-		rowsWithoutEventIDFirst(w, 7)
-		w.kafka.hold = false
-	})
-	for range 6 {
-		eventually(t, "the next find scheduled", func() bool { return w.clock.Pending() > 0 })
-		w.clock.Advance(time.Second)
-	}
-	eventually(t, "the next find scheduled", func() bool { return w.clock.Pending() > 0 })
+	w := findBehindRowsWithoutAnEventID(t, func(cfg *actors.TreeConfig) { cfg.Poller.MaxInFlight = 2 })
 	if got := w.backend.findLimits(); len(got) < 6 || !slices.Equal(got[:3], []int{2, 4, 4}) || slices.Max(got) != 4 {
 		t.Fatalf("find limits %v, want 2 (the share), then 2 on top, never more", got)
 	}
