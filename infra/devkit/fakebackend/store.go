@@ -58,11 +58,23 @@ func (s *store) add(events []messages.Event) {
 
 // addFunc adds the n rows event(0) ... event(n-1). It builds the rows in
 // place, so seeding a million rows holds them in memory once, not twice.
-func (s *store) addFunc(n int, event func(i int) messages.Event) {
+func (s *store) addFunc(n int, event func(i int) messages.Event) { s.insert(n, event, false) }
+
+// addWithoutEventID inserts rows that have no eventId, as a backend whose
+// outbox writes had a bug would hold them: finds return them like any row,
+// and no mark can reach them. A row with the row id of one added before
+// replaces it.
+func (s *store) addWithoutEventID(events []messages.Event) {
+	s.insert(len(events), func(i int) messages.Event { return events[i] }, true)
+}
+
+// insert adds the rows of addFunc, or of addWithoutEventID when
+// noEventID: their eventId emptied and the rows kept by row id.
+func (s *store) insert(n int, event func(i int) messages.Event, noEventID bool) {
 	ts := now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.byID) == 0 && n > 0 {
+	if len(s.byID) == 0 && n > 0 && !noEventID {
 		// Seeding a large backlog: size the map once.
 		s.byID = make(map[string]*row, n)
 	}
@@ -73,33 +85,15 @@ func (s *store) addFunc(n int, event func(i int) messages.Event) {
 		r := &slab[i]
 		r.ev, r.seq = event(i), s.seq
 		buf = fillDefaults(&r.ev, s.seq, ts, buf)
-		if old := s.byID[r.ev.EventID]; old != nil {
+		index, key := s.byID, r.ev.EventID
+		if noEventID {
+			r.ev.EventID = ""
+			index, key = s.noEvent, r.ev.ID
+		}
+		if old := index[key]; old != nil {
 			s.queues[keyOf(&old.ev)].remove(old)
 		}
-		s.byID[r.ev.EventID] = r
-		s.queue(keyOf(&r.ev)).insert(r)
-	}
-}
-
-// addWithoutEventID inserts rows that have no eventId, as a backend whose
-// outbox writes had a bug would hold them: finds return them like any row,
-// and no mark can reach them. A row with the row id of one added before
-// replaces it.
-func (s *store) addWithoutEventID(events []messages.Event) {
-	ts := now()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var buf []byte
-	for i := range events {
-		s.seq++
-		r := &row{ev: events[i], seq: s.seq}
-		r.ev.EventID = "-" // fillDefaults leaves it be; cleared below
-		buf = fillDefaults(&r.ev, s.seq, ts, buf)
-		r.ev.EventID = ""
-		if old := s.noEvent[r.ev.ID]; old != nil {
-			s.queues[keyOf(&old.ev)].remove(old)
-		}
-		s.noEvent[r.ev.ID] = r
+		index[key] = r
 		s.queue(keyOf(&r.ev)).insert(r)
 	}
 }
