@@ -253,7 +253,7 @@ func (d *DLQ) onCrash(m messages.ChildCrashed) {
 		ch.restarts = 0
 	}
 	ch.restarts++
-	wait := doubling(d.cfg.RestartBackoff, d.cfg.MaxRestartBackoff, ch.restarts)
+	wait := Doubling(d.cfg.RestartBackoff, d.cfg.MaxRestartBackoff, ch.restarts)
 	d.log.Warn().Str("child", ch.name).Int("restarts", ch.restarts).Dur("in", wait).Msg("restarting child")
 	engine, self, clock, msg := d.ctx.Engine(), d.ctx.PID(), d.cfg.Clock, dlqRespawn{from: d, name: ch.name}
 	go func() {

@@ -146,7 +146,7 @@ func (r *dlqReplayer) kickAudit() {
 func (r *dlqReplayer) armAuditFlush() {
 	r.auditArmed = true
 	r.auditRound++
-	wait := doubling(auditRetryBase, auditRetryMax, r.auditRound)
+	wait := Doubling(auditRetryBase, auditRetryMax, r.auditRound)
 	engine, self, msg := r.engine, r.self, auditFlush{from: r}
 	r.cfg.Clock.AfterFunc(wait, func() { engine.Send(self, msg) })
 }

@@ -724,7 +724,7 @@ func (r *dlqReplayer) onMarkedSent(m markedSent) {
 	case r.draining:
 		log.Warn().Err(m.err).Msg("shutting down: SENT mark of a replayed event abandoned; it stays FAILED in the backend although it was published")
 	default:
-		wait := doubling(r.cfg.Replay.MarkRoundBackoff, 0, m.round)
+		wait := Doubling(r.cfg.Replay.MarkRoundBackoff, 0, m.round)
 		log.Warn().Err(m.err).Dur("retryIn", wait).Msg("SENT mark after a replay failed; retrying the mark, not the publish")
 		engine, self, next := r.engine, r.self, retryReplayMark{from: r, eventID: m.eventID, key: m.key, round: m.round + 1}
 		r.cfg.Clock.AfterFunc(wait, func() { engine.Send(self, next) })

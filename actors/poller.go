@@ -667,7 +667,7 @@ func (p *Poller) onResolved(m messages.BatchResolved) {
 
 func (p *Poller) backoff() {
 	p.failures++
-	p.schedule(doubling(p.cfg.Interval, max(p.cfg.MaxBackoff, p.cfg.Interval), p.failures))
+	p.schedule(Doubling(p.cfg.Interval, max(p.cfg.MaxBackoff, p.cfg.Interval), p.failures))
 }
 
 // schedule arranges one pollTick after d; a newer schedule voids older ones.

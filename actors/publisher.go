@@ -692,7 +692,7 @@ func (p *Publisher) onProduced(rec *kgo.Record, err error) {
 		return
 	}
 	if f.attempt < p.cfg.Attempts {
-		wait := doubling(p.cfg.Backoff, 0, f.attempt)
+		wait := Doubling(p.cfg.Backoff, 0, f.attempt)
 		p.log.Warn().Err(err).Str("topic", f.route.Topic).Int("events", len(f.events)).Int("attempt", f.attempt).
 			Dur("retryIn", wait).Msg("produce failed; retrying")
 		engine, self, id := p.engine, p.self, f.id

@@ -309,7 +309,7 @@ func (s *Supervisor) onCrash(m messages.ChildCrashed) {
 		ch.restarts = 0
 	}
 	ch.restarts++
-	wait := doubling(s.cfg.RestartBackoff, s.cfg.MaxRestartBackoff, ch.restarts)
+	wait := Doubling(s.cfg.RestartBackoff, s.cfg.MaxRestartBackoff, ch.restarts)
 	s.log.Warn().Str("child", ch.name).Int("restarts", ch.restarts).Dur("in", wait).Msg("restarting child")
 	stopped := s.poison(ch)
 	engine, self, name, clock := s.ctx.Engine(), s.self, ch.name, s.clock

@@ -184,7 +184,7 @@ func runFencedArg[A any](p RetryPolicy, fence messages.Fence, now func() time.Ti
 		if err == nil || tries >= attempts || errors.Is(err, errFenced) {
 			return tries, err
 		}
-		sleepOn(p.Clock, doubling(p.Backoff, 0, tries))
+		sleepOn(p.Clock, Doubling(p.Backoff, 0, tries))
 	}
 }
 
@@ -268,22 +268,23 @@ func sleepOn(c Clock, d time.Duration) {
 	<-done
 }
 
-// doubling is the wait before try n+1 (n counts from 1): base after the
+// Doubling is the wait before try n+1 (n counts from 1): base after the
 // first try, twice as long after each later one, never above limit (0: no
 // limit), less a random share of up to jitterShare. Every backoff of the
-// actors is this one, the pollers' regular interval included.
+// actors is this one (a poller's after a failed find or a batch left
+// PENDING, publish, mark, restart and replay backoffs), and so is the Kafka
+// client's retry backoff (infra/adapters/kafka). A poller's regular poll
+// interval is not: it is waited exactly.
 //
-// The jitter spreads actors that would otherwise act in step: up to 10,000
-// pollers spawned at the same instant would send their finds in bursts
-// forever, and the retries of a burst of failed marks would hit the backend
-// together again. It only shortens a wait, so every documented interval and
-// backoff stays an upper bound (the load test's latency target relies on
-// the 5 s poll interval being one).
-func doubling(base, limit time.Duration, n int) time.Duration {
+// The jitter spreads what failed together: the retries of a burst of
+// failed marks would otherwise hit the backend together again, and pollers
+// backing off from one outage would come back in step. It only shortens a
+// wait, so every documented backoff stays an upper bound.
+func Doubling(base, limit time.Duration, n int) time.Duration {
 	return jitter(exponential(base, limit, n))
 }
 
-// jitterShare is the largest share of a wait that doubling takes off.
+// jitterShare is the largest share of a wait that Doubling takes off.
 const jitterShare = 0.2
 
 // jitter returns d less a uniformly random part of up to jitterShare of it.
@@ -294,7 +295,7 @@ func jitter(d time.Duration) time.Duration {
 	return d
 }
 
-// exponential is doubling without the jitter.
+// exponential is Doubling without the jitter.
 func exponential(base, limit time.Duration, n int) time.Duration {
 	d := base
 	for i := 1; i < n && (limit <= 0 || d < limit); i++ {

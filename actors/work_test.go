@@ -106,18 +106,18 @@ func TestDoubling(t *testing.T) {
 		// The jitter takes up to a fifth off, never adds, and spreads.
 		lo, hi := c.want, time.Duration(0)
 		for range 1000 {
-			got := doubling(c.base, c.limit, c.n)
+			got := Doubling(c.base, c.limit, c.n)
 			lo, hi = min(lo, got), max(hi, got)
 		}
 		if lo < c.want*4/5 || hi > c.want {
-			t.Errorf("doubling(%v, %v, %d) in [%v, %v], want within [%v, %v]", c.base, c.limit, c.n, lo, hi, c.want*4/5, c.want)
+			t.Errorf("Doubling(%v, %v, %d) in [%v, %v], want within [%v, %v]", c.base, c.limit, c.n, lo, hi, c.want*4/5, c.want)
 		}
 		if hi-lo < c.want/10 {
-			t.Errorf("doubling(%v, %v, %d) spread over only [%v, %v]: no jitter", c.base, c.limit, c.n, lo, hi)
+			t.Errorf("Doubling(%v, %v, %d) spread over only [%v, %v]: no jitter", c.base, c.limit, c.n, lo, hi)
 		}
 	}
-	if got := doubling(0, 0, 3); got != 0 {
-		t.Errorf("doubling(0, 0, 3) = %v, want 0", got)
+	if got := Doubling(0, 0, 3); got != 0 {
+		t.Errorf("Doubling(0, 0, 3) = %v, want 0", got)
 	}
 }
 

@@ -1,14 +1,16 @@
 package kafka
 
 import (
-	"math/rand/v2"
 	"time"
+
+	"github.com/hobom/hobom-event-processor/actors"
 )
 
 // retryBackoff is the client's wait before it sends to a broker again
-// after a failure (kgo.RetryBackoffFn): 50 ms doubling with each
-// consecutive failure up to limit, less a random part of up to a fifth of
-// it, so that clients that failed together do not come back together.
+// after a failure (kgo.RetryBackoffFn): the actors' backoff (50 ms,
+// doubling with each consecutive failure up to limit, less a random part
+// of up to a fifth, so that clients that failed together do not come back
+// together).
 //
 // franz-go's default doubles from 250 ms up to 5 s and keeps the count of
 // failures until a request succeeds. After an outage of a few seconds, a
@@ -19,12 +21,5 @@ import (
 // that is still away costs a refused dial or a metadata request per limit.
 func retryBackoff(limit time.Duration) func(int) time.Duration {
 	const base = 50 * time.Millisecond
-	return func(fails int) time.Duration {
-		d := base
-		for i := 1; i < fails && d < limit; i++ {
-			d *= 2
-		}
-		d = min(d, limit)
-		return d - rand.N(d/5+1)
-	}
+	return func(fails int) time.Duration { return actors.Doubling(base, limit, fails) }
 }
