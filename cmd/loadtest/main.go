@@ -47,6 +47,7 @@ func run(args []string) int {
 	old := fs.Int("old-backend-events", 0, "backlog drained from a backend ignoring the find limit")
 	inProcess := fs.Bool("in-process", false, "run the stand-in backend and kfake in this process (their memory and CPU then count as the processor's)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
+	relayProfiles := fs.String("relay-cpuprofiles", "", "write a CPU profile of each relay alone to this directory: relay-<scenario>.pprof for the processor's, floor-<scenario>.pprof for the floor relay beside it (not with --cpuprofile)")
 	worldProfile := fs.String("world-cpuprofile", "", "write a CPU profile of the world's process (stand-in backend + kfake) to this file; with --in-process the world is in --cpuprofile")
 	memProfile := fs.String("memprofile", "", "write a heap profile, taken near the run's heap peak, to this file")
 	allocProfile := fs.String("allocprofile", "", "write the profile of every allocation of the run (sampled every 16 KB) to this file when it ends")
@@ -109,6 +110,7 @@ func run(args []string) int {
 	opts.InProcess = *inProcess
 	opts.CPUProfile, opts.MemProfile, opts.AllocProfile = *cpuProfile, *memProfile, *allocProfile
 	opts.WorldCPUProfile = *worldProfile
+	opts.RelayProfiles = *relayProfiles
 	opts.Progress = os.Stderr
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -7,10 +7,12 @@ package loadtest
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"slices"
@@ -96,6 +98,14 @@ type Options struct {
 	// CPUProfile and MemProfile are files to write profiles to; the heap
 	// profile is taken near the highest heap peak of the run.
 	CPUProfile, MemProfile string
+	// RelayProfiles is a directory to write one CPU profile of this
+	// process per relay of a relay scenario to: relay-<scenario>.pprof
+	// while the processor relays, floor-<scenario>.pprof while the floor
+	// relay does (a single-type scenario beside a mark ceiling). Each
+	// covers that relay alone, so the two can be set side by side
+	// (`go tool pprof -top`). It excludes CPUProfile: the runtime keeps
+	// one CPU profile at a time.
+	RelayProfiles string
 	// WorldCPUProfile is a file the world's child process writes its CPU
 	// profile to (ignored with InProcess, whose world is in CPUProfile).
 	WorldCPUProfile string
@@ -234,6 +244,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		if !slices.Contains(AllScenarios, s) {
 			return nil, fmt.Errorf("loadtest: unknown scenario %q (have %s)", s, strings.Join(AllScenarios, ", "))
 		}
+	}
+	if opts.CPUProfile != "" && opts.RelayProfiles != "" {
+		return nil, errors.New("loadtest: a CPU profile of the run and CPU profiles of the relays exclude each other")
 	}
 	r := &runner{opts: opts, start: time.Now(), report: newReport(opts)}
 	r.log = zerolog.New(zerolog.ConsoleWriter{Out: opts.Progress, TimeFormat: "15:04:05.000"}).
@@ -705,7 +718,12 @@ func (r *runner) relayScenario(ctx context.Context, name string, types TypeSet, 
 	if err := measure(); err != nil {
 		return err
 	}
-	res, err := r.runRelay(ctx, relaySpec{name: name, types: types, perType: perType, interval: r.opts.PollInterval})
+	key := strings.ToLower(strings.TrimPrefix(name, "relay "))
+	var res relayResult
+	err := r.relayProfile("relay-"+key, func() (err error) {
+		res, err = r.runRelay(ctx, relaySpec{name: name, types: types, perType: perType, interval: r.opts.PollInterval})
+		return err
+	})
 	if err != nil {
 		return err
 	}
@@ -714,14 +732,17 @@ func (r *runner) relayScenario(ctx context.Context, name string, types TypeSet, 
 	var floor floorResult
 	if route, ok := singleRoute(types); ok && r.ceiling.haveMark {
 		r.progress("floor relay: %s %s events at %s", count(res.Events), route.EventType, r.ceiling.markBest.label())
-		if floor, err = r.floorRelay(ctx, route, res.Events); err != nil {
+		err = r.relayProfile("floor-"+key, func() (err error) {
+			floor, err = r.floorRelay(ctx, route, res.Events)
+			return err
+		})
+		if err != nil {
 			return err
 		}
 	}
 	if err := measure(); err != nil {
 		return err
 	}
-	key := strings.ToLower(strings.TrimPrefix(name, "relay "))
 	r.report.raw("relay_"+key, map[string]any{"relay": res, "adjacentMarkCeilings": bracket, "floorRelay": floor})
 	scen := fmt.Sprintf("%s (%s)", name, count(res.Events))
 	row := Row{Scenario: scen, Figure: "end-to-end rate", Value: res.Rate, Unit: "ev/s",
@@ -1171,4 +1192,27 @@ func machine() Machine {
 		}
 	}
 	return m
+}
+
+// relayProfile runs relay under a CPU profile written to
+// Options.RelayProfiles/name.pprof, or plainly without that option.
+func (r *runner) relayProfile(name string, relay func() error) error {
+	if r.opts.RelayProfiles == "" {
+		return relay()
+	}
+	path := filepath.Join(r.opts.RelayProfiles, name+".pprof")
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("loadtest: relay profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("loadtest: relay profile %s: %w", path, err)
+	}
+	err = relay()
+	pprof.StopCPUProfile()
+	if cerr := f.Close(); cerr != nil && err == nil {
+		err = fmt.Errorf("loadtest: relay profile %s: %w", path, cerr)
+	}
+	return err
 }

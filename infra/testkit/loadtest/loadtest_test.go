@@ -63,6 +63,7 @@ func TestSmoke(t *testing.T) {
 		o.Scenarios = []string{ScenarioCeilings, ScenarioMessage, ScenarioLog}
 	}
 	o.WorldCPUProfile = filepath.Join(t.TempDir(), "world.pprof")
+	o.RelayProfiles = t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	rep, err := Run(ctx, o)
@@ -71,6 +72,10 @@ func TestSmoke(t *testing.T) {
 	}
 	checkReport(t, rep, o.Scenarios)
 	checkProfile(t, o.WorldCPUProfile)
+	// The single-type relays run beside a floor relay, each profiled alone.
+	for _, name := range []string{"relay-message", "floor-message", "relay-hobom_log", "floor-hobom_log"} {
+		checkProfile(t, filepath.Join(o.RelayProfiles, name+".pprof"))
+	}
 }
 
 // TestSmokeInProcess runs the world in this process.
