@@ -13,7 +13,8 @@ import (
 
 // PollerConfig tunes a poller.
 type PollerConfig struct {
-	// Interval is the wait after an empty poll; failures back off from it.
+	// Interval is the wait after an empty poll, less the jitter
+	// (waitInterval); failures back off from it.
 	Interval time.Duration
 	// MaxBackoff caps the wait while the backend, Kafka or Redis keeps failing.
 	MaxBackoff time.Duration
@@ -221,7 +222,7 @@ func (p *Poller) Receive(c *actor.Context) {
 		if !p.fenceHeld() {
 			// Held, but not renewed in time: nothing is fetched until
 			// a renewal moves the deadline.
-			p.schedule(p.cfg.Interval)
+			p.schedule(p.waitInterval())
 			return
 		}
 		if p.cfg.Hold && p.cfg.Kafka != nil && !p.cfg.Kafka.Reachable() {
@@ -466,7 +467,7 @@ func (p *Poller) onFound(m findDone) {
 		if len(m.events) == 0 {
 			p.failures = 0
 		}
-		p.schedule(p.cfg.Interval)
+		p.schedule(p.waitInterval())
 		return
 	}
 	if !p.granted {
@@ -489,7 +490,7 @@ func (p *Poller) onFound(m findDone) {
 		p.log.Warn().Int("events", len(events)).Int64("token", p.fence.Token).
 			Msg("lease past its local deadline during the find (not renewed in time): not publishing")
 		if p.open == 0 {
-			p.schedule(p.cfg.Interval)
+			p.schedule(p.waitInterval())
 		}
 		return
 	}
@@ -526,7 +527,7 @@ func (p *Poller) onFound(m findDone) {
 		// Only rows without an eventId, handed over to be logged: they
 		// come back with every find, so wait the interval, whether their
 		// batch resolves before the next find or while it runs.
-		p.schedule(p.cfg.Interval)
+		p.schedule(p.waitInterval())
 		return
 	}
 	// Find the next batch while this one is produced and marked.
@@ -661,7 +662,7 @@ func (p *Poller) onResolved(m messages.BatchResolved) {
 		// Only rows that cannot be processed (logged): they come back with
 		// every find, so wait the interval, but they are no outage.
 		p.failures = 0
-		p.schedule(p.cfg.Interval)
+		p.schedule(p.waitInterval())
 	}
 }
 
@@ -720,4 +721,15 @@ func (p *Poller) onGranted(f messages.Fence) {
 	if !p.finding {
 		p.schedule(0)
 	}
+}
+
+// waitInterval is the wait before a regular poll: the poll interval less
+// a random share of up to jitterShare (the backoffs' jitter). Pollers
+// spawned together would otherwise find in step for their whole life,
+// every type's find reaching the backend in the same instant each
+// interval; with it their finds drift apart within a few intervals. It
+// only shortens the wait, so the interval stays the longest an event
+// waits for its poller's next find.
+func (p *Poller) waitInterval() time.Duration {
+	return jitter(p.cfg.Interval)
 }

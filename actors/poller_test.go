@@ -241,6 +241,36 @@ func TestPollerBackoff(t *testing.T) {
 	testenv.EventuallyEvery(t, wait, time.Millisecond, "events SENT once the backend answers", w.allStatus(messages.StatusSent, ids...))
 }
 
+// TestPollerJittersTheRegularInterval: the wait after an empty find is the
+// poll interval less a random share of up to a fifth, so that pollers
+// spawned together do not find in step for their whole life. It is never
+// longer than the interval, which bounds how long an event waits.
+func TestPollerJittersTheRegularInterval(t *testing.T) {
+	const interval, finds = time.Second, 20
+	w := start(t, func(cfg *actors.TreeConfig) {
+		cfg.Poller.Interval = interval
+	}, func(w *world) { w.clock = newManualClock() })
+	waits := map[time.Duration]bool{}
+	for i := range finds {
+		if i > 0 {
+			d, _ := w.clock.NextDue()
+			w.clock.Advance(d)
+		}
+		eventually(t, fmt.Sprintf("empty find %d done and the next one scheduled", i+1), func() bool {
+			return w.backend.findCount() == i+1 && w.clock.Pending() == 1
+		})
+		d, _ := w.clock.NextDue()
+		if d > interval || d < interval*4/5 {
+			t.Fatalf("find %d: waits %v, want %v less up to a fifth", i+1, d, interval)
+		}
+		waits[d] = true
+	}
+	// Twenty draws from 200 ms of nanoseconds: equal waits mean no jitter.
+	if len(waits) < finds/2 {
+		t.Fatalf("%d empty finds were followed by only %d different waits: the interval is not jittered", finds, len(waits))
+	}
+}
+
 // TestPollerKeepsRelayingPastARowWithoutEventID: a row without an eventId
 // stays PENDING and comes back with every find; it must not use up the
 // poller's share of the in-flight budget, or the poller would stop finding

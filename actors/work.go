@@ -274,7 +274,7 @@ func sleepOn(c Clock, d time.Duration) {
 // actors is this one (a poller's after a failed find or a batch left
 // PENDING, publish, mark, restart and replay backoffs), and so is the Kafka
 // client's retry backoff (infra/adapters/kafka). A poller's regular poll
-// interval is not: it is waited exactly.
+// interval takes the same jitter without the doubling (Poller.waitInterval).
 //
 // The jitter spreads what failed together: the retries of a burst of
 // failed marks would otherwise hit the backend together again, and pollers
