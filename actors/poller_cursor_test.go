@@ -430,6 +430,11 @@ func TestPollerWaitsTheIntervalAfterAFindOfOnlyRowsWithoutAnEventID(t *testing.T
 		t.Fatalf("%d finds with the clock standing still, want at most 2 (one, and one more at most while its batch was out)", n)
 	}
 	eventually(t, "the next find scheduled", func() bool { return w.clock.Pending() > 0 })
+	// The interval less its jitter (decision 0011): an exact second is a
+	// chance of one in 2e8.
+	if d, _ := w.clock.NextDue(); d >= time.Second || d < 800*time.Millisecond {
+		t.Fatalf("the next find is due in %v, want the interval of 1s less up to a fifth", d)
+	}
 	before := w.backend.findCount()
 	w.clock.Advance(time.Second)
 	eventually(t, "a find after the interval", func() bool { return w.backend.findCount() > before })

@@ -284,7 +284,8 @@ func Doubling(base, limit time.Duration, n int) time.Duration {
 	return jitter(exponential(base, limit, n))
 }
 
-// jitterShare is the largest share of a wait that Doubling takes off.
+// jitterShare is the largest share of a wait that Doubling and
+// Poller.waitInterval take off.
 const jitterShare = 0.2
 
 // jitter returns d less a uniformly random part of up to jitterShare of it.

@@ -49,8 +49,9 @@ type floorResult struct {
 }
 
 // floorRelay relays events rows of route's event type from a fresh
-// backend through the floor relay at the mark sweep's best point.
-func (r *runner) floorRelay(ctx context.Context, route messages.Route, events int) (floorResult, error) {
+// backend through the floor relay at the mark sweep's best point; profile
+// names its CPU profile (Options.RelayProfiles).
+func (r *runner) floorRelay(ctx context.Context, route messages.Route, events int, profile string) (floorResult, error) {
 	best := r.ceiling.markBest
 	res := floorResult{Events: events, InFlight: max(best.InFlight, 1), Conns: max(best.Conns, 1)}
 	addr, err := r.world.NewBackend(BackendSpec{})
@@ -98,6 +99,10 @@ func (r *runner) floorRelay(ctx context.Context, route messages.Route, events in
 	limit := max(r.cfg.FindLimit, 1)
 	pub := app.TreeConfig(r.cfg, nil).Publisher
 	producer, maxBytes := pub.Producer, pub.MaxRecordBytes
+	stopProfile, err := r.startRelayProfile(profile)
+	if err != nil {
+		return res, err
+	}
 	u := r.startUsage()
 	t0 := time.Now()
 	for g := range res.InFlight {
@@ -181,8 +186,12 @@ func (r *runner) floorRelay(ctx context.Context, route messages.Route, events in
 	}
 	res.Took = time.Since(t0)
 	res.CPU, res.World, _ = u.finish()
+	perr := stopProfile()
 	cancel(nil)
 	wg.Wait()
+	if perr != nil {
+		return res, perr
+	}
 	if err := context.Cause(ctx); err != nil && marked.Load() < int64(events) {
 		return res, fmt.Errorf("floor relay: %w", err)
 	}

@@ -98,13 +98,16 @@ type Options struct {
 	// CPUProfile and MemProfile are files to write profiles to; the heap
 	// profile is taken near the highest heap peak of the run.
 	CPUProfile, MemProfile string
-	// RelayProfiles is a directory to write one CPU profile of this
-	// process per relay of a relay scenario to: relay-<scenario>.pprof
-	// while the processor relays, floor-<scenario>.pprof while the floor
-	// relay does (a single-type scenario beside a mark ceiling). Each
-	// covers that relay alone, so the two can be set side by side
-	// (`go tool pprof -top`). It excludes CPUProfile: the runtime keeps
-	// one CPU profile at a time.
+	// RelayProfiles is a directory to write CPU profiles of this process
+	// to, one for each relay of the message, log and mix scenarios:
+	// relay-<type>.pprof (relay-message, relay-hobom_log, relay-mix) while
+	// the processor relays, and, when the ceilings ran, floor-<type>.pprof
+	// while the floor relay beside a single-type relay does. Each covers
+	// the timed part of its relay, from the start of the processor (or of
+	// the floor relay's workers) until the last event is marked SENT, so
+	// the two can be set side by side (`go tool pprof -top`); with
+	// InProcess the world's work is in both. It excludes CPUProfile: the
+	// runtime keeps one CPU profile at a time.
 	RelayProfiles string
 	// WorldCPUProfile is a file the world's child process writes its CPU
 	// profile to (ignored with InProcess, whose world is in CPUProfile).
@@ -246,7 +249,12 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		}
 	}
 	if opts.CPUProfile != "" && opts.RelayProfiles != "" {
-		return nil, errors.New("loadtest: a CPU profile of the run and CPU profiles of the relays exclude each other")
+		return nil, errors.New("loadtest: CPUProfile and RelayProfiles exclude each other (the runtime keeps one CPU profile at a time)")
+	}
+	if opts.RelayProfiles != "" {
+		if fi, err := os.Stat(opts.RelayProfiles); err != nil || !fi.IsDir() {
+			return nil, fmt.Errorf("loadtest: relay profiles: %s is not a directory", opts.RelayProfiles)
+		}
 	}
 	r := &runner{opts: opts, start: time.Now(), report: newReport(opts)}
 	r.log = zerolog.New(zerolog.ConsoleWriter{Out: opts.Progress, TimeFormat: "15:04:05.000"}).
@@ -521,6 +529,8 @@ type relaySpec struct {
 	interval time.Duration
 	// noMemory runs the processor without its unmarked memory (memory-cost).
 	noMemory bool
+	// profile names the relay's CPU profile (Options.RelayProfiles).
+	profile string
 }
 
 // relayResult is what one run measured.
@@ -573,6 +583,10 @@ func (r *runner) runRelay(ctx context.Context, spec relaySpec) (relayResult, err
 	}
 	world0, _ := r.world.Usage()
 	freeMemory()
+	stopProfile, err := r.startRelayProfile(spec.profile)
+	if err != nil {
+		return res, err
+	}
 	m := &counters{}
 	s := startSampler(10*time.Millisecond, r.opts.MemProfile != "")
 	busy0 := machineBusy()
@@ -581,12 +595,16 @@ func (r *runner) runRelay(ctx context.Context, spec relaySpec) (relayResult, err
 	a, err := app.New(r.processorConfig(addr, spec.interval), r.log, app.Options{Routes: spec.routes, Metrics: m, WithoutUnmarkedMemory: spec.noMemory})
 	if err != nil {
 		s.finish()
+		_ = stopProfile()
 		return res, err
 	}
 	res.Spawn = time.Since(t0)
 	stop := runApp(a)
 	err = r.waitSent(ctx, spec.name, spec.types, total, calls0, t0)
 	res.Took = time.Since(t0)
+	if perr := stopProfile(); perr != nil && err == nil {
+		err = perr
+	}
 	res.CPU = cpuTime() - cpu0
 	ab1, ao1 := allocs()
 	res.Peaks = s.finish()
@@ -719,11 +737,7 @@ func (r *runner) relayScenario(ctx context.Context, name string, types TypeSet, 
 		return err
 	}
 	key := strings.ToLower(strings.TrimPrefix(name, "relay "))
-	var res relayResult
-	err := r.relayProfile("relay-"+key, func() (err error) {
-		res, err = r.runRelay(ctx, relaySpec{name: name, types: types, perType: perType, interval: r.opts.PollInterval})
-		return err
-	})
+	res, err := r.runRelay(ctx, relaySpec{name: name, types: types, perType: perType, interval: r.opts.PollInterval, profile: "relay-" + key})
 	if err != nil {
 		return err
 	}
@@ -732,11 +746,7 @@ func (r *runner) relayScenario(ctx context.Context, name string, types TypeSet, 
 	var floor floorResult
 	if route, ok := singleRoute(types); ok && r.ceiling.haveMark {
 		r.progress("floor relay: %s %s events at %s", count(res.Events), route.EventType, r.ceiling.markBest.label())
-		err = r.relayProfile("floor-"+key, func() (err error) {
-			floor, err = r.floorRelay(ctx, route, res.Events)
-			return err
-		})
-		if err != nil {
+		if floor, err = r.floorRelay(ctx, route, res.Events, "floor-"+key); err != nil {
 			return err
 		}
 	}
@@ -1194,25 +1204,27 @@ func machine() Machine {
 	return m
 }
 
-// relayProfile runs relay under a CPU profile written to
-// Options.RelayProfiles/name.pprof, or plainly without that option.
-func (r *runner) relayProfile(name string, relay func() error) error {
-	if r.opts.RelayProfiles == "" {
-		return relay()
+// startRelayProfile starts a CPU profile of this process written to
+// Options.RelayProfiles/name.pprof, and returns what stops it and closes
+// the file; without that option it starts nothing.
+func (r *runner) startRelayProfile(name string) (stop func() error, err error) {
+	if r.opts.RelayProfiles == "" || name == "" {
+		return func() error { return nil }, nil
 	}
 	path := filepath.Join(r.opts.RelayProfiles, name+".pprof")
 	f, err := os.Create(path)
 	if err != nil {
-		return fmt.Errorf("loadtest: relay profile: %w", err)
+		return nil, fmt.Errorf("loadtest: relay profile: %w", err)
 	}
 	if err := pprof.StartCPUProfile(f); err != nil {
 		_ = f.Close()
-		return fmt.Errorf("loadtest: relay profile %s: %w", path, err)
+		return nil, fmt.Errorf("loadtest: relay profile %s: %w", path, err)
 	}
-	err = relay()
-	pprof.StopCPUProfile()
-	if cerr := f.Close(); cerr != nil && err == nil {
-		err = fmt.Errorf("loadtest: relay profile %s: %w", path, cerr)
-	}
-	return err
+	return func() error {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("loadtest: relay profile %s: %w", path, err)
+		}
+		return nil
+	}, nil
 }
