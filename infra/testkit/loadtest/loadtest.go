@@ -602,11 +602,12 @@ func (r *runner) runRelay(ctx context.Context, spec relaySpec) (relayResult, err
 	stop := runApp(a)
 	err = r.waitSent(ctx, spec.name, spec.types, total, calls0, t0)
 	res.Took = time.Since(t0)
+	res.CPU = cpuTime() - cpu0
+	ab1, ao1 := allocs()
+	// After the figures, so that writing the profile is not in them.
 	if perr := stopProfile(); perr != nil && err == nil {
 		err = perr
 	}
-	res.CPU = cpuTime() - cpu0
-	ab1, ao1 := allocs()
 	res.Peaks = s.finish()
 	r.keepHeapProfile(s)
 	world1, _ := r.world.Usage()
