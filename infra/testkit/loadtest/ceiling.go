@@ -84,6 +84,62 @@ func markProbeRows(run time.Duration) int { return max(2000, int(100_000*run.Sec
 // rate (WarmupRate) ran a median 3 % below the window's, and up to half
 // of it at 2048 in flight.
 func (r *runner) markPoint(ctx context.Context, inFlight, nConns int, warm, window time.Duration) (markPoint, error) {
+	return r.markPointWith(ctx, r.grpcMarkers, inFlight, nConns, warm, window)
+}
+
+// markCaller marks one event SENT; each caller goroutine of a point owns
+// the one it is given.
+type markCaller func(eventID string) error
+
+// markClient opens nConns connections to addr and returns a caller for
+// each of inFlight goroutines, spread over them, and what closes them.
+type markClient func(ctx context.Context, addr string, nConns, inFlight int) ([]markCaller, func(), error)
+
+// grpcMarkers is the sweep's client: the generated stub on gRPC-Go
+// connections (minimalMarkers).
+func (r *runner) grpcMarkers(ctx context.Context, addr string, nConns, inFlight int) ([]markCaller, func(), error) {
+	cctx, clients, closeClients, err := r.minimalMarkers(ctx, addr, nConns)
+	if err != nil {
+		return nil, nil, err
+	}
+	callers := make([]markCaller, inFlight)
+	for g := range callers {
+		cl := clients[g%nConns]
+		callers[g] = func(id string) error {
+			_, err := cl.PatchOutboxMarkAsSentUseCase(cctx, &outboxmessagev1.MarkRequest{EventId: id})
+			return err
+		}
+	}
+	return callers, closeClients, nil
+}
+
+// rawMarkers is the comparison client: the mark rpc written on HTTP/2
+// frames (rawMarkConn), whose calls cost a fraction of gRPC-Go's.
+func (r *runner) rawMarkers(_ context.Context, addr string, nConns, inFlight int) ([]markCaller, func(), error) {
+	var conns []*rawMarkConn
+	closeAll := func() {
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	}
+	for range nConns {
+		c, err := dialRawMark(addr, r.cfg.GRPCAPIKey)
+		if err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		conns = append(conns, c)
+	}
+	callers := make([]markCaller, inFlight)
+	for g := range callers {
+		c, call := conns[g%nConns], newRawMarkCall()
+		callers[g] = func(id string) error { return c.Mark(call, id) }
+	}
+	return callers, closeAll, nil
+}
+
+// markPointWith is markPoint with client's callers.
+func (r *runner) markPointWith(ctx context.Context, client markClient, inFlight, nConns int, warm, window time.Duration) (markPoint, error) {
 	p := markPoint{InFlight: inFlight, Conns: nConns}
 	addr, err := r.world.NewBackend(BackendSpec{})
 	if err != nil {
@@ -98,7 +154,7 @@ func (r *runner) markPoint(ctx context.Context, inFlight, nConns int, warm, wind
 	for i := range ids {
 		ids[i] = prefix + strconv.Itoa(i)
 	}
-	cctx, clients, closeClients, err := r.minimalMarkers(ctx, addr, nConns)
+	callers, closeClients, err := client(ctx, addr, nConns, inFlight)
 	if err != nil {
 		return p, err
 	}
@@ -110,15 +166,14 @@ func (r *runner) markPoint(ctx context.Context, inFlight, nConns int, warm, wind
 	measureFrom, deadline := t0.Add(warm), t0.Add(warm+window)
 	ab0, ao0 := allocs()
 	var wg sync.WaitGroup
-	for g := range inFlight {
-		cl := clients[g%nConns]
+	for _, mark := range callers {
 		wg.Go(func() {
 			for time.Now().Before(deadline) {
 				i := next.Add(1) - 1
 				if i >= int64(rows) {
 					return
 				}
-				if _, err := cl.PatchOutboxMarkAsSentUseCase(cctx, &outboxmessagev1.MarkRequest{EventId: ids[i]}); err != nil {
+				if err := mark(ids[i]); err != nil {
 					failed.Add(1)
 					firstErr.CompareAndSwap(nil, &err)
 					continue

@@ -464,6 +464,9 @@ func (r *runner) ceilings(ctx context.Context) error {
 			best.label(), edge, perEventMicros(cpu, int(calls)), count(int(r.ceiling.rpcAllocBytes)), r.ceiling.rpcAllocObjects, perEventMicros(world, int(calls)), others)})
 	r.report.raw("ceilingMarkSweep", pts)
 	r.progress("mark ceiling: %s ev/s at %s", count(int(best.Rate)), best.label())
+	if err := r.rawMarkComparison(ctx, best); err != nil {
+		return err
+	}
 
 	// The produce ceiling: the same records the relay writes (values,
 	// keys, headers, log arrays split as the publisher splits them)
@@ -1228,4 +1231,44 @@ func (r *runner) startRelayProfile(name string) (stop func() error, err error) {
 		}
 		return nil
 	}, nil
+}
+
+// rawMarkComparison measures the same backend with the comparison client
+// (rawMarkers) at the sweep's best point and at the ends of its range, and
+// reports its maximum beside the ceiling. On shared cores what a client
+// spends per call is CPU the backend does not get, so the backend answers
+// a cheaper client faster; the ratios stay to the gRPC-Go client's
+// maximum, the kind of client the processor is.
+func (r *runner) rawMarkComparison(ctx context.Context, best markPoint) error {
+	o := r.opts
+	type point struct{ inFlight, conns int }
+	var at []point
+	for _, p := range []point{{best.InFlight, best.Conns}, {128, 1}, {512, slices.Max(o.SweepConns)}} {
+		if !slices.Contains(at, p) {
+			at = append(at, p)
+		}
+	}
+	var pts []markPoint
+	for _, p := range at {
+		mp, err := r.markPointWith(ctx, r.rawMarkers, p.inFlight, p.conns, o.SweepWarmup, o.SweepWindow)
+		if err != nil {
+			return fmt.Errorf("raw mark client, %d in flight × %d conns: %w", p.inFlight, p.conns, err)
+		}
+		pts = append(pts, mp)
+	}
+	top := bestMark(pts)
+	var calls int64
+	var cpu, world time.Duration
+	line := ""
+	for _, p := range pts {
+		calls += p.Calls
+		cpu, world = cpu+p.CPU, world+p.World
+		line += fmt.Sprintf("%s: %s; ", p.label(), count(int(p.Rate)))
+	}
+	r.report.raw("rawMarkComparison", pts)
+	r.report.add(Row{Scenario: "ceiling: mark rpc sweep", Figure: "raw HTTP/2 client, for comparison", Value: top.Rate, Unit: "ev/s",
+		Detail: fmt.Sprintf("%sthe mark rpc on HTTP/2 frames (rawmark.go), not a ceiling for the ratios: %.1f µs CPU per rpc here + %.1f µs in the backend; %.2f of the gRPC client's maximum",
+			line, perEventMicros(cpu, int(calls)), perEventMicros(world, int(calls)), top.Rate/max(best.Rate, 1))})
+	r.progress("raw mark client: %s ev/s at %s", count(int(top.Rate)), top.label())
+	return nil
 }

@@ -72,6 +72,10 @@ func TestSmoke(t *testing.T) {
 	}
 	checkReport(t, rep, o.Scenarios)
 	checkProfile(t, o.WorldCPUProfile)
+	// The comparison client measured the same backend beside the ceiling.
+	if i := slices.IndexFunc(rep.Rows, func(r Row) bool { return r.Figure == "raw HTTP/2 client, for comparison" }); i < 0 || rep.Rows[i].Value <= 0 {
+		t.Errorf("no rate of the raw HTTP/2 comparison client in the report")
+	}
 	// The single-type relays run beside a floor relay, each profiled alone.
 	for _, name := range []string{"relay-message", "floor-message", "relay-hobom_log", "floor-hobom_log"} {
 		checkProfile(t, filepath.Join(o.RelayProfiles, name+".pprof"))
