@@ -115,7 +115,7 @@ func (r *runner) grpcMarkers(ctx context.Context, addr string, nConns, inFlight 
 
 // rawMarkers is the comparison client: the mark rpc written on HTTP/2
 // frames (rawMarkConn), whose calls cost a fraction of gRPC-Go's.
-func (r *runner) rawMarkers(_ context.Context, addr string, nConns, inFlight int) ([]markCaller, func(), error) {
+func (r *runner) rawMarkers(ctx context.Context, addr string, nConns, inFlight int) ([]markCaller, func(), error) {
 	var conns []*rawMarkConn
 	closeAll := func() {
 		for _, c := range conns {
@@ -130,12 +130,15 @@ func (r *runner) rawMarkers(_ context.Context, addr string, nConns, inFlight int
 		}
 		conns = append(conns, c)
 	}
+	// The client has no deadlines: the run's end closes the connections,
+	// which fails the calls in flight, as it cancels the gRPC client's.
+	stop := context.AfterFunc(ctx, closeAll)
 	callers := make([]markCaller, inFlight)
 	for g := range callers {
 		c, call := conns[g%nConns], newRawMarkCall()
 		callers[g] = func(id string) error { return c.Mark(call, id) }
 	}
-	return callers, closeAll, nil
+	return callers, func() { stop(); closeAll() }, nil
 }
 
 // markPointWith is markPoint with client's callers.

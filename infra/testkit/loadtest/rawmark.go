@@ -116,17 +116,18 @@ func (c *rawMarkConn) Mark(call *rawMarkCall, eventID string) error {
 	if len(eventID) > 120 {
 		return fmt.Errorf("raw mark client: event id of %d bytes", len(eventID))
 	}
-	n := 2 + len(eventID) // the field's tag and length, then the id
-	call.frame = append(call.frame[:0], 0, 0, 0, 0, byte(n), 0x0a, byte(len(eventID)))
-	call.frame = append(call.frame, eventID...)
-	call.status, call.err = "", nil
-
 	c.mu.Lock()
 	if c.err != nil {
+		// Checked before the call is touched: a writer may still be
+		// copying it out after the failure completed it.
 		err := c.err
 		c.mu.Unlock()
 		return err
 	}
+	n := 2 + len(eventID) // the field's tag and length, then the id
+	call.frame = append(call.frame[:0], 0, 0, 0, 0, byte(n), 0x0a, byte(len(eventID)))
+	call.frame = append(call.frame, eventID...)
+	call.status, call.err = "", nil
 	c.queue = append(c.queue, call)
 	if !c.writing {
 		c.writing = true
@@ -242,6 +243,7 @@ func (c *rawMarkConn) control(f func() error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.ctrl = append(c.ctrl, f)
+	c.cond.Broadcast() // a writer waiting for send window writes it now
 	if !c.writing && c.err == nil {
 		c.writing = true
 		go func() {

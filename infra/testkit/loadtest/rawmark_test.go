@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hobom/hobom-event-processor/infra/devkit/fakebackend"
 	"github.com/hobom/hobom-event-processor/messages"
@@ -14,9 +15,11 @@ import (
 // real mark rpcs: over TCP to the stand-in, with its API key, many at once
 // on one connection, each row ends SENT; an unknown id is the backend's
 // NOT_FOUND, a wrong key its refusal, and a closed server fails the calls
-// instead of leaving them waiting.
+// instead of leaving them waiting. The answers' 5 bytes of DATA each add
+// up past the connection's initial receive window of 65,535 bytes, so the
+// client must hand the window back.
 func TestRawMarkClientMarksOverTheStandIn(t *testing.T) {
-	const key, n = "sweep-key", 500
+	const key, n = "sweep-key", 15_000
 	srv, err := fakebackend.Start(fakebackend.Options{APIKey: key})
 	if err != nil {
 		t.Fatal(err)
@@ -30,6 +33,10 @@ func TestRawMarkClientMarksOverTheStandIn(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	// A client that stopped being answered would wait for good: closing
+	// the connection fails its calls instead.
+	guard := time.AfterFunc(30*time.Second, func() { _ = c.Close() })
+	defer guard.Stop()
 
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
