@@ -159,12 +159,7 @@ func (c *rawMarkConn) writeLocked() {
 				continue
 			}
 			if c.bw.Buffered() > 0 {
-				c.mu.Unlock()
-				err := c.bw.Flush()
-				c.mu.Lock()
-				if err != nil {
-					c.failLocked(fmt.Errorf("raw mark client: write: %w", err))
-				}
+				c.flushLocked()
 				continue
 			}
 			break
@@ -184,12 +179,7 @@ func (c *rawMarkConn) writeLocked() {
 			// The server has not handed the send window back yet: what
 			// is written must reach it first.
 			if c.bw.Buffered() > 0 {
-				c.mu.Unlock()
-				err := c.bw.Flush()
-				c.mu.Lock()
-				if err != nil {
-					c.failLocked(fmt.Errorf("raw mark client: write: %w", err))
-				}
+				c.flushLocked()
 				continue
 			}
 			c.cond.Wait()
@@ -209,6 +199,17 @@ func (c *rawMarkConn) writeLocked() {
 		}
 	}
 	c.writing = false
+}
+
+// flushLocked sends what is buffered, with c.mu held on entry and on
+// return (released while sending), and fails the connection on an error.
+func (c *rawMarkConn) flushLocked() {
+	c.mu.Unlock()
+	err := c.bw.Flush()
+	c.mu.Lock()
+	if err != nil {
+		c.failLocked(fmt.Errorf("raw mark client: write: %w", err))
+	}
 }
 
 // writeFrames writes the control frames, then each call's HEADERS and
