@@ -435,16 +435,10 @@ func (r *runner) ceilings(ctx context.Context) error {
 	}
 	_, _, others := u.finish()
 	r.ceiling.mark, r.ceiling.markBest, r.ceiling.haveMark = best.Rate, best, true
-	var calls int64 // every answered call: the CPU and allocations cover the warm-ups too
-	var allocB, allocO uint64
-	var cpu, world time.Duration
-	for _, p := range pts {
-		calls += p.Calls
-		allocB, allocO = allocB+p.AllocBytes, allocO+p.AllocObjects
-		cpu, world = cpu+p.CPU, world+p.World
-	}
+	sum := sumPoints(pts) // every answered call: the CPU and allocations cover the warm-ups too
+	calls, cpu, world := sum.Calls, sum.CPU, sum.World
 	if calls > 0 {
-		r.ceiling.rpcAllocBytes, r.ceiling.rpcAllocObjects = float64(allocB)/float64(calls), float64(allocO)/float64(calls)
+		r.ceiling.rpcAllocBytes, r.ceiling.rpcAllocObjects = float64(sum.AllocBytes)/float64(calls), float64(sum.AllocObjects)/float64(calls)
 	}
 	for _, c := range o.SweepConns {
 		line := ""
@@ -1257,12 +1251,10 @@ func (r *runner) rawMarkComparison(ctx context.Context, best markPoint) error {
 		pts = append(pts, mp)
 	}
 	top := bestMark(pts)
-	var calls int64
-	var cpu, world time.Duration
+	sum := sumPoints(pts)
+	calls, cpu, world := sum.Calls, sum.CPU, sum.World
 	line := ""
 	for _, p := range pts {
-		calls += p.Calls
-		cpu, world = cpu+p.CPU, world+p.World
 		line += fmt.Sprintf("%s: %s; ", p.label(), count(int(p.Rate)))
 	}
 	r.report.raw("rawMarkComparison", pts)
@@ -1271,4 +1263,15 @@ func (r *runner) rawMarkComparison(ctx context.Context, best markPoint) error {
 			line, perEventMicros(cpu, int(calls)), perEventMicros(world, int(calls)), top.Rate/max(best.Rate, 1))})
 	r.progress("raw mark client: %s ev/s at %s", count(int(top.Rate)), top.label())
 	return nil
+}
+
+// sumPoints adds up the calls, CPU and allocations of a sweep's points.
+func sumPoints(pts []markPoint) markPoint {
+	var sum markPoint
+	for _, p := range pts {
+		sum.Calls += p.Calls
+		sum.CPU, sum.World = sum.CPU+p.CPU, sum.World+p.World
+		sum.AllocBytes, sum.AllocObjects = sum.AllocBytes+p.AllocBytes, sum.AllocObjects+p.AllocObjects
+	}
+	return sum
 }
