@@ -47,7 +47,7 @@ func run(args []string) int {
 	old := fs.Int("old-backend-events", 0, "backlog drained from a backend ignoring the find limit")
 	inProcess := fs.Bool("in-process", false, "run the stand-in backend and kfake in this process (their memory and CPU then count as the processor's)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
-	relayProfiles := fs.String("relay-cpuprofiles", "", "write a CPU profile of each of the message, log and mix relays to this directory, from the processor's start to the last event SENT: relay-message.pprof, relay-hobom_log.pprof, relay-mix.pprof, and, with the ceilings scenario, floor-message.pprof and floor-hobom_log.pprof for the floor relay beside a single-type relay (not with --cpuprofile)")
+	relayProfiles := fs.String("relay-cpuprofiles", "", "write a CPU profile of each of the message, log and mix relays to this directory, from the processor's start to the last event SENT: relay-message.pprof, relay-hobom_log.pprof, relay-mix.pprof, and, with the ceilings scenario, floor-<type>.pprof and floorraw-<type>.pprof for the floor relays (gRPC and raw HTTP/2 marks) beside a single-type relay (not with --cpuprofile)")
 	worldProfile := fs.String("world-cpuprofile", "", "write a CPU profile of the world's process (stand-in backend + kfake) to this file; with --in-process the world is in --cpuprofile")
 	memProfile := fs.String("memprofile", "", "write a heap profile, taken near the run's heap peak, to this file")
 	allocProfile := fs.String("allocprofile", "", "write the profile of every allocation of the run (sampled every 16 KB) to this file when it ends")

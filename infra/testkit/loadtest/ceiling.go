@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -56,11 +58,11 @@ func (p markPoint) label() string { return fmt.Sprintf("%d in flight × %d conn"
 // markSweep measures every (in flight, connections) pair for window each,
 // after warm unmeasured, each against a fresh backend seeded with enough
 // PENDING rows, so that every call is a real PENDING → SENT transition.
-func (r *runner) markSweep(ctx context.Context, inFlight, conns []int, warm, window time.Duration) ([]markPoint, error) {
+func (r *runner) markSweep(ctx context.Context, client markClient, inFlight, conns []int, warm, window time.Duration) ([]markPoint, error) {
 	var out []markPoint
 	for _, c := range conns {
 		for _, f := range inFlight {
-			p, err := r.markPoint(ctx, f, c, warm, window)
+			p, err := r.markPointWith(ctx, client, f, c, warm, window)
 			if err != nil {
 				return out, fmt.Errorf("mark sweep %d in flight × %d conns: %w", f, c, err)
 			}
@@ -70,22 +72,78 @@ func (r *runner) markSweep(ctx context.Context, inFlight, conns []int, warm, win
 	return out, nil
 }
 
-// markProbeRows is how many rows a sweep point seeds: more than the
-// fastest point marks in its run (about three times the fastest seen on
-// 2 cores); a point that runs out fails rather than report a rate cut
-// short.
-func markProbeRows(run time.Duration) int { return max(2000, int(100_000*run.Seconds())) }
-
-// markPoint runs inFlight callers over nConns connections for warm, then
-// counts the calls answered in the window after it. The warm-up takes
-// what a point's start costs and a steady stream of calls does not: new
-// connections, a freshly seeded backend's first garbage collections, the
-// server's handler goroutines growing their stacks. The warm-up's own
-// rate (WarmupRate) ran a median 3 % below the window's, and up to half
-// of it at 2048 in flight.
-func (r *runner) markPoint(ctx context.Context, inFlight, nConns int, warm, window time.Duration) (markPoint, error) {
-	return r.markPointWith(ctx, r.grpcMarkers, inFlight, nConns, warm, window)
+// clientSweep is one client's sweep of the mark rpc.
+type clientSweep struct {
+	pts      []markPoint
+	best     markPoint
+	inFlight []int     // the in-flight counts swept, any extension included
+	sum      markPoint // sumPoints(pts): the CPU and allocations cover the warm-ups too
+	calls    int64
+	others   float64 // other processes' cores during the sweep
 }
+
+// sweepClient sweeps client over the options' in-flight counts and
+// connections. A maximum at the largest in-flight count may lie beyond
+// it: the sweep goes on, doubling at the best point's connections, while
+// that improves (twice at most).
+func (r *runner) sweepClient(ctx context.Context, client markClient) (clientSweep, error) {
+	o := r.opts
+	var sw clientSweep
+	u := r.startUsage()
+	pts, err := r.markSweep(ctx, client, o.SweepInFlight, o.SweepConns, o.SweepWarmup, o.SweepWindow)
+	if err != nil {
+		return sw, err
+	}
+	best := bestMark(pts)
+	sw.inFlight = slices.Clone(o.SweepInFlight)
+	for range 2 {
+		if best.InFlight != slices.Max(sw.inFlight) {
+			break
+		}
+		p, err := r.markPointWith(ctx, client, 2*best.InFlight, best.Conns, o.SweepWarmup, o.SweepWindow)
+		if err != nil {
+			return sw, fmt.Errorf("mark sweep %d in flight × %d conns: %w", 2*best.InFlight, best.Conns, err)
+		}
+		pts = append(pts, p)
+		sw.inFlight = append(sw.inFlight, p.InFlight)
+		if p.Rate <= best.Rate {
+			break
+		}
+		best = p
+	}
+	_, _, sw.others = u.finish()
+	sw.pts, sw.best, sw.sum = pts, best, sumPoints(pts)
+	sw.calls = sw.sum.Calls
+	return sw, nil
+}
+
+// reportSweep adds a client's sweep to the report: its rates by
+// connections and in flight, and its maximum with what, and the CPU per
+// call on either side.
+func (r *runner) reportSweep(name string, sw clientSweep, what string) {
+	for _, c := range r.opts.SweepConns {
+		line := ""
+		for _, p := range sw.pts {
+			if p.Conns == c {
+				line += fmt.Sprintf("%d: %s  ", p.InFlight, count(int(p.Rate)))
+			}
+		}
+		r.report.add(Row{Scenario: "ceiling: mark rpc sweep", Figure: fmt.Sprintf("%s, %d conn, by in flight", name, c), Text: strings.TrimSpace(line) + " ev/s"})
+	}
+	edge := ""
+	if sw.best.Conns == slices.Max(r.opts.SweepConns) {
+		edge = "; at the sweep's most connections"
+	}
+	r.report.add(Row{Scenario: "ceiling: mark rpc sweep", Figure: name + ", maximum", Value: sw.best.Rate, Unit: "ev/s",
+		Detail: fmt.Sprintf("at %s%s; %s; %.1f µs CPU per rpc here + %.1f µs in the backend; other processes %.2f cores",
+			sw.best.label(), edge, what, perEventMicros(sw.sum.CPU, int(sw.calls)), perEventMicros(sw.sum.World, int(sw.calls)), sw.others)})
+}
+
+// markProbeRows is how many rows a sweep point seeds: more than the
+// fastest point marks in its run (1.5 times the raw client's fastest seen
+// on 2 cores, 90,000 calls/s); a point that runs out fails rather than
+// report a rate cut short.
+func markProbeRows(run time.Duration) int { return max(2000, int(150_000*run.Seconds())) }
 
 // markCaller marks one event SENT; each caller goroutine of a point owns
 // the one it is given.
@@ -113,8 +171,8 @@ func (r *runner) grpcMarkers(ctx context.Context, addr string, nConns, inFlight 
 	return callers, closeClients, nil
 }
 
-// rawMarkers is the comparison client: the mark rpc written on HTTP/2
-// frames (rawMarkConn), whose calls cost a fraction of gRPC-Go's.
+// rawMarkers is the sweep's second client: the mark rpc written on
+// HTTP/2 frames (rawMarkConn), whose calls cost a fraction of gRPC-Go's.
 func (r *runner) rawMarkers(ctx context.Context, addr string, nConns, inFlight int) ([]markCaller, func(), error) {
 	var conns []*rawMarkConn
 	closeAll := func() {
@@ -141,7 +199,14 @@ func (r *runner) rawMarkers(ctx context.Context, addr string, nConns, inFlight i
 	return callers, func() { stop(); closeAll() }, nil
 }
 
-// markPointWith is markPoint with client's callers.
+// markPointWith runs client's inFlight callers over nConns connections
+// for warm, then counts the calls answered in the window after it. The
+// warm-up takes
+// what a point's start costs and a steady stream of calls does not: new
+// connections, a freshly seeded backend's first garbage collections, the
+// server's handler goroutines growing their stacks. The warm-up's own
+// rate (WarmupRate) ran a median 3 % below the window's, and up to half
+// of it at 2048 in flight.
 func (r *runner) markPointWith(ctx context.Context, client markClient, inFlight, nConns int, warm, window time.Duration) (markPoint, error) {
 	p := markPoint{InFlight: inFlight, Conns: nConns}
 	addr, err := r.world.NewBackend(BackendSpec{})

@@ -16,24 +16,25 @@ import (
 	"github.com/hobom/hobom-event-processor/infra/adapters/outbox"
 	"github.com/hobom/hobom-event-processor/infra/app"
 	"github.com/hobom/hobom-event-processor/messages"
-	"github.com/hobom/hobom-event-processor/proto/gen/outboxmessagev1"
 )
 
 // The floor relay is the least work a relay with one mark per event can
 // do on this machine, and so the most such a relay can reach: each event
 // is found, written to Kafka and marked SENT with one unary rpc, and
 // nothing else happens. No actor, lease, retry, timeout, Redis memory or
-// dead letter; marks through the generated stubs of the mark ceiling's
-// minimal client, at the sweep's best point; records built with the
+// dead letter; marks through a client of the mark sweep (the generated
+// stubs on gRPC-Go, or the raw HTTP/2 client) at that client's best
+// point; records built with the
 // route's encoder (the processor's) and written by a plain franz-go
 // client; finds decoded by the processor's own decoder (the cheapest on
 // hand) and overlapped with marking as the processor overlaps them.
 //
-// The relay is held to a ratio of the mark ceiling; the floor relay's own
+// The relay is held to a ratio of the mark ceiling; a floor relay's own
 // ratio says how much of that ceiling is left once the rest of a relay's
 // work (finds, records, Kafka, the broker's side of them) shares the
-// machine's cores with the marks. A target above the floor's ratio cannot
-// be met by any processor with one mark per event here.
+// machine's cores with the marks. There is one for each client of the
+// sweep: the higher of their ratios is the most any relay with one mark
+// per event reached here, and a ratio target above it cannot be met.
 
 // floorResult is one floor relay run.
 type floorResult struct {
@@ -49,11 +50,11 @@ type floorResult struct {
 }
 
 // floorRelay relays events rows of route's event type from a fresh
-// backend through the floor relay at the mark sweep's best point; profile
-// names its CPU profile (Options.RelayProfiles).
-func (r *runner) floorRelay(ctx context.Context, route messages.Route, events int, profile string) (floorResult, error) {
-	best := r.ceiling.markBest
-	res := floorResult{Events: events, InFlight: max(best.InFlight, 1), Conns: max(best.Conns, 1)}
+// backend through the floor relay, marking with client's callers at at's
+// in-flight count and connections (the best point of that client's
+// sweep); profile names its CPU profile (Options.RelayProfiles).
+func (r *runner) floorRelay(ctx context.Context, route messages.Route, events int, client markClient, at markPoint, profile string) (floorResult, error) {
+	res := floorResult{Events: events, InFlight: max(at.InFlight, 1), Conns: max(at.Conns, 1)}
 	addr, err := r.world.NewBackend(BackendSpec{})
 	if err != nil {
 		return res, err
@@ -73,7 +74,9 @@ func (r *runner) floorRelay(ctx context.Context, route messages.Route, events in
 		return res, err
 	}
 	defer finder.Close()
-	mctx, markers, closeMarkers, err := r.minimalMarkers(ctx, addr, res.Conns)
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	markers, closeMarkers, err := client(ctx, addr, res.Conns, res.InFlight)
 	if err != nil {
 		return res, err
 	}
@@ -88,8 +91,6 @@ func (r *runner) floorRelay(ctx context.Context, route messages.Route, events in
 		return res, fmt.Errorf("warm-up produce: %w", err)
 	}
 
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
 	var (
 		acked  = make(chan string, events) // never blocks a produce callback
 		marked atomic.Int64
@@ -105,15 +106,14 @@ func (r *runner) floorRelay(ctx context.Context, route messages.Route, events in
 	}
 	u := r.startUsage()
 	t0 := time.Now()
-	for g := range res.InFlight {
-		m := markers[g%len(markers)]
+	for _, mark := range markers {
 		wg.Go(func() {
 			for {
 				select {
 				case <-ctx.Done():
 					return
 				case id := <-acked:
-					if _, err := m.PatchOutboxMarkAsSentUseCase(mctx, &outboxmessagev1.MarkRequest{EventId: id}); err != nil {
+					if err := mark(id); err != nil {
 						cancel(fmt.Errorf("mark %s: %w", id, err))
 						return
 					}

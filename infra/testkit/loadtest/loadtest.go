@@ -102,7 +102,8 @@ type Options struct {
 	// to, one for each relay of the message, log and mix scenarios:
 	// relay-<type>.pprof (relay-message, relay-hobom_log, relay-mix) while
 	// the processor relays, and, when the ceilings ran, floor-<type>.pprof
-	// while the floor relay beside a single-type relay does. Each covers
+	// and floorraw-<type>.pprof while the floor relays beside a
+	// single-type relay do (marking with the gRPC and the raw client). Each covers
 	// the timed part of its relay, from the start of the processor (or of
 	// the floor relay's workers) until the last event is marked SENT, so
 	// the two can be set side by side (`go tool pprof -top`); with
@@ -215,9 +216,14 @@ type runner struct {
 	log     zerolog.Logger
 	report  *Report
 	ceiling struct {
-		mark     float64   // the mark sweep's maximum
-		markBest markPoint // where it was
-		inFlight []int     // the in-flight counts swept, any extension included
+		mark       float64    // the mark ceiling: the faster client's sweep maximum
+		markBest   markPoint  // where it was
+		markClient markClient // the client that reached it
+		inFlight   []int      // its in-flight counts swept, any extension included
+		// grpcBest and rawBest are each client's best point; grpcMark is
+		// the gRPC-Go client's maximum.
+		grpcBest, rawBest markPoint
+		grpcMark          float64
 		// rpcAllocBytes and rpcAllocObjects are the minimal client's
 		// allocations per mark rpc over the sweep.
 		rpcAllocBytes, rpcAllocObjects float64
@@ -403,64 +409,47 @@ func (r *runner) processorConfig(backend string, pollInterval time.Duration) con
 // ---- ceilings ----
 
 func (r *runner) ceilings(ctx context.Context) error {
-	// The mark ceiling: the stand-in backend's best over the sweep, with a
-	// minimal client of its own. One mark rpc per event is the floor of
-	// work the contract allows.
+	// The mark ceiling: the stand-in backend's best over the sweep, with
+	// clients of the load test's own. One mark rpc per event is the floor
+	// of work the contract allows. On these shared cores what a client
+	// spends per call is CPU the backend does not get, so the backend
+	// answers a cheaper client faster: two clients are swept, the
+	// generated gRPC-Go stubs and the mark rpc on raw HTTP/2 frames
+	// (rawmark.go), and the ceiling is the faster one's maximum.
 	o := r.opts
-	r.progress("mark ceiling: sweeping %v in flight × %v connections, %s each after %s of warm-up", o.SweepInFlight, o.SweepConns, dur(o.SweepWindow), dur(o.SweepWarmup))
-	u := r.startUsage()
-	pts, err := r.markSweep(ctx, o.SweepInFlight, o.SweepConns, o.SweepWarmup, o.SweepWindow)
+	r.progress("mark ceiling: sweeping %v in flight × %v connections with each client, %s each after %s of warm-up", o.SweepInFlight, o.SweepConns, dur(o.SweepWindow), dur(o.SweepWarmup))
+	grpcSweep, err := r.sweepClient(ctx, r.grpcMarkers)
 	if err != nil {
-		return err
+		return fmt.Errorf("gRPC-Go client: %w", err)
 	}
-	best := bestMark(pts)
-	// A maximum at the sweep's largest in-flight count may lie beyond it:
-	// the sweep goes on, doubling at the best point's connections, while
-	// that improves (twice at most).
-	r.ceiling.inFlight = slices.Clone(o.SweepInFlight)
-	for range 2 {
-		if best.InFlight != slices.Max(r.ceiling.inFlight) {
-			break
-		}
-		p, err := r.markPoint(ctx, 2*best.InFlight, best.Conns, o.SweepWarmup, o.SweepWindow)
-		if err != nil {
-			return fmt.Errorf("mark sweep %d in flight × %d conns: %w", 2*best.InFlight, best.Conns, err)
-		}
-		pts = append(pts, p)
-		r.ceiling.inFlight = append(r.ceiling.inFlight, p.InFlight)
-		if p.Rate <= best.Rate {
-			break
-		}
-		best = p
+	if grpcSweep.calls > 0 {
+		r.ceiling.rpcAllocBytes = float64(grpcSweep.sum.AllocBytes) / float64(grpcSweep.calls)
+		r.ceiling.rpcAllocObjects = float64(grpcSweep.sum.AllocObjects) / float64(grpcSweep.calls)
 	}
-	_, _, others := u.finish()
-	r.ceiling.mark, r.ceiling.markBest, r.ceiling.haveMark = best.Rate, best, true
-	sum := sumPoints(pts) // every answered call: the CPU and allocations cover the warm-ups too
-	calls, cpu, world := sum.Calls, sum.CPU, sum.World
-	if calls > 0 {
-		r.ceiling.rpcAllocBytes, r.ceiling.rpcAllocObjects = float64(sum.AllocBytes)/float64(calls), float64(sum.AllocObjects)/float64(calls)
+	r.reportSweep("gRPC-Go client", grpcSweep, fmt.Sprintf("the generated stubs on gRPC-Go connections; %s B in %.1f allocs per rpc",
+		count(int(r.ceiling.rpcAllocBytes)), r.ceiling.rpcAllocObjects))
+	r.report.raw("ceilingMarkSweep", grpcSweep.pts)
+	r.progress("gRPC-Go client: %s ev/s at %s", count(int(grpcSweep.best.Rate)), grpcSweep.best.label())
+	rawSweep, err := r.sweepClient(ctx, r.rawMarkers)
+	if err != nil {
+		return fmt.Errorf("raw HTTP/2 client: %w", err)
 	}
-	for _, c := range o.SweepConns {
-		line := ""
-		for _, p := range pts {
-			if p.Conns == c {
-				line += fmt.Sprintf("%d: %s  ", p.InFlight, count(int(p.Rate)))
-			}
-		}
-		r.report.add(Row{Scenario: "ceiling: mark rpc sweep", Figure: fmt.Sprintf("%d conn, by in flight", c), Text: strings.TrimSpace(line) + " ev/s"})
+	r.reportSweep("raw HTTP/2 client", rawSweep, fmt.Sprintf("the mark rpc on HTTP/2 frames (rawmark.go); %.2f of the gRPC-Go client's maximum",
+		rawSweep.best.Rate/max(grpcSweep.best.Rate, 1)))
+	r.report.raw("ceilingMarkSweepRaw", rawSweep.pts)
+	r.progress("raw HTTP/2 client: %s ev/s at %s", count(int(rawSweep.best.Rate)), rawSweep.best.label())
+
+	top, name := grpcSweep, "gRPC-Go client"
+	r.ceiling.markClient = r.grpcMarkers
+	if rawSweep.best.Rate > grpcSweep.best.Rate {
+		top, name = rawSweep, "raw HTTP/2 client"
+		r.ceiling.markClient = r.rawMarkers
 	}
-	edge := ""
-	if best.Conns == slices.Max(o.SweepConns) {
-		edge = "; at the sweep's most connections"
-	}
-	r.report.add(Row{Scenario: "ceiling: mark rpc sweep", Figure: "maximum", Value: best.Rate, Unit: "ev/s",
-		Detail: fmt.Sprintf("at %s%s; minimal gRPC client of the load test; %.1f µs CPU and %s B in %.1f allocs per rpc here + %.1f µs in the backend; other processes %.2f cores",
-			best.label(), edge, perEventMicros(cpu, int(calls)), count(int(r.ceiling.rpcAllocBytes)), r.ceiling.rpcAllocObjects, perEventMicros(world, int(calls)), others)})
-	r.report.raw("ceilingMarkSweep", pts)
-	r.progress("mark ceiling: %s ev/s at %s", count(int(best.Rate)), best.label())
-	if err := r.rawMarkComparison(ctx, best); err != nil {
-		return err
-	}
+	r.ceiling.mark, r.ceiling.markBest, r.ceiling.inFlight, r.ceiling.haveMark = top.best.Rate, top.best, top.inFlight, true
+	r.ceiling.grpcBest, r.ceiling.grpcMark, r.ceiling.rawBest = grpcSweep.best, grpcSweep.best.Rate, rawSweep.best
+	r.report.add(Row{Scenario: "ceiling: mark rpc sweep", Figure: "maximum (the mark ceiling)", Value: top.best.Rate, Unit: "ev/s",
+		Detail: fmt.Sprintf("the %s's, at %s: the most the backend was seen to answer; every ratio to the mark ceiling is to it, measured again beside each relay", name, top.best.label())})
+	r.progress("mark ceiling: %s ev/s, %s at %s", count(int(top.best.Rate)), name, top.best.label())
 
 	// The produce ceiling: the same records the relay writes (values,
 	// keys, headers, log arrays split as the publisher splits them)
@@ -507,7 +496,7 @@ func (r *runner) adjacentMarkCeiling(ctx context.Context) (float64, error) {
 		return 0, nil
 	}
 	best := r.ceiling.markBest
-	pts, err := r.markSweep(ctx, neighbours(best, r.ceiling.inFlight), []int{best.Conns}, r.opts.SweepWarmup, r.opts.SweepWindow)
+	pts, err := r.markSweep(ctx, r.ceiling.markClient, neighbours(best, r.ceiling.inFlight), []int{best.Conns}, r.opts.SweepWarmup, r.opts.SweepWindow)
 	if err != nil {
 		return 0, fmt.Errorf("adjacent mark ceiling: %w", err)
 	}
@@ -739,30 +728,39 @@ func (r *runner) relayScenario(ctx context.Context, name string, types TypeSet, 
 	if err != nil {
 		return err
 	}
-	// A relay of one event type runs beside the floor relay of that type,
-	// in the same bracket of ceilings.
-	var floor floorResult
+	// A relay of one event type runs beside the floor relays of that
+	// type, one for each client of the sweep, in the same bracket of
+	// ceilings.
+	var floor, rawFloor floorResult
 	if route, ok := singleRoute(types); ok && r.ceiling.haveMark {
-		r.progress("floor relay: %s %s events at %s", count(res.Events), route.EventType, r.ceiling.markBest.label())
-		if floor, err = r.floorRelay(ctx, route, res.Events, "floor-"+key); err != nil {
+		r.progress("floor relay: %s %s events, gRPC-Go marks at %s", count(res.Events), route.EventType, r.ceiling.grpcBest.label())
+		if floor, err = r.floorRelay(ctx, route, res.Events, r.grpcMarkers, r.ceiling.grpcBest, "floor-"+key); err != nil {
 			return err
+		}
+		r.progress("floor relay: %s %s events, raw HTTP/2 marks at %s", count(res.Events), route.EventType, r.ceiling.rawBest.label())
+		if rawFloor, err = r.floorRelay(ctx, route, res.Events, r.rawMarkers, r.ceiling.rawBest, "floorraw-"+key); err != nil {
+			return fmt.Errorf("raw marks: %w", err)
 		}
 	}
 	if err := measure(); err != nil {
 		return err
 	}
-	r.report.raw("relay_"+key, map[string]any{"relay": res, "adjacentMarkCeilings": bracket, "floorRelay": floor})
+	r.report.raw("relay_"+key, map[string]any{"relay": res, "adjacentMarkCeilings": bracket, "floorRelay": floor, "rawFloorRelay": rawFloor})
+	ceil := 0.0
+	if len(bracket) == 2 {
+		ceil = (bracket[0] + bracket[1]) / 2
+	}
 	scen := fmt.Sprintf("%s (%s)", name, count(res.Events))
 	row := Row{Scenario: scen, Figure: "end-to-end rate", Value: res.Rate, Unit: "ev/s",
 		Detail: fmt.Sprintf("%s in %s; %s finds, %s with events, %.0f%% of the run", count(res.Events), dur(res.Took),
 			count(int(res.Finds)), count(int(res.FullFinds)), 100*res.FindTime.Seconds()/res.Took.Seconds())}
 	var ratios []string
-	if len(bracket) == 2 {
-		ceil := (bracket[0] + bracket[1]) / 2
+	if ceil > 0 {
 		ratio := res.Rate / ceil
 		ratios = append(ratios, fmt.Sprintf("%.2f of mark ceiling", ratio))
-		row.Detail += fmt.Sprintf("; adjacent mark ceiling %s ev/s (%s before, %s after; sweep maximum %s)",
-			count(int(ceil)), count(int(bracket[0])), count(int(bracket[1])), count(int(r.ceiling.mark)))
+		row.Detail += fmt.Sprintf("; adjacent mark ceiling %s ev/s (%s before, %s after; sweep maximum %s); %.2f of the gRPC-Go client's sweep maximum (%s)",
+			count(int(ceil)), count(int(bracket[0])), count(int(bracket[1])), count(int(r.ceiling.mark)),
+			res.Rate/r.ceiling.grpcMark, count(int(r.ceiling.grpcMark)))
 		row.Target = fmt.Sprintf("≥ %.2f of mark ceiling", targetMarkRatio)
 		row.setPass(ratio >= targetMarkRatio)
 	}
@@ -774,25 +772,34 @@ func (r *runner) relayScenario(ctx context.Context, name string, types TypeSet, 
 	}
 	row.VsCeiling = strings.Join(ratios, ", ")
 	r.report.add(row)
-	if floor.Rate > 0 {
-		fr := Row{Scenario: scen, Figure: "floor relay (no actors)", Value: floor.Rate, Unit: "ev/s",
-			Detail: fmt.Sprintf("the least a relay with one mark per event does, beside it: %s in %s, %s finds, marks by generated stubs at %d in flight × %d conn, plain franz-go; CPU here / world %.2f / %.2f cores",
-				count(floor.Events), dur(floor.Took), count(floor.Finds), floor.InFlight, floor.Conns,
-				floor.CPU.Seconds()/floor.Took.Seconds(), floor.World.Seconds()/floor.Took.Seconds())}
-		if len(bracket) == 2 {
-			ratio := floor.Rate / ((bracket[0] + bracket[1]) / 2)
-			fr.VsCeiling = fmt.Sprintf("%.2f of mark ceiling", ratio)
-			// The floor relay marks as the ceiling's client does and
-			// finds, encodes and produces besides: well above the
-			// ceiling, it shows a sweep that missed the backend's
-			// maximum, and every ratio to it flatters the relay.
-			fr.Target = fmt.Sprintf("≤ %.2f of mark ceiling (the ceiling is one)", maxFloorRatio)
-			fr.setPass(ratio <= maxFloorRatio)
-		}
-		r.report.add(fr)
-	}
+	r.addFloorRow(scen, "floor relay (no actors)", floor, ceil, "marks by generated stubs on gRPC-Go")
+	r.addFloorRow(scen, "floor relay, raw HTTP/2 marks", rawFloor, ceil, "marks by the raw HTTP/2 client")
 	r.addCommonRows(scen, res)
 	return nil
+}
+
+// addFloorRow reports a floor relay against the mark ceiling beside it.
+// A floor relay marks as one of the ceiling's clients does and finds,
+// encodes and produces besides: well above the ceiling, it shows a sweep
+// that missed the backend's maximum (every ratio to it then flatters the
+// relay) or a machine that slowed down between them. Below it, its ratio
+// is the most a relay with one mark per event marking that way reached
+// here: a ratio target above the higher of the two cannot be met.
+func (r *runner) addFloorRow(scen, figure string, floor floorResult, ceil float64, marks string) {
+	if floor.Rate <= 0 {
+		return
+	}
+	row := Row{Scenario: scen, Figure: figure, Value: floor.Rate, Unit: "ev/s",
+		Detail: fmt.Sprintf("the least a relay with one mark per event does, beside it: %s in %s, %s finds, %s at %d in flight × %d conn, plain franz-go; CPU here / world %.2f / %.2f cores",
+			count(floor.Events), dur(floor.Took), count(floor.Finds), marks, floor.InFlight, floor.Conns,
+			floor.CPU.Seconds()/floor.Took.Seconds(), floor.World.Seconds()/floor.Took.Seconds())}
+	if ceil > 0 {
+		ratio := floor.Rate / ceil
+		row.VsCeiling = fmt.Sprintf("%.2f of mark ceiling", ratio)
+		row.Target = fmt.Sprintf("≤ %.2f of mark ceiling (the ceiling is one)", maxFloorRatio)
+		row.setPass(ratio <= maxFloorRatio)
+	}
+	r.report.add(row)
 }
 
 // singleRoute is the default route of types when they are that one type.
@@ -1225,44 +1232,6 @@ func (r *runner) startRelayProfile(name string) (stop func() error, err error) {
 		}
 		return nil
 	}, nil
-}
-
-// rawMarkComparison measures the same backend with the comparison client
-// (rawMarkers) at the sweep's best point and at the ends of its range, and
-// reports its maximum beside the ceiling. On shared cores what a client
-// spends per call is CPU the backend does not get, so the backend answers
-// a cheaper client faster; the ratios stay to the gRPC-Go client's
-// maximum, the kind of client the processor is.
-func (r *runner) rawMarkComparison(ctx context.Context, best markPoint) error {
-	o := r.opts
-	type point struct{ inFlight, conns int }
-	var at []point
-	for _, p := range []point{{best.InFlight, best.Conns}, {128, 1}, {512, slices.Max(o.SweepConns)}} {
-		if !slices.Contains(at, p) {
-			at = append(at, p)
-		}
-	}
-	var pts []markPoint
-	for _, p := range at {
-		mp, err := r.markPointWith(ctx, r.rawMarkers, p.inFlight, p.conns, o.SweepWarmup, o.SweepWindow)
-		if err != nil {
-			return fmt.Errorf("raw mark client, %d in flight × %d conns: %w", p.inFlight, p.conns, err)
-		}
-		pts = append(pts, mp)
-	}
-	top := bestMark(pts)
-	sum := sumPoints(pts)
-	calls, cpu, world := sum.Calls, sum.CPU, sum.World
-	line := ""
-	for _, p := range pts {
-		line += fmt.Sprintf("%s: %s; ", p.label(), count(int(p.Rate)))
-	}
-	r.report.raw("rawMarkComparison", pts)
-	r.report.add(Row{Scenario: "ceiling: mark rpc sweep", Figure: "raw HTTP/2 client, for comparison", Value: top.Rate, Unit: "ev/s",
-		Detail: fmt.Sprintf("%sthe mark rpc on HTTP/2 frames (rawmark.go), not a ceiling for the ratios: %.1f µs CPU per rpc here + %.1f µs in the backend; %.2f of the gRPC client's maximum",
-			line, perEventMicros(cpu, int(calls)), perEventMicros(world, int(calls)), top.Rate/max(best.Rate, 1))})
-	r.progress("raw mark client: %s ev/s at %s", count(int(top.Rate)), top.label())
-	return nil
 }
 
 // sumPoints adds up the calls, CPU and allocations of a sweep's points.

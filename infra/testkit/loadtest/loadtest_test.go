@@ -72,12 +72,20 @@ func TestSmoke(t *testing.T) {
 	}
 	checkReport(t, rep, o.Scenarios)
 	checkProfile(t, o.WorldCPUProfile)
-	// The comparison client measured the same backend beside the ceiling.
-	if i := slices.IndexFunc(rep.Rows, func(r Row) bool { return r.Figure == "raw HTTP/2 client, for comparison" }); i < 0 || rep.Rows[i].Value <= 0 {
-		t.Errorf("no rate of the raw HTTP/2 comparison client in the report")
+	// Both clients swept the backend, and the ceiling is the faster one's.
+	var maxima []float64
+	for _, f := range []string{"gRPC-Go client, maximum", "raw HTTP/2 client, maximum", "maximum (the mark ceiling)"} {
+		i := slices.IndexFunc(rep.Rows, func(r Row) bool { return r.Figure == f })
+		if i < 0 || rep.Rows[i].Value <= 0 {
+			t.Fatalf("no rate for %q in the report", f)
+		}
+		maxima = append(maxima, rep.Rows[i].Value)
 	}
-	// The single-type relays run beside a floor relay, each profiled alone.
-	for _, name := range []string{"relay-message", "floor-message", "relay-hobom_log", "floor-hobom_log"} {
+	if maxima[2] != max(maxima[0], maxima[1]) {
+		t.Errorf("mark ceiling %.0f ev/s, want the faster client's maximum of %.0f and %.0f", maxima[2], maxima[0], maxima[1])
+	}
+	// The single-type relays run beside two floor relays, each profiled alone.
+	for _, name := range []string{"relay-message", "floor-message", "floorraw-message", "relay-hobom_log", "floor-hobom_log", "floorraw-hobom_log"} {
 		checkProfile(t, filepath.Join(o.RelayProfiles, name+".pprof"))
 	}
 }
@@ -138,14 +146,15 @@ func checkReport(t *testing.T, rep *Report, scenarios []string) {
 	}
 	if slices.Contains(scenarios, ScenarioCeilings) {
 		floors := strings.Count(table.String(), "floor relay (no actors)")
+		rawFloors := strings.Count(table.String(), "floor relay, raw HTTP/2 marks")
 		want := 0
 		for _, s := range []string{ScenarioMessage, ScenarioLog} {
 			if slices.Contains(scenarios, s) {
 				want++
 			}
 		}
-		if floors != want {
-			t.Errorf("%d floor relays beside the ceilings, want one per single-type relay (%d)", floors, want)
+		if floors != want || rawFloors != want {
+			t.Errorf("%d floor relays and %d with raw marks beside the ceilings, want one of each per single-type relay (%d)", floors, rawFloors, want)
 		}
 	}
 	for _, s := range scenarios {

@@ -16,7 +16,7 @@ import (
 )
 
 // rawMarkConn is a minimal client of the one mark rpc written on HTTP/2
-// frames (h2c, prior knowledge), for the sweep's comparison client: it
+// frames (h2c, prior knowledge), the mark sweep's second client: it
 // does what a unary gRPC call needs on the wire and nothing else, so that
 // the client beside the backend on the shared cores costs as little as a
 // client can. It is a measuring tool, not a transport: no TLS, deadlines,

@@ -11,7 +11,7 @@ import (
 	"github.com/hobom/hobom-event-processor/messages"
 )
 
-// TestRawMarkClientMarksOverTheStandIn: the comparison client's calls are
+// TestRawMarkClientMarksOverTheStandIn: the raw client's calls are
 // real mark rpcs: over TCP to the stand-in, with its API key, many at once
 // on one connection, each row ends SENT; an unknown id is the backend's
 // NOT_FOUND, a wrong key its refusal, and a closed server fails the calls
