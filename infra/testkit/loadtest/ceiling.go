@@ -82,6 +82,16 @@ type clientSweep struct {
 	others   float64 // other processes' cores during the sweep
 }
 
+// allocBytes and allocObjects are what the client allocated per call
+// over the sweep.
+func (sw clientSweep) allocBytes() float64 {
+	return float64(sw.sum.AllocBytes) / float64(max(sw.calls, 1))
+}
+
+func (sw clientSweep) allocObjects() float64 {
+	return float64(sw.sum.AllocObjects) / float64(max(sw.calls, 1))
+}
+
 // sweepClient sweeps client over the options' in-flight counts and
 // connections. A maximum at the largest in-flight count may lie beyond
 // it: the sweep goes on, doubling at the best point's connections, while
@@ -135,8 +145,9 @@ func (r *runner) reportSweep(name string, sw clientSweep, what string) {
 		edge = "; at the sweep's most connections"
 	}
 	r.report.add(Row{Scenario: "ceiling: mark rpc sweep", Figure: name + ", maximum", Value: sw.best.Rate, Unit: "ev/s",
-		Detail: fmt.Sprintf("at %s%s; %s; %.1f µs CPU per rpc here + %.1f µs in the backend; other processes %.2f cores",
-			sw.best.label(), edge, what, perEventMicros(sw.sum.CPU, int(sw.calls)), perEventMicros(sw.sum.World, int(sw.calls)), sw.others)})
+		Detail: fmt.Sprintf("at %s%s; %s; %.1f µs CPU and %s B in %.1f allocs per rpc here + %.1f µs in the backend; other processes %.2f cores",
+			sw.best.label(), edge, what, perEventMicros(sw.sum.CPU, int(sw.calls)), count(int(sw.allocBytes())), sw.allocObjects(),
+			perEventMicros(sw.sum.World, int(sw.calls)), sw.others)})
 }
 
 // markProbeRows is how many rows a sweep point seeds: more than the

@@ -422,12 +422,8 @@ func (r *runner) ceilings(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("gRPC-Go client: %w", err)
 	}
-	if grpcSweep.calls > 0 {
-		r.ceiling.rpcAllocBytes = float64(grpcSweep.sum.AllocBytes) / float64(grpcSweep.calls)
-		r.ceiling.rpcAllocObjects = float64(grpcSweep.sum.AllocObjects) / float64(grpcSweep.calls)
-	}
-	r.reportSweep("gRPC-Go client", grpcSweep, fmt.Sprintf("the generated stubs on gRPC-Go connections; %s B in %.1f allocs per rpc",
-		count(int(r.ceiling.rpcAllocBytes)), r.ceiling.rpcAllocObjects))
+	r.ceiling.rpcAllocBytes, r.ceiling.rpcAllocObjects = grpcSweep.allocBytes(), grpcSweep.allocObjects()
+	r.reportSweep("gRPC-Go client", grpcSweep, "the generated stubs on gRPC-Go connections")
 	r.report.raw("ceilingMarkSweep", grpcSweep.pts)
 	r.progress("gRPC-Go client: %s ev/s at %s", count(int(grpcSweep.best.Rate)), grpcSweep.best.label())
 	rawSweep, err := r.sweepClient(ctx, r.rawMarkers)
