@@ -54,7 +54,7 @@ chaos: ## fault-injection suite, 2 minutes (SEED=n reruns a schedule, DURATION=5
 
 .PHONY: loadtest
 LOADTEST_FLAGS ?=
-loadtest: ## performance run (about 2 min 20 s to 3 min 35 s on an idle 2-core machine, by its speed; 6 to 8 min when shared): ceilings from sweeps, relays as ratios, targets; LOADTEST_FLAGS=--quick or --json
+loadtest: ## performance run (about 3 min on an idle fast 2-core machine, longer on a slower one; 6 to 8 min when shared): ceilings from sweeps, relays as ratios, targets; LOADTEST_FLAGS=--quick or --json
 	$(GO) build -o bin/ ./cmd/loadtest
 	./bin/loadtest $(LOADTEST_FLAGS)
 

@@ -187,10 +187,11 @@ func QuickOptions() Options {
 const (
 	targetMarkRatio  = 0.85
 	targetAllocBytes = 3 << 10
-	// maxFloorRatio is how far above the mark ceiling the floor relay may
-	// run: it marks as the ceiling's client does and does more besides
-	// (and is timed from its first call), so above it the sweep missed the
-	// backend's maximum, or the machine slowed down between them.
+	// maxFloorRatio is how far above the mark ceiling a floor relay may
+	// run: it marks as one of the ceiling's clients does and does more
+	// besides (and is timed from its first call), so above it the sweep
+	// missed the backend's maximum, or the machine slowed down between
+	// them.
 	maxFloorRatio       = 1.00
 	targetMemoryCost    = 0.90 // relay rate with the unmarked memory ÷ without
 	targetLatencySlack  = 50 * time.Millisecond
@@ -216,14 +217,9 @@ type runner struct {
 	log     zerolog.Logger
 	report  *Report
 	ceiling struct {
-		mark       float64    // the mark ceiling: the faster client's sweep maximum
-		markBest   markPoint  // where it was
-		markClient markClient // the client that reached it
-		inFlight   []int      // its in-flight counts swept, any extension included
-		// grpcBest and rawBest are each client's best point; grpcMark is
-		// the gRPC-Go client's maximum.
-		grpcBest, rawBest markPoint
-		grpcMark          float64
+		// top is the faster client's sweep, whose maximum is the mark
+		// ceiling; grpc and raw are each client's.
+		top, grpc, raw clientSweep
 		// rpcAllocBytes and rpcAllocObjects are the minimal client's
 		// allocations per mark rpc over the sweep.
 		rpcAllocBytes, rpcAllocObjects float64
@@ -418,34 +414,28 @@ func (r *runner) ceilings(ctx context.Context) error {
 	// (rawmark.go), and the ceiling is the faster one's maximum.
 	o := r.opts
 	r.progress("mark ceiling: sweeping %v in flight × %v connections with each client, %s each after %s of warm-up", o.SweepInFlight, o.SweepConns, dur(o.SweepWindow), dur(o.SweepWarmup))
-	grpcSweep, err := r.sweepClient(ctx, r.grpcMarkers)
+	grpcSweep, err := r.sweepClient(ctx, "gRPC-Go client", r.grpcMarkers)
 	if err != nil {
 		return fmt.Errorf("gRPC-Go client: %w", err)
 	}
 	r.ceiling.rpcAllocBytes, r.ceiling.rpcAllocObjects = grpcSweep.allocBytes(), grpcSweep.allocObjects()
-	r.reportSweep("gRPC-Go client", grpcSweep, "the generated stubs on gRPC-Go connections")
+	r.reportSweep(grpcSweep, "the generated stubs on gRPC-Go connections")
 	r.report.raw("ceilingMarkSweep", grpcSweep.pts)
 	r.progress("gRPC-Go client: %s ev/s at %s", count(int(grpcSweep.best.Rate)), grpcSweep.best.label())
-	rawSweep, err := r.sweepClient(ctx, r.rawMarkers)
+	rawSweep, err := r.sweepClient(ctx, "raw HTTP/2 client", r.rawMarkers)
 	if err != nil {
 		return fmt.Errorf("raw HTTP/2 client: %w", err)
 	}
-	r.reportSweep("raw HTTP/2 client", rawSweep, fmt.Sprintf("the mark rpc on HTTP/2 frames (rawmark.go); %.2f of the gRPC-Go client's maximum",
+	r.reportSweep(rawSweep, fmt.Sprintf("the mark rpc on HTTP/2 frames (rawmark.go); %.2f of the gRPC-Go client's maximum",
 		rawSweep.best.Rate/max(grpcSweep.best.Rate, 1)))
 	r.report.raw("ceilingMarkSweepRaw", rawSweep.pts)
 	r.progress("raw HTTP/2 client: %s ev/s at %s", count(int(rawSweep.best.Rate)), rawSweep.best.label())
 
-	top, name := grpcSweep, "gRPC-Go client"
-	r.ceiling.markClient = r.grpcMarkers
-	if rawSweep.best.Rate > grpcSweep.best.Rate {
-		top, name = rawSweep, "raw HTTP/2 client"
-		r.ceiling.markClient = r.rawMarkers
-	}
-	r.ceiling.mark, r.ceiling.markBest, r.ceiling.inFlight, r.ceiling.haveMark = top.best.Rate, top.best, top.inFlight, true
-	r.ceiling.grpcBest, r.ceiling.grpcMark, r.ceiling.rawBest = grpcSweep.best, grpcSweep.best.Rate, rawSweep.best
+	top := fasterSweep(grpcSweep, rawSweep)
+	r.ceiling.top, r.ceiling.grpc, r.ceiling.raw, r.ceiling.haveMark = top, grpcSweep, rawSweep, true
 	r.report.add(Row{Scenario: "ceiling: mark rpc sweep", Figure: "maximum (the mark ceiling)", Value: top.best.Rate, Unit: "ev/s",
-		Detail: fmt.Sprintf("the %s's, at %s: the most the backend was seen to answer; every ratio to the mark ceiling is to it, measured again beside each relay", name, top.best.label())})
-	r.progress("mark ceiling: %s ev/s, %s at %s", count(int(top.best.Rate)), name, top.best.label())
+		Detail: fmt.Sprintf("the %s's, at %s: the most the backend was seen to answer; every ratio to the mark ceiling is to it, measured again beside each relay", top.name, top.best.label())})
+	r.progress("mark ceiling: %s ev/s, %s at %s", count(int(top.best.Rate)), top.name, top.best.label())
 
 	// The produce ceiling: the same records the relay writes (values,
 	// keys, headers, log arrays split as the publisher splits them)
@@ -484,19 +474,32 @@ func (r *runner) ceilings(ctx context.Context) error {
 	return nil
 }
 
-// adjacentMarkCeiling runs the mark sweep's best point and its neighbours
-// again, right beside a relay, and returns their maximum: the machine is
-// shared, so the ceiling a relay is held to is measured in the same minute.
-func (r *runner) adjacentMarkCeiling(ctx context.Context) (float64, error) {
+// adjacentMarkCeiling runs the mark ceiling's best point and its
+// neighbours again with the client that reached it, right beside a relay,
+// and returns their maximum: the machine is shared, so the ceiling a relay
+// is held to is measured in the same minute. It also runs the gRPC-Go
+// client's best point, for the relay's ratio to that client's maximum
+// (the ceiling of the runs before the raw client took part), and returns
+// its rate.
+func (r *runner) adjacentMarkCeiling(ctx context.Context) (ceiling, grpc float64, err error) {
 	if !r.ceiling.haveMark {
-		return 0, nil
+		return 0, 0, nil
 	}
-	best := r.ceiling.markBest
-	pts, err := r.markSweep(ctx, r.ceiling.markClient, neighbours(best, r.ceiling.inFlight), []int{best.Conns}, r.opts.SweepWarmup, r.opts.SweepWindow)
+	top := r.ceiling.top
+	pts, err := r.markSweep(ctx, top.client, neighbours(top.best, top.inFlight), []int{top.best.Conns}, r.opts.SweepWarmup, r.opts.SweepWindow)
 	if err != nil {
-		return 0, fmt.Errorf("adjacent mark ceiling: %w", err)
+		return 0, 0, fmt.Errorf("adjacent mark ceiling, %s: %w", top.name, err)
 	}
-	return bestMark(pts).Rate, nil
+	ceiling = bestMark(pts).Rate
+	if top.name == r.ceiling.grpc.name {
+		return ceiling, ceiling, nil
+	}
+	g := r.ceiling.grpc.best
+	p, err := r.markPointWith(ctx, r.ceiling.grpc.client, g.InFlight, g.Conns, r.opts.SweepWarmup, r.opts.SweepWindow)
+	if err != nil {
+		return 0, 0, fmt.Errorf("adjacent mark ceiling, %s: %w", r.ceiling.grpc.name, err)
+	}
+	return ceiling, p.Rate, nil
 }
 
 // ---- relay runs ----
@@ -708,11 +711,11 @@ func (r *runner) relayScenario(ctx context.Context, name string, types TypeSet, 
 	// The machine is shared: the mark ceiling's best point and its
 	// neighbours run again right before and after the relay, and the ratio
 	// is taken to the mean of the two maxima.
-	var bracket []float64
+	var bracket, grpcBracket []float64
 	measure := func() error {
-		c, err := r.adjacentMarkCeiling(ctx)
-		if c > 0 {
-			bracket = append(bracket, c)
+		c, g, err := r.adjacentMarkCeiling(ctx)
+		if c > 0 && g > 0 {
+			bracket, grpcBracket = append(bracket, c), append(grpcBracket, g)
 		}
 		return err
 	}
@@ -729,19 +732,21 @@ func (r *runner) relayScenario(ctx context.Context, name string, types TypeSet, 
 	// ceilings.
 	var floor, rawFloor floorResult
 	if route, ok := singleRoute(types); ok && r.ceiling.haveMark {
-		r.progress("floor relay: %s %s events, gRPC-Go marks at %s", count(res.Events), route.EventType, r.ceiling.grpcBest.label())
-		if floor, err = r.floorRelay(ctx, route, res.Events, r.grpcMarkers, r.ceiling.grpcBest, "floor-"+key); err != nil {
+		g, rw := r.ceiling.grpc, r.ceiling.raw
+		r.progress("floor relay: %s %s events, gRPC-Go marks at %s", count(res.Events), route.EventType, g.best.label())
+		if floor, err = r.floorRelay(ctx, route, res.Events, g.client, g.best, "floor-"+key); err != nil {
 			return err
 		}
-		r.progress("floor relay: %s %s events, raw HTTP/2 marks at %s", count(res.Events), route.EventType, r.ceiling.rawBest.label())
-		if rawFloor, err = r.floorRelay(ctx, route, res.Events, r.rawMarkers, r.ceiling.rawBest, "floorraw-"+key); err != nil {
+		r.progress("floor relay: %s %s events, raw HTTP/2 marks at %s", count(res.Events), route.EventType, rw.best.label())
+		if rawFloor, err = r.floorRelay(ctx, route, res.Events, rw.client, rw.best, "floorraw-"+key); err != nil {
 			return fmt.Errorf("raw marks: %w", err)
 		}
 	}
 	if err := measure(); err != nil {
 		return err
 	}
-	r.report.raw("relay_"+key, map[string]any{"relay": res, "adjacentMarkCeilings": bracket, "floorRelay": floor, "rawFloorRelay": rawFloor})
+	r.report.raw("relay_"+key, map[string]any{"relay": res, "adjacentMarkCeilings": bracket, "adjacentClient": r.ceiling.top.name,
+		"adjacentGRPCBest": grpcBracket, "floorRelay": floor, "rawFloorRelay": rawFloor})
 	ceil := 0.0
 	if len(bracket) == 2 {
 		ceil = (bracket[0] + bracket[1]) / 2
@@ -754,9 +759,10 @@ func (r *runner) relayScenario(ctx context.Context, name string, types TypeSet, 
 	if ceil > 0 {
 		ratio := res.Rate / ceil
 		ratios = append(ratios, fmt.Sprintf("%.2f of mark ceiling", ratio))
-		row.Detail += fmt.Sprintf("; adjacent mark ceiling %s ev/s (%s before, %s after; sweep maximum %s); %.2f of the gRPC-Go client's sweep maximum (%s)",
-			count(int(ceil)), count(int(bracket[0])), count(int(bracket[1])), count(int(r.ceiling.mark)),
-			res.Rate/r.ceiling.grpcMark, count(int(r.ceiling.grpcMark)))
+		g := (grpcBracket[0] + grpcBracket[1]) / 2
+		row.Detail += fmt.Sprintf("; adjacent mark ceiling %s ev/s with the %s (%s before, %s after; sweep maximum %s); %.2f of the gRPC-Go client's best point beside it (%s ev/s: %s before, %s after)",
+			count(int(ceil)), r.ceiling.top.name, count(int(bracket[0])), count(int(bracket[1])), count(int(r.ceiling.top.best.Rate)),
+			res.Rate/g, count(int(g)), count(int(grpcBracket[0])), count(int(grpcBracket[1])))
 		row.Target = fmt.Sprintf("≥ %.2f of mark ceiling", targetMarkRatio)
 		row.setPass(ratio >= targetMarkRatio)
 	}
@@ -1020,7 +1026,7 @@ func (r *runner) pollers(ctx context.Context) error {
 		row := Row{Scenario: scen, Figure: "end-to-end rate", Value: res.Rate, Unit: "ev/s",
 			Detail: fmt.Sprintf("%s events (%s per type) in %s, %s finds", count(res.Events), count(per), dur(res.Took), count(int(res.Finds)))}
 		if r.ceiling.haveMark {
-			row.VsCeiling = fmt.Sprintf("%.2f of mark rpc", res.Rate/r.ceiling.mark)
+			row.VsCeiling = fmt.Sprintf("%.2f of mark rpc", res.Rate/r.ceiling.top.best.Rate)
 		}
 		r.report.add(row)
 		r.addDeliveryRows(scen, res, "")

@@ -84,6 +84,24 @@ func TestSmoke(t *testing.T) {
 	if maxima[2] != max(maxima[0], maxima[1]) {
 		t.Errorf("mark ceiling %.0f ev/s, want the faster client's maximum of %.0f and %.0f", maxima[2], maxima[0], maxima[1])
 	}
+	// The ceiling beside each relay is measured with the client that
+	// reached the sweep's.
+	client := "gRPC-Go client"
+	if maxima[1] > maxima[0] {
+		client = "raw HTTP/2 client"
+	}
+	relays := 0
+	for _, r := range rep.Rows {
+		if strings.HasPrefix(r.Scenario, "relay ") && r.Figure == "end-to-end rate" && strings.Contains(r.Detail, "adjacent mark ceiling") {
+			relays++
+			if !strings.Contains(r.Detail, "ev/s with the "+client+" (") {
+				t.Errorf("%s: the ceiling beside it was not measured with the %s: %s", r.Scenario, client, r.Detail)
+			}
+		}
+	}
+	if relays == 0 {
+		t.Error("no relay was held to an adjacent mark ceiling")
+	}
 	// The single-type relays run beside two floor relays, each profiled alone.
 	for _, name := range []string{"relay-message", "floor-message", "floorraw-message", "relay-hobom_log", "floor-hobom_log", "floorraw-hobom_log"} {
 		checkProfile(t, filepath.Join(o.RelayProfiles, name+".pprof"))
