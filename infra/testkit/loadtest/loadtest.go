@@ -476,30 +476,30 @@ func (r *runner) ceilings(ctx context.Context) error {
 
 // adjacentMarkCeiling runs the mark ceiling's best point and its
 // neighbours again with the client that reached it, right beside a relay,
-// and returns their maximum: the machine is shared, so the ceiling a relay
-// is held to is measured in the same minute. It also runs the gRPC-Go
-// client's best point, for the relay's ratio to that client's maximum
-// (the ceiling of the runs before the raw client took part), and returns
-// its rate.
-func (r *runner) adjacentMarkCeiling(ctx context.Context) (ceiling, grpc float64, err error) {
+// and returns their maximum and that client's name: the machine is
+// shared, so the ceiling a relay is held to is measured in the same
+// minute. It also runs the gRPC-Go client's best point, for the relay's
+// ratio to that client (whose maximum was the ceiling of the runs before
+// the raw client took part), and returns its rate.
+func (r *runner) adjacentMarkCeiling(ctx context.Context) (ceiling, grpc float64, client string, err error) {
 	if !r.ceiling.haveMark {
-		return 0, 0, nil
+		return 0, 0, "", nil
 	}
 	top := r.ceiling.top
 	pts, err := r.markSweep(ctx, top.client, neighbours(top.best, top.inFlight), []int{top.best.Conns}, r.opts.SweepWarmup, r.opts.SweepWindow)
 	if err != nil {
-		return 0, 0, fmt.Errorf("adjacent mark ceiling, %s: %w", top.name, err)
+		return 0, 0, "", fmt.Errorf("adjacent mark ceiling, %s: %w", top.name, err)
 	}
 	ceiling = bestMark(pts).Rate
 	if top.name == r.ceiling.grpc.name {
-		return ceiling, ceiling, nil
+		return ceiling, ceiling, top.name, nil
 	}
 	g := r.ceiling.grpc.best
 	p, err := r.markPointWith(ctx, r.ceiling.grpc.client, g.InFlight, g.Conns, r.opts.SweepWarmup, r.opts.SweepWindow)
 	if err != nil {
-		return 0, 0, fmt.Errorf("adjacent mark ceiling, %s: %w", r.ceiling.grpc.name, err)
+		return 0, 0, "", fmt.Errorf("adjacent mark ceiling, %s: %w", r.ceiling.grpc.name, err)
 	}
-	return ceiling, p.Rate, nil
+	return ceiling, p.Rate, top.name, nil
 }
 
 // ---- relay runs ----
@@ -712,10 +712,11 @@ func (r *runner) relayScenario(ctx context.Context, name string, types TypeSet, 
 	// neighbours run again right before and after the relay, and the ratio
 	// is taken to the mean of the two maxima.
 	var bracket, grpcBracket []float64
+	var adjacentClient string
 	measure := func() error {
-		c, g, err := r.adjacentMarkCeiling(ctx)
+		c, g, client, err := r.adjacentMarkCeiling(ctx)
 		if c > 0 && g > 0 {
-			bracket, grpcBracket = append(bracket, c), append(grpcBracket, g)
+			bracket, grpcBracket, adjacentClient = append(bracket, c), append(grpcBracket, g), client
 		}
 		return err
 	}
@@ -745,7 +746,7 @@ func (r *runner) relayScenario(ctx context.Context, name string, types TypeSet, 
 	if err := measure(); err != nil {
 		return err
 	}
-	r.report.raw("relay_"+key, map[string]any{"relay": res, "adjacentMarkCeilings": bracket, "adjacentClient": r.ceiling.top.name,
+	r.report.raw("relay_"+key, map[string]any{"relay": res, "adjacentMarkCeilings": bracket, "adjacentClient": adjacentClient,
 		"adjacentGRPCBest": grpcBracket, "floorRelay": floor, "rawFloorRelay": rawFloor})
 	ceil := 0.0
 	if len(bracket) == 2 {
@@ -761,7 +762,7 @@ func (r *runner) relayScenario(ctx context.Context, name string, types TypeSet, 
 		ratios = append(ratios, fmt.Sprintf("%.2f of mark ceiling", ratio))
 		g := (grpcBracket[0] + grpcBracket[1]) / 2
 		row.Detail += fmt.Sprintf("; adjacent mark ceiling %s ev/s with the %s (%s before, %s after; sweep maximum %s); %.2f of the gRPC-Go client's best point beside it (%s ev/s: %s before, %s after)",
-			count(int(ceil)), r.ceiling.top.name, count(int(bracket[0])), count(int(bracket[1])), count(int(r.ceiling.top.best.Rate)),
+			count(int(ceil)), adjacentClient, count(int(bracket[0])), count(int(bracket[1])), count(int(r.ceiling.top.best.Rate)),
 			res.Rate/g, count(int(g)), count(int(grpcBracket[0])), count(int(grpcBracket[1])))
 		row.Target = fmt.Sprintf("≥ %.2f of mark ceiling", targetMarkRatio)
 		row.setPass(ratio >= targetMarkRatio)
