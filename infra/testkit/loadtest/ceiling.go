@@ -229,9 +229,9 @@ func (r *runner) rawMarkers(ctx context.Context, addr string, nConns, inFlight i
 // for warm, then counts the calls answered in the window after it. The
 // warm-up takes what a point's start costs and a steady stream of calls
 // does not: new connections, a freshly seeded backend's first garbage
-// collections, the server's handler goroutines growing their stacks. The warm-up's own
-// rate (WarmupRate) ran a median 3 % below the window's, and up to half
-// of it at 2048 in flight.
+// collections, the server's handler goroutines growing their stacks. The
+// warm-up's own rate (WarmupRate) ran a median 3 % below the window's,
+// and up to half of it at 2048 in flight.
 func (r *runner) markPointWith(ctx context.Context, client markClient, inFlight, nConns int, warm, window time.Duration) (markPoint, error) {
 	p := markPoint{InFlight: inFlight, Conns: nConns}
 	addr, err := r.world.NewBackend(BackendSpec{})

@@ -24,17 +24,16 @@ import (
 // nothing else happens. No actor, lease, retry, timeout, Redis memory or
 // dead letter; marks through a client of the mark sweep (the generated
 // stubs on gRPC-Go, or the raw HTTP/2 client) at that client's best
-// point; records built with the
-// route's encoder (the processor's) and written by a plain franz-go
-// client; finds decoded by the processor's own decoder (the cheapest on
+// point; records built with the route's encoder (the processor's) and
+// written by a plain franz-go client; finds decoded by the processor's own decoder (the cheapest on
 // hand) and overlapped with marking as the processor overlaps them.
 //
 // The relay is held to a ratio of the mark ceiling; a floor relay's own
 // ratio says how much of that ceiling is left once the rest of a relay's
 // work (finds, records, Kafka, the broker's side of them) shares the
 // machine's cores with the marks. There is one for each client of the
-// sweep: the higher of their ratios is the most any relay with one mark
-// per event reached here, and a ratio target above it cannot be met.
+// sweep: the higher of their ratios is the most a relay with one mark per
+// event was seen to reach here (a measurement, as noisy as the others).
 
 // floorResult is one floor relay run.
 type floorResult struct {

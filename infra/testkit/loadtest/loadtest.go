@@ -786,8 +786,8 @@ func (r *runner) relayScenario(ctx context.Context, name string, types TypeSet, 
 // encodes and produces besides: well above the ceiling, it shows a sweep
 // that missed the backend's maximum (every ratio to it then flatters the
 // relay) or a machine that slowed down between them. Below it, its ratio
-// is the most a relay with one mark per event marking that way reached
-// here: a ratio target above the higher of the two cannot be met.
+// is the most a relay with one mark per event marking that way was seen
+// to reach here.
 func (r *runner) addFloorRow(scen, figure string, floor floorResult, ceil float64, marks string) {
 	if floor.Rate <= 0 {
 		return
