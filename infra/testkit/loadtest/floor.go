@@ -19,14 +19,15 @@ import (
 )
 
 // The floor relay is the least work a relay with one mark per event can
-// do on this machine, and so the most such a relay can reach: each event
-// is found, written to Kafka and marked SENT with one unary rpc, and
-// nothing else happens. No actor, lease, retry, timeout, Redis memory or
-// dead letter; marks through a client of the mark sweep (the generated
+// do on this machine, and so about the most such a relay reaches: each
+// event is found, written to Kafka and marked SENT with one unary rpc,
+// and nothing else happens. No actor, lease, retry, timeout, Redis memory
+// or dead letter; marks through a client of the mark sweep (the generated
 // stubs on gRPC-Go, or the raw HTTP/2 client) at that client's best
 // point; records built with the route's encoder (the processor's) and
-// written by a plain franz-go client; finds decoded by the processor's own decoder (the cheapest on
-// hand) and overlapped with marking as the processor overlaps them.
+// written by a plain franz-go client; finds decoded by the processor's
+// own decoder (the cheapest on hand) and overlapped with marking as the
+// processor overlaps them.
 //
 // The relay is held to a ratio of the mark ceiling; a floor relay's own
 // ratio says how much of that ceiling is left once the rest of a relay's
