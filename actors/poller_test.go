@@ -291,6 +291,7 @@ func TestPollerKeepsRelayingPastARowWithoutEventID(t *testing.T) {
 // not passed.
 func TestPollerPollsOnlyWhileGranted(t *testing.T) {
 	findGate, findsEntered := make(chan struct{}), &atomic.Int32{}
+	lapseGate, lapseFinds := make(chan struct{}), &atomic.Int32{}
 	cases := []struct {
 		name     string
 		interval time.Duration // of the poller; 0: an hour, no tick is ever due
@@ -346,6 +347,75 @@ func TestPollerPollsOnlyWhileGranted(t *testing.T) {
 				eventually(t, "the events produced without a poll interval passing", func() bool {
 					return w.j.count("record "+ids[0]) == 1 && w.j.count("record "+ids[1]) == 1
 				})
+			},
+		},
+		{
+			name:     "past its deadline without a renewal: no find, and the interval waited with its jitter",
+			interval: leaseTTL + leaseTTL/6, // 3.5 s: every tick falls after the deadline of 2.4 s
+			run: func(t *testing.T, w *world, _ *pollerLog) {
+				const interval = leaseTTL + leaseTTL/6
+				eventually(t, "the first find, its next tick and the renewal scheduled", func() bool {
+					return w.backend.findCount() == 1 && w.clock.Pending() == 2
+				})
+				h := make(chan struct{})
+				t.Cleanup(func() { close(h) })
+				w.lease.set(func(l *memLease) { l.hang = h }) // the renewal at 1 s hangs
+				w.clock.Advance(leaseTTL / 3)
+				waits := map[time.Duration]bool{}
+				for i := range 5 {
+					d, _ := w.clock.NextDue()
+					w.clock.Advance(d) // the poller's tick, past the deadline
+					eventually(t, fmt.Sprintf("tick %d handled and the next one scheduled", i+1), func() bool { return w.clock.Pending() == 1 })
+					d, _ = w.clock.NextDue()
+					if d > interval || d < interval*4/5 {
+						t.Fatalf("tick %d past the deadline: waits %v, want %v less up to a fifth", i+1, d, interval)
+					}
+					waits[d] = true
+				}
+				if len(waits) < 3 {
+					t.Fatalf("5 ticks past the deadline were followed by only %d different waits: the interval is not jittered", len(waits))
+				}
+				if n := w.backend.findCount(); n != 1 {
+					t.Fatalf("%d finds, want only the one before the deadline", n)
+				}
+			},
+		},
+		{
+			name:     "past its deadline during a find: its rows are not handed on, and the interval waited with its jitter",
+			interval: leaseTTL + leaseTTL/6,
+			setup: func(w *world) {
+				w.backend.add("e", 2)
+				w.backend.findHook = func() {
+					if lapseFinds.Add(1) == 1 {
+						<-lapseGate // the first find returns after the deadline
+					}
+				}
+			},
+			run: func(t *testing.T, w *world, log *pollerLog) {
+				const interval = leaseTTL + leaseTTL/6
+				var once sync.Once
+				open := func() { once.Do(func() { close(lapseGate) }) }
+				t.Cleanup(open)
+				eventually(t, "the first find under way and the renewal scheduled", func() bool {
+					return lapseFinds.Load() == 1 && w.clock.Pending() == 1
+				})
+				h := make(chan struct{})
+				t.Cleanup(func() { close(h) })
+				w.lease.set(func(l *memLease) { l.hang = h }) // the renewal at 1 s hangs
+				w.clock.Advance(leaseTTL * 5 / 6)             // 2.5 s: past the deadline of 2.4 s
+				open()
+				eventually(t, "the find's answer handled and the next tick scheduled", func() bool { return w.clock.Pending() == 1 })
+				if d, _ := w.clock.NextDue(); d >= interval || d < interval*4/5 {
+					t.Fatalf("the next find is due in %v, want %v less up to a fifth", d, interval)
+				}
+				// The publisher's fencing would refuse them too; the
+				// poller does not even hand them on.
+				if b := log.published(); len(b) != 0 {
+					t.Fatalf("batches %v handed to the publisher from a find that returned past the deadline", b)
+				}
+				if w.j.count("record e-0") != 0 || w.j.count("record e-1") != 0 {
+					t.Fatalf("rows found under a lapsed lease were produced: %s", w.j)
+				}
 			},
 		},
 		{
