@@ -3,6 +3,7 @@ package actors_test
 import (
 	"context"
 	"fmt"
+	"math"
 	"runtime"
 	"slices"
 	"strconv"
@@ -85,6 +86,14 @@ type ackProducer struct{ records atomic.Int64 }
 func (p *ackProducer) Produce(_ context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
 	p.records.Add(1)
 	promise(r, nil)
+}
+
+// Room: this client is never full.
+func (*ackProducer) Room() int { return math.MaxInt }
+
+// TryProduce is Produce: this client is never full.
+func (p *ackProducer) TryProduce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
+	p.Produce(ctx, r, promise)
 }
 
 type nopStore struct{}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -312,6 +313,14 @@ func (k *memKafka) Produce(_ context.Context, r *kgo.Record, promise func(*kgo.R
 	}
 	k.mu.Unlock()
 	go done()
+}
+
+// Room: this client is never full.
+func (*memKafka) Room() int { return math.MaxInt }
+
+// TryProduce is Produce: this client is never full.
+func (k *memKafka) TryProduce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
+	k.Produce(ctx, r, promise)
 }
 
 // releaseFirst acks the first n held records (in the order they came)

@@ -2,6 +2,7 @@ package actors_test
 
 import (
 	"context"
+	"math"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -68,6 +69,14 @@ func (p *keyProducer) Produce(_ context.Context, r *kgo.Record, promise func(*kg
 	p.keys[string(r.Key)]++
 	p.mu.Unlock()
 	promise(r, nil)
+}
+
+// Room: this client is never full.
+func (*keyProducer) Room() int { return math.MaxInt }
+
+// TryProduce is Produce: this client is never full.
+func (p *keyProducer) TryProduce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
+	p.Produce(ctx, r, promise)
 }
 
 // pipelines counts the round trips of a go-redis client.

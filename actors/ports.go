@@ -149,11 +149,21 @@ type UnmarkedOp struct {
 	Unmarked messages.Unmarked
 }
 
-// Producer writes records to Kafka asynchronously; *kgo.Client implements
-// it. The promise runs on a client goroutine once the record is acked or
-// has failed for good.
+// Producer writes records to Kafka asynchronously; kafka.Healing
+// implements it over a *kgo.Client. The promise runs on a client
+// goroutine once the record is acked or has failed for good.
 type Producer interface {
+	// Produce blocks while the client holds as many records as it may
+	// buffer (the DLQ's replays use it, off any actor's Receive).
 	Produce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error))
+	// TryProduce never blocks: when the client holds as many records as
+	// it may buffer, the promise gets kgo.ErrMaxBuffered instead. The
+	// publisher produces only this way, as an actor must not block.
+	TryProduce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error))
+	// Room is how many more records the client takes now without
+	// refusing any (its MaxBufferedRecords less what it holds); others
+	// producing through it may take some of it meanwhile.
+	Room() int
 }
 
 // KafkaHealth says whether any Kafka broker answers (infra/adapters/kafka.Reach).

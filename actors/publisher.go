@@ -38,8 +38,9 @@ type PublisherConfig struct {
 	// and a single event above it goes to the DLQ instead of to Kafka.
 	MaxRecordBytes int
 	// MaxInflightRecords bounds records handed to the Kafka client and not
-	// yet acked; it must not exceed the client's MaxBufferedRecords, so
-	// that Produce never blocks the actor.
+	// yet acked; it should stay well under the client's MaxBufferedRecords.
+	// Beyond the client's room a record waits (room.go), as Produce would
+	// block the actor.
 	MaxInflightRecords int
 	// Mark bounds each SENT mark; MarkConcurrency bounds marks in flight.
 	// Batch calls (at most batchMarkCalls) count against it, but are not
@@ -97,8 +98,15 @@ type Publisher struct {
 	spare      []ackOutcome
 	promise    func(*kgo.Record, error)
 	nextRecord uint64
-	waiting    []*recordFlight // ready, held back by MaxInflightRecords
+	waiting    []*recordFlight // ready, held back by MaxInflightRecords or a full client
 	producing  int
+	// room is what is left of the client's room as last read (room.go);
+	// recheck: a clientRoom is on its way; bounced counts the refused
+	// records put back at the head of waiting since it was last taken
+	// from.
+	room    int
+	recheck bool
+	bounced int
 	// marks runs the batch mark calls, single the one-event marks
 	// (single_marks.go); spareMarks is single's emptied result slice.
 	marks      *workQueue
@@ -234,7 +242,9 @@ type (
 	// cancelInflight ends the attempts in flight when a shutdown's deadline
 	// is near.
 	cancelInflight struct{ from *Publisher }
-	memFlush       struct{ from *Publisher }
+	// clientRoom looks again whether the client has room (room.go).
+	clientRoom struct{ from *Publisher }
+	memFlush   struct{ from *Publisher }
 	// forgetFlush sends the taken marks' forgets, gathered for forgetDelay.
 	forgetFlush struct{ from *Publisher }
 	markResult  struct {
@@ -373,6 +383,11 @@ func (p *Publisher) receive(c *actor.Context) {
 	case cancelInflight:
 		if m.from == p {
 			p.cancelAttempts()
+		}
+	case clientRoom:
+		if m.from == p {
+			p.recheck = false
+			p.produceWaiting()
 		}
 	case actor.Stopped:
 		p.single.close()
@@ -553,15 +568,16 @@ func (p *Publisher) retryMark(route messages.Route, id string, u messages.Unmark
 	p.engine.Send(p.dlq, messages.DeadLetter{Route: route, EventID: id, Reason: u.Reason, StoredAlready: true, Fence: p.fenceOf(id), ReplyTo: p.self})
 }
 
-// enqueue produces the record now or, past MaxInflightRecords, as soon as
-// an earlier one is acked.
+// enqueue produces the record now or, behind records already waiting,
+// past MaxInflightRecords or without room in the client (room.go), as
+// soon as an earlier one is done.
 func (p *Publisher) enqueue(f *recordFlight) {
 	if f.id == 0 {
 		p.nextRecord++
 		f.id = p.nextRecord
 		p.records[f.id] = f
 	}
-	if p.producing >= p.cfg.MaxInflightRecords {
+	if len(p.waiting) > 0 || !p.canProduce() {
 		p.waiting = append(p.waiting, f)
 		return
 	}
@@ -584,6 +600,7 @@ func (p *Publisher) produce(f *recordFlight) {
 	f.attempt++
 	f.sent = p.now()
 	p.producing++
+	p.room--
 	// The client owns a record until its promise has run and fills in
 	// partition, offset and producer state: a retry gets a fresh copy,
 	// as the record of an attempt ended at its deadline may still be
@@ -601,7 +618,7 @@ func (p *Publisher) produce(f *recordFlight) {
 	}
 	f.inflight = rec
 	p.attempts[rec] = f
-	p.producer.Produce(ctx, rec, p.promise)
+	p.producer.TryProduce(ctx, rec, p.promise)
 }
 
 // openGroup returns the attempt group that takes an attempt started now,
@@ -660,14 +677,13 @@ func (p *Publisher) onProduced(rec *kgo.Record, err error) {
 	if !ok {
 		return // the attempt ended already: its deadline, or its promise, came first
 	}
+	if errors.Is(err, kgo.ErrMaxBuffered) {
+		p.bounce(f, rec)
+		return
+	}
 	p.endAttempt(f)
 	p.producing--
-	for p.producing < p.cfg.MaxInflightRecords && len(p.waiting) > 0 {
-		next := p.waiting[0]
-		p.waiting[0] = nil
-		p.waiting = p.waiting[1:]
-		p.produce(next)
-	}
+	p.produceWaiting()
 	p.metrics.ProduceDone(f.route.EventType, p.now().Sub(f.sent), err)
 	if p.cfg.Kafka != nil && !errors.Is(err, errShutdownDeadline) {
 		p.cfg.Kafka.Observe(err)

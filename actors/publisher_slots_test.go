@@ -5,6 +5,7 @@ package actors
 
 import (
 	"context"
+	"math"
 	"runtime"
 	"strconv"
 	"strings"
@@ -162,6 +163,14 @@ func (h *holdingProducer) Produce(_ context.Context, r *kgo.Record, promise func
 	if !first {
 		go promise(r, nil)
 	}
+}
+
+// Room: this client is never full.
+func (*holdingProducer) Room() int { return math.MaxInt }
+
+// TryProduce is Produce: this client is never full.
+func (h *holdingProducer) TryProduce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
+	h.Produce(ctx, r, promise)
 }
 
 // records returns the records it holds.

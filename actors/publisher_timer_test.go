@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"math"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -19,6 +20,14 @@ type ackAtOnce struct{}
 
 func (ackAtOnce) Produce(_ context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
 	go promise(r, nil)
+}
+
+// Room: this client is never full.
+func (ackAtOnce) Room() int { return math.MaxInt }
+
+// TryProduce is Produce: this client is never full.
+func (a ackAtOnce) TryProduce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
+	a.Produce(ctx, r, promise)
 }
 
 // markCounter is an outbox that only counts SENT marks.

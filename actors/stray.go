@@ -45,6 +45,7 @@ func (p *Publisher) releaseStray(rec *kgo.Record) {
 		return
 	}
 	delete(p.strays, rec)
+	p.produceWaiting() // the client let go of a record
 	h := p.held[slab]
 	if h.n--; h.n > 0 {
 		return

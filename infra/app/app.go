@@ -39,9 +39,12 @@ var Version = "dev"
 const maxRecordBytes = 990_000
 
 // maxInflightRecords bounds the publisher's records not yet acked. The
-// client buffers twice that: Produce blocks when its buffer is full, and
-// besides the publisher's own records it holds the replays' and, after a
-// publisher crash, its predecessor's until they are acked or time out.
+// client buffers twice that: besides the publisher's own records it holds
+// the replays', attempts that outlived their deadline until it gives them
+// back and, after a publisher crash, its predecessor's until they are
+// acked or time out. Produce blocks when its buffer is full; the
+// publisher never calls it, it reads the client's room and uses
+// TryProduce (actors/room.go).
 const (
 	maxInflightRecords = 10_000
 	maxBufferedRecords = 2 * maxInflightRecords

@@ -50,8 +50,27 @@ func NewHealing(cl *kgo.Client, log zerolog.Logger) *Healing {
 // goroutine, or, after an UNKNOWN_TOPIC_ID, on a goroutine that purged the
 // topic first.
 func (h *Healing) Produce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
+	h.produce(ctx, r, promise, h.cl.Produce)
+}
+
+// TryProduce is Produce through kgo.Client.TryProduce: when the client
+// holds as many records as it may buffer, the promise gets
+// kgo.ErrMaxBuffered instead of the call blocking.
+func (h *Healing) TryProduce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
+	h.produce(ctx, r, promise, h.cl.TryProduce)
+}
+
+// Room is how many more records the client takes now without refusing
+// any: its MaxBufferedRecords less the records it holds.
+func (h *Healing) Room() int {
+	limit, _ := h.cl.OptValue(kgo.MaxBufferedRecords).(int64)
+	return int(limit - h.cl.BufferedProduceRecords())
+}
+
+func (h *Healing) produce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error),
+	produce func(context.Context, *kgo.Record, func(*kgo.Record, error))) {
 	gen := h.generation(r.Topic)
-	h.cl.Produce(ctx, r, func(r *kgo.Record, err error) {
+	produce(ctx, r, func(r *kgo.Record, err error) {
 		if !errors.Is(err, kerr.UnknownTopicID) {
 			promise(r, err)
 			return

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -85,5 +86,50 @@ func TestClientErrorsAreLoggedAsText(t *testing.T) {
 	out := logs.String()
 	if !strings.Contains(out, `"err":"dial tcp 127.0.0.1:1: connect: connection refused"`) || strings.Contains(out, `"err":{}`) {
 		t.Fatalf("client log does not carry the error text:\n%s", out)
+	}
+}
+
+// TestHealingTryProduceRefusesWhenTheClientIsFull: with no broker
+// answering (a port that refuses connections), records stay in the
+// client; once it holds MaxBufferedRecords, Room is 0 and TryProduce
+// hands the next record back at once with kgo.ErrMaxBuffered, where
+// Produce would block its caller.
+func TestHealingTryProduceRefusesWhenTheClientIsFull(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	_ = lis.Close() // the port now refuses connections
+	const capacity = 2
+	cl, err := kafka.NewProducer(kafka.Config{Brokers: []string{addr}, Acks: "all", WriteTimeout: 5 * time.Second, MaxBufferedRecords: capacity}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	p := kafka.NewHealing(cl, zerolog.Nop())
+	if got := p.Room(); got != capacity {
+		t.Fatalf("room %d in an empty client, want %d", got, capacity)
+	}
+	done := make(chan error, capacity+1)
+	promise := func(_ *kgo.Record, err error) { done <- err }
+	for range capacity {
+		p.TryProduce(context.Background(), &kgo.Record{Topic: "hobom.messages", Value: []byte("v")}, promise)
+	}
+	if got := p.Room(); got != 0 {
+		t.Fatalf("room %d with %d records held, want 0", got, capacity)
+	}
+	start := time.Now()
+	p.TryProduce(context.Background(), &kgo.Record{Topic: "hobom.messages", Value: []byte("v")}, promise)
+	if took := time.Since(start); took > time.Second {
+		t.Fatalf("TryProduce took %v with the client full: it blocked", took)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, kgo.ErrMaxBuffered) {
+			t.Fatalf("the record beyond the capacity failed with %v, want kgo.ErrMaxBuffered", err)
+		}
+	case <-time.After(time.Second):
+		t.Fatal("the record beyond the capacity was neither taken nor refused")
 	}
 }

@@ -24,8 +24,9 @@ type Config struct {
 	// fails, and the publisher retries or dead-letters it. It holds also
 	// for a record already sent to a broker that died: see NewProducer.
 	WriteTimeout time.Duration
-	// MaxBufferedRecords must be at least the publisher's in-flight bound,
-	// so that Produce never blocks the actor.
+	// MaxBufferedRecords bounds the records the client holds; Produce
+	// blocks beyond it, TryProduce refuses (the publisher uses the
+	// latter, within Healing.Room).
 	MaxBufferedRecords int
 	ClientID           string
 	// TLS, when not nil, connects to the brokers over TLS.

@@ -29,3 +29,13 @@ func (f flakyProducer) Produce(ctx context.Context, r *kgo.Record, promise func(
 	}
 	f.next.Produce(ctx, r, promise)
 }
+
+func (f flakyProducer) TryProduce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
+	if rand.Float64() < f.rate {
+		promise(r, ErrInjected)
+		return
+	}
+	f.next.TryProduce(ctx, r, promise)
+}
+
+func (f flakyProducer) Room() int { return f.next.Room() }
