@@ -156,9 +156,10 @@ type Producer interface {
 	// Produce blocks while the client holds as many records as it may
 	// buffer (the DLQ's replays use it, off any actor's Receive).
 	Produce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error))
-	// TryProduce never blocks: when the client holds as many records as
-	// it may buffer, the promise gets kgo.ErrMaxBuffered instead. The
-	// publisher produces only this way, as an actor must not block.
+	// TryProduce does not wait for room: when the client holds as many
+	// records as it may buffer, the promise gets kgo.ErrMaxBuffered
+	// instead. The publisher produces only this way, as an actor must not
+	// block.
 	TryProduce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error))
 	// Room is how many more records the client takes now without
 	// refusing any (its MaxBufferedRecords less what it holds); others

@@ -338,6 +338,12 @@ func (p *Publisher) receive(c *actor.Context) {
 		if m.box == p.acks {
 			acks := p.acks.take(p.spare)
 			for _, a := range acks {
+				if !errors.Is(a.err, kgo.ErrMaxBuffered) {
+					// The client is done with the record. Its count of
+					// records held drops only once the promise has
+					// returned, so Room may not show this yet.
+					p.room = max(p.room, 0) + 1
+				}
 				p.onProduced(a.rec, a.err)
 				p.releaseStray(a.rec)
 			}

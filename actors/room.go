@@ -17,14 +17,17 @@ import (
 // crashed predecessor's records.
 //
 // So the publisher produces only while the client has room: it reads
-// the room (Producer.Room) when what it read last is used up, and a
-// record that finds none waits, in order, until one of the publisher's
-// records is done, the client lets go of a stray one, or, as room taken
-// by records that are not the publisher's frees unseen, until
-// clientRoomRecheck has passed. Someone else may take the room between
-// the read and the produce: the publisher produces with TryProduce, and
-// a record the client refuses (kgo.ErrMaxBuffered) is no attempt; it
-// goes back to the head of the waiting records.
+// the room (Producer.Room) when what it read last is used up (counting
+// one more for every record the client hands back), and a record that
+// finds none waits until one of the publisher's records is done, the
+// client lets go of a stray one, or, as room taken by records that are
+// not the publisher's frees unseen, until clientRoomRecheck has passed.
+// Someone else may take the room between the read and the produce: the
+// publisher produces with TryProduce, and a record the client refuses
+// (kgo.ErrMaxBuffered) is no attempt; it goes back to the head of the
+// waiting records, behind those refused just before it (refusals that
+// cross a record produced meanwhile may swap places: the order of
+// records was never kept across retries either).
 
 // clientRoomRecheck is how long the publisher waits before reading the
 // client's room again when none of its own records frees any.
@@ -49,8 +52,8 @@ func (p *Publisher) canProduce() bool {
 
 // produceWaiting produces waiting records, oldest first, while it can.
 func (p *Publisher) produceWaiting() {
-	p.bounced = 0
 	for len(p.waiting) > 0 && p.canProduce() {
+		p.bounced = 0
 		next := p.waiting[0]
 		p.waiting[0] = nil
 		p.waiting = p.waiting[1:]

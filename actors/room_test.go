@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,21 +16,47 @@ import (
 )
 
 // roomyProducer is a client that buffers at most capacity records, as
-// kgo.Client with MaxBufferedRecords does: TryProduce refuses a record
-// beyond that with kgo.ErrMaxBuffered (on another goroutine, as franz-go
-// does); the blocking Produce must not be called by the publisher.
+// kgo.Client with MaxBufferedRecords does: TryProduce stamps the record's
+// context and refuses a record beyond that with kgo.ErrMaxBuffered,
+// delivered in order on a goroutine of its own (franz-go's promise
+// ring); a record whose context has ended fails when it is acked, as
+// franz-go fails such a record when it next looks at it. The blocking
+// Produce must not be called by the publisher.
 type roomyProducer struct {
 	capacity int
 	// lies: Room reports the whole capacity, as when someone else takes
 	// the room between the publisher's read and its produce.
-	lies     bool
-	mu       sync.Mutex
-	held     []held
-	maxHeld  int
-	foreign  int // records of someone else, taking room
-	accepted map[string]int
-	bounces  atomic.Int64
-	blocking atomic.Int64
+	lies bool
+	// failFirst: the first accepted attempt of every record fails.
+	failFirst bool
+	refusals  chan func()
+	mu        sync.Mutex
+	held      []held
+	maxHeld   int
+	foreign   int // records of someone else, taking room
+	accepted  map[string]int
+	failed    map[string]bool
+	bounces   atomic.Int64
+	blocking  atomic.Int64
+}
+
+type held struct {
+	rec     *kgo.Record
+	promise func(*kgo.Record, error)
+}
+
+func newRoomyProducer(t *testing.T, capacity, foreign int, lies, failFirst bool) *roomyProducer {
+	p := &roomyProducer{capacity: capacity, foreign: foreign, lies: lies, failFirst: failFirst,
+		refusals: make(chan func(), 1024), accepted: map[string]int{}, failed: map[string]bool{}}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for f := range p.refusals {
+			f()
+		}
+	}()
+	t.Cleanup(func() { close(p.refusals); <-done })
+	return p
 }
 
 func (p *roomyProducer) Room() int {
@@ -41,22 +68,20 @@ func (p *roomyProducer) Room() int {
 	return p.capacity - len(p.held) - p.foreign
 }
 
-type held struct {
-	rec     *kgo.Record
-	promise func(*kgo.Record, error)
-}
-
 func (p *roomyProducer) Produce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
 	p.blocking.Add(1)
 	p.TryProduce(ctx, r, promise)
 }
 
-func (p *roomyProducer) TryProduce(_ context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
+func (p *roomyProducer) TryProduce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
+	if r.Context == nil {
+		r.Context = ctx
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if len(p.held)+p.foreign >= p.capacity {
 		p.bounces.Add(1)
-		go promise(r, kgo.ErrMaxBuffered)
+		p.refusals <- func() { promise(r, kgo.ErrMaxBuffered) }
 		return
 	}
 	p.accepted[string(r.Key)]++
@@ -64,7 +89,7 @@ func (p *roomyProducer) TryProduce(_ context.Context, r *kgo.Record, promise fun
 	p.maxHeld = max(p.maxHeld, len(p.held)+p.foreign)
 }
 
-// ackOldest acks the oldest record held; false when none is.
+// ackOldest answers the oldest record held; false when none is.
 func (p *roomyProducer) ackOldest() bool {
 	p.mu.Lock()
 	if len(p.held) == 0 {
@@ -73,8 +98,17 @@ func (p *roomyProducer) ackOldest() bool {
 	}
 	h := p.held[0]
 	p.held = p.held[1:]
+	var err error
+	key := string(h.rec.Key)
+	switch {
+	case h.rec.Context.Err() != nil:
+		err = h.rec.Context.Err()
+	case p.failFirst && !p.failed[key]:
+		p.failed[key] = true
+		err = errors.New("broker: not now")
+	}
 	p.mu.Unlock()
-	h.promise(h.rec, nil)
+	h.promise(h.rec, err)
 	return true
 }
 
@@ -92,10 +126,20 @@ func TestPublisherWaitsForRoomInAFullClient(t *testing.T) {
 		name    string
 		foreign int  // records of someone else in the client at the start, let go after 200 ms
 		lies    bool // Room reports the whole capacity
+		// attempts, and whether the first accepted attempt of each record
+		// fails; attemptTimeout gives attempts a context that ends.
+		attempts       int
+		failFirst      bool
+		attemptTimeout time.Duration
 	}{
-		{name: "its own records fill the client"},
-		{name: "someone else's records fill the client", foreign: capacity},
-		{name: "someone takes the room between the read and the produce", lies: true},
+		{name: "its own records fill the client", attempts: 1},
+		{name: "someone else's records fill the client", foreign: capacity, attempts: 1},
+		{name: "someone takes the room between the read and the produce", lies: true,
+			attempts: 1, attemptTimeout: time.Second},
+		{name: "someone takes the room, and every record's first attempt fails", lies: true,
+			attempts: 2, failFirst: true},
+		{name: "someone else's records fill the client that reports room", lies: true, foreign: capacity,
+			attempts: 1, attemptTimeout: time.Second},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -103,10 +147,10 @@ func TestPublisherWaitsForRoomInAFullClient(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			producer := &roomyProducer{capacity: capacity, lies: c.lies, foreign: c.foreign, accepted: map[string]int{}}
+			producer := newRoomyProducer(t, capacity, c.foreign, c.lies, c.failFirst)
 			outbox := &markCounter{}
 			cfg := testPublisherConfig()
-			cfg.Attempts, cfg.MaxInflightRecords = 1, 10
+			cfg.Attempts, cfg.AttemptTimeout, cfg.MaxInflightRecords = c.attempts, c.attemptTimeout, 10
 			reply, resolved := spawnResolvedTo(engine)
 			var deadLettered atomic.Int64
 			dlq := engine.SpawnFunc(func(c *actor.Context) {
@@ -148,7 +192,7 @@ func TestPublisherWaitsForRoomInAFullClient(t *testing.T) {
 				t.Fatalf("batch not resolved; %d marks, %d refusals", outbox.count(), producer.bounces.Load())
 			}
 			if n := deadLettered.Load(); n != 0 {
-				t.Errorf("%d events dead-lettered: a refusal for want of room was counted as an attempt", n)
+				t.Errorf("%d events dead-lettered: a refusal for want of room counted as an attempt, or left an ended context behind", n)
 			}
 			if n := producer.blocking.Load(); n != 0 {
 				t.Errorf("the publisher called the blocking Produce %d times", n)
@@ -158,9 +202,13 @@ func TestPublisherWaitsForRoomInAFullClient(t *testing.T) {
 			if len(producer.accepted) != events {
 				t.Errorf("the client took %d records, want %d", len(producer.accepted), events)
 			}
+			want := 1
+			if c.failFirst {
+				want = 2
+			}
 			for k, n := range producer.accepted {
-				if n != 1 {
-					t.Errorf("record %q taken %d times", k, n)
+				if n != want {
+					t.Errorf("record %q taken %d times, want %d", k, n, want)
 				}
 			}
 			if producer.maxHeld > capacity {

@@ -3,6 +3,8 @@ package kafka
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math"
 	"sync"
 	"time"
 
@@ -31,6 +33,9 @@ import (
 type Healing struct {
 	cl  *kgo.Client
 	log zerolog.Logger
+	// maxBuffered is the client's MaxBufferedRecords, read once: reading
+	// an option reflects over the client's configuration.
+	maxBuffered int64
 
 	mu     sync.Mutex
 	topics map[string]*topicState
@@ -43,7 +48,19 @@ type topicState struct {
 
 // NewHealing returns a Healing producing through cl.
 func NewHealing(cl *kgo.Client, log zerolog.Logger) *Healing {
-	return &Healing{cl: cl, log: log.With().Str("component", "kafka").Logger(), topics: make(map[string]*topicState)}
+	h := &Healing{cl: cl, log: log.With().Str("component", "kafka").Logger(), topics: make(map[string]*topicState)}
+	switch v := cl.OptValue(kgo.MaxBufferedRecords).(type) {
+	case int64:
+		h.maxBuffered = v
+	case int:
+		h.maxBuffered = int64(v)
+	default:
+		// Unknown: Room then never holds the publisher back, and a full
+		// client refuses records (TryProduce) instead.
+		h.maxBuffered = math.MaxInt64 / 2
+		h.log.Warn().Str("type", fmt.Sprintf("%T", v)).Msg("the client's MaxBufferedRecords is unreadable: room not tracked")
+	}
+	return h
 }
 
 // Produce produces r like kgo.Client.Produce. The promise runs on a client
@@ -55,7 +72,7 @@ func (h *Healing) Produce(ctx context.Context, r *kgo.Record, promise func(*kgo.
 
 // TryProduce is Produce through kgo.Client.TryProduce: when the client
 // holds as many records as it may buffer, the promise gets
-// kgo.ErrMaxBuffered instead of the call blocking.
+// kgo.ErrMaxBuffered instead of the call waiting for room.
 func (h *Healing) TryProduce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
 	h.produce(ctx, r, promise, h.cl.TryProduce)
 }
@@ -63,8 +80,7 @@ func (h *Healing) TryProduce(ctx context.Context, r *kgo.Record, promise func(*k
 // Room is how many more records the client takes now without refusing
 // any: its MaxBufferedRecords less the records it holds.
 func (h *Healing) Room() int {
-	limit, _ := h.cl.OptValue(kgo.MaxBufferedRecords).(int64)
-	return int(limit - h.cl.BufferedProduceRecords())
+	return int(h.maxBuffered - h.cl.BufferedProduceRecords())
 }
 
 func (h *Healing) produce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error),
