@@ -30,14 +30,16 @@ type roomyProducer struct {
 	// failFirst: the first accepted attempt of every record fails.
 	failFirst bool
 	refusals  chan func()
-	mu        sync.Mutex
-	held      []held
-	maxHeld   int
-	foreign   int // records of someone else, taking room
-	accepted  map[string]int
-	failed    map[string]bool
-	bounces   atomic.Int64
-	blocking  atomic.Int64
+	// hold, when not nil, keeps refusals back until it is closed.
+	hold     chan struct{}
+	mu       sync.Mutex
+	held     []held
+	maxHeld  int
+	foreign  int // records of someone else, taking room
+	accepted map[string]int
+	failed   map[string]bool
+	bounces  atomic.Int64
+	blocking atomic.Int64
 }
 
 type held struct {
@@ -52,6 +54,9 @@ func newRoomyProducer(t *testing.T, capacity, foreign int, lies, failFirst bool)
 	go func() {
 		defer close(done)
 		for f := range p.refusals {
+			if p.hold != nil {
+				<-p.hold
+			}
 			f()
 		}
 	}()
@@ -223,5 +228,62 @@ func TestPublisherWaitsForRoomInAFullClient(t *testing.T) {
 			}
 			t.Logf("%d refusals", b)
 		})
+	}
+}
+
+// TestPublisherDrainsWithRefusalsOnTheirWay: refusals that reach the
+// publisher after a drain began leave their records' events PENDING, as
+// every record waiting does, instead of queueing them again for a client
+// that may stay full: the drain ends, and nothing is produced after it.
+func TestPublisherDrainsWithRefusalsOnTheirWay(t *testing.T) {
+	const events, capacity = 12, 3
+	engine, err := actor.NewEngine(actor.NewEngineConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	producer := newRoomyProducer(t, capacity, capacity, true, false) // full of someone else's records, reporting room
+	producer.hold = make(chan struct{})
+	var once sync.Once
+	release := func() { once.Do(func() { close(producer.hold) }) }
+	t.Cleanup(release)
+	cfg := testPublisherConfig()
+	cfg.MaxInflightRecords = 10
+	reply, resolved := spawnResolvedTo(engine)
+	dlq := engine.SpawnFunc(func(*actor.Context) {}, "dlq")
+	drained := make(chan struct{}, 1)
+	inbox := engine.SpawnFunc(func(c *actor.Context) {
+		if _, ok := c.Message().(messages.Drained); ok {
+			drained <- struct{}{}
+		}
+	}, "drain-inbox")
+	pub := engine.Spawn(NewPublisher(producer, &markCounter{}, nil, dlq, cfg, zerolog.Nop(), nil), "publisher")
+	t.Cleanup(func() { <-engine.Poison(pub).Done() })
+
+	engine.Send(pub, messageBatch(1, reply, "", events))
+	deadline := time.Now().Add(5 * time.Second)
+	for producer.bounces.Load() < 10 { // the in-flight bound's worth, refused and held back
+		if time.Now().After(deadline) {
+			t.Fatalf("%d records refused, want 10", producer.bounces.Load())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	engine.Send(pub, messages.Drain{ReplyTo: inbox})
+	release() // the refusals reach the publisher after the drain
+	select {
+	case <-drained:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("not drained with the refusals handled; %d refusals", producer.bounces.Load())
+	}
+	select {
+	case m := <-resolved:
+		if m.Counts[messages.OutcomeDeferred] != events {
+			t.Fatalf("batch resolved with %v, want all %d left PENDING", m.Counts, events)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("batch not resolved")
+	}
+	time.Sleep(3 * clientRoomRecheck)
+	if n := producer.bounces.Load(); n != 10 {
+		t.Errorf("%d records offered to the client, want the 10 before the drain only", n)
 	}
 }
