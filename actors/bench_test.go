@@ -3,7 +3,6 @@ package actors_test
 import (
 	"context"
 	"fmt"
-	"math"
 	"runtime"
 	"slices"
 	"strconv"
@@ -88,14 +87,6 @@ func (p *ackProducer) Produce(_ context.Context, r *kgo.Record, promise func(*kg
 	promise(r, nil)
 }
 
-// Room: this client is never full.
-func (*ackProducer) Room() int { return math.MaxInt }
-
-// TryProduce is Produce: this client is never full.
-func (p *ackProducer) TryProduce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
-	p.Produce(ctx, r, promise)
-}
-
 type nopStore struct{}
 
 func (nopStore) Put(context.Context, string, []byte, actors.DeadLetterMeta, time.Duration) error {
@@ -158,7 +149,7 @@ func benchRoundTrip(b *testing.B, eventType string, size int) {
 	}
 	ob, prod, bm := newBenchOutbox(), &ackProducer{}, &benchMetrics{done: make(chan struct{}, 1)}
 	tree, err := actors.StartTree(engine, benchTreeConfig([]messages.Route{route}), actors.Deps{
-		Outbox: ob, Producer: prod, Store: nopStore{}, Log: zerolog.Nop(), Metrics: bm,
+		Outbox: ob, Producer: neverFull{prod}, Store: nopStore{}, Log: zerolog.Nop(), Metrics: bm,
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -247,7 +238,7 @@ func BenchmarkStartTree(b *testing.B) {
 			b.Fatal(err)
 		}
 		ob := &emptyOutbox{}
-		tree, err := actors.StartTree(engine, cfg, actors.Deps{Outbox: ob, Producer: &ackProducer{}, Store: nopStore{}, Log: zerolog.Nop()})
+		tree, err := actors.StartTree(engine, cfg, actors.Deps{Outbox: ob, Producer: neverFull{&ackProducer{}}, Store: nopStore{}, Log: zerolog.Nop()})
 		if err != nil {
 			b.Fatal(err)
 		}

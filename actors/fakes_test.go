@@ -292,6 +292,20 @@ type memKafka struct {
 	held  []func()
 }
 
+// neverFull makes a test client that only produces an actors.Producer
+// whose room never runs out: its TryProduce is its Produce.
+type neverFull struct{ produceOnly }
+
+type produceOnly interface {
+	Produce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error))
+}
+
+func (n neverFull) TryProduce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
+	n.Produce(ctx, r, promise)
+}
+
+func (neverFull) Room() int { return math.MaxInt }
+
 func newKafka(j *journal) *memKafka { return &memKafka{j: j, tries: map[string]int{}} }
 
 func (k *memKafka) Produce(_ context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
@@ -313,14 +327,6 @@ func (k *memKafka) Produce(_ context.Context, r *kgo.Record, promise func(*kgo.R
 	}
 	k.mu.Unlock()
 	go done()
-}
-
-// Room: this client is never full.
-func (*memKafka) Room() int { return math.MaxInt }
-
-// TryProduce is Produce: this client is never full.
-func (k *memKafka) TryProduce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
-	k.Produce(ctx, r, promise)
 }
 
 // releaseFirst acks the first n held records (in the order they came)
@@ -750,7 +756,7 @@ func startWith(t *testing.T, mutate func(*actors.TreeConfig), setup func(*world)
 	}
 	w.engine = engine
 	log := zerolog.New(io.MultiWriter(zerolog.NewTestWriter(t), &w.logs)).Level(zerolog.ErrorLevel)
-	deps := actors.Deps{Outbox: w.backend, Producer: w.kafka, Store: w.dlq, Log: log, Metrics: m}
+	deps := actors.Deps{Outbox: w.backend, Producer: neverFull{w.kafka}, Store: w.dlq, Log: log, Metrics: m}
 	if w.skipping {
 		deps.Outbox = skippingBackend{w.backend}
 	}

@@ -2,7 +2,6 @@ package actors_test
 
 import (
 	"context"
-	"math"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -71,14 +70,6 @@ func (p *keyProducer) Produce(_ context.Context, r *kgo.Record, promise func(*kg
 	promise(r, nil)
 }
 
-// Room: this client is never full.
-func (*keyProducer) Room() int { return math.MaxInt }
-
-// TryProduce is Produce: this client is never full.
-func (p *keyProducer) TryProduce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
-	p.Produce(ctx, r, promise)
-}
-
 // pipelines counts the round trips of a go-redis client.
 type pipelines struct{ n atomic.Int64 }
 
@@ -115,7 +106,7 @@ func TestPublisherRemembersAtTheAckMarksAfterAndForgetsOnceMarked(t *testing.T) 
 	}
 	cfg := benchTreeConfig([]messages.Route{messages.DefaultRoutes()[0]})
 	tree, err := actors.StartTree(engine, cfg, actors.Deps{
-		Outbox: ob, Producer: prod, Store: nopStore{}, Memory: redisdlq.NewUnmarked(rdb), Log: zerolog.Nop(),
+		Outbox: ob, Producer: neverFull{prod}, Store: nopStore{}, Memory: redisdlq.NewUnmarked(rdb), Log: zerolog.Nop(),
 	})
 	if err != nil {
 		t.Fatal(err)

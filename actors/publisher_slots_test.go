@@ -5,7 +5,6 @@ package actors
 
 import (
 	"context"
-	"math"
 	"runtime"
 	"strconv"
 	"strings"
@@ -44,7 +43,7 @@ func TestPublisherKeepsNoAckedRecord(t *testing.T) {
 	cfg.MaxRecordBytes = maxRecord
 	reply, resolved := spawnResolvedTo(engine)
 	dlq := engine.SpawnFunc(func(*actor.Context) {}, "dlq")
-	pub := engine.Spawn(NewPublisher(ackAtOnce{}, outbox, nil, dlq, cfg, zerolog.Nop(), nil), "publisher")
+	pub := engine.Spawn(NewPublisher(neverFull{ackAtOnce{}}, outbox, nil, dlq, cfg, zerolog.Nop(), nil), "publisher")
 	t.Cleanup(func() { <-engine.Poison(pub).Done() })
 
 	route := logRoute()
@@ -106,7 +105,7 @@ func TestPublisherHeadersSlabKeepsNoCopies(t *testing.T) {
 	cfg.MaxRecordBytes = 4 << 10 // one event per log array
 	reply, resolved := spawnResolvedTo(engine)
 	dlq := engine.SpawnFunc(func(*actor.Context) {}, "dlq")
-	producer := NewPublisher(ackAtOnce{}, &markCounter{}, nil, dlq, cfg, zerolog.Nop(), nil)
+	producer := NewPublisher(neverFull{ackAtOnce{}}, &markCounter{}, nil, dlq, cfg, zerolog.Nop(), nil)
 	var pub *Publisher
 	pid := engine.Spawn(func() actor.Receiver {
 		r := producer()
@@ -165,14 +164,6 @@ func (h *holdingProducer) Produce(_ context.Context, r *kgo.Record, promise func
 	}
 }
 
-// Room: this client is never full.
-func (*holdingProducer) Room() int { return math.MaxInt }
-
-// TryProduce is Produce: this client is never full.
-func (h *holdingProducer) TryProduce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
-	h.Produce(ctx, r, promise)
-}
-
 // records returns the records it holds.
 func (h *holdingProducer) records() []*kgo.Record {
 	h.mu.Lock()
@@ -213,7 +204,7 @@ func TestPublisherEmptiesAStrayRecordOnceTheClientGivesItBack(t *testing.T) {
 	cfg.Attempts, cfg.AttemptTimeout = 2, 100*time.Millisecond
 	reply, resolved := spawnResolvedTo(engine)
 	dlq := engine.SpawnFunc(func(*actor.Context) {}, "dlq")
-	pub := engine.Spawn(NewPublisher(producer, outbox, nil, dlq, cfg, zerolog.Nop(), nil), "publisher")
+	pub := engine.Spawn(NewPublisher(neverFull{producer}, outbox, nil, dlq, cfg, zerolog.Nop(), nil), "publisher")
 	t.Cleanup(func() { <-engine.Poison(pub).Done() })
 
 	await := func(batch uint64) {

@@ -22,15 +22,21 @@ func (ackAtOnce) Produce(_ context.Context, r *kgo.Record, promise func(*kgo.Rec
 	go promise(r, nil)
 }
 
-// Room: this client is never full.
-func (ackAtOnce) Room() int { return math.MaxInt }
+// markCounter is an outbox that only counts SENT marks.
+// neverFull makes a test client that only produces an actors.Producer
+// whose room never runs out: its TryProduce is its Produce.
+type neverFull struct{ produceOnly }
 
-// TryProduce is Produce: this client is never full.
-func (a ackAtOnce) TryProduce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
-	a.Produce(ctx, r, promise)
+type produceOnly interface {
+	Produce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error))
 }
 
-// markCounter is an outbox that only counts SENT marks.
+func (n neverFull) TryProduce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
+	n.Produce(ctx, r, promise)
+}
+
+func (neverFull) Room() int { return math.MaxInt }
+
 type markCounter struct {
 	mu   sync.Mutex
 	sent int
@@ -106,7 +112,7 @@ func TestProduceAttemptTimerStopsWhenTheAttemptEnds(t *testing.T) {
 	cfg.AttemptTimeout = timeout
 	reply, resolved := spawnResolvedTo(engine)
 	dlq := engine.SpawnFunc(func(*actor.Context) {}, "dlq")
-	pub := engine.Spawn(NewPublisher(ackAtOnce{}, outbox, nil, dlq, cfg, zerolog.Nop(), nil), "publisher", actor.WithMiddleware(count))
+	pub := engine.Spawn(NewPublisher(neverFull{ackAtOnce{}}, outbox, nil, dlq, cfg, zerolog.Nop(), nil), "publisher", actor.WithMiddleware(count))
 	t.Cleanup(func() { <-engine.Poison(pub).Done() })
 
 	engine.Send(pub, messageBatch(1, reply, "", events))

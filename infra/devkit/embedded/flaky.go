@@ -23,19 +23,24 @@ type flakyProducer struct {
 }
 
 func (f flakyProducer) Produce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
-	if rand.Float64() < f.rate {
-		promise(r, ErrInjected)
-		return
+	if !f.injected(r, promise) {
+		f.next.Produce(ctx, r, promise)
 	}
-	f.next.Produce(ctx, r, promise)
 }
 
 func (f flakyProducer) TryProduce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
-	if rand.Float64() < f.rate {
-		promise(r, ErrInjected)
-		return
+	if !f.injected(r, promise) {
+		f.next.TryProduce(ctx, r, promise)
 	}
-	f.next.TryProduce(ctx, r, promise)
 }
 
 func (f flakyProducer) Room() int { return f.next.Room() }
+
+// injected fails r's attempt at the rate, reporting whether it did.
+func (f flakyProducer) injected(r *kgo.Record, promise func(*kgo.Record, error)) bool {
+	if rand.Float64() < f.rate {
+		promise(r, ErrInjected)
+		return true
+	}
+	return false
+}

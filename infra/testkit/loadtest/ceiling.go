@@ -82,19 +82,18 @@ type clientSweep struct {
 	pts      []markPoint
 	best     markPoint
 	inFlight []int     // the in-flight counts swept, any extension included
-	sum      markPoint // sumPoints(pts): the CPU and allocations cover the warm-ups too
-	calls    int64
-	others   float64 // other processes' cores during the sweep
+	sum      markPoint // sumPoints(pts): the calls, CPU and allocations cover the warm-ups too
+	others   float64   // other processes' cores during the sweep
 }
 
 // allocBytes and allocObjects are what the client allocated per call
 // over the sweep.
 func (sw clientSweep) allocBytes() float64 {
-	return float64(sw.sum.AllocBytes) / float64(max(sw.calls, 1))
+	return float64(sw.sum.AllocBytes) / float64(max(sw.sum.Calls, 1))
 }
 
 func (sw clientSweep) allocObjects() float64 {
-	return float64(sw.sum.AllocObjects) / float64(max(sw.calls, 1))
+	return float64(sw.sum.AllocObjects) / float64(max(sw.sum.Calls, 1))
 }
 
 // sweepClient sweeps client over the options' in-flight counts and
@@ -128,7 +127,6 @@ func (r *runner) sweepClient(ctx context.Context, name string, client markClient
 	}
 	_, _, sw.others = u.finish()
 	sw.pts, sw.best, sw.sum = pts, best, sumPoints(pts)
-	sw.calls = sw.sum.Calls
 	return sw, nil
 }
 
@@ -161,8 +159,8 @@ func (r *runner) reportSweep(sw clientSweep, what string) {
 	}
 	r.report.add(Row{Scenario: "ceiling: mark rpc sweep", Figure: name + ", maximum", Value: sw.best.Rate, Unit: "ev/s",
 		Detail: fmt.Sprintf("at %s%s; %s; %.1f µs CPU and %s B in %.1f allocs per rpc here + %.1f µs in the backend; other processes %.2f cores",
-			sw.best.label(), edge, what, perEventMicros(sw.sum.CPU, int(sw.calls)), count(int(sw.allocBytes())), sw.allocObjects(),
-			perEventMicros(sw.sum.World, int(sw.calls)), sw.others)})
+			sw.best.label(), edge, what, perEventMicros(sw.sum.CPU, int(sw.sum.Calls)), count(int(sw.allocBytes())), sw.allocObjects(),
+			perEventMicros(sw.sum.World, int(sw.sum.Calls)), sw.others)})
 }
 
 // markProbeRows is how many rows a sweep point seeds: more than the
