@@ -149,7 +149,7 @@ func benchRoundTrip(b *testing.B, eventType string, size int) {
 	}
 	ob, prod, bm := newBenchOutbox(), &ackProducer{}, &benchMetrics{done: make(chan struct{}, 1)}
 	tree, err := actors.StartTree(engine, benchTreeConfig([]messages.Route{route}), actors.Deps{
-		Outbox: ob, Producer: neverFull{prod}, Store: nopStore{}, Log: zerolog.Nop(), Metrics: bm,
+		Outbox: ob, Producer: actors.NeverFull{Client: prod}, Store: nopStore{}, Log: zerolog.Nop(), Metrics: bm,
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -238,7 +238,7 @@ func BenchmarkStartTree(b *testing.B) {
 			b.Fatal(err)
 		}
 		ob := &emptyOutbox{}
-		tree, err := actors.StartTree(engine, cfg, actors.Deps{Outbox: ob, Producer: neverFull{&ackProducer{}}, Store: nopStore{}, Log: zerolog.Nop()})
+		tree, err := actors.StartTree(engine, cfg, actors.Deps{Outbox: ob, Producer: actors.NeverFull{Client: &ackProducer{}}, Store: nopStore{}, Log: zerolog.Nop()})
 		if err != nil {
 			b.Fatal(err)
 		}

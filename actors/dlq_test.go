@@ -56,7 +56,7 @@ func startDLQ(t *testing.T, mutate func(*actors.DLQConfig)) *dlqRig {
 		}
 	}, "inbox")
 	r.pid = engine.Spawn(actors.NewDLQ(r.store, newMemory(j), r.backend, cfg, zerolog.Nop(), nil,
-		actors.ReplayDeps{Admin: r.store, Producer: neverFull{r.kafka}, Routes: messages.DefaultRoutes()}), "dlq", actor.WithID("0"))
+		actors.ReplayDeps{Admin: r.store, Producer: actors.NeverFull{Client: r.kafka}, Routes: messages.DefaultRoutes()}), "dlq", actor.WithID("0"))
 	t.Cleanup(func() {
 		r.kafka.release()
 		ctx, cancel := context.WithTimeout(context.Background(), wait)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -291,20 +290,6 @@ type memKafka struct {
 	hold  bool
 	held  []func()
 }
-
-// neverFull makes a test client that only produces an actors.Producer
-// whose room never runs out: its TryProduce is its Produce.
-type neverFull struct{ produceOnly }
-
-type produceOnly interface {
-	Produce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error))
-}
-
-func (n neverFull) TryProduce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
-	n.Produce(ctx, r, promise)
-}
-
-func (neverFull) Room() int { return math.MaxInt }
 
 func newKafka(j *journal) *memKafka { return &memKafka{j: j, tries: map[string]int{}} }
 
@@ -756,7 +741,7 @@ func startWith(t *testing.T, mutate func(*actors.TreeConfig), setup func(*world)
 	}
 	w.engine = engine
 	log := zerolog.New(io.MultiWriter(zerolog.NewTestWriter(t), &w.logs)).Level(zerolog.ErrorLevel)
-	deps := actors.Deps{Outbox: w.backend, Producer: neverFull{w.kafka}, Store: w.dlq, Log: log, Metrics: m}
+	deps := actors.Deps{Outbox: w.backend, Producer: actors.NeverFull{Client: w.kafka}, Store: w.dlq, Log: log, Metrics: m}
 	if w.skipping {
 		deps.Outbox = skippingBackend{w.backend}
 	}

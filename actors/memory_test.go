@@ -106,7 +106,7 @@ func TestPublisherRemembersAtTheAckMarksAfterAndForgetsOnceMarked(t *testing.T) 
 	}
 	cfg := benchTreeConfig([]messages.Route{messages.DefaultRoutes()[0]})
 	tree, err := actors.StartTree(engine, cfg, actors.Deps{
-		Outbox: ob, Producer: neverFull{prod}, Store: nopStore{}, Memory: redisdlq.NewUnmarked(rdb), Log: zerolog.Nop(),
+		Outbox: ob, Producer: actors.NeverFull{Client: prod}, Store: nopStore{}, Memory: redisdlq.NewUnmarked(rdb), Log: zerolog.Nop(),
 	})
 	if err != nil {
 		t.Fatal(err)

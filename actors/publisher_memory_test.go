@@ -110,7 +110,7 @@ func TestPublisherMarksWhatItWasRememberingWhenTheDLQActorIsLost(t *testing.T) {
 	reply, resolved := spawnResolvedTo(engine)
 	silent := &silentDLQ{}
 	dlq := silent.spawn(engine)
-	pub := engine.Spawn(NewPublisher(neverFull{ackAtOnce{}}, outbox, emptyMemory{}, dlq, cfg, zerolog.Nop(), nil), "publisher")
+	pub := engine.Spawn(NewPublisher(neverFull{Client: ackAtOnce{}}, outbox, emptyMemory{}, dlq, cfg, zerolog.Nop(), nil), "publisher")
 	t.Cleanup(func() {
 		select {
 		case <-outbox.release:
@@ -181,7 +181,7 @@ func TestPublisherTakesNoAnswerMeantForItsPredecessor(t *testing.T) {
 	reply := engine.SpawnFunc(func(*actor.Context) {}, "reply")
 	silent := &silentDLQ{}
 	dlq := silent.spawn(engine)
-	producer := NewPublisher(neverFull{ackAtOnce{}}, outbox, emptyMemory{}, dlq, cfg, zerolog.Nop(), nil)
+	producer := NewPublisher(neverFull{Client: ackAtOnce{}}, outbox, emptyMemory{}, dlq, cfg, zerolog.Nop(), nil)
 	pub := engine.Spawn(producer, "publisher", actor.WithID("0"))
 	engine.Send(pub, messageBatch(1, reply, "old-", events))
 	testenv.Eventually(t, 5*time.Second, "the predecessor's writes asked for", func() bool {

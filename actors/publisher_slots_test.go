@@ -43,7 +43,7 @@ func TestPublisherKeepsNoAckedRecord(t *testing.T) {
 	cfg.MaxRecordBytes = maxRecord
 	reply, resolved := spawnResolvedTo(engine)
 	dlq := engine.SpawnFunc(func(*actor.Context) {}, "dlq")
-	pub := engine.Spawn(NewPublisher(neverFull{ackAtOnce{}}, outbox, nil, dlq, cfg, zerolog.Nop(), nil), "publisher")
+	pub := engine.Spawn(NewPublisher(neverFull{Client: ackAtOnce{}}, outbox, nil, dlq, cfg, zerolog.Nop(), nil), "publisher")
 	t.Cleanup(func() { <-engine.Poison(pub).Done() })
 
 	route := logRoute()
@@ -105,7 +105,7 @@ func TestPublisherHeadersSlabKeepsNoCopies(t *testing.T) {
 	cfg.MaxRecordBytes = 4 << 10 // one event per log array
 	reply, resolved := spawnResolvedTo(engine)
 	dlq := engine.SpawnFunc(func(*actor.Context) {}, "dlq")
-	producer := NewPublisher(neverFull{ackAtOnce{}}, &markCounter{}, nil, dlq, cfg, zerolog.Nop(), nil)
+	producer := NewPublisher(neverFull{Client: ackAtOnce{}}, &markCounter{}, nil, dlq, cfg, zerolog.Nop(), nil)
 	var pub *Publisher
 	pid := engine.Spawn(func() actor.Receiver {
 		r := producer()
@@ -204,7 +204,7 @@ func TestPublisherEmptiesAStrayRecordOnceTheClientGivesItBack(t *testing.T) {
 	cfg.Attempts, cfg.AttemptTimeout = 2, 100*time.Millisecond
 	reply, resolved := spawnResolvedTo(engine)
 	dlq := engine.SpawnFunc(func(*actor.Context) {}, "dlq")
-	pub := engine.Spawn(NewPublisher(neverFull{producer}, outbox, nil, dlq, cfg, zerolog.Nop(), nil), "publisher")
+	pub := engine.Spawn(NewPublisher(neverFull{Client: producer}, outbox, nil, dlq, cfg, zerolog.Nop(), nil), "publisher")
 	t.Cleanup(func() { <-engine.Poison(pub).Done() })
 
 	await := func(batch uint64) {

@@ -23,16 +23,21 @@ func (ackAtOnce) Produce(_ context.Context, r *kgo.Record, promise func(*kgo.Rec
 }
 
 // markCounter is an outbox that only counts SENT marks.
-// neverFull makes a test client that only produces an actors.Producer
-// whose room never runs out: its TryProduce is its Produce.
-type neverFull struct{ produceOnly }
+// neverFull makes Client, a test client that only produces, an
+// actors.Producer whose room never runs out: its TryProduce is its
+// Produce.
+type neverFull struct {
+	Client interface {
+		Produce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error))
+	}
+}
 
-type produceOnly interface {
-	Produce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error))
+func (n neverFull) Produce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
+	n.Client.Produce(ctx, r, promise)
 }
 
 func (n neverFull) TryProduce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
-	n.Produce(ctx, r, promise)
+	n.Client.Produce(ctx, r, promise)
 }
 
 func (neverFull) Room() int { return math.MaxInt }
@@ -112,7 +117,7 @@ func TestProduceAttemptTimerStopsWhenTheAttemptEnds(t *testing.T) {
 	cfg.AttemptTimeout = timeout
 	reply, resolved := spawnResolvedTo(engine)
 	dlq := engine.SpawnFunc(func(*actor.Context) {}, "dlq")
-	pub := engine.Spawn(NewPublisher(neverFull{ackAtOnce{}}, outbox, nil, dlq, cfg, zerolog.Nop(), nil), "publisher", actor.WithMiddleware(count))
+	pub := engine.Spawn(NewPublisher(neverFull{Client: ackAtOnce{}}, outbox, nil, dlq, cfg, zerolog.Nop(), nil), "publisher", actor.WithMiddleware(count))
 	t.Cleanup(func() { <-engine.Poison(pub).Done() })
 
 	engine.Send(pub, messageBatch(1, reply, "", events))
